@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Install everything the tests need and run them all: lint, types, the test
+# suite (unit, asyncio, CLI, interop, Autobahn|Testsuite compliance).
+#
+# Usage: bash scripts/test.sh [pytest arguments]
+# Works on a fresh Debian machine with Python 3.11+; as root it apt-installs
+# what is missing. Set WS13_VENV to use another virtualenv (default: .venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+PYTHON=${PYTHON:-python3}
+VENV=${WS13_VENV:-.venv}
+
+# System packages: python3-venv where the interpreter lacks ensurepip.
+APT_PACKAGES=()
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || APT_PACKAGES+=(python3-venv)
+# A C compiler and Python's headers, for the C speedups the tests also cover.
+command -v cc >/dev/null || APT_PACKAGES+=(gcc)
+"$PYTHON" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || APT_PACKAGES+=(python3-dev)
+if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "apt-get install ${APT_PACKAGES[*]}"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${APT_PACKAGES[@]}" >/dev/null
+  else
+    echo "missing system packages: ${APT_PACKAGES[*]} (install them as root)" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+log "pip install -e .[test,speed]"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+WS13_BUILD_EXTENSION=yes "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test,speed]'
+
+export PATH="$PWD/$VENV/bin:$PATH"
+
+log "ruff check"
+ruff check src tests compliance
+log "ruff format --check"
+ruff format --check src tests compliance
+log "mypy --strict src"
+mypy --strict src
+
+python -c 'import ws13._accel as a, sys; sys.exit(not a.USING_SPEEDUPS)' \
+  || { echo "the C speedups did not build" >&2; exit 1; }
+
+# The pure-Python path runs the same tests (Autobahn runs once, below).
+log "pytest, pure Python (WS13_NO_EXTENSIONS=1)"
+WS13_NO_EXTENSIONS=1 python -m pytest -q -m "not compliance" "$@"
+
+log "pytest, C speedups"
+exec python -m pytest "$@"

@@ -1,0 +1,467 @@
+"""The asyncio glue around the sans-I/O core, shared by clients and servers.
+
+``Connection`` is an ``asyncio.Protocol``: bytes from the transport go into
+``self.protocol``; the bytes it wants written go to the transport; complete
+messages go to a bounded queue that ``recv()`` reads. Timeouts, keepalive and
+flow control live here, never in the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any, cast
+
+from ..exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+)
+from ..frames import CloseCode, Frame, Opcode
+from ..http11 import Request, Response
+from ..protocol import CLOSED, OPEN, SEND_EOF, Protocol, State
+from .messages import MessageQueue
+
+__all__ = ["OK_CLOSE_CODES", "Connection", "Data"]
+
+Data = str | bytes | bytearray | memoryview
+OK_CLOSE_CODES = frozenset(
+    {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
+)
+
+
+class Connection(asyncio.Protocol):
+    """A WebSocket connection driven by asyncio.
+
+    You get one from ``ws13.asyncio.connect()`` or as the argument of a
+    ``serve()`` handler; you don't build it yourself.
+
+    Args:
+        protocol: the sans-I/O core, ``ClientProtocol`` or ``ServerProtocol``.
+        ping_interval: seconds between keepalive pings; ``None`` disables them.
+        ping_timeout: seconds to wait for the pong before closing with 1011;
+            ``None`` waits forever.
+        close_timeout: seconds to wait for the closing handshake and the TCP
+            close before aborting the connection.
+        max_queue: received messages buffered before reading pauses (``None``
+            for no limit).
+        write_limit: write-buffer high-water mark in bytes; ``send()`` waits
+            while the buffer is above it until it drains below a quarter of it.
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        *,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        max_queue: int | None = 16,
+        write_limit: int = 2**16,
+    ) -> None:
+        self.protocol = protocol
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.write_limit = write_limit
+        self.logger = protocol.logger
+        self.debug = protocol.debug
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        #: Seconds between the last ping and its pong, 0 before the first one.
+        self.latency = 0.0
+        self._messages = MessageQueue(self._pause_reading, self._resume_reading, max_queue)
+        self._paused_writing = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._closed: asyncio.Future[None] = self.loop.create_future()
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._keepalive_timer: asyncio.TimerHandle | None = None
+        self._send_lock = asyncio.Lock()
+        self._fragmenting = False
+
+    # -- properties ----------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """CONNECTING, OPEN, CLOSING or CLOSED."""
+        return self.protocol.state
+
+    @property
+    def request(self) -> Request | None:
+        """The opening handshake request."""
+        return getattr(self.protocol, "request", None)
+
+    @property
+    def response(self) -> Response | None:
+        """The opening handshake response."""
+        return getattr(self.protocol, "response", None)
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol negotiated during the opening handshake, if any."""
+        return getattr(self.protocol, "subprotocol", None)
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received, 1006 without one; ``None`` until CLOSED."""
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received; ``None`` until CLOSED."""
+        return self.protocol.close_reason
+
+    @property
+    def local_address(self) -> Any:
+        """The local socket address (``(host, port)`` for TCP, a path for Unix)."""
+        return None if self.transport is None else self.transport.get_extra_info("sockname")
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's socket address."""
+        return None if self.transport is None else self.transport.get_extra_info("peername")
+
+    # -- receiving -----------------------------------------------------------
+
+    async def recv(self) -> str | bytes:
+        """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises ConnectionClosedOK after a normal close and ConnectionClosedError
+        otherwise, once every message received before the close was read;
+        ConcurrencyError if another coroutine is already in ``recv()``.
+        """
+        message = self._messages.get_nowait()
+        if message is not None:
+            return message
+        return await self._messages.get()
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        """Iterate over messages until a normal close (an error close raises)."""
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        message = self._messages.get_nowait()
+        if message is not None:
+            return message
+        try:
+            return await self._messages.get()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
+
+    # -- sending -------------------------------------------------------------
+
+    async def send(self, message: Data | Iterable[Data] | AsyncIterable[Data]) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary.
+
+        An iterable or async iterable of str (or of bytes-like) sends one
+        fragmented message, a frame per item. Waits while the write buffer is
+        above ``write_limit``. Raises ConnectionClosed once the connection is
+        closing, TypeError for anything else.
+        """
+        if self._fragmenting:
+            async with self._send_lock:
+                pass
+        protocol = self.protocol
+        if protocol._state is not OPEN:
+            raise self._closed_exc()
+        if isinstance(message, str):
+            protocol.send_text(message.encode("utf-8"))
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            protocol.send_binary(message)
+        elif isinstance(message, (Iterable, AsyncIterable)):
+            await self._send_fragments(message)  # type: ignore[arg-type]
+            return
+        else:
+            raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+        self._flush()
+        if self._paused_writing:
+            await self._drain()
+
+    async def _send_fragments(self, fragments: Iterable[Data] | AsyncIterable[Data]) -> None:
+        async with self._send_lock:
+            self._fragmenting = True
+            sent_first = False
+            try:
+                iterator = (
+                    aiter(fragments)
+                    if isinstance(fragments, AsyncIterable)
+                    else _as_async(fragments)
+                )
+                text: bool | None = None
+                # Each fragment waits for the next one to learn whether it is
+                # the last (FIN), so a generator can be sent lazily.
+                pending: bytes | None = None
+                async for item in iterator:
+                    if isinstance(item, str):
+                        item_text, data = True, item.encode("utf-8")
+                    elif isinstance(item, (bytes, bytearray, memoryview)):
+                        item_text, data = False, bytes(item)
+                    else:
+                        raise TypeError("fragments must be str or bytes-like")
+                    if text is None:
+                        text = item_text
+                    elif text != item_text:
+                        raise TypeError("all fragments of a message must be str or all bytes")
+                    if pending is not None:
+                        self._send_fragment(pending, text, first=not sent_first, fin=False)
+                        sent_first = True
+                        await self._drain_if_needed()
+                    pending = data
+                if pending is not None:
+                    assert text is not None
+                    self._send_fragment(pending, text, first=not sent_first, fin=True)
+                    await self._drain_if_needed()
+            except BaseException:
+                # A message can't be left half-sent: fail the connection.
+                if sent_first and self.protocol.state is OPEN:
+                    self.protocol.fail(CloseCode.INTERNAL_ERROR, "error while sending fragments")
+                    self._flush()
+                raise
+            finally:
+                self._fragmenting = False
+
+    def _send_fragment(self, data: bytes, text: bool, *, first: bool, fin: bool) -> None:
+        protocol = self.protocol
+        if protocol._state is not OPEN:
+            raise self._closed_exc()
+        if not first:
+            protocol.send_continuation(data, fin=fin)
+        elif text:
+            protocol.send_text(data, fin=fin)
+        else:
+            protocol.send_binary(data, fin=fin)
+        self._flush()
+
+    async def _drain_if_needed(self) -> None:
+        if self._paused_writing:
+            await self._drain()
+
+    def ping(self, data: str | bytes | None = None) -> asyncio.Future[float]:
+        """Send a Ping; return a future that resolves with the round-trip time in seconds.
+
+        ``data`` defaults to 4 random bytes. A Pong answers its Ping and every
+        Ping sent before it (RFC 6455 section 5.5.3 lets a peer answer only
+        the latest). Raises ConnectionClosed if the connection is closing.
+        """
+        if self.protocol.state is not OPEN:
+            raise self._closed_exc()
+        if data is None:
+            payload = os.urandom(4)
+            while payload in self._pings:
+                payload = os.urandom(4)
+        else:
+            payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+            if payload in self._pings:
+                raise ConcurrencyError("a ping with the same data is already waiting for its pong")
+        waiter: asyncio.Future[float] = self.loop.create_future()
+        self.protocol.send_ping(payload)
+        self._pings[payload] = (waiter, self.loop.time())
+        self._flush()
+        return waiter
+
+    async def pong(self, data: str | bytes = b"") -> None:
+        """Send an unsolicited Pong (a one-way heartbeat)."""
+        if self.protocol.state is not OPEN:
+            raise self._closed_exc()
+        self.protocol.send_pong(data.encode("utf-8") if isinstance(data, str) else bytes(data))
+        self._flush()
+
+    # -- closing -------------------------------------------------------------
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Do the closing handshake with ``code`` and ``reason``; wait for the TCP close.
+
+        Waits at most ``close_timeout`` for the peer, then aborts. Calling it
+        on a closing or closed connection just waits.
+        """
+        if self.protocol.state is OPEN:
+            if self._fragmenting:
+                # A half-sent fragmented message can't be finished: fail it.
+                self.protocol.fail(CloseCode.INTERNAL_ERROR, "close during fragmented send")
+            else:
+                self.protocol.send_close(code, reason)
+            self._flush()
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed."""
+        await asyncio.shield(self._closed)
+
+    def _closed_exc(self) -> ConnectionClosed:
+        protocol = self.protocol
+        rcvd, sent = protocol.close_rcvd, protocol.close_sent
+        if (
+            rcvd is not None
+            and sent is not None
+            and rcvd.code in OK_CLOSE_CODES
+            and sent.code in OK_CLOSE_CODES
+        ):
+            return ConnectionClosedOK(rcvd, sent, protocol.close_rcvd_then_sent)
+        exc = ConnectionClosedError(rcvd, sent, protocol.close_rcvd_then_sent)
+        exc.__cause__ = protocol.parser_exc
+        return exc
+
+    # -- the glue ------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Write what the core queued; close the transport on SEND_EOF."""
+        transport = self.transport
+        for data in self.protocol.data_to_send():
+            if transport is None:
+                break
+            if data is SEND_EOF or not data:
+                # Section 7.1.1: the server closes TCP first. transport.close()
+                # flushes the buffer before closing the socket.
+                transport.close()
+                transport = None
+            else:
+                transport.write(data)
+        if self._close_timer is None and self.protocol.close_expected():
+            self._start_close_timer()
+
+    def _start_close_timer(self) -> None:
+        if self.close_timeout is not None and not self._closed.done():
+            self._close_timer = self.loop.call_later(self.close_timeout, self._abort)
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            if self.debug:
+                self.logger.debug("! timed out waiting for TCP close")
+            self.transport.abort()
+
+    def _handle_events(self) -> None:
+        for event in self.protocol.events_received():
+            if type(event) is str or type(event) is bytes:
+                self._messages.put(event)
+            elif isinstance(event, Frame):
+                if event.opcode is Opcode.PONG:
+                    self._acknowledge_pings(event.data)
+            elif isinstance(event, (Request, Response)):
+                self._handle_handshake(event)
+
+    def _handle_handshake(self, event: Request | Response) -> None:
+        """Handle the opening handshake event; subclasses override."""
+
+    def _acknowledge_pings(self, data: bytes) -> None:
+        if data not in self._pings:
+            return  # An unsolicited pong is fine (section 5.5.3).
+        now = self.loop.time()
+        for key in list(self._pings):
+            waiter, sent_at = self._pings.pop(key)
+            if not waiter.done():
+                waiter.set_result(now - sent_at)
+            if key == data:
+                self.latency = now - sent_at
+                break
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    async def _drain(self) -> None:
+        if self._drain_waiter is None or self._drain_waiter.done():
+            self._drain_waiter = self.loop.create_future()
+        await asyncio.shield(self._drain_waiter)
+        if self.transport is None:
+            raise self._closed_exc()
+
+    def _start_keepalive(self) -> None:
+        if self.ping_interval is not None:
+            self._keepalive_timer = self.loop.call_later(self.ping_interval, self._keepalive)
+
+    def _keepalive(self) -> None:
+        """Send a keepalive ping, then check for its pong after ``ping_timeout``.
+
+        Timer callbacks rather than a task: an idle connection costs one timer.
+        """
+        if self.protocol.state is not OPEN:
+            return
+        waiter = self.ping()
+        if self.ping_timeout is not None:
+            self._keepalive_timer = self.loop.call_later(
+                self.ping_timeout, self._keepalive_check, waiter
+            )
+        else:
+            self._start_keepalive()
+
+    def _keepalive_check(self, waiter: asyncio.Future[float]) -> None:
+        if waiter.done():
+            self._start_keepalive()
+            return
+        if self.protocol.state is OPEN:
+            if self.debug:
+                self.logger.debug("! keepalive ping timed out")
+            self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            self._flush()
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- asyncio.Protocol ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # No isinstance check: uvloop's transports (used by `ws13 serve`) have
+        # the Transport methods but don't subclass asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        self.protocol.receive_data(data)
+        self._flush()
+        self._handle_events()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self._flush()
+        self._handle_events()
+        return None
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        protocol = self.protocol
+        if protocol.state is not CLOSED:
+            protocol.receive_eof()
+            protocol.data_to_send()
+            self._handle_events()
+        self.transport = None
+        for timer in (self._close_timer, self._keepalive_timer):
+            if timer is not None:
+                timer.cancel()
+        closed = self._closed_exc()
+        self._messages.close(closed)
+        for waiter, _ in self._pings.values():
+            if not waiter.done():
+                waiter.set_exception(closed)
+                waiter.exception()  # mark retrieved: nobody may await a keepalive ping
+        self._pings.clear()
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+        if not self._closed.done():
+            self._closed.set_result(None)
+        if self.debug:
+            self.logger.debug("= connection closed: %s", closed)
+
+
+async def _as_async(iterator: Iterable[Data]) -> AsyncIterator[Data]:
+    for item in iterator:
+        yield item

@@ -1,0 +1,109 @@
+"""The bounded queue between the network and ``Connection.recv()``.
+
+Complete messages go in from ``data_received()``; ``recv()`` takes them out.
+When ``high`` messages wait, the queue pauses reading from the transport so a
+slow consumer makes TCP push back on the peer instead of growing memory; it
+resumes below ``low``. A reader that finds a message waiting gets it without
+awaiting anything: no future is made per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from ..exceptions import ConcurrencyError
+
+__all__ = ["MessageQueue"]
+
+Message = str | bytes
+
+
+class MessageQueue:
+    """A FIFO of messages with one waiting reader and read flow control.
+
+    Args:
+        pause: called when the queue reaches ``high`` messages.
+        resume: called when it falls back to ``low`` after a pause.
+        high: messages queued before reading pauses; ``None`` never pauses.
+        low: messages left when reading resumes (default ``high // 4``).
+    """
+
+    __slots__ = ("_exc", "_high", "_low", "_pause", "_paused", "_queue", "_resume", "_waiter")
+
+    def __init__(
+        self,
+        pause: Callable[[], None],
+        resume: Callable[[], None],
+        high: int | None = 16,
+        low: int | None = None,
+    ) -> None:
+        self._queue: deque[Message] = deque()
+        self._waiter: asyncio.Future[Message] | None = None
+        self._pause = pause
+        self._resume = resume
+        self._high = high
+        self._low = (high // 4 if low is None else low) if high is not None else 0
+        self._paused = False
+        self._exc: BaseException | None = None
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def put(self, message: Message) -> None:
+        """Add a message; hand it straight to a waiting reader if there is one."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(message)
+            return
+        self._queue.append(message)
+        if self._high is not None and not self._paused and len(self._queue) >= self._high:
+            self._paused = True
+            self._pause()
+
+    def close(self, exc: BaseException) -> None:
+        """No more messages will come: readers get ``exc`` once the queue is empty."""
+        self._exc = exc
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def get_nowait(self) -> Message | None:
+        """Return the next message, or ``None`` if none is waiting."""
+        if not self._queue:
+            return None
+        message = self._queue.popleft()
+        if self._paused and len(self._queue) <= self._low:
+            self._paused = False
+            self._resume()
+        return message
+
+    async def get(self) -> Message:
+        """Return the next message, waiting for one if needed.
+
+        Raises the exception given to ``close()`` when the queue is empty and
+        closed, and ConcurrencyError if another coroutine is already waiting.
+        """
+        if self._queue:
+            message = self._queue.popleft()
+            if self._paused and len(self._queue) <= self._low:
+                self._paused = False
+                self._resume()
+            return message
+        if self._exc is not None:
+            raise self._exc
+        if self._waiter is not None:
+            raise ConcurrencyError("another coroutine is already waiting for the next message")
+        waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # A message delivered in the same loop iteration as the
+            # cancellation must not be lost: put it back at the front.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._queue.appendleft(waiter.result())
+            raise
+        finally:
+            self._waiter = None

@@ -1,0 +1,334 @@
+"""The asyncio server: ``serve()``, ``unix_serve()`` and ``Server``."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from types import TracebackType
+from typing import Any
+
+from ..exceptions import ConnectionClosed
+from ..frames import CloseCode
+from ..http11 import Request, Response
+from ..protocol import CONNECTING, OPEN
+from ..server import ServerProtocol, SubprotocolSelector
+from ..version import USER_AGENT
+from .connection import Connection
+
+__all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
+
+Handler = Callable[["ServerConnection"], Awaitable[None]]
+#: ``process_request(connection, request)`` returns None to go on with the
+#: WebSocket handshake, or a Response (e.g. ``connection.respond(200, "OK")``)
+#: to answer plain HTTP instead. It may be a coroutine function.
+ProcessRequest = Callable[
+    ["ServerConnection", Request], "Response | Awaitable[Response | None] | None"
+]
+
+
+class ServerConnection(Connection):
+    """A connection accepted by a ``Server``; the argument of the handler."""
+
+    protocol: ServerProtocol
+
+    def __init__(self, protocol: ServerProtocol, server: Server, **kwargs: Any) -> None:
+        super().__init__(protocol, **kwargs)
+        self.server = server
+        self._open_timer: asyncio.TimerHandle | None = None
+        self.handler_task: asyncio.Task[None] | None = None
+
+    def respond(self, status: int, text: str) -> Response:
+        """Build a plain-text HTTP response, for ``process_request`` to return."""
+        return self.protocol.reject(status, text)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.server.connections.add(self)
+        if self.server.open_timeout is not None:
+            self._open_timer = self.loop.call_later(self.server.open_timeout, self._open_timed_out)
+
+    def _open_timed_out(self) -> None:
+        if self.protocol.state is CONNECTING and self.transport is not None:
+            if self.debug:
+                self.logger.debug("! opening handshake timed out")
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.protocol.handshake_exc is not None and self.protocol.request is None:
+            # Malformed request: the core already answered 4xx and asked for EOF.
+            self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
+
+    def _handle_handshake(self, event: Request | Response) -> None:
+        assert isinstance(event, Request)
+        process_request = self.server.process_request
+        if process_request is None:
+            self._finish_handshake(event, None)
+            return
+        try:
+            result = process_request(self, event)
+        except Exception:
+            self.logger.error("process_request failed", exc_info=True)
+            self._finish_handshake(event, self.respond(500, "Internal Server Error\n"))
+            return
+        if inspect.isawaitable(result):
+            self.loop.create_task(self._await_process_request(event, result))
+        else:
+            self._finish_handshake(event, result)
+
+    async def _await_process_request(
+        self, request: Request, result: Awaitable[Response | None]
+    ) -> None:
+        try:
+            response = await result
+        except Exception:
+            self.logger.error("process_request failed", exc_info=True)
+            response = self.respond(500, "Internal Server Error\n")
+        if self.transport is not None:
+            self._finish_handshake(request, response)
+
+    def _finish_handshake(self, request: Request, response: Response | None) -> None:
+        if response is None:
+            response = self.protocol.accept(request)
+            if self.protocol.handshake_exc is not None:
+                self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
+        self.protocol.send_response(response)
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+        if self.protocol.state is OPEN:
+            self._start_keepalive()
+            self.handler_task = self.loop.create_task(self._run_handler())
+        self._flush()
+        self._handle_events()
+
+    async def _run_handler(self) -> None:
+        try:
+            await self.server.handler(self)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            self.logger.error("connection handler failed", exc_info=True)
+            await self.close(CloseCode.INTERNAL_ERROR)
+            return
+        await self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+        self.server.connections.discard(self)
+
+
+class Server:
+    """A WebSocket server; ``serve()`` makes one.
+
+    Attributes:
+        connections: the open connections (including those in the handshake).
+        server: the underlying ``asyncio.Server``.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        process_request: ProcessRequest | None = None,
+        open_timeout: float | None = 10,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        self.handler = handler
+        self.process_request = process_request
+        self.open_timeout = open_timeout
+        self.logger = logger or logging.getLogger("ws13.server")
+        self.connections: set[ServerConnection] = set()
+        self.server: asyncio.Server | None = None
+        self._close_task: asyncio.Task[None] | None = None
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets."""
+        assert self.server is not None
+        return tuple(self.server.sockets)
+
+    @property
+    def port(self) -> int:
+        """The port of the first listening TCP socket (useful with port 0)."""
+        return int(self.sockets[0].getsockname()[1])
+
+    def close(self, code: int = CloseCode.GOING_AWAY, timeout: float | None = 10) -> None:
+        """Stop accepting connections and close every open one with ``code`` (1001).
+
+        Handlers get up to ``timeout`` seconds to finish; ``wait_closed()``
+        waits for all of it.
+        """
+        if self._close_task is None:
+            self._close_task = asyncio.get_running_loop().create_task(self._close(code, timeout))
+
+    async def _close(self, code: int, grace: float | None) -> None:
+        assert self.server is not None
+        self.server.close()
+        connections = list(self.connections)
+        for connection in connections:
+            if connection.protocol.state is CONNECTING and connection.transport is not None:
+                connection.transport.close()
+        closing = [
+            asyncio.ensure_future(c.close(code, "server shutting down"))
+            for c in connections
+            if c.protocol.state is OPEN
+        ]
+        tasks = [c.handler_task for c in connections if c.handler_task is not None]
+        pending = [t for t in [*closing, *tasks] if not t.done()]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=grace)
+            for task in still:
+                task.cancel()
+            if still:
+                self.logger.warning("%d connection handler(s) cancelled at shutdown", len(still))
+                await asyncio.wait(still, timeout=1)
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+        await self.server.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until ``close()`` has finished."""
+        if self._close_task is not None:
+            await asyncio.shield(self._close_task)
+        elif self.server is not None:
+            await self.server.wait_closed()
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled; then shut down gracefully."""
+        assert self.server is not None
+        try:
+            await self.server.serve_forever()
+        except asyncio.CancelledError:
+            self.close()
+            await self.wait_closed()
+            raise
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+class serve:
+    """Start a WebSocket server on ``host`` and ``port``.
+
+    Use it as ``server = await serve(handler, host, port)`` or
+    ``async with serve(handler, host, port) as server: await server.serve_forever()``.
+    ``handler(connection)`` runs for each connection; when it returns the
+    connection is closed with 1000; if it raises, the error is logged and the
+    connection closed with 1011.
+
+    Args:
+        handler: coroutine function taking a ``ServerConnection``.
+        host, port: where to listen (``None`` host: all interfaces; port 0:
+            any free port, see ``Server.port``).
+        origins: acceptable Origin values (``None`` in the list: no Origin
+            header); refused ones get 403. Default: any.
+        subprotocols: subprotocols this server speaks, by preference.
+        select_subprotocol: ``f(request, offered) -> str | None`` to choose instead.
+        process_request: hook to answer plain HTTP; see ``ProcessRequest``.
+        server_header: ``Server`` header (``None`` for none).
+        open_timeout: seconds for the client to complete the handshake (10).
+        ping_interval, ping_timeout, close_timeout, max_queue, write_limit:
+            see ``Connection``.
+        max_size: the largest message accepted (1 MiB); ``None`` lifts it.
+        ssl: an ``ssl.SSLContext`` to serve ``wss://``.
+        logger: logger to use (default ``ws13.server``).
+        **kwargs: passed to ``loop.create_server()`` (``sock``, ``reuse_port``,
+            ``backlog``...) or, with ``unix=True``, ``loop.create_unix_server()``.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str | Sequence[str] | None = None,
+        port: int | None = None,
+        *,
+        origins: Sequence[str | None] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        select_subprotocol: SubprotocolSelector | None = None,
+        process_request: ProcessRequest | None = None,
+        server_header: str | None = USER_AGENT,
+        open_timeout: float | None = 10,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        max_size: int | None = 2**20,
+        max_queue: int | None = 16,
+        write_limit: int = 2**16,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        unix: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.server = Server(
+            handler, process_request=process_request, open_timeout=open_timeout, logger=logger
+        )
+        self.host = host
+        self.port = port
+        self.unix = unix
+        self.kwargs = kwargs
+        server = self.server
+
+        def factory() -> ServerConnection:
+            protocol = ServerProtocol(
+                origins=origins,
+                subprotocols=subprotocols,
+                select_subprotocol=select_subprotocol,
+                server_header=server_header,
+                max_size=max_size,
+                logger=logger,
+            )
+            return ServerConnection(
+                protocol,
+                server,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
+                close_timeout=close_timeout,
+                max_queue=max_queue,
+                write_limit=write_limit,
+            )
+
+        self.factory = factory
+
+    async def _start(self) -> Server:
+        loop = asyncio.get_running_loop()
+        if self.unix:
+            self.server.server = await loop.create_unix_server(self.factory, **self.kwargs)
+        else:
+            self.server.server = await loop.create_server(
+                self.factory, self.host, self.port, **self.kwargs
+            )
+        return self.server
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self._start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def unix_serve(handler: Handler, path: str | None = None, **kwargs: Any) -> serve:
+    """Start a WebSocket server on the Unix socket at ``path``; see ``serve()``."""
+    return serve(handler, unix=True, path=path, **kwargs)

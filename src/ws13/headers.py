@@ -1,0 +1,208 @@
+"""HTTP headers: a case-insensitive multi-dict and the WebSocket header grammars.
+
+RFC 6455 section 4 and RFC 7230 section 3.2 define the grammars; RFC 7692
+section 5 the ``Sec-WebSocket-Extensions`` one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from .exceptions import InvalidHeader
+
+__all__ = [
+    "ExtensionHeader",
+    "ExtensionParameter",
+    "Headers",
+    "build_extension_list",
+    "parse_extension_list",
+    "parse_token_list",
+]
+
+ExtensionParameter = tuple[str, "str | None"]
+ExtensionHeader = tuple[str, list[ExtensionParameter]]
+
+# RFC 7230 section 3.2.6: token = 1*tchar
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_TOKEN_STR = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+# field-value: visible characters, spaces and tabs, and obs-text (bytes >= 0x80).
+_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+class Headers:
+    """HTTP headers: ordered, repeatable, looked up case-insensitively.
+
+    ``headers["Name"]`` returns the only value of a header and raises KeyError
+    when it is missing or repeated; ``get_all()`` returns every value.
+    """
+
+    __slots__ = ("_index", "_items")
+
+    def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
+        self._items: list[tuple[str, str]] = []
+        self._index: dict[str, list[str]] = {}
+        if items is not None:
+            for name, value in items:
+                self[name] = value
+
+    def __setitem__(self, name: str, value: str) -> None:
+        """Add a header; an existing header of the same name is kept."""
+        self._items.append((name, value))
+        self._index.setdefault(name.lower(), []).append(value)
+
+    def __getitem__(self, name: str) -> str:
+        values = self._index[name.lower()]
+        if len(values) != 1:
+            raise KeyError(f"{name} appears {len(values)} times")
+        return values[0]
+
+    def __delitem__(self, name: str) -> None:
+        key = name.lower()
+        del self._index[key]
+        self._items = [(n, v) for n, v in self._items if n.lower() != key]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._items == other._items
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+    def __str__(self) -> str:
+        return "".join(f"{name}: {value}\r\n" for name, value in self._items) + "\r\n"
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The value of a header, joined with ", " when it appears several times."""
+        values = self._index.get(name.lower())
+        if not values:
+            return default
+        return ", ".join(values)
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of a header, in order; an empty list when it is missing."""
+        return list(self._index.get(name.lower(), ()))
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every (name, value) pair, in order."""
+        return list(self._items)
+
+    def copy(self) -> Headers:
+        return Headers(self._items)
+
+    def update(self, items: Iterable[tuple[str, str]]) -> None:
+        for name, value in items:
+            self[name] = value
+
+    def serialize(self) -> bytes:
+        """The header block, ending with the empty line."""
+        return str(self).encode()
+
+
+def is_token(value: str) -> bool:
+    return _TOKEN_STR.fullmatch(value) is not None
+
+
+def check_field(name: bytes, value: bytes) -> None:
+    """Raise InvalidHeader unless ``name`` is a token and ``value`` a field-value."""
+    if _TOKEN.fullmatch(name) is None:
+        raise InvalidHeader(name.decode("latin-1"), "invalid header name")
+    if _VALUE.fullmatch(value) is None:
+        raise InvalidHeader(name.decode("latin-1"), "invalid character in value")
+
+
+def parse_token_list(values: list[str], header: str) -> list[str]:
+    """Parse ``1#token`` (RFC 7230 section 7): comma lists, empty elements allowed.
+
+    Tokens are returned as written; compare them case-insensitively.
+    """
+    tokens = []
+    for value in values:
+        for item in value.split(","):
+            item = item.strip(" \t")
+            if not item:
+                continue
+            if not is_token(item):
+                raise InvalidHeader(header, value)
+            tokens.append(item)
+    return tokens
+
+
+def _parse_param_value(raw: str, header: str, full: str) -> str:
+    raw = raw.strip(" \t")
+    if raw.startswith('"'):
+        match = _QUOTED.fullmatch(raw)
+        if match is None:
+            raise InvalidHeader(header, full)
+        unquoted = re.sub(r"\\(.)", r"\1", match.group(1))
+        # RFC 6455 section 9.1: a quoted-string value must be a token after unescaping.
+        if not is_token(unquoted):
+            raise InvalidHeader(header, full)
+        return unquoted
+    if not is_token(raw):
+        raise InvalidHeader(header, full)
+    return raw
+
+
+def _split_outside_quotes(text: str, sep: str) -> list[str]:
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == sep and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def parse_extension_list(values: list[str]) -> list[ExtensionHeader]:
+    """Parse ``Sec-WebSocket-Extensions`` (RFC 6455 section 9.1).
+
+    ``permessage-deflate; client_max_window_bits, x-foo; a=1`` gives
+    ``[("permessage-deflate", [("client_max_window_bits", None)]), ("x-foo", [("a", "1")])]``.
+    """
+    header = "Sec-WebSocket-Extensions"
+    result: list[ExtensionHeader] = []
+    for value in values:
+        for item in _split_outside_quotes(value, ","):
+            if not item.strip(" \t"):
+                continue
+            name, *raw_params = _split_outside_quotes(item, ";")
+            name = name.strip(" \t")
+            if not is_token(name):
+                raise InvalidHeader(header, value)
+            params: list[ExtensionParameter] = []
+            for raw in raw_params:
+                key, eq, raw_value = raw.partition("=")
+                key = key.strip(" \t")
+                if not is_token(key):
+                    raise InvalidHeader(header, value)
+                params.append((key, _parse_param_value(raw_value, header, value) if eq else None))
+            result.append((name, params))
+    return result
+
+
+def build_extension_list(extensions: Iterable[ExtensionHeader]) -> str:
+    """The inverse of ``parse_extension_list``."""
+    return ", ".join(
+        "; ".join([name] + [key if value is None else f"{key}={value}" for key, value in params])
+        for name, params in extensions
+    )

@@ -1,0 +1,225 @@
+"""The HTTP/1.1 messages of the opening handshake (RFC 6455 section 4, RFC 7230).
+
+Parsing is incremental: ``parse()`` takes the bytes received so far and returns
+``None`` until a whole message is there. Limits protect a server from a peer
+that sends endless or huge headers; each can be raised with an environment
+variable:
+
+* ``WS13_MAX_LINE_LENGTH`` — bytes per request, status or header line (8192);
+* ``WS13_MAX_NUM_HEADERS`` — header lines per message (128);
+* ``WS13_MAX_BODY_SIZE`` — body of a non-101 response read by a client (1 MiB).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from http import HTTPStatus
+
+from .exceptions import InvalidHeader, InvalidMessage
+from .headers import Headers, check_field
+
+__all__ = [
+    "MAX_BODY_SIZE",
+    "MAX_LINE_LENGTH",
+    "MAX_NUM_HEADERS",
+    "Request",
+    "Response",
+    "reason_phrase",
+]
+
+MAX_LINE_LENGTH = int(os.environ.get("WS13_MAX_LINE_LENGTH", "8192"))
+MAX_NUM_HEADERS = int(os.environ.get("WS13_MAX_NUM_HEADERS", "128"))
+MAX_BODY_SIZE = int(os.environ.get("WS13_MAX_BODY_SIZE", str(2**20)))
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase of ``status``, or an empty string."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _split_head(data: bytes | bytearray) -> tuple[list[bytes], int] | None:
+    """Split the head of an HTTP message into lines; ``None`` if it is incomplete.
+
+    Returns the lines (without the final empty line) and the size of the head.
+    Accepts bare LF line ends, as RFC 7230 section 3.5 allows.
+    """
+    end = data.find(b"\n\r\n")
+    size = end + 3
+    lf_end = data.find(b"\n\n")
+    if lf_end != -1 and (end == -1 or lf_end < end):
+        end, size = lf_end, lf_end + 2
+    if end == -1:
+        lines = bytes(data).split(b"\n")
+        if len(lines[-1]) > MAX_LINE_LENGTH or any(len(x) > MAX_LINE_LENGTH + 1 for x in lines):
+            raise InvalidMessage(
+                f"line too long (limit: {MAX_LINE_LENGTH} bytes, set WS13_MAX_LINE_LENGTH)",
+                status=431,
+            )
+        if len(lines) > MAX_NUM_HEADERS + 2:
+            raise InvalidMessage(
+                f"too many headers (limit: {MAX_NUM_HEADERS}, set WS13_MAX_NUM_HEADERS)",
+                status=431,
+            )
+        return None
+    lines = [line.removesuffix(b"\r") for line in bytes(data[: end + 1]).split(b"\n")[:-1]]
+    if any(len(line) > MAX_LINE_LENGTH for line in lines):
+        raise InvalidMessage(
+            f"line too long (limit: {MAX_LINE_LENGTH} bytes, set WS13_MAX_LINE_LENGTH)",
+            status=431,
+        )
+    if len(lines) > MAX_NUM_HEADERS + 1:
+        raise InvalidMessage(
+            f"too many headers (limit: {MAX_NUM_HEADERS}, set WS13_MAX_NUM_HEADERS)",
+            status=431,
+        )
+    return lines, size
+
+
+def _parse_headers(lines: list[bytes]) -> Headers:
+    headers = Headers()
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if not colon:
+            raise InvalidMessage(f"invalid HTTP header line: {line!r}")
+        value = value.strip(b" \t")
+        try:
+            check_field(name, value)
+        except InvalidHeader as exc:
+            raise InvalidMessage(f"invalid HTTP header line: {line!r}") from exc
+        headers[name.decode("ascii")] = value.decode("latin-1")
+    return headers
+
+
+@dataclasses.dataclass(slots=True)
+class Request:
+    """An HTTP GET request: the opening handshake of a client.
+
+    Attributes:
+        path: the request target, path and query (``/chat?room=1``).
+        headers: the request headers.
+    """
+
+    path: str
+    headers: Headers
+
+    @classmethod
+    def parse(cls, data: bytes | bytearray) -> tuple[Request, int] | None:
+        """Parse a request from the start of ``data``.
+
+        Returns the request and the number of bytes it used, or ``None`` if
+        more bytes are needed. Raises InvalidMessage when the request is
+        malformed, too large, or not a ``GET`` over HTTP/1.1 (RFC 6455
+        section 4.1: "The method of the request MUST be GET, and the HTTP
+        version MUST be at least 1.1.").
+        """
+        split = _split_head(data)
+        if split is None:
+            return None
+        lines, size = split
+        if not lines:
+            raise InvalidMessage("empty HTTP request")
+        parts = lines[0].split(b" ")
+        if len(parts) != 3:
+            raise InvalidMessage(f"invalid HTTP request line: {lines[0]!r}")
+        method, target, version = parts
+        if version not in (b"HTTP/1.1",):
+            if version.startswith(b"HTTP/"):
+                raise InvalidMessage(
+                    f"unsupported protocol: {version.decode('latin-1')}; expected HTTP/1.1",
+                    status=505,
+                )
+            raise InvalidMessage(f"invalid HTTP request line: {lines[0]!r}")
+        if method != b"GET":
+            raise InvalidMessage(
+                f"unsupported method: {method.decode('latin-1')}; expected GET", status=405
+            )
+        if not target.startswith(b"/") or any(b < 0x21 or b > 0x7E for b in target):
+            raise InvalidMessage(f"invalid request target: {target!r}")
+        return cls(target.decode("ascii"), _parse_headers(lines[1:])), size
+
+    def serialize(self) -> bytes:
+        return f"GET {self.path} HTTP/1.1\r\n".encode() + self.headers.serialize()
+
+
+@dataclasses.dataclass(slots=True)
+class Response:
+    """An HTTP response: ``101 Switching Protocols`` or a refusal with a body."""
+
+    status_code: int
+    reason_phrase: str
+    headers: Headers
+    body: bytes = b""
+
+    @classmethod
+    def parse(cls, data: bytes | bytearray, *, eof: bool = False) -> tuple[Response, int] | None:
+        """Parse a response from the start of ``data``.
+
+        Returns the response and the bytes it used, or ``None`` if more are
+        needed. A 101 response has no body; any other reads ``Content-Length``
+        bytes, or everything up to ``eof`` when there is no Content-Length.
+        """
+        split = _split_head(data)
+        if split is None:
+            if eof:
+                raise InvalidMessage("connection closed during the opening handshake")
+            return None
+        lines, size = split
+        if not lines:
+            raise InvalidMessage("empty HTTP response")
+        version, _, rest = lines[0].partition(b" ")
+        code, _, reason = rest.partition(b" ")
+        if version != b"HTTP/1.1":
+            raise InvalidMessage(f"unsupported HTTP version in response: {lines[0]!r}")
+        if len(code) != 3 or not code.isdigit():
+            raise InvalidMessage(f"invalid HTTP status line: {lines[0]!r}")
+        status = int(code)
+        headers = _parse_headers(lines[1:])
+        body = b""
+        if status != 101 and not (100 <= status < 200) and status not in (204, 304):
+            length_header = headers.get("Content-Length")
+            if length_header is not None:
+                if not length_header.isdigit():
+                    raise InvalidMessage(f"invalid Content-Length: {length_header}")
+                length = int(length_header)
+                if length > MAX_BODY_SIZE:
+                    raise InvalidMessage(
+                        f"body too large: {length} bytes "
+                        f"(limit: {MAX_BODY_SIZE}, set WS13_MAX_BODY_SIZE)"
+                    )
+                if len(data) < size + length:
+                    return None
+                body = bytes(data[size : size + length])
+                size += length
+            elif "Transfer-Encoding" in headers:
+                # A client only reads refusals for their status; it ignores a
+                # chunked body rather than decode it.
+                pass
+            elif not eof:
+                if len(data) - size > MAX_BODY_SIZE:
+                    raise InvalidMessage(
+                        f"body too large (limit: {MAX_BODY_SIZE}, set WS13_MAX_BODY_SIZE)"
+                    )
+                return None
+            else:
+                body = bytes(data[size:])
+                size = len(data)
+        return cls(status, reason.decode("latin-1"), headers, body), size
+
+    @classmethod
+    def text(cls, status: int, body: str, headers: Headers | None = None) -> Response:
+        """A response with a short plain-text body, e.g. for a refused handshake."""
+        payload = body.encode()
+        response_headers = Headers() if headers is None else headers.copy()
+        if "Content-Type" not in response_headers:
+            response_headers["Content-Type"] = "text/plain; charset=utf-8"
+        response_headers["Content-Length"] = str(len(payload))
+        response_headers["Connection"] = "close"
+        return cls(status, reason_phrase(status), response_headers, payload)
+
+    def serialize(self) -> bytes:
+        head = f"HTTP/1.1 {self.status_code} {self.reason_phrase}\r\n".encode()
+        return head + self.headers.serialize() + self.body

@@ -1,0 +1,547 @@
+"""The sans-I/O WebSocket state machine shared by clients and servers.
+
+Feed it bytes with ``receive_data()`` / ``receive_eof()``; then take the
+bytes it wants written from ``data_to_send()`` and what it received from
+``events_received()``. It does the RFC 6455 chores itself: it answers Ping with
+Pong, echoes Close, and fails the connection on bad input with the right close
+code. No I/O happens here, so any event loop, thread or test can drive it.
+
+Events are complete messages, ``str`` for text and ``bytes`` for binary
+(fragments are reassembled and UTF-8 is checked here), and ``Frame`` objects
+for the control frames Ping, Pong and Close, plus the handshake ``Request`` or
+``Response`` on the side that receives one.
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+import logging
+from typing import Union
+
+from ._accel import apply_mask
+from .exceptions import InvalidState, PayloadTooBig, ProtocolError
+from .frames import Close, CloseCode, Frame, Opcode, encode_header, is_valid_close_code
+from .http11 import Request, Response
+from .utils import MaskKeys
+
+__all__ = ["SEND_EOF", "Event", "Protocol", "Side", "State"]
+
+Event = Union[str, bytes, Frame, Request, Response]
+
+#: Returned by ``data_to_send()`` when the transport should be closed
+#: (half-closed where the transport supports it) after writing what came before.
+SEND_EOF = b""
+
+
+class Side(enum.IntEnum):
+    SERVER = 0
+    CLIENT = 1
+
+
+class State(enum.IntEnum):
+    """The connection state (RFC 6455 sections 4 and 7)."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+SERVER, CLIENT = Side.SERVER, Side.CLIENT
+CONNECTING, OPEN, CLOSING, CLOSED = State.CONNECTING, State.OPEN, State.CLOSING, State.CLOSED
+
+_OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
+_OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
+_CONTROL = {_OP_CLOSE: Opcode.CLOSE, _OP_PING: Opcode.PING, _OP_PONG: Opcode.PONG}
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+def _rotate(mask: bytes, offset: int) -> bytes:
+    """The masking key that applies to payload bytes starting at ``offset``."""
+    shift = offset % 4
+    return mask[shift:] + mask[:shift]
+
+
+class Protocol:
+    """The WebSocket protocol state machine for one side of one connection.
+
+    Args:
+        side: ``Side.CLIENT`` or ``Side.SERVER``; clients mask their frames and
+            servers require masked frames (RFC 6455 section 5.1).
+        state: the initial state; OPEN skips the opening handshake.
+        max_size: the largest message (and frame) accepted, in bytes; ``None``
+            lifts the limit. A larger one fails the connection with 1009.
+        logger: where to log; defaults to ``ws13.client`` / ``ws13.server``.
+    """
+
+    def __init__(
+        self,
+        side: Side,
+        *,
+        state: State = OPEN,
+        max_size: int | None = 2**20,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        self.side = side
+        self._state = state
+        self.max_size = max_size
+        if logger is None:
+            logger = logging.getLogger("ws13.client" if side is CLIENT else "ws13.server")
+        self.logger = logger
+        self.debug = logger.isEnabledFor(logging.DEBUG)
+
+        #: Close frame received from the peer, when there was one.
+        self.close_rcvd: Close | None = None
+        #: Close frame sent to the peer, when there was one.
+        self.close_sent: Close | None = None
+        #: Whether the peer started the closing handshake.
+        self.close_rcvd_then_sent: bool | None = None
+        #: The exception that made the core fail the connection, if any.
+        self.parser_exc: Exception | None = None
+        #: The exception that made the opening handshake fail, if any.
+        self.handshake_exc: Exception | None = None
+        self.eof_sent = False
+
+        self._events: list[Event] = []
+        self._writes: list[bytes] = []
+        self._buffer = bytearray()
+        self._discarding = False
+        self._expect_mask = 0x80 if side is SERVER else 0
+        self._mask_keys = MaskKeys() if side is CLIENT else None
+        # Reserved bits that negotiated extensions may set (0x40 = RSV1).
+        self._rsv_allowed = 0
+        # The message being reassembled from fragments (RFC 6455 section 5.4).
+        self._msg_opcode = 0
+        self._msg_parts: list[str] | list[bytes] = []
+        self._msg_size = 0
+        self._decoder: codecs.IncrementalDecoder | None = None
+        # Bytes of the frame at the head of the buffer already UTF-8 checked.
+        self._partial_done = 0
+        # Whether a fragmented message we send is in progress.
+        self._send_fragmented = False
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """CONNECTING, OPEN, CLOSING or CLOSED."""
+        return self._state
+
+    @state.setter
+    def state(self, state: State) -> None:
+        if self.debug:
+            self.logger.debug("= connection is %s", state.name)
+        self._state = state
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received, 1006 if the connection closed without one,
+        or ``None`` while the connection is not CLOSED (RFC 6455 section 7.1.5)."""
+        if self._state is not CLOSED:
+            return None
+        if self.close_rcvd is None:
+            return CloseCode.ABNORMAL_CLOSURE
+        return self.close_rcvd.code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received, or ``None`` while not CLOSED (section 7.1.6)."""
+        if self._state is not CLOSED:
+            return None
+        if self.close_rcvd is None:
+            return ""
+        return self.close_rcvd.reason
+
+    def close_expected(self) -> bool:
+        """Whether the TCP connection is expected to close soon.
+
+        True once a Close frame was sent or received, or the connection
+        failed: the I/O layer should then start its close timeout.
+        """
+        return self._state is CLOSING or self._state is CLOSED or self.handshake_exc is not None
+
+    # -- data in -------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        """Feed bytes received from the network.
+
+        Then call ``data_to_send()`` and write what it returns, and call
+        ``events_received()`` for what arrived. Bad input never raises here:
+        it fails the connection (see ``parser_exc``).
+        """
+        if self._discarding:
+            return
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            data = buffer
+        pos = self._parse_frames(data)
+        if self._discarding:
+            buffer.clear()
+        elif data is buffer:
+            del buffer[:pos]
+        elif pos < len(data):
+            buffer += data[pos:]
+
+    def receive_eof(self) -> None:
+        """Tell the protocol the peer closed its side of the TCP connection.
+
+        Afterwards the state is CLOSED. Call ``data_to_send()``: a client
+        answers with its own EOF.
+        """
+        if self._state is CLOSED:
+            return
+        if self._state is OPEN and not self._discarding and self.parser_exc is None:
+            self.parser_exc = EOFError("connection closed without a close frame")
+        if not self.eof_sent:
+            self.send_eof()
+        self.state = CLOSED
+
+    def events_received(self) -> list[Event]:
+        """Return what arrived since the last call, oldest first."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[bytes]:
+        """Return the bytes to write, in order; ``SEND_EOF`` means close the transport."""
+        writes, self._writes = self._writes, []
+        return writes
+
+    def _parse_frames(self, data: bytes | bytearray) -> int:
+        """Parse every complete frame in ``data``; return the bytes consumed.
+
+        This is the hot loop of every connection: it indexes into ``data``
+        without copying until a frame is complete.
+        """
+        pos = 0
+        end_data = len(data)
+        expect_mask = self._expect_mask
+        while end_data - pos >= 2 and not self._discarding:
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            head = pos + 2
+            if length >= 126:
+                if length == 126:
+                    if end_data - pos < 4:
+                        break
+                    length = (data[pos + 2] << 8) | data[pos + 3]
+                    head = pos + 4
+                else:
+                    if end_data - pos < 10:
+                        break
+                    length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                    head = pos + 10
+                    if length >> 63:
+                        self.fail(CloseCode.PROTOCOL_ERROR, "invalid frame length")
+                        break
+            opcode = b0 & 0x0F
+            # A frame whose start was already UTF-8 checked passed this check then.
+            if not self._partial_done and not self._check_header(
+                b0, b1, opcode, length, expect_mask
+            ):
+                break
+            if expect_mask:
+                head += 4
+            end = head + length
+            if end > end_data:
+                if opcode <= _OP_TEXT and (opcode == _OP_TEXT or self._msg_opcode == _OP_TEXT):
+                    self._check_partial_text(data, b0, head, end_data)
+                break
+            payload = data[head:end]
+            if expect_mask:
+                mask = bytes(data[head - 4 : head])
+                done = self._partial_done
+                if done:
+                    payload = apply_mask(payload[done:], _rotate(mask, done))
+                else:
+                    payload = apply_mask(payload, mask)
+            elif self._partial_done:
+                payload = bytes(payload[self._partial_done :])
+            else:
+                payload = bytes(payload)
+            pos = end
+            if opcode >= 8:
+                self._receive_control(opcode, payload)
+            else:
+                self._receive_data_frame(b0, opcode, payload, length)
+        return pos
+
+    def _check_header(self, b0: int, b1: int, opcode: int, length: int, expect_mask: int) -> bool:
+        """Validate a frame header as soon as it is known; fail and return False if bad."""
+        if b0 & 0x70 & ~self._rsv_allowed:
+            # Section 5.2: "If a nonzero value is received and none of the
+            # negotiated extensions defines the meaning of such a nonzero
+            # value, the receiving endpoint MUST _Fail the WebSocket Connection_."
+            self.fail(CloseCode.PROTOCOL_ERROR, "reserved bits must be 0")
+            return False
+        if (b1 & 0x80) != expect_mask:
+            # Section 5.1: a server MUST close on an unmasked frame; a client
+            # MUST close on a masked one.
+            self.fail(CloseCode.PROTOCOL_ERROR, "incorrect masking")
+            return False
+        if opcode >= 8:
+            if opcode not in _CONTROL:
+                self.fail(CloseCode.PROTOCOL_ERROR, f"invalid opcode: {opcode:#x}")
+                return False
+            # Section 5.5: "All control frames MUST have a payload length of 125
+            # bytes or less and MUST NOT be fragmented."
+            if length > 125:
+                self.fail(CloseCode.PROTOCOL_ERROR, "control frame too long")
+                return False
+            if not b0 & 0x80:
+                self.fail(CloseCode.PROTOCOL_ERROR, "fragmented control frame")
+                return False
+            return True
+        if opcode > _OP_BINARY:
+            self.fail(CloseCode.PROTOCOL_ERROR, f"invalid opcode: {opcode:#x}")
+            return False
+        if opcode == _OP_CONT:
+            if not self._msg_opcode:
+                self.fail(CloseCode.PROTOCOL_ERROR, "unexpected continuation frame")
+                return False
+        elif self._msg_opcode:
+            self.fail(CloseCode.PROTOCOL_ERROR, "expected a continuation frame")
+            return False
+        max_size = self.max_size
+        if max_size is not None and self._msg_size + length > max_size:
+            self._fail_too_big(self._msg_size + length)
+            return False
+        return True
+
+    def _fail_too_big(self, size: int) -> None:
+        self.parser_exc = PayloadTooBig(
+            f"message of at least {size} bytes exceeds max_size={self.max_size} "
+            "(pass a larger max_size, or None, to accept it)"
+        )
+        self.fail(CloseCode.MESSAGE_TOO_BIG, f"message too big; limit is {self.max_size} bytes")
+
+    def _check_partial_text(self, data: bytes | bytearray, b0: int, head: int, end: int) -> None:
+        """UTF-8-check the part of a text frame received so far.
+
+        Autobahn 6.4.*: an endpoint should fail on invalid UTF-8 as soon as it
+        sees it, not after the rest of the frame arrived.
+        """
+        done = self._partial_done
+        if end - head <= done:
+            return
+        if self._decoder is None:
+            self._decoder = _Utf8Decoder()
+            self._msg_opcode = _OP_TEXT
+            self._msg_parts = []
+        piece = data[head + done : end]
+        if self._expect_mask:
+            piece = apply_mask(piece, _rotate(bytes(data[head - 4 : head]), done))
+        try:
+            text = self._decoder.decode(piece, False)
+        except UnicodeDecodeError as exc:
+            self._fail_utf8(exc)
+            return
+        self._msg_parts.append(text)  # type: ignore[arg-type]
+        self._msg_size += end - head - done
+        self._partial_done = end - head
+
+    def _fail_utf8(self, exc: UnicodeDecodeError) -> None:
+        self.parser_exc = ProtocolError(f"invalid UTF-8 in text message: {exc.reason}")
+        self.fail(CloseCode.INVALID_DATA, "invalid UTF-8")
+
+    def _receive_data_frame(self, b0: int, opcode: int, payload: bytes, length: int) -> None:
+        fin = b0 & 0x80
+        if self.debug:
+            name = Opcode(opcode).name
+            self.logger.debug("< %s [%d bytes]%s", name, length, "" if fin else " [continued]")
+        partial = self._partial_done
+        self._partial_done = 0
+        if fin and not self._msg_opcode:
+            # The common case: a whole message in one frame.
+            if opcode == _OP_TEXT:
+                try:
+                    self._events.append(payload.decode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    self._fail_utf8(exc)
+            else:
+                self._events.append(payload)
+            return
+        if not self._msg_opcode:
+            self._msg_opcode = opcode
+            self._msg_parts = []
+            if opcode == _OP_TEXT:
+                self._decoder = _Utf8Decoder()
+        self._msg_size += length - partial
+        if self._msg_opcode == _OP_TEXT:
+            assert self._decoder is not None
+            try:
+                text = self._decoder.decode(payload, bool(fin))
+            except UnicodeDecodeError as exc:
+                self._fail_utf8(exc)
+                return
+            self._msg_parts.append(text)  # type: ignore[arg-type]
+            if fin:
+                self._events.append("".join(self._msg_parts))  # type: ignore[arg-type]
+        else:
+            self._msg_parts.append(payload)  # type: ignore[arg-type]
+            if fin:
+                self._events.append(b"".join(self._msg_parts))  # type: ignore[arg-type]
+        if fin:
+            self._msg_opcode = 0
+            self._msg_parts = []
+            self._msg_size = 0
+            self._decoder = None
+
+    def _receive_control(self, opcode: int, payload: bytes) -> None:
+        frame = Frame(_CONTROL[opcode], payload)
+        if self.debug:
+            self.logger.debug("< %s", frame)
+        if opcode == _OP_PING:
+            # Section 5.5.2: "Upon receipt of a Ping frame, an endpoint MUST
+            # send a Pong frame in response, unless it already received a
+            # Close frame. ... the "Application data" field of the Ping frame"
+            if self._state is OPEN or self._state is CLOSING:
+                self._write_frame(0x80 | _OP_PONG, payload)
+        elif opcode == _OP_CLOSE:
+            try:
+                close = Close.parse(payload)
+            except ProtocolError as exc:
+                self.parser_exc = exc
+                self.fail(CloseCode.PROTOCOL_ERROR, str(exc))
+                return
+            except UnicodeDecodeError as exc:
+                self._fail_utf8(exc)
+                return
+            self.close_rcvd = close
+            if self._state is OPEN:
+                # Section 5.5.1: "If an endpoint receives a Close frame and did
+                # not previously send a Close frame, the endpoint MUST send a
+                # Close frame in response. ... typically echoing the status code
+                # it received."
+                self.close_rcvd_then_sent = True
+                self._send_close(Close(close.code, "") if payload else None)
+            # Section 7.1.1: "the server [...] SHOULD close the underlying TCP
+            # connection first"; anything after a Close frame is ignored.
+            if self.side is SERVER and not self.eof_sent:
+                self.send_eof()
+            self._discarding = True
+            self._buffer.clear()
+        self._events.append(frame)
+
+    # -- data out ------------------------------------------------------------
+
+    def _write_frame(self, first_byte: int, payload: bytes) -> None:
+        keys = self._mask_keys
+        if keys is None:
+            header = encode_header(first_byte, len(payload), None)
+        else:
+            mask = keys.next()
+            header = encode_header(first_byte, len(payload), mask)
+            payload = apply_mask(payload, mask)
+        if len(payload) <= 4096:
+            self._writes.append(header + payload)
+        else:
+            # Large payloads go out as a separate buffer rather than be copied.
+            self._writes.append(header)
+            self._writes.append(payload)
+
+    def _check_open(self) -> None:
+        if self._state is not OPEN:
+            raise InvalidState(f"connection is {self._state.name}; cannot send data")
+
+    def send_text(self, data: bytes | str, fin: bool = True) -> None:
+        """Send a text frame: the whole message, or its first fragment when ``fin`` is False.
+
+        ``str`` is encoded as UTF-8; ``bytes`` must already be UTF-8.
+        """
+        self._check_open()
+        if self._send_fragmented:
+            raise InvalidState("a fragmented message is in progress; send continuations")
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self._send_fragmented = not fin
+        self._write_frame((0x80 if fin else 0) | _OP_TEXT, data)
+
+    def send_binary(self, data: bytes | bytearray | memoryview, fin: bool = True) -> None:
+        """Send a binary frame: the whole message, or its first fragment."""
+        self._check_open()
+        if self._send_fragmented:
+            raise InvalidState("a fragmented message is in progress; send continuations")
+        self._send_fragmented = not fin
+        self._write_frame((0x80 if fin else 0) | _OP_BINARY, bytes(data))
+
+    def send_continuation(self, data: bytes | bytearray | memoryview, fin: bool) -> None:
+        """Send the next fragment of a message started with ``fin=False``."""
+        self._check_open()
+        if not self._send_fragmented:
+            raise InvalidState("no fragmented message is in progress")
+        self._send_fragmented = not fin
+        self._write_frame((0x80 if fin else 0) | _OP_CONT, bytes(data))
+
+    def send_ping(self, data: bytes = b"") -> None:
+        """Send a Ping frame; the payload is at most 125 bytes."""
+        self._check_open()
+        if len(data) > 125:
+            raise ValueError("a ping payload is at most 125 bytes")
+        if self.debug:
+            self.logger.debug("> PING %s [%d bytes]", data.hex(" "), len(data))
+        self._write_frame(0x80 | _OP_PING, bytes(data))
+
+    def send_pong(self, data: bytes = b"") -> None:
+        """Send an unsolicited Pong frame (a one-way heartbeat); at most 125 bytes."""
+        self._check_open()
+        if len(data) > 125:
+            raise ValueError("a pong payload is at most 125 bytes")
+        self._write_frame(0x80 | _OP_PONG, bytes(data))
+
+    def send_close(self, code: int | None = None, reason: str = "") -> None:
+        """Start the closing handshake with ``code`` and ``reason``.
+
+        With no code the Close frame is empty and the peer sees 1005. The
+        reason is at most 123 bytes of UTF-8, so the frame fits in 125 bytes.
+        """
+        self._check_open()
+        if code is None:
+            if reason:
+                raise ValueError("cannot send a reason without a code")
+            close = None
+        else:
+            if not is_valid_close_code(code):
+                raise ValueError(f"invalid close code: {code}")
+            close = Close(code, reason)
+            if len(close.serialize()) > 125:
+                raise ValueError("close reason is longer than 123 bytes once UTF-8 encoded")
+        self.close_rcvd_then_sent = False
+        self._send_close(close)
+
+    def _send_close(self, close: Close | None) -> None:
+        payload = b"" if close is None else close.serialize()
+        self.close_sent = Close(CloseCode.NO_STATUS_RCVD, "") if close is None else close
+        if self.debug:
+            self.logger.debug("> CLOSE %s", self.close_sent)
+        self._write_frame(0x80 | _OP_CLOSE, payload)
+        self.state = CLOSING
+
+    def send_eof(self) -> None:
+        """Ask for the TCP connection to be closed after what is already queued."""
+        if self.eof_sent:
+            raise InvalidState("EOF was already sent")
+        self.eof_sent = True
+        self._writes.append(SEND_EOF)
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the WebSocket connection (RFC 6455 section 7.1.7).
+
+        Sends a Close frame with ``code`` if the connection is open, then
+        ignores everything the peer sends. A server also closes the TCP
+        connection at once; a client waits for the server to do it.
+        """
+        if self.parser_exc is None:
+            self.parser_exc = ProtocolError(f"{reason} ({code})" if reason else str(code))
+        if self._state is OPEN and code != CloseCode.ABNORMAL_CLOSURE:
+            self.close_rcvd_then_sent = False
+            self._send_close(Close(code, reason[:120]))
+        if self._state is not CLOSED and self.side is SERVER and not self.eof_sent:
+            self.send_eof()
+        if self._state is OPEN:
+            self.state = CLOSING
+        self._discarding = True
+        self._buffer.clear()
+        self._msg_parts = []

@@ -1,0 +1,202 @@
+"""The sans-I/O server: the opening handshake of RFC 6455 section 4.2, then frames."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable, Sequence
+
+from .exceptions import (
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidMessage,
+    InvalidOrigin,
+    InvalidUpgrade,
+    InvalidVersion,
+)
+from .headers import Headers, parse_token_list
+from .http11 import Request, Response
+from .protocol import CONNECTING, OPEN, SERVER, Protocol, State
+from .utils import accept_key
+from .version import USER_AGENT
+
+__all__ = ["ServerProtocol", "SubprotocolSelector"]
+
+#: ``select_subprotocol(request, offered)`` returns the chosen subprotocol or None.
+SubprotocolSelector = Callable[[Request, Sequence[str]], "str | None"]
+
+
+class ServerProtocol(Protocol):
+    """The server side of a WebSocket connection, from the opening handshake on.
+
+    Feed the client's bytes to ``receive_data()``. The first event is the
+    client's ``Request`` (unless it was malformed: then the core has already
+    queued a 4xx answer and ``handshake_exc`` says why). Answer it with
+    ``send_response(accept(request))``, or with any other ``Response`` (for
+    example ``reject(404, "not found")``) to refuse the upgrade.
+
+    Args:
+        origins: acceptable ``Origin`` values; ``None`` in the list accepts a
+            request without Origin. ``None`` (the default) accepts any.
+        subprotocols: subprotocols this server speaks, in order of preference.
+        select_subprotocol: a callback that overrides the default choice (the
+            first of ``subprotocols`` that the client offered).
+        server_header: the ``Server`` header, or ``None`` to send none.
+        max_size: see ``Protocol``.
+    """
+
+    def __init__(
+        self,
+        *,
+        origins: Sequence[str | None] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        select_subprotocol: SubprotocolSelector | None = None,
+        server_header: str | None = USER_AGENT,
+        state: State = CONNECTING,
+        max_size: int | None = 2**20,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        super().__init__(SERVER, state=state, max_size=max_size, logger=logger)
+        self.origins = None if origins is None else list(origins)
+        self.available_subprotocols = list(subprotocols or ())
+        self.select_subprotocol = select_subprotocol
+        self.server_header = server_header
+        #: The subprotocol chosen, if any.
+        self.subprotocol: str | None = None
+        #: The handshake request and response, once received / sent.
+        self.request: Request | None = None
+        self.response: Response | None = None
+        self._handshake_buffer = bytearray()
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        if self._state is not CONNECTING:
+            super().receive_data(data)
+            return
+        self._handshake_buffer += data
+        if self.request is not None or self.handshake_exc is not None:
+            # Frames sent right after the request wait for send_response().
+            return
+        try:
+            parsed = Request.parse(self._handshake_buffer)
+        except InvalidHandshake as exc:
+            self.handshake_exc = exc
+            self.send_response(
+                self.reject(exc.status, f"Failed to open a WebSocket connection: {exc}.\n")
+            )
+            return
+        if parsed is None:
+            return
+        request, size = parsed
+        del self._handshake_buffer[:size]
+        if self.debug:
+            self.logger.debug("< GET %s HTTP/1.1", request.path)
+        self.request = request
+        self._events.append(request)
+
+    def accept(self, request: Request) -> Response:
+        """Check the request and build the answer: 101, or a 4xx with a short text.
+
+        On refusal ``handshake_exc`` says why. Call ``send_response()`` next.
+        """
+        try:
+            protocol_header = self._check_request(request)
+        except InvalidHandshake as exc:
+            self.handshake_exc = exc
+            if self.debug:
+                self.logger.debug("! invalid handshake request: %s", exc)
+            headers = Headers()
+            if isinstance(exc, InvalidVersion):
+                # Section 4.2.2: "[...] a |Sec-WebSocket-Version| header field
+                # indicating the version(s) the server is capable of understanding."
+                headers["Sec-WebSocket-Version"] = "13"
+            if exc.status == 426:
+                headers["Upgrade"] = "websocket"
+            return self.reject(
+                exc.status, f"Failed to open a WebSocket connection: {exc}.\n", headers
+            )
+        headers = Headers()
+        headers["Upgrade"] = "websocket"
+        headers["Connection"] = "Upgrade"
+        headers["Sec-WebSocket-Accept"] = accept_key(request.headers["Sec-WebSocket-Key"])
+        if protocol_header is not None:
+            headers["Sec-WebSocket-Protocol"] = protocol_header
+        if self.server_header is not None:
+            headers["Server"] = self.server_header
+        return Response(101, "Switching Protocols", headers)
+
+    def _check_request(self, request: Request) -> str | None:
+        """Validate the opening handshake (section 4.2.1); return the subprotocol."""
+        headers = request.headers
+        if len(headers.get_all("Host")) != 1:
+            raise InvalidHeader("Host", headers.get("Host"))
+        connection = parse_token_list(headers.get_all("Connection"), "Connection")
+        if not any(token.lower() == "upgrade" for token in connection):
+            raise InvalidUpgrade("Connection", headers.get("Connection"), status=426)
+        upgrade = parse_token_list(headers.get_all("Upgrade"), "Upgrade")
+        if not any(token.lower() == "websocket" for token in upgrade):
+            raise InvalidUpgrade("Upgrade", headers.get("Upgrade"), status=426)
+        keys = headers.get_all("Sec-WebSocket-Key")
+        if len(keys) != 1:
+            raise InvalidHeader("Sec-WebSocket-Key", headers.get("Sec-WebSocket-Key"))
+        try:
+            raw_key = base64.b64decode(keys[0].encode(), validate=True)
+        except binascii.Error:
+            raise InvalidHeader("Sec-WebSocket-Key", keys[0]) from None
+        # Section 4.2.1: "a base64-encoded value that, when decoded, is 16 bytes in length."
+        if len(raw_key) != 16:
+            raise InvalidHeader("Sec-WebSocket-Key", keys[0])
+        versions = headers.get_all("Sec-WebSocket-Version")
+        if versions != ["13"]:
+            raise InvalidVersion(headers.get("Sec-WebSocket-Version"))
+        if self.origins is not None:
+            origin = headers.get_all("Origin")
+            if len(origin) > 1 or (origin[0] if origin else None) not in self.origins:
+                raise InvalidOrigin(headers.get("Origin"))
+        offered = parse_token_list(
+            headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol"
+        )
+        if self.select_subprotocol is not None:
+            chosen = self.select_subprotocol(request, offered)
+            if chosen is not None and chosen not in offered:
+                raise InvalidHandshake(
+                    f"select_subprotocol returned {chosen!r}, which the client didn't offer",
+                    status=500,
+                )
+        else:
+            chosen = next((p for p in self.available_subprotocols if p in offered), None)
+        self.subprotocol = chosen
+        # Extensions the client offers are declined by not answering them:
+        # section 9.1 lets the server accept none.
+        return chosen
+
+    def reject(self, status: int, text: str, headers: Headers | None = None) -> Response:
+        """Build an HTTP response that refuses the upgrade, with a plain-text body."""
+        response = Response.text(status, text, headers)
+        if self.server_header is not None:
+            response.headers["Server"] = self.server_header
+        return response
+
+    def send_response(self, response: Response) -> None:
+        """Queue the answer to the handshake; a 101 opens the connection.
+
+        Any other status ends the connection after the response is written.
+        """
+        if self.debug:
+            self.logger.debug("> HTTP/1.1 %d %s", response.status_code, response.reason_phrase)
+        self.response = response
+        self._writes.append(response.serialize())
+        if response.status_code == 101:
+            self.state = OPEN
+            pending = bytes(self._handshake_buffer)
+            self._handshake_buffer = bytearray()
+            if pending:
+                self.receive_data(pending)
+        else:
+            if self.handshake_exc is None:
+                self.handshake_exc = InvalidMessage(
+                    f"request refused with HTTP {response.status_code}",
+                    status=response.status_code,
+                )
+            self.send_eof()
+            self._discarding = True
