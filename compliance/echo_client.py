@@ -15,12 +15,13 @@ per-case errors go to stderr as "case I: ExcType: message".
 """
 
 import asyncio
-import inspect
 import logging
 import os
 import sys
 import traceback
 from urllib.parse import quote
+
+from settings import compression_kwargs
 
 import ws13.exceptions
 from ws13.asyncio import connect
@@ -28,18 +29,9 @@ from ws13.asyncio import connect
 CASE_TIMEOUT = float(os.environ.get("WS13_CASE_TIMEOUT", "120"))
 
 
-def _optional_kwargs(func):
-    # Pass compression=None only if this version of ws13 accepts it.
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return {}
-    return {"compression": None} if "compression" in params else {}
-
-
 async def run_case(url, i, agent):
     async with connect(
-        f"{url}/runCase?case={i}&agent={agent}", max_size=None, **_optional_kwargs(connect)
+        f"{url}/runCase?case={i}&agent={agent}", max_size=None, **compression_kwargs()
     ) as ws:
         async for msg in ws:
             await ws.send(msg)

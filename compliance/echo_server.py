@@ -4,16 +4,17 @@
 usage: python compliance/echo_server.py PORT [HOST]
 
 Echoes every text/binary message back unchanged, with no message size limit
-and compression off. compliance/run.py starts it and stops it with SIGTERM.
+and permessage-deflate on (see settings.py). compliance/run.py starts it and stops it with SIGTERM.
 Log level: $WS13_COMPLIANCE_LOG (default WARNING).
 """
 
 import asyncio
-import inspect
 import logging
 import os
 import signal
 import sys
+
+from settings import compression_kwargs
 
 from ws13.asyncio import serve
 
@@ -23,21 +24,12 @@ async def handler(ws):
         await ws.send(message)
 
 
-def _optional_kwargs(func):
-    # Pass compression=None only if this version of ws13 accepts it.
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return {}
-    return {"compression": None} if "compression" in params else {}
-
-
 async def main(host, port):
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-    async with serve(handler, host, port, max_size=None, **_optional_kwargs(serve)) as server:
+    async with serve(handler, host, port, max_size=None, **compression_kwargs()) as server:
         print(f"ws13 echo server listening on ws://{host}:{port}", flush=True)
         forever = asyncio.ensure_future(server.serve_forever())
         await asyncio.wait([forever, stop], return_when=asyncio.FIRST_COMPLETED)

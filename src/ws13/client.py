@@ -13,7 +13,8 @@ from .exceptions import (
     InvalidUpgrade,
     NegotiationError,
 )
-from .headers import Headers, parse_token_list
+from .extensions.base import ClientExtensionFactory, Extension
+from .headers import Headers, build_extension_list, parse_extension_list, parse_token_list
 from .http11 import Request, Response
 from .protocol import CLIENT, CONNECTING, OPEN, Protocol, State
 from .uri import WebSocketURI
@@ -35,6 +36,8 @@ class ClientProtocol(Protocol):
         uri: where to connect (from ``ws13.uri.parse_uri``).
         origin: the ``Origin`` header to send, if any.
         subprotocols: subprotocols to offer, in order of preference.
+        extensions: extension factories whose offers go in
+            ``Sec-WebSocket-Extensions``, e.g. ``ClientPerMessageDeflateFactory()``.
         state: CONNECTING, or OPEN to skip the handshake (tests, tunnels).
         max_size: see ``Protocol``.
     """
@@ -45,6 +48,7 @@ class ClientProtocol(Protocol):
         *,
         origin: str | None = None,
         subprotocols: Sequence[str] | None = None,
+        extensions: Sequence[ClientExtensionFactory] | None = None,
         state: State = CONNECTING,
         max_size: int | None = 2**20,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
@@ -53,6 +57,7 @@ class ClientProtocol(Protocol):
         self.uri = uri
         self.origin = origin
         self.available_subprotocols = list(subprotocols or ())
+        self.available_extensions = list(extensions or ())
         #: The subprotocol the server chose, if any.
         self.subprotocol: str | None = None
         self.key = generate_key()
@@ -75,6 +80,11 @@ class ClientProtocol(Protocol):
         headers["Sec-WebSocket-Version"] = "13"
         if self.origin is not None:
             headers["Origin"] = self.origin
+        if self.available_extensions:
+            headers["Sec-WebSocket-Extensions"] = build_extension_list(
+                (factory.name, factory.get_request_params())
+                for factory in self.available_extensions
+            )
         if self.available_subprotocols:
             headers["Sec-WebSocket-Protocol"] = ", ".join(self.available_subprotocols)
         if self.uri.authorization is not None:
@@ -118,11 +128,14 @@ class ClientProtocol(Protocol):
         # header field and this header field indicates the use of an
         # extension that was not present in the client's handshake [...] the
         # client MUST _Fail the WebSocket Connection_."
-        extensions = headers.get_all("Sec-WebSocket-Extensions")
-        if extensions:
-            raise NegotiationError(
-                "Sec-WebSocket-Extensions", f"{', '.join(extensions)} (none was offered)"
-            )
+        accepted: list[Extension] = []
+        for name, params in parse_extension_list(headers.get_all("Sec-WebSocket-Extensions")):
+            for factory in self.available_extensions:
+                if factory.name == name:
+                    accepted.append(factory.process_response_params(params, accepted))
+                    break
+            else:
+                raise NegotiationError("Sec-WebSocket-Extensions", f"{name} (not offered)")
         protocols = parse_token_list(
             headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol"
         )
@@ -134,6 +147,7 @@ class ClientProtocol(Protocol):
             if protocols[0] not in self.available_subprotocols:
                 raise NegotiationError("Sec-WebSocket-Protocol", f"{protocols[0]} (not offered)")
             self.subprotocol = protocols[0]
+        self.set_extensions(accepted)
 
     def receive_data(self, data: bytes | bytearray) -> None:
         if self._state is not CONNECTING:

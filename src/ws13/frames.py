@@ -129,7 +129,12 @@ class Frame:
             except UnicodeDecodeError:
                 shown = data.hex(" ")
         elif self.opcode is Opcode.CLOSE:
-            shown = str(Close.parse(data)) if len(data) != 1 else data.hex()
+            # Frames are logged before they are checked: a bad Close payload
+            # from the peer must show as hex, not raise out of a log call.
+            try:
+                shown = str(Close.parse(data))
+            except (ProtocolError, UnicodeDecodeError):
+                shown = data.hex(" ")
         else:
             shown = data[:75].hex(" ") + ("..." if len(data) > 75 else "")
         cont = "" if self.fin else " [continued]"
@@ -169,6 +174,13 @@ class Frame:
         if bool(b1 & 0x80) != mask:
             raise ProtocolError("incorrect masking")
         length = b1 & 0x7F
+        if opcode >= Opcode.CLOSE:
+            # Section 5.5: "All control frames MUST have a payload length of
+            # 125 bytes or less and MUST NOT be fragmented."
+            if length > 125:
+                raise ProtocolError("control frame too long")
+            if not b0 & 0x80:
+                raise ProtocolError("fragmented control frame")
         pos = 2
         if length == 126:
             if len(data) < 4:

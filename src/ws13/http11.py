@@ -182,7 +182,8 @@ class Response:
         if status != 101 and not (100 <= status < 200) and status not in (204, 304):
             length_header = headers.get("Content-Length")
             if length_header is not None:
-                if not length_header.isdigit():
+                # isascii(): str.isdigit() also accepts "\xb2" etc., which int() refuses.
+                if not (length_header.isascii() and length_header.isdigit()):
                     raise InvalidMessage(f"invalid Content-Length: {length_header}")
                 length = int(length_header)
                 if length > MAX_BODY_SIZE:

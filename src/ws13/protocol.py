@@ -21,6 +21,7 @@ from typing import Union
 
 from ._accel import apply_mask
 from .exceptions import InvalidState, PayloadTooBig, ProtocolError
+from .extensions.base import Extension
 from .frames import Close, CloseCode, Frame, Opcode, encode_header, is_valid_close_code
 from .http11 import Request, Response
 from .utils import MaskKeys
@@ -55,6 +56,18 @@ _OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
 _OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
 _CONTROL = {_OP_CLOSE: Opcode.CLOSE, _OP_PING: Opcode.PING, _OP_PONG: Opcode.PONG}
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+def _check_pending_utf8(decoder: codecs.IncrementalDecoder) -> None:
+    """Raise UnicodeDecodeError if the bytes ``decoder`` holds can't start a character.
+
+    CPython's incremental UTF-8 decoder accepts ED A0-BF (a UTF-16 surrogate,
+    invalid in UTF-8) until a third byte arrives; fail at the second, like
+    every other invalid sequence.
+    """
+    pending = decoder.getstate()[0]
+    if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+        raise UnicodeDecodeError("utf-8", pending, 0, 2, "invalid continuation byte")
 
 
 def _rotate(mask: bytes, offset: int) -> bytes:
@@ -109,8 +122,13 @@ class Protocol:
         self._discarding = False
         self._expect_mask = 0x80 if side is SERVER else 0
         self._mask_keys = MaskKeys() if side is CLIENT else None
+        #: Extensions negotiated during the opening handshake.
+        self.extensions: list[Extension] = []
         # Reserved bits that negotiated extensions may set (0x40 = RSV1).
         self._rsv_allowed = 0
+        # Whether the message being received had a reserved bit set on its
+        # first frame (e.g. compressed): then its text can't be checked early.
+        self._msg_rsv = 0
         # The message being reassembled from fragments (RFC 6455 section 5.4).
         self._msg_opcode = 0
         self._msg_parts: list[str] | list[bytes] = []
@@ -120,6 +138,13 @@ class Protocol:
         self._partial_done = 0
         # Whether a fragmented message we send is in progress.
         self._send_fragmented = False
+
+    def set_extensions(self, extensions: list[Extension]) -> None:
+        """Activate the extensions negotiated in the opening handshake."""
+        self.extensions = extensions
+        self._rsv_allowed = 0
+        for extension in extensions:
+            self._rsv_allowed |= extension.rsv_bits
 
     # -- state ---------------------------------------------------------------
 
@@ -246,7 +271,11 @@ class Protocol:
                 head += 4
             end = head + length
             if end > end_data:
-                if opcode <= _OP_TEXT and (opcode == _OP_TEXT or self._msg_opcode == _OP_TEXT):
+                if (
+                    opcode <= _OP_TEXT
+                    and (opcode == _OP_TEXT or self._msg_opcode == _OP_TEXT)
+                    and not (b0 & 0x70 or (opcode == _OP_CONT and self._msg_rsv))
+                ):
                     self._check_partial_text(data, b0, head, end_data)
                 break
             payload = data[head:end]
@@ -262,11 +291,44 @@ class Protocol:
             else:
                 payload = bytes(payload)
             pos = end
-            if opcode >= 8:
+            if self.extensions:
+                self._receive_extended(b0, opcode, payload, length)
+            elif opcode >= 8:
                 self._receive_control(opcode, payload)
             else:
                 self._receive_data_frame(b0, opcode, payload, length)
         return pos
+
+    def _receive_extended(self, b0: int, opcode: int, payload: bytes, length: int) -> None:
+        """Run a received frame through the negotiated extensions, then handle it."""
+        if opcode in (_OP_TEXT, _OP_BINARY):
+            self._msg_rsv = b0 & 0x70
+        frame = Frame(
+            Opcode(opcode),
+            payload,
+            bool(b0 & 0x80),
+            bool(b0 & 0x40),
+            bool(b0 & 0x20),
+            bool(b0 & 0x10),
+        )
+        remaining = None if self.max_size is None else self.max_size - self._msg_size
+        try:
+            for extension in reversed(self.extensions):
+                frame = extension.decode(frame, max_size=remaining)
+        except PayloadTooBig as exc:
+            self.parser_exc = exc
+            self.fail(CloseCode.MESSAGE_TOO_BIG, f"message too big; limit is {self.max_size} bytes")
+            return
+        except ProtocolError as exc:
+            self.parser_exc = exc
+            self.fail(CloseCode.PROTOCOL_ERROR, str(exc))
+            return
+        if opcode >= 8:
+            self._receive_control(opcode, frame.data)
+        else:
+            # The part already UTF-8 checked (uncompressed frames only) counts in the size.
+            decoded = len(frame.data) + self._partial_done
+            self._receive_data_frame(0x80 if frame.fin else 0, opcode, frame.data, decoded)
 
     def _check_header(self, b0: int, b1: int, opcode: int, length: int, expect_mask: int) -> bool:
         """Validate a frame header as soon as it is known; fail and return False if bad."""
@@ -335,6 +397,7 @@ class Protocol:
             piece = apply_mask(piece, _rotate(bytes(data[head - 4 : head]), done))
         try:
             text = self._decoder.decode(piece, False)
+            _check_pending_utf8(self._decoder)
         except UnicodeDecodeError as exc:
             self._fail_utf8(exc)
             return
@@ -373,6 +436,7 @@ class Protocol:
             assert self._decoder is not None
             try:
                 text = self._decoder.decode(payload, bool(fin))
+                _check_pending_utf8(self._decoder)
             except UnicodeDecodeError as exc:
                 self._fail_utf8(exc)
                 return
@@ -427,7 +491,19 @@ class Protocol:
 
     # -- data out ------------------------------------------------------------
 
-    def _write_frame(self, first_byte: int, payload: bytes) -> None:
+    def _write_frame(self, first_byte: int, payload: bytes, compress: bool = True) -> None:
+        if self.extensions:
+            frame = Frame(Opcode(first_byte & 0x0F), payload, bool(first_byte & 0x80))
+            for extension in self.extensions:
+                frame = extension.encode(frame, compress=compress)
+            payload = frame.data
+            first_byte = (
+                (0x80 if frame.fin else 0)
+                | (0x40 if frame.rsv1 else 0)
+                | (0x20 if frame.rsv2 else 0)
+                | (0x10 if frame.rsv3 else 0)
+                | frame.opcode
+            )
         keys = self._mask_keys
         if keys is None:
             header = encode_header(first_byte, len(payload), None)
@@ -446,10 +522,12 @@ class Protocol:
         if self._state is not OPEN:
             raise InvalidState(f"connection is {self._state.name}; cannot send data")
 
-    def send_text(self, data: bytes | str, fin: bool = True) -> None:
+    def send_text(self, data: bytes | str, fin: bool = True, *, compress: bool = True) -> None:
         """Send a text frame: the whole message, or its first fragment when ``fin`` is False.
 
         ``str`` is encoded as UTF-8; ``bytes`` must already be UTF-8.
+        ``compress=False`` sends this message uncompressed even when
+        permessage-deflate is on.
         """
         self._check_open()
         if self._send_fragmented:
@@ -457,15 +535,17 @@ class Protocol:
         if isinstance(data, str):
             data = data.encode("utf-8")
         self._send_fragmented = not fin
-        self._write_frame((0x80 if fin else 0) | _OP_TEXT, data)
+        self._write_frame((0x80 if fin else 0) | _OP_TEXT, data, compress)
 
-    def send_binary(self, data: bytes | bytearray | memoryview, fin: bool = True) -> None:
-        """Send a binary frame: the whole message, or its first fragment."""
+    def send_binary(
+        self, data: bytes | bytearray | memoryview, fin: bool = True, *, compress: bool = True
+    ) -> None:
+        """Send a binary frame: the whole message, or its first fragment (see ``send_text``)."""
         self._check_open()
         if self._send_fragmented:
             raise InvalidState("a fragmented message is in progress; send continuations")
         self._send_fragmented = not fin
-        self._write_frame((0x80 if fin else 0) | _OP_BINARY, bytes(data))
+        self._write_frame((0x80 if fin else 0) | _OP_BINARY, bytes(data), compress)
 
     def send_continuation(self, data: bytes | bytearray | memoryview, fin: bool) -> None:
         """Send the next fragment of a message started with ``fin=False``."""

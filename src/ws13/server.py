@@ -14,10 +14,18 @@ from .exceptions import (
     InvalidOrigin,
     InvalidUpgrade,
     InvalidVersion,
+    NegotiationError,
 )
-from .headers import Headers, parse_token_list
+from .extensions.base import Extension, ServerExtensionFactory
+from .headers import (
+    ExtensionParameter,
+    Headers,
+    build_extension_list,
+    parse_extension_list,
+    parse_token_list,
+)
 from .http11 import Request, Response
-from .protocol import CONNECTING, OPEN, SERVER, Protocol, State
+from .protocol import CLOSED, CONNECTING, OPEN, SERVER, Protocol, State
 from .utils import accept_key
 from .version import USER_AGENT
 
@@ -42,6 +50,8 @@ class ServerProtocol(Protocol):
         subprotocols: subprotocols this server speaks, in order of preference.
         select_subprotocol: a callback that overrides the default choice (the
             first of ``subprotocols`` that the client offered).
+        extensions: extension factories, e.g. ``ServerPerMessageDeflateFactory()``;
+            each accepts or declines the client's offers in the client's order.
         server_header: the ``Server`` header, or ``None`` to send none.
         max_size: see ``Protocol``.
     """
@@ -52,6 +62,7 @@ class ServerProtocol(Protocol):
         origins: Sequence[str | None] | None = None,
         subprotocols: Sequence[str] | None = None,
         select_subprotocol: SubprotocolSelector | None = None,
+        extensions: Sequence[ServerExtensionFactory] | None = None,
         server_header: str | None = USER_AGENT,
         state: State = CONNECTING,
         max_size: int | None = 2**20,
@@ -61,6 +72,8 @@ class ServerProtocol(Protocol):
         self.origins = None if origins is None else list(origins)
         self.available_subprotocols = list(subprotocols or ())
         self.select_subprotocol = select_subprotocol
+        self.available_extensions = list(extensions or ())
+        self._accepted_extensions: list[Extension] = []
         self.server_header = server_header
         #: The subprotocol chosen, if any.
         self.subprotocol: str | None = None
@@ -73,16 +86,23 @@ class ServerProtocol(Protocol):
         if self._state is not CONNECTING:
             super().receive_data(data)
             return
+        if self.handshake_exc is not None:
+            # The handshake failed: the connection never opens, so what the
+            # client sends next is dropped rather than buffered without limit.
+            self._handshake_buffer.clear()
+            return
         self._handshake_buffer += data
-        if self.request is not None or self.handshake_exc is not None:
+        if self.request is not None:
             # Frames sent right after the request wait for send_response().
             return
         try:
             parsed = Request.parse(self._handshake_buffer)
         except InvalidHandshake as exc:
             self.handshake_exc = exc
+            # RFC 7231 section 6.5.5: a 405 response MUST list the allowed methods.
+            headers = Headers([("Allow", "GET")]) if exc.status == 405 else None
             self.send_response(
-                self.reject(exc.status, f"Failed to open a WebSocket connection: {exc}.\n")
+                self.reject(exc.status, f"Failed to open a WebSocket connection: {exc}.\n", headers)
             )
             return
         if parsed is None:
@@ -100,7 +120,7 @@ class ServerProtocol(Protocol):
         On refusal ``handshake_exc`` says why. Call ``send_response()`` next.
         """
         try:
-            protocol_header = self._check_request(request)
+            protocol_header, extensions_header = self._check_request(request)
         except InvalidHandshake as exc:
             self.handshake_exc = exc
             if self.debug:
@@ -119,14 +139,20 @@ class ServerProtocol(Protocol):
         headers["Upgrade"] = "websocket"
         headers["Connection"] = "Upgrade"
         headers["Sec-WebSocket-Accept"] = accept_key(request.headers["Sec-WebSocket-Key"])
+        if extensions_header is not None:
+            headers["Sec-WebSocket-Extensions"] = extensions_header
         if protocol_header is not None:
             headers["Sec-WebSocket-Protocol"] = protocol_header
         if self.server_header is not None:
             headers["Server"] = self.server_header
         return Response(101, "Switching Protocols", headers)
 
-    def _check_request(self, request: Request) -> str | None:
-        """Validate the opening handshake (section 4.2.1); return the subprotocol."""
+    def _check_request(self, request: Request) -> tuple[str | None, str | None]:
+        """Validate the opening handshake (section 4.2.1).
+
+        Returns the Sec-WebSocket-Protocol and Sec-WebSocket-Extensions
+        answers, ``None`` for headers not to send.
+        """
         headers = request.headers
         if len(headers.get_all("Host")) != 1:
             raise InvalidHeader("Host", headers.get("Host"))
@@ -166,9 +192,31 @@ class ServerProtocol(Protocol):
         else:
             chosen = next((p for p in self.available_subprotocols if p in offered), None)
         self.subprotocol = chosen
-        # Extensions the client offers are declined by not answering them:
-        # section 9.1 lets the server accept none.
-        return chosen
+        return chosen, self._negotiate_extensions(request.headers)
+
+    def _negotiate_extensions(self, headers: Headers) -> str | None:
+        """Accept what we support of the client's offers, in the client's order.
+
+        RFC 7692 section 5: a server declines an offer it can't accept (bad
+        or duplicate parameters included) and may accept a later one, the
+        client's fallback.
+        """
+        offers = parse_extension_list(headers.get_all("Sec-WebSocket-Extensions"))
+        answer: list[tuple[str, list[ExtensionParameter]]] = []
+        accepted: list[Extension] = []
+        for name, params in offers:
+            for factory in self.available_extensions:
+                if factory.name != name:
+                    continue
+                try:
+                    response_params, extension = factory.process_request_params(params, accepted)
+                except NegotiationError:
+                    continue
+                answer.append((name, response_params))
+                accepted.append(extension)
+                break
+        self._accepted_extensions = accepted
+        return build_extension_list(answer) if answer else None
 
     def reject(self, status: int, text: str, headers: Headers | None = None) -> Response:
         """Build an HTTP response that refuses the upgrade, with a plain-text body."""
@@ -182,11 +230,17 @@ class ServerProtocol(Protocol):
 
         Any other status ends the connection after the response is written.
         """
+        if self._state is CLOSED:
+            # The client closed the connection before the answer was ready
+            # (e.g. during an async process_request): CLOSED is final, so
+            # nothing is written and the connection doesn't reopen.
+            return
         if self.debug:
             self.logger.debug("> HTTP/1.1 %d %s", response.status_code, response.reason_phrase)
         self.response = response
         self._writes.append(response.serialize())
         if response.status_code == 101:
+            self.set_extensions(self._accepted_extensions)
             self.state = OPEN
             pending = bytes(self._handshake_buffer)
             self._handshake_buffer = bytearray()

@@ -37,6 +37,10 @@ def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     Masking and unmasking are the same operation. The XOR runs on one big
     integer, which CPython does word by word: far faster than a byte loop.
     """
+    # Same contract as the C twin: a key of another size is a caller's bug, not
+    # something to repeat or truncate silently.
+    if len(mask) != 4:
+        raise ValueError("mask must contain 4 bytes")
     n = len(data)
     if n == 0:
         return b""

@@ -11,6 +11,8 @@ from typing import Any
 
 from ..client import ClientProtocol
 from ..exceptions import InvalidMessage, InvalidURI
+from ..extensions.base import ClientExtensionFactory
+from ..extensions.permessage_deflate import enable_client_permessage_deflate
 from ..frames import CloseCode
 from ..uri import parse_uri
 from ..version import USER_AGENT
@@ -77,6 +79,10 @@ class connect:
             ``Authorization`` header.
         origin: the ``Origin`` header, if any.
         subprotocols: subprotocols to offer, in order of preference.
+        compression: ``"deflate"`` (the default) offers permessage-deflate
+            (RFC 7692) with default settings; ``None`` turns it off.
+        extensions: extension factories to offer, e.g. a tuned
+            ``ClientPerMessageDeflateFactory(...)``.
         additional_headers: extra request headers, as (name, value) pairs.
         user_agent: the ``User-Agent`` header, ``None`` for none.
         open_timeout: seconds for TCP, TLS and the opening handshake (10);
@@ -99,6 +105,8 @@ class connect:
         *,
         origin: str | None = None,
         subprotocols: Sequence[str] | None = None,
+        compression: str | None = "deflate",
+        extensions: Sequence[ClientExtensionFactory] | None = None,
         additional_headers: Iterable[tuple[str, str]] | None = None,
         user_agent: str | None = USER_AGENT,
         open_timeout: float | None = 10,
@@ -125,12 +133,17 @@ class connect:
         self.unix = unix
         self.kwargs = kwargs
         self.connection: ClientConnection | None = None
+        if compression == "deflate":
+            extensions = enable_client_permessage_deflate(extensions)
+        elif compression is not None:
+            raise ValueError(f"unsupported compression: {compression!r}; use 'deflate' or None")
 
         def factory() -> ClientConnection:
             protocol = ClientProtocol(
                 self.uri,
                 origin=origin,
                 subprotocols=subprotocols,
+                extensions=extensions,
                 max_size=max_size,
                 logger=logger,
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
 from ..exceptions import (
@@ -172,6 +172,9 @@ class Connection(asyncio.Protocol):
             protocol.send_text(message.encode("utf-8"))
         elif isinstance(message, (bytes, bytearray, memoryview)):
             protocol.send_binary(message)
+        elif isinstance(message, Mapping):
+            # A dict is iterable too: without this its keys went out as fragments.
+            raise TypeError("message must be str or bytes-like, not a mapping")
         elif isinstance(message, (Iterable, AsyncIterable)):
             await self._send_fragments(message)  # type: ignore[arg-type]
             return
@@ -285,6 +288,10 @@ class Connection(asyncio.Protocol):
             else:
                 self.protocol.send_close(code, reason)
             self._flush()
+        # A full message queue may have paused reading: the peer's Close frame
+        # (or its TCP close) would then never be read and close() would hang
+        # until close_timeout. Read again; the closing peer sends little more.
+        self._resume_reading()
         await self.wait_closed()
 
     async def wait_closed(self) -> None:

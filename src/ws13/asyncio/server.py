@@ -11,6 +11,8 @@ from types import TracebackType
 from typing import Any
 
 from ..exceptions import ConnectionClosed
+from ..extensions.base import ServerExtensionFactory
+from ..extensions.permessage_deflate import enable_server_permessage_deflate
 from ..frames import CloseCode
 from ..http11 import Request, Response
 from ..protocol import CONNECTING, OPEN
@@ -202,8 +204,12 @@ class Server:
     async def serve_forever(self) -> None:
         """Serve until cancelled; then shut down gracefully."""
         assert self.server is not None
+        # Shielded: from Python 3.12.1 on, a cancelled asyncio.Server.serve_forever()
+        # waits for every connection to drop before returning, so it hung with
+        # clients connected; our graceful close below is what drops them.
+        serving = asyncio.ensure_future(self.server.serve_forever())
         try:
-            await self.server.serve_forever()
+            await asyncio.shield(serving)
         except asyncio.CancelledError:
             self.close()
             await self.wait_closed()
@@ -239,6 +245,10 @@ class serve:
             header); refused ones get 403. Default: any.
         subprotocols: subprotocols this server speaks, by preference.
         select_subprotocol: ``f(request, offered) -> str | None`` to choose instead.
+        compression: ``"deflate"`` (the default) accepts permessage-deflate
+            (RFC 7692) when the client offers it; ``None`` turns it off.
+        extensions: extension factories, e.g. a tuned
+            ``ServerPerMessageDeflateFactory(...)``.
         process_request: hook to answer plain HTTP; see ``ProcessRequest``.
         server_header: ``Server`` header (``None`` for none).
         open_timeout: seconds for the client to complete the handshake (10).
@@ -260,6 +270,8 @@ class serve:
         origins: Sequence[str | None] | None = None,
         subprotocols: Sequence[str] | None = None,
         select_subprotocol: SubprotocolSelector | None = None,
+        compression: str | None = "deflate",
+        extensions: Sequence[ServerExtensionFactory] | None = None,
         process_request: ProcessRequest | None = None,
         server_header: str | None = USER_AGENT,
         open_timeout: float | None = 10,
@@ -276,6 +288,10 @@ class serve:
         self.server = Server(
             handler, process_request=process_request, open_timeout=open_timeout, logger=logger
         )
+        if compression == "deflate":
+            extensions = enable_server_permessage_deflate(extensions)
+        elif compression is not None:
+            raise ValueError(f"unsupported compression: {compression!r}; use 'deflate' or None")
         self.host = host
         self.port = port
         self.unix = unix
@@ -287,6 +303,7 @@ class serve:
                 origins=origins,
                 subprotocols=subprotocols,
                 select_subprotocol=select_subprotocol,
+                extensions=extensions,
                 server_header=server_header,
                 max_size=max_size,
                 logger=logger,

@@ -139,6 +139,12 @@ async def _print_messages(ws: ClientConnection, tally: _Tally) -> None:
             tally.arrived.set()
     except ConnectionClosed:
         pass
+    except BrokenPipeError:
+        # stdout is gone (`ws13 connect URL | head -1`): end without a traceback.
+        # Point stdout at devnull so the flush at exit doesn't fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        await ws.close()
+        raise
 
 
 async def _connect(args: argparse.Namespace) -> int:
@@ -152,6 +158,9 @@ async def _connect(args: argparse.Namespace) -> int:
             max_size=args.max_size or None,
             ssl=_ssl_context(args),
         )
+    except ssl.SSLError as exc:
+        # Before ValueError: SSLCertVerificationError is a ValueError too.
+        return fail(f"TLS error: {exc.reason or exc}")
     except (InvalidURI, ValueError) as exc:
         return fail(str(exc), 2)
     except InvalidStatus as exc:
@@ -159,8 +168,6 @@ async def _connect(args: argparse.Namespace) -> int:
         return fail(f"server rejected the connection: HTTP {exc.status} {phrase}".rstrip())
     except InvalidHandshake as exc:
         return fail(f"opening handshake failed: {exc}")
-    except ssl.SSLError as exc:
-        return fail(f"TLS error: {exc.reason or exc}")
     except TimeoutError:
         return fail(f"timed out connecting to {args.url}")
     except OSError as exc:
@@ -175,6 +182,8 @@ async def _connect(args: argparse.Namespace) -> int:
     try:
         await _print_messages(ws, tally)
         await ws.wait_closed()
+    except BrokenPipeError:
+        return 1
     finally:
         sender.cancel()
     code, sent = ws.close_code, ws.protocol.close_sent

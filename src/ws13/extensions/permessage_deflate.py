@@ -1,0 +1,418 @@
+"""permessage-deflate (RFC 7692): DEFLATE compression of whole messages.
+
+Defaults, chosen for memory as much as for ratio (each connection with context
+takeover keeps a compressor and a decompressor):
+
+* the server answers ``server_max_window_bits=12`` (4 KiB window) and, when the
+  client allows it, ``client_max_window_bits=12``; the compressor runs at
+  ``memLevel=5``;
+* messages under ``threshold=128`` bytes go out uncompressed (DEFLATE rarely
+  shrinks them and costs CPU);
+* zlib state is created on first use, so a connection that never sends (or
+  never receives) a compressed message pays nothing for that direction.
+
+zlib can't make a raw DEFLATE stream with an 8-bit window (``wbits=-8`` is
+refused). When the peer limits our window to 8 bits we compress with a 9-bit
+window and the ``Z_RLE`` strategy, whose matches all have distance 1: valid for
+any window, so the peer's 256-byte window always suffices.
+
+Decompression is bounded while it runs: ``decompress(data, max_length)`` never
+produces more than the message may still hold, so a deflate bomb ends with 1009
+before memory grows.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from ..exceptions import NegotiationError, PayloadTooBig, ProtocolError
+from ..frames import Frame, Opcode
+from ..headers import ExtensionParameter
+from .base import ClientExtensionFactory, Extension, ServerExtensionFactory
+
+__all__ = [
+    "ClientPerMessageDeflateFactory",
+    "PerMessageDeflate",
+    "ServerPerMessageDeflateFactory",
+    "enable_client_permessage_deflate",
+    "enable_server_permessage_deflate",
+]
+
+NAME = "permessage-deflate"
+_EMPTY_UNCOMPRESSED_BLOCK = b"\x00\x00\xff\xff"
+_WINDOW_BITS = range(8, 16)
+DEFAULT_COMPRESS_SETTINGS: dict[str, int] = {"memLevel": 5}
+DEFAULT_THRESHOLD = 128
+
+
+class PerMessageDeflate(Extension):
+    """permessage-deflate, negotiated: compresses outgoing and inflates incoming messages.
+
+    "remote" is the peer's compressor (our decompressor), "local" ours.
+    """
+
+    name = NAME
+    rsv_bits = 0x40
+
+    def __init__(
+        self,
+        remote_no_context_takeover: bool,
+        local_no_context_takeover: bool,
+        remote_max_window_bits: int,
+        local_max_window_bits: int,
+        compress_settings: dict[str, int] | None = None,
+        threshold: int = DEFAULT_THRESHOLD,
+    ) -> None:
+        self.remote_no_context_takeover = remote_no_context_takeover
+        self.local_no_context_takeover = local_no_context_takeover
+        self.remote_max_window_bits = remote_max_window_bits
+        self.local_max_window_bits = local_max_window_bits
+        settings = DEFAULT_COMPRESS_SETTINGS if compress_settings is None else compress_settings
+        unknown = set(settings) - {"level", "memLevel", "strategy"}
+        if unknown:
+            raise ValueError(f"unknown compress_settings: {', '.join(sorted(unknown))}")
+        self.compress_settings = dict(settings)
+        self.threshold = threshold
+        self._decoder: Any = None
+        self._encoder: Any = None
+        self._decoding = False  # inside a compressed message being received
+        self._encoding: bool | None = None  # inside a message being sent: compressed?
+
+    def __repr__(self) -> str:
+        return (
+            f"PerMessageDeflate(remote_no_context_takeover={self.remote_no_context_takeover}, "
+            f"local_no_context_takeover={self.local_no_context_takeover}, "
+            f"remote_max_window_bits={self.remote_max_window_bits}, "
+            f"local_max_window_bits={self.local_max_window_bits})"
+        )
+
+    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+        opcode = frame.opcode
+        if opcode >= 8:
+            # RFC 7692 section 6.1: "An endpoint MUST NOT set the "Per-Message
+            # Compressed" bit of control frames".
+            if frame.rsv1:
+                raise ProtocolError("RSV1 set on a control frame")
+            return frame
+        if opcode is Opcode.CONT:
+            if frame.rsv1:
+                # Section 6.1: the bit is set on the first frame of a message only.
+                raise ProtocolError("RSV1 set on a continuation frame")
+            if not self._decoding:
+                return frame
+        else:
+            if not frame.rsv1:
+                return frame
+            self._decoding = True
+            if self._decoder is None:
+                self._decoder = zlib.decompressobj(wbits=-self.remote_max_window_bits)
+        decoder = self._decoder
+        limit = 0 if max_size is None else max_size + 1
+        try:
+            data = decoder.decompress(frame.data, limit)
+            if decoder.unconsumed_tail or (max_size is not None and len(data) > max_size):
+                raise PayloadTooBig(
+                    f"decompressed message exceeds max_size ({max_size} more bytes allowed)"
+                )
+            if frame.fin:
+                # Section 7.2.2: append 0x00 0x00 0xff 0xff to the payload of
+                # the message, then decompress.
+                if limit:
+                    limit = max(1, limit - len(data))
+                tail = decoder.decompress(_EMPTY_UNCOMPRESSED_BLOCK, limit)
+                if decoder.unconsumed_tail or (
+                    max_size is not None and len(data) + len(tail) > max_size
+                ):
+                    raise PayloadTooBig(
+                        f"decompressed message exceeds max_size ({max_size} more bytes allowed)"
+                    )
+                if tail:
+                    data += tail
+        except zlib.error as exc:
+            raise ProtocolError(f"invalid DEFLATE data: {exc}") from None
+        if frame.fin:
+            self._decoding = False
+            if self.remote_no_context_takeover:
+                self._decoder = None
+        return Frame(opcode, data, frame.fin)
+
+    def encode(self, frame: Frame, *, compress: bool = True) -> Frame:
+        opcode = frame.opcode
+        if opcode >= 8:
+            return frame
+        if opcode is Opcode.CONT:
+            if not self._encoding:
+                if frame.fin:
+                    self._encoding = None
+                return frame
+        else:
+            # Small single-frame messages aren't worth compressing.
+            if not compress or (frame.fin and len(frame.data) < self.threshold):
+                self._encoding = None if frame.fin else False
+                return frame
+            self._encoding = True
+            if self._encoder is None:
+                self._encoder = self._new_encoder()
+        encoder = self._encoder
+        data = encoder.compress(frame.data) + encoder.flush(zlib.Z_SYNC_FLUSH)
+        if frame.fin:
+            # Section 7.2.1: remove the 4 octets 0x00 0x00 0xff 0xff at the tail.
+            if data.endswith(_EMPTY_UNCOMPRESSED_BLOCK):
+                data = data[:-4]
+            self._encoding = None
+            if self.local_no_context_takeover:
+                self._encoder = None
+        return Frame(opcode, data, frame.fin, rsv1=opcode is not Opcode.CONT)
+
+    def _new_encoder(self) -> Any:
+        bits = self.local_max_window_bits
+        settings = self.compress_settings
+        strategy = settings.get("strategy", zlib.Z_DEFAULT_STRATEGY)
+        if bits == 8:
+            strategy, bits = zlib.Z_RLE, 9
+        return zlib.compressobj(
+            settings.get("level", zlib.Z_DEFAULT_COMPRESSION),
+            zlib.DEFLATED,
+            -bits,
+            settings.get("memLevel", zlib.DEF_MEM_LEVEL),
+            strategy,
+        )
+
+
+def _parse_params(
+    params: Sequence[ExtensionParameter], *, is_server: bool
+) -> dict[str, int | bool | None]:
+    """Validate parameters (section 7); raise NegotiationError on any problem.
+
+    Returns a dict of the parameters present: no_context_takeover flags as
+    True, window bits as int, a bare ``client_max_window_bits`` as None.
+    """
+    result: dict[str, int | bool | None] = {}
+    for name, value in params:
+        if name in result:
+            # Section 7: "MUST decline [...] multiple extension parameters with the same name".
+            raise NegotiationError("Sec-WebSocket-Extensions", f"duplicate parameter {name}")
+        if name in ("server_no_context_takeover", "client_no_context_takeover"):
+            if value is not None:
+                raise NegotiationError("Sec-WebSocket-Extensions", f"{name} takes no value")
+            result[name] = True
+        elif name in ("server_max_window_bits", "client_max_window_bits"):
+            if value is None:
+                # Only a client offer may carry a bare client_max_window_bits.
+                if name == "server_max_window_bits" or not is_server:
+                    raise NegotiationError("Sec-WebSocket-Extensions", f"{name} needs a value")
+                result[name] = None
+                continue
+            if not (value.isdigit() and len(value) <= 2 and int(value) in _WINDOW_BITS):
+                raise NegotiationError("Sec-WebSocket-Extensions", f"{name}={value}")
+            result[name] = int(value)
+        else:
+            raise NegotiationError("Sec-WebSocket-Extensions", f"unknown parameter {name}")
+    return result
+
+
+def _check_bits(value: int | None, name: str) -> None:
+    if value is not None and value not in _WINDOW_BITS:
+        raise ValueError(f"{name} must be between 8 and 15")
+
+
+class ClientPerMessageDeflateFactory(ClientExtensionFactory):
+    """The client's offer of permessage-deflate.
+
+    Args:
+        server_no_context_takeover: ask the server not to keep its compression
+            context between messages.
+        client_no_context_takeover: promise not to keep ours (saves memory).
+        server_max_window_bits: ask the server for a smaller window (8-15).
+        client_max_window_bits: ``True`` offers the bare parameter (the server
+            may then pick our window), an int offers that limit, ``False``
+            offers nothing.
+        compress_settings: ``zlib.compressobj`` keywords, e.g. ``{"level": 6, "memLevel": 5}``.
+        threshold: messages shorter than this many bytes are sent uncompressed.
+    """
+
+    name = NAME
+
+    def __init__(
+        self,
+        server_no_context_takeover: bool = False,
+        client_no_context_takeover: bool = False,
+        server_max_window_bits: int | None = None,
+        client_max_window_bits: int | bool = True,
+        compress_settings: dict[str, int] | None = None,
+        threshold: int = DEFAULT_THRESHOLD,
+    ) -> None:
+        _check_bits(server_max_window_bits, "server_max_window_bits")
+        if not isinstance(client_max_window_bits, bool):
+            _check_bits(client_max_window_bits, "client_max_window_bits")
+        self.server_no_context_takeover = server_no_context_takeover
+        self.client_no_context_takeover = client_no_context_takeover
+        self.server_max_window_bits = server_max_window_bits
+        self.client_max_window_bits = client_max_window_bits
+        self.compress_settings = compress_settings
+        self.threshold = threshold
+
+    def get_request_params(self) -> list[ExtensionParameter]:
+        params: list[ExtensionParameter] = []
+        if self.server_no_context_takeover:
+            params.append(("server_no_context_takeover", None))
+        if self.client_no_context_takeover:
+            params.append(("client_no_context_takeover", None))
+        if self.server_max_window_bits is not None:
+            params.append(("server_max_window_bits", str(self.server_max_window_bits)))
+        if self.client_max_window_bits is True:
+            params.append(("client_max_window_bits", None))
+        elif self.client_max_window_bits is not False:
+            params.append(("client_max_window_bits", str(self.client_max_window_bits)))
+        return params
+
+    def process_response_params(
+        self, params: Sequence[ExtensionParameter], accepted: Sequence[Extension]
+    ) -> Extension:
+        if any(isinstance(extension, PerMessageDeflate) for extension in accepted):
+            raise NegotiationError("Sec-WebSocket-Extensions", "permessage-deflate twice")
+        found = _parse_params(params, is_server=False)
+        # Section 7.1.1.1: a server accepts server_no_context_takeover by
+        # including it; one that drops it didn't accept our offer.
+        if self.server_no_context_takeover and "server_no_context_takeover" not in found:
+            raise NegotiationError(
+                "Sec-WebSocket-Extensions", "server_no_context_takeover was required"
+            )
+        server_bits = found.get("server_max_window_bits")
+        # Section 7.1.2.1: the server must answer with a value no larger.
+        if self.server_max_window_bits is not None and (
+            server_bits is None or int(server_bits) > self.server_max_window_bits
+        ):
+            raise NegotiationError(
+                "Sec-WebSocket-Extensions",
+                f"server_max_window_bits must be <= {self.server_max_window_bits}",
+            )
+        client_bits = found.get("client_max_window_bits")
+        if client_bits is not None:
+            # Section 7.1.2.2: only allowed if offered, and no larger than offered.
+            if self.client_max_window_bits is False:
+                raise NegotiationError(
+                    "Sec-WebSocket-Extensions", "client_max_window_bits was not offered"
+                )
+            if self.client_max_window_bits is not True and int(client_bits) > int(
+                self.client_max_window_bits
+            ):
+                raise NegotiationError(
+                    "Sec-WebSocket-Extensions",
+                    f"client_max_window_bits must be <= {self.client_max_window_bits}",
+                )
+        elif self.client_max_window_bits not in (True, False):
+            client_bits = int(self.client_max_window_bits)
+        return PerMessageDeflate(
+            remote_no_context_takeover="server_no_context_takeover" in found,
+            local_no_context_takeover=self.client_no_context_takeover
+            or "client_no_context_takeover" in found,
+            remote_max_window_bits=15 if server_bits is None else int(server_bits),
+            local_max_window_bits=15 if client_bits is None else int(client_bits),
+            compress_settings=self.compress_settings,
+            threshold=self.threshold,
+        )
+
+
+class ServerPerMessageDeflateFactory(ServerExtensionFactory):
+    """The server's side of permessage-deflate negotiation.
+
+    Args:
+        server_no_context_takeover: don't keep our compression context
+            between messages (saves memory, costs ratio).
+        client_no_context_takeover: ask the client not to keep its context.
+        server_max_window_bits: our compression window (default 12 = 4 KiB);
+            a smaller value offered by the client wins.
+        client_max_window_bits: the client's window, when the client lets us
+            choose it (default 12).
+        require_client_max_window_bits: decline offers that don't let us
+            limit the client's window.
+        compress_settings: ``zlib.compressobj`` keywords (default ``{"memLevel": 5}``).
+        threshold: messages shorter than this many bytes are sent uncompressed.
+    """
+
+    name = NAME
+
+    def __init__(
+        self,
+        server_no_context_takeover: bool = False,
+        client_no_context_takeover: bool = False,
+        server_max_window_bits: int | None = 12,
+        client_max_window_bits: int | None = 12,
+        require_client_max_window_bits: bool = False,
+        compress_settings: dict[str, int] | None = None,
+        threshold: int = DEFAULT_THRESHOLD,
+    ) -> None:
+        _check_bits(server_max_window_bits, "server_max_window_bits")
+        _check_bits(client_max_window_bits, "client_max_window_bits")
+        self.server_no_context_takeover = server_no_context_takeover
+        self.client_no_context_takeover = client_no_context_takeover
+        self.server_max_window_bits = server_max_window_bits
+        self.client_max_window_bits = client_max_window_bits
+        self.require_client_max_window_bits = require_client_max_window_bits
+        self.compress_settings = compress_settings
+        self.threshold = threshold
+
+    def process_request_params(
+        self, params: Sequence[ExtensionParameter], accepted: Sequence[Extension]
+    ) -> tuple[list[ExtensionParameter], Extension]:
+        if any(isinstance(extension, PerMessageDeflate) for extension in accepted):
+            raise NegotiationError("Sec-WebSocket-Extensions", "permessage-deflate twice")
+        found = _parse_params(params, is_server=True)
+        answer: list[ExtensionParameter] = []
+        # Section 7.1.1.1: a server that accepts an offer with
+        # server_no_context_takeover MUST include it in the answer.
+        server_nct = self.server_no_context_takeover or "server_no_context_takeover" in found
+        if server_nct:
+            answer.append(("server_no_context_takeover", None))
+        client_nct = self.client_no_context_takeover or "client_no_context_takeover" in found
+        if client_nct:
+            answer.append(("client_no_context_takeover", None))
+        server_bits = self.server_max_window_bits
+        offered_server_bits = found.get("server_max_window_bits")
+        if offered_server_bits is not None:
+            # Section 7.1.2.1: answer with a value no larger than offered.
+            server_bits = min(int(offered_server_bits), server_bits or 15)
+        if server_bits is not None:
+            answer.append(("server_max_window_bits", str(server_bits)))
+        client_bits: int | None = None
+        if "client_max_window_bits" in found:
+            offered = found["client_max_window_bits"]
+            client_bits = self.client_max_window_bits
+            if offered is not None:
+                client_bits = min(int(offered), client_bits or 15)
+            if client_bits is not None:
+                answer.append(("client_max_window_bits", str(client_bits)))
+        elif self.require_client_max_window_bits:
+            raise NegotiationError("Sec-WebSocket-Extensions", "client_max_window_bits required")
+        extension = PerMessageDeflate(
+            remote_no_context_takeover=client_nct,
+            local_no_context_takeover=server_nct,
+            remote_max_window_bits=15 if client_bits is None else client_bits,
+            local_max_window_bits=15 if server_bits is None else server_bits,
+            compress_settings=self.compress_settings,
+            threshold=self.threshold,
+        )
+        return answer, extension
+
+
+def enable_client_permessage_deflate(
+    extensions: Sequence[ClientExtensionFactory] | None,
+) -> list[ClientExtensionFactory]:
+    """Add the default permessage-deflate offer unless one is configured."""
+    result = list(extensions or ())
+    if not any(factory.name == NAME for factory in result):
+        result.append(ClientPerMessageDeflateFactory())
+    return result
+
+
+def enable_server_permessage_deflate(
+    extensions: Sequence[ServerExtensionFactory] | None,
+) -> list[ServerExtensionFactory]:
+    """Add the default permessage-deflate support unless one is configured."""
+    result = list(extensions or ())
+    if not any(factory.name == NAME for factory in result):
+        result.append(ServerPerMessageDeflateFactory())
+    return result

@@ -1,0 +1,391 @@
+"""permessage-deflate (RFC 7692): negotiation, compression, limits. Bytes in, bytes out."""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+import pytest
+
+from ws13.client import ClientProtocol
+from ws13.exceptions import NegotiationError, PayloadTooBig, ProtocolError
+from ws13.extensions.permessage_deflate import (
+    ClientPerMessageDeflateFactory,
+    PerMessageDeflate,
+    ServerPerMessageDeflateFactory,
+)
+from ws13.frames import Close, CloseCode, Frame, Opcode
+from ws13.headers import parse_extension_list
+from ws13.protocol import CLIENT, OPEN, SERVER, Protocol
+from ws13.server import ServerProtocol
+from ws13.uri import parse_uri
+
+
+def pair(**kwargs: object) -> tuple[PerMessageDeflate, PerMessageDeflate]:
+    """A sender and a receiver extension with matching parameters."""
+    settings = {
+        "remote_no_context_takeover": False,
+        "local_no_context_takeover": False,
+        "remote_max_window_bits": 15,
+        "local_max_window_bits": 15,
+        **kwargs,
+    }
+    return PerMessageDeflate(**settings), PerMessageDeflate(**settings)  # type: ignore[arg-type]
+
+
+def roundtrip(sender: PerMessageDeflate, receiver: PerMessageDeflate, frame: Frame) -> Frame:
+    return receiver.decode(sender.encode(frame), max_size=None)
+
+
+class TestSection7_2_1Compression:
+    def test_rfc_example_hello(self) -> None:
+        # Section 7.2.3.1: "Hello" compressed is c2 f2 48 cd c9 c9 07 00.
+        ext = PerMessageDeflate(False, False, 15, 15, threshold=0)
+        frame = ext.encode(Frame(Opcode.TEXT, b"Hello"))
+        assert frame.rsv1
+        assert frame.data == bytes.fromhex("f248cdc9c90700")
+
+    def test_rfc_example_decodes(self) -> None:
+        # Section 7.2.3.1: the frame 0xc1 0x07 0xf2 0x48 0xcd 0xc9 0xc9 0x07 0x00.
+        ext = PerMessageDeflate(False, False, 15, 15)
+        frame = Frame(Opcode.TEXT, bytes.fromhex("f248cdc9c90700"), rsv1=True)
+        assert ext.decode(frame).data == b"Hello"
+
+    def test_rfc_example_fragments(self) -> None:
+        # Section 7.2.3.1: the same message in two fragments.
+        ext = PerMessageDeflate(False, False, 15, 15)
+        first = ext.decode(Frame(Opcode.TEXT, bytes.fromhex("f248cd"), fin=False, rsv1=True))
+        second = ext.decode(Frame(Opcode.CONT, bytes.fromhex("c9c90700")))
+        assert first.data + second.data == b"Hello"
+        assert not second.rsv1
+
+    def test_rfc_example_no_compression_block(self) -> None:
+        # Section 7.2.3.3: a DEFLATE block with no compression.
+        ext = PerMessageDeflate(False, False, 15, 15)
+        frame = Frame(Opcode.TEXT, bytes.fromhex("000500faff48656c6c6f00"), rsv1=True)
+        assert ext.decode(frame).data == b"Hello"
+
+    def test_context_takeover_shrinks_repeats(self) -> None:
+        sender, receiver = pair(threshold=0)
+        message = b"the quick brown fox jumps over the lazy dog " * 4
+        first = sender.encode(Frame(Opcode.TEXT, message))
+        second = sender.encode(Frame(Opcode.TEXT, message))
+        assert len(second.data) < len(first.data)
+        assert receiver.decode(first).data == message
+        assert receiver.decode(second).data == message
+
+    def test_no_context_takeover_restarts_each_message(self) -> None:
+        sender, receiver = pair(
+            local_no_context_takeover=True, remote_no_context_takeover=True, threshold=0
+        )
+        message = b"abcabcabc" * 50
+        first = sender.encode(Frame(Opcode.BINARY, message))
+        second = sender.encode(Frame(Opcode.BINARY, message))
+        assert first.data == second.data
+        assert receiver.decode(first).data == receiver.decode(second).data == message
+
+    def test_below_threshold_sent_uncompressed(self) -> None:
+        sender, _ = pair(threshold=128)
+        frame = sender.encode(Frame(Opcode.TEXT, b"short"))
+        assert not frame.rsv1
+        assert frame.data == b"short"
+
+    def test_per_message_opt_out(self) -> None:
+        sender, receiver = pair(threshold=0)
+        data = b"x" * 1000
+        frame = sender.encode(Frame(Opcode.BINARY, data), compress=False)
+        assert not frame.rsv1
+        assert frame.data == data
+        assert receiver.decode(frame).data == data
+
+    def test_fragmented_message(self) -> None:
+        sender, receiver = pair(threshold=0)
+        parts = [b"a" * 300, b"b" * 300, b"c" * 300]
+        frames = [
+            sender.encode(Frame(Opcode.BINARY if i == 0 else Opcode.CONT, part, fin=i == 2))
+            for i, part in enumerate(parts)
+        ]
+        assert [f.rsv1 for f in frames] == [True, False, False]
+        assert b"".join(receiver.decode(f).data for f in frames) == b"".join(parts)
+
+    def test_fragmented_uncompressed_message_stays_uncompressed(self) -> None:
+        sender, _ = pair(threshold=0)
+        first = sender.encode(Frame(Opcode.TEXT, b"ab", fin=False), compress=False)
+        second = sender.encode(Frame(Opcode.CONT, b"cd"))
+        assert (first.rsv1, first.data, second.rsv1, second.data) == (False, b"ab", False, b"cd")
+
+    @pytest.mark.parametrize("bits", range(8, 16))
+    def test_every_window_size(self, bits: int) -> None:
+        # zlib refuses a raw 8-bit compression window; ws13 falls back to a
+        # 9-bit window with Z_RLE, whose output an 8-bit decompressor reads.
+        sender, receiver = pair(
+            local_max_window_bits=bits, remote_max_window_bits=bits, threshold=0
+        )
+        data = os.urandom(64) * 40 + b"z" * 3000
+        for _ in range(3):
+            assert roundtrip(sender, receiver, Frame(Opcode.BINARY, data)).data == data
+
+    def test_control_frames_untouched(self) -> None:
+        sender, receiver = pair(threshold=0)
+        ping = Frame(Opcode.PING, b"x" * 100)
+        assert sender.encode(ping) is ping
+        assert receiver.decode(ping) is ping
+
+
+class TestSection6_1Errors:
+    def test_rsv1_on_control_frame(self) -> None:
+        ext = PerMessageDeflate(False, False, 15, 15)
+        with pytest.raises(ProtocolError, match="control frame"):
+            ext.decode(Frame(Opcode.PING, b"", rsv1=True))
+
+    def test_rsv1_on_continuation_frame(self) -> None:
+        ext = PerMessageDeflate(False, False, 15, 15)
+        ext.decode(Frame(Opcode.TEXT, b"", fin=False, rsv1=True))
+        with pytest.raises(ProtocolError, match="continuation"):
+            ext.decode(Frame(Opcode.CONT, b"", rsv1=True))
+
+    def test_corrupt_data(self) -> None:
+        ext = PerMessageDeflate(False, False, 15, 15)
+        with pytest.raises(ProtocolError, match="invalid DEFLATE"):
+            ext.decode(Frame(Opcode.BINARY, b"\xff\xff\xff\xff", rsv1=True))
+
+    def test_decompression_is_bounded(self) -> None:
+        ext = PerMessageDeflate(False, False, 15, 15)
+        bomb = zlib.compressobj(wbits=-15)
+        data = bomb.compress(bytes(10_000_000)) + bomb.flush(zlib.Z_SYNC_FLUSH)
+        with pytest.raises(PayloadTooBig, match="max_size"):
+            ext.decode(Frame(Opcode.BINARY, data[:-4], rsv1=True), max_size=1000)
+
+    def test_decompression_at_the_limit(self) -> None:
+        sender, receiver = pair(threshold=0)
+        frame = sender.encode(Frame(Opcode.BINARY, bytes(1000)))
+        assert len(receiver.decode(frame, max_size=1000).data) == 1000
+
+
+def params(header: str) -> list[tuple[str, str | None]]:
+    ((_, found),) = parse_extension_list([header])
+    return found
+
+
+class TestSection7Negotiation:
+    def test_client_default_offer(self) -> None:
+        assert ClientPerMessageDeflateFactory().get_request_params() == [
+            ("client_max_window_bits", None)
+        ]
+
+    def test_client_full_offer(self) -> None:
+        factory = ClientPerMessageDeflateFactory(True, True, 10, 11)
+        assert factory.get_request_params() == [
+            ("server_no_context_takeover", None),
+            ("client_no_context_takeover", None),
+            ("server_max_window_bits", "10"),
+            ("client_max_window_bits", "11"),
+        ]
+
+    def test_server_answers_browser_offer(self) -> None:
+        answer, ext = ServerPerMessageDeflateFactory().process_request_params(
+            params("permessage-deflate; client_max_window_bits"), []
+        )
+        assert answer == [("server_max_window_bits", "12"), ("client_max_window_bits", "12")]
+        assert isinstance(ext, PerMessageDeflate)
+        assert (ext.local_max_window_bits, ext.remote_max_window_bits) == (12, 12)
+
+    def test_server_without_client_max_window_bits(self) -> None:
+        answer, ext = ServerPerMessageDeflateFactory().process_request_params([], [])
+        # Section 7.1.2.2: not offered, so not in the answer; the client may use 15.
+        assert answer == [("server_max_window_bits", "12")]
+        assert isinstance(ext, PerMessageDeflate)
+        assert ext.remote_max_window_bits == 15
+
+    def test_server_honours_smaller_server_window(self) -> None:
+        answer, _ = ServerPerMessageDeflateFactory().process_request_params(
+            params("permessage-deflate; server_max_window_bits=9"), []
+        )
+        assert ("server_max_window_bits", "9") in answer
+
+    def test_server_must_echo_server_no_context_takeover(self) -> None:
+        answer, ext = ServerPerMessageDeflateFactory().process_request_params(
+            params("permessage-deflate; server_no_context_takeover"), []
+        )
+        assert ("server_no_context_takeover", None) in answer
+        assert isinstance(ext, PerMessageDeflate)
+        assert ext.local_no_context_takeover
+
+    @pytest.mark.parametrize(
+        "offer",
+        [
+            "permessage-deflate; server_max_window_bits",
+            "permessage-deflate; server_max_window_bits=7",
+            "permessage-deflate; server_max_window_bits=16",
+            "permessage-deflate; client_max_window_bits=08x",
+            "permessage-deflate; server_no_context_takeover=1",
+            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            "permessage-deflate; unknown_param",
+        ],
+    )
+    def test_server_declines_bad_offers(self, offer: str) -> None:
+        with pytest.raises(NegotiationError):
+            ServerPerMessageDeflateFactory().process_request_params(params(offer), [])
+
+    def test_client_accepts_answer(self) -> None:
+        ext = ClientPerMessageDeflateFactory().process_response_params(
+            params("permessage-deflate; server_max_window_bits=10; client_max_window_bits=9"), []
+        )
+        assert isinstance(ext, PerMessageDeflate)
+        assert (ext.remote_max_window_bits, ext.local_max_window_bits) == (10, 9)
+
+    @pytest.mark.parametrize(
+        ("factory", "answer"),
+        [
+            (
+                ClientPerMessageDeflateFactory(client_max_window_bits=False),
+                "client_max_window_bits=10",
+            ),
+            (
+                ClientPerMessageDeflateFactory(client_max_window_bits=10),
+                "client_max_window_bits=11",
+            ),
+            (
+                ClientPerMessageDeflateFactory(server_max_window_bits=10),
+                "server_max_window_bits=11",
+            ),
+            (ClientPerMessageDeflateFactory(server_max_window_bits=10), "client_max_window_bits=9"),
+            (ClientPerMessageDeflateFactory(server_no_context_takeover=True), "x=1"),
+            (ClientPerMessageDeflateFactory(), "client_max_window_bits"),
+            (ClientPerMessageDeflateFactory(), "server_max_window_bits=42"),
+        ],
+    )
+    def test_client_refuses_bad_answers(
+        self, factory: ClientPerMessageDeflateFactory, answer: str
+    ) -> None:
+        with pytest.raises(NegotiationError):
+            factory.process_response_params(params("permessage-deflate; " + answer), [])
+
+    def test_no_second_instance(self) -> None:
+        ext = PerMessageDeflate(False, False, 15, 15)
+        with pytest.raises(NegotiationError):
+            ServerPerMessageDeflateFactory().process_request_params([], [ext])
+        with pytest.raises(NegotiationError):
+            ClientPerMessageDeflateFactory().process_response_params([], [ext])
+
+    def test_bad_settings(self) -> None:
+        with pytest.raises(ValueError, match="between 8 and 15"):
+            ServerPerMessageDeflateFactory(server_max_window_bits=16)
+        with pytest.raises(ValueError, match="unknown compress_settings"):
+            PerMessageDeflate(False, False, 15, 15, compress_settings={"wbits": 9})
+
+
+def handshake(
+    offer_factories: list[ClientPerMessageDeflateFactory],
+    server_factories: list[ServerPerMessageDeflateFactory],
+    offer_header: str | None = None,
+) -> tuple[ClientProtocol, ServerProtocol]:
+    client = ClientProtocol(parse_uri("ws://example.com/"), extensions=offer_factories)
+    server = ServerProtocol(extensions=server_factories)
+    request = client.connect()
+    if offer_header is not None:
+        if "Sec-WebSocket-Extensions" in request.headers:
+            del request.headers["Sec-WebSocket-Extensions"]
+        request.headers["Sec-WebSocket-Extensions"] = offer_header
+    client.send_request(request)
+    for data in client.data_to_send():
+        server.receive_data(data)
+    (req,) = server.events_received()
+    server.send_response(server.accept(req))
+    for data in server.data_to_send():
+        client.receive_data(data)
+    client.events_received()
+    return client, server
+
+
+class TestSection5Handshake:
+    def test_end_to_end_compressed_messages(self) -> None:
+        client, server = handshake(
+            [ClientPerMessageDeflateFactory()], [ServerPerMessageDeflateFactory(threshold=0)]
+        )
+        assert client.state is OPEN
+        assert server.state is OPEN
+        assert [e.name for e in client.extensions] == ["permessage-deflate"]
+        message = "héllo, wörld " * 100
+        client.send_text(message)
+        wire = b"".join(client.data_to_send())
+        assert wire[0] == 0xC1  # FIN + RSV1 + TEXT
+        server.receive_data(wire)
+        assert server.events_received() == [message]
+        server.send_binary(b"\x00" * 5000)
+        wire = b"".join(server.data_to_send())
+        assert wire[0] == 0xC2
+        assert len(wire) < 100
+        client.receive_data(wire)
+        assert client.events_received() == [b"\x00" * 5000]
+
+    def test_server_takes_fallback_offer(self) -> None:
+        # The first offer is invalid (declined); the fallback one is accepted.
+        _, server = handshake(
+            [ClientPerMessageDeflateFactory()],
+            [ServerPerMessageDeflateFactory()],
+            "permessage-deflate; server_max_window_bits=99, permessage-deflate",
+        )
+        assert server.response is not None
+        assert server.response.headers["Sec-WebSocket-Extensions"] == (
+            "permessage-deflate; server_max_window_bits=12"
+        )
+
+    def test_server_declines_all_offers(self) -> None:
+        _, server = handshake([ClientPerMessageDeflateFactory()], [], "permessage-deflate; foo=1")
+        assert server.state is OPEN
+        assert server.response is not None
+        assert "Sec-WebSocket-Extensions" not in server.response.headers
+        assert server.extensions == []
+
+    def test_unclaimed_rsv1_still_fails(self) -> None:
+        _, server = handshake([], [], "")
+        server.receive_data(bytes.fromhex("c1 80 00000000"))
+        assert server.close_sent == Close(CloseCode.PROTOCOL_ERROR, "reserved bits must be 0")
+
+    def test_rsv2_fails_even_with_deflate(self) -> None:
+        _, server = handshake(
+            [ClientPerMessageDeflateFactory()], [ServerPerMessageDeflateFactory()]
+        )
+        server.receive_data(bytes.fromhex("a1 80 00000000"))
+        assert server.close_sent is not None
+        assert server.close_sent.code == CloseCode.PROTOCOL_ERROR
+
+
+class TestBombs:
+    def deflated_protocol(self, max_size: int | None) -> Protocol:
+        protocol = Protocol(CLIENT, max_size=max_size)
+        protocol.set_extensions([PerMessageDeflate(False, False, 15, 15)])
+        return protocol
+
+    def test_bomb_fails_with_1009(self) -> None:
+        compressor = zlib.compressobj(wbits=-15)
+        payload = compressor.compress(bytes(50_000_000)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        payload = payload[:-4]
+        assert len(payload) < 60_000
+        protocol = self.deflated_protocol(max_size=2**20)
+        frame = Frame(Opcode.BINARY, payload, rsv1=True).serialize()
+        protocol.receive_data(frame)
+        assert protocol.close_sent is not None
+        assert protocol.close_sent.code == CloseCode.MESSAGE_TOO_BIG
+        assert isinstance(protocol.parser_exc, PayloadTooBig)
+        assert protocol.events_received() == []
+
+    def test_fragmented_bomb_counts_every_fragment(self) -> None:
+        compressor = zlib.compressobj(wbits=-15)
+        protocol = self.deflated_protocol(max_size=100_000)
+        first = compressor.compress(bytes(60_000)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        protocol.receive_data(Frame(Opcode.BINARY, first, fin=False, rsv1=True).serialize())
+        assert protocol.close_sent is None
+        second = compressor.compress(bytes(60_000)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        protocol.receive_data(Frame(Opcode.CONT, second[:-4]).serialize())
+        assert protocol.close_sent is not None
+        assert protocol.close_sent.code == CloseCode.MESSAGE_TOO_BIG
+
+    def test_server_side_masked_compressed_frames(self) -> None:
+        protocol = Protocol(SERVER)
+        protocol.set_extensions([PerMessageDeflate(False, False, 15, 15)])
+        sender = PerMessageDeflate(False, False, 15, 15, threshold=0)
+        frame = sender.encode(Frame(Opcode.TEXT, "ünïcode ".encode() * 50))
+        protocol.receive_data(frame.serialize(mask=b"\x01\x02\x03\x04"))
+        assert protocol.events_received() == ["ünïcode " * 50]
