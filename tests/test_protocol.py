@@ -1191,11 +1191,13 @@ class TestState:
         protocol.send_close(1000)
         protocol.receive_eof()
         messages = [record.getMessage() for record in caplog.records]
-        assert "< TEXT [5 bytes]" in messages
-        assert "< TEXT [1 bytes] [continued]" in messages
+        assert "< TEXT 'Hello' [5 bytes]" in messages
+        assert "< TEXT 'a' [1 bytes] [continued]" in messages
+        assert "< CONT 62 [1 bytes]" in messages
         assert "< PING 70 [1 bytes]" in messages
+        assert "> PONG 70 [1 bytes]" in messages
         assert "> PING 01 [1 bytes]" in messages
-        assert "> CLOSE 1000 (OK)" in messages
+        assert "> CLOSE 1000 (OK) [2 bytes]" in messages
         assert "= connection is CLOSING" in messages
         assert "= connection is CLOSED" in messages
         assert all(record.name == "ws13.server" for record in caplog.records)

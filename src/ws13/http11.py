@@ -120,8 +120,6 @@ class Request:
         if split is None:
             return None
         lines, size = split
-        if not lines:
-            raise InvalidMessage("empty HTTP request")
         parts = lines[0].split(b" ")
         if len(parts) != 3:
             raise InvalidMessage(f"invalid HTTP request line: {lines[0]!r}")
@@ -168,8 +166,6 @@ class Response:
                 raise InvalidMessage("connection closed during the opening handshake")
             return None
         lines, size = split
-        if not lines:
-            raise InvalidMessage("empty HTTP response")
         version, _, rest = lines[0].partition(b" ")
         code, _, reason = rest.partition(b" ")
         if version != b"HTTP/1.1":

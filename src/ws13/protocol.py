@@ -412,8 +412,7 @@ class Protocol:
     def _receive_data_frame(self, b0: int, opcode: int, payload: bytes, length: int) -> None:
         fin = b0 & 0x80
         if self.debug:
-            name = Opcode(opcode).name
-            self.logger.debug("< %s [%d bytes]%s", name, length, "" if fin else " [continued]")
+            self.logger.debug("< %s", Frame(Opcode(opcode), payload, bool(fin)))
         partial = self._partial_done
         self._partial_done = 0
         if fin and not self._msg_opcode:
@@ -492,6 +491,11 @@ class Protocol:
     # -- data out ------------------------------------------------------------
 
     def _write_frame(self, first_byte: int, payload: bytes, compress: bool = True) -> None:
+        if self.debug:
+            # Logged as the application sent it: before compression and masking.
+            self.logger.debug(
+                "> %s", Frame(Opcode(first_byte & 0x0F), payload, bool(first_byte & 0x80))
+            )
         if self.extensions:
             frame = Frame(Opcode(first_byte & 0x0F), payload, bool(first_byte & 0x80))
             for extension in self.extensions:
@@ -560,8 +564,6 @@ class Protocol:
         self._check_open()
         if len(data) > 125:
             raise ValueError("a ping payload is at most 125 bytes")
-        if self.debug:
-            self.logger.debug("> PING %s [%d bytes]", data.hex(" "), len(data))
         self._write_frame(0x80 | _OP_PING, bytes(data))
 
     def send_pong(self, data: bytes = b"") -> None:
@@ -594,8 +596,6 @@ class Protocol:
     def _send_close(self, close: Close | None) -> None:
         payload = b"" if close is None else close.serialize()
         self.close_sent = Close(CloseCode.NO_STATUS_RCVD, "") if close is None else close
-        if self.debug:
-            self.logger.debug("> CLOSE %s", self.close_sent)
         self._write_frame(0x80 | _OP_CLOSE, payload)
         self.state = CLOSING
 

@@ -1,0 +1,355 @@
+"""Tests for ws13.asyncio.client: connect() and unix_connect() over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+import tempfile
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from tests.asyncio.helpers import (
+    TIMEOUT,
+    RawServer,
+    ServerClientTestCase,
+    accept_key,
+    echo,
+    tls_contexts,
+)
+from tests.utils import MS, free_port
+from ws13.asyncio.client import ClientConnection, connect, unix_connect
+from ws13.asyncio.server import ServerConnection, unix_serve
+from ws13.exceptions import (
+    InvalidHeader,
+    InvalidMessage,
+    InvalidStatus,
+    InvalidURI,
+    NegotiationError,
+)
+from ws13.http11 import Request, Response
+from ws13.protocol import CLOSED, OPEN
+
+
+async def connect_and_close(uri: str) -> None:
+    async with connect(uri):
+        pass
+
+
+class ConnectTests(ServerClientTestCase):
+    async def test_await(self) -> None:
+        server = await self.start_server()
+        client = await connect(f"ws://127.0.0.1:{server.port}/")
+        try:
+            assert isinstance(client, ClientConnection)
+            assert client.state is OPEN
+            await client.send("hi")
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hi"
+        finally:
+            await asyncio.wait_for(client.close(), TIMEOUT)
+        assert client.state is CLOSED
+
+    async def test_async_with_closes_normally(self) -> None:
+        server = await self.start_server()
+        async with connect(f"ws://127.0.0.1:{server.port}/") as client:
+            await client.send(b"hi")
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == b"hi"
+            server_side = await self.server_side()
+        assert client.state is CLOSED
+        assert client.close_code == 1000
+        await asyncio.wait_for(server_side.wait_closed(), TIMEOUT)
+        assert server_side.close_code == 1000
+
+    async def test_async_with_closes_on_error(self) -> None:
+        server = await self.start_server()
+        with pytest.raises(ZeroDivisionError):
+            async with connect(f"ws://127.0.0.1:{server.port}/") as client:
+                1 / 0  # noqa: B018
+        assert client.state is CLOSED
+
+    async def test_request_headers(self) -> None:
+        server = await self.start_server()
+        client = await self.connect_to(
+            server,
+            "/chat?room=1",
+            origin="https://example.com",
+            additional_headers=[("X-Token", "abc")],
+            user_agent="test-agent/1.0",
+        )
+        server_side = await self.server_side()
+        assert server_side.request is not None
+        headers = server_side.request.headers
+        assert server_side.request.path == "/chat?room=1"
+        assert headers["Origin"] == "https://example.com"
+        assert headers["X-Token"] == "abc"
+        assert headers["User-Agent"] == "test-agent/1.0"
+        assert headers["Host"] == f"127.0.0.1:{server.port}"
+        assert client.request is client.protocol.request
+
+    async def test_no_user_agent(self) -> None:
+        server = await self.start_server()
+        await self.connect_to(server, user_agent=None)
+        server_side = await self.server_side()
+        assert server_side.request is not None
+        assert "User-Agent" not in server_side.request.headers
+
+    async def test_basic_auth_from_uri(self) -> None:
+        server = await self.start_server()
+        await asyncio.wait_for(
+            connect_and_close(f"ws://user:pass@127.0.0.1:{server.port}/"), TIMEOUT
+        )
+        server_side = await self.server_side()
+        assert server_side.request is not None
+        # base64("user:pass")
+        assert server_side.request.headers["Authorization"] == "Basic dXNlcjpwYXNz"
+
+    async def test_subprotocol(self) -> None:
+        server = await self.start_server(subprotocols=["chat.v2", "chat.v1"])
+        client = await self.connect_to(server, subprotocols=["chat.v1", "chat.v2"])
+        server_side = await self.server_side()
+        # The server's preference wins.
+        assert client.subprotocol == "chat.v2"
+        assert server_side.subprotocol == "chat.v2"
+        assert client.response is not None
+        assert client.response.headers["Sec-WebSocket-Protocol"] == "chat.v2"
+
+    async def test_no_common_subprotocol(self) -> None:
+        server = await self.start_server(subprotocols=["chat.v2"])
+        client = await self.connect_to(server, subprotocols=["other"])
+        assert client.subprotocol is None
+        assert (await self.server_side()).subprotocol is None
+
+    async def test_select_subprotocol(self) -> None:
+        def select(request: Request, offered: object) -> str | None:
+            assert offered == ["a", "b", "c"]
+            return "c"
+
+        server = await self.start_server(select_subprotocol=select)
+        client = await self.connect_to(server, subprotocols=["a", "b", "c"])
+        assert client.subprotocol == "c"
+
+    async def test_max_size(self) -> None:
+        async def send_big(connection: ServerConnection) -> None:
+            await connection.send(b"x" * 2000)
+            await connection.wait_closed()
+
+        server = await self.start_server(send_big)
+        client = await self.connect_to(server, max_size=1000)
+        await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+        server_side = await self.server_side()
+        # The receiving client fails the connection with 1009: the sending
+        # server sees it as its close code.
+        assert client.protocol.close_sent is not None
+        assert client.protocol.close_sent.code == 1009
+        assert server_side.close_code == 1009
+
+    async def test_max_size_none(self) -> None:
+        server = await self.start_server(max_size=None)
+        client = await self.connect_to(server, max_size=None)
+        big = os.urandom(3 * 2**20)
+        await client.send(big)
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == big
+
+
+class ConnectErrorTests(ServerClientTestCase):
+    async def test_connection_refused(self) -> None:
+        port = free_port()
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.wait_for(connect(f"ws://127.0.0.1:{port}/"), TIMEOUT)
+        with pytest.raises(ConnectionRefusedError):
+            await connect_and_close(f"ws://127.0.0.1:{port}/")
+
+    async def test_invalid_uri(self) -> None:
+        for uri in ("http://localhost/", "ws://[bad", "not a uri"):
+            with self.subTest(uri=uri), pytest.raises(InvalidURI):
+                connect(uri)
+
+    async def test_ssl_with_ws_uri(self) -> None:
+        with pytest.raises(InvalidURI):
+            connect("ws://localhost/", ssl=ssl.create_default_context())
+
+    async def test_invalid_status(self) -> None:
+        def not_found(connection: ServerConnection, request: Request) -> Response:
+            return connection.respond(404, "nothing here\n")
+
+        server = await self.start_server(process_request=not_found)
+        with pytest.raises(InvalidStatus) as raised:
+            await asyncio.wait_for(connect(f"ws://127.0.0.1:{server.port}/nope"), TIMEOUT)
+        exc = raised.value
+        assert exc.status == 404
+        assert exc.response is not None
+        assert exc.response.status_code == 404
+        assert exc.response.reason_phrase == "Not Found"
+        assert exc.response.body == b"nothing here\n"
+        assert "404" in str(exc)
+
+    async def test_open_timeout(self) -> None:
+        async with RawServer(handshake=False) as peer:
+            # The server accepts TCP but never answers the handshake.
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(connect(peer.uri, open_timeout=50 * MS), TIMEOUT)
+            # The client dropped the connection.
+            await asyncio.wait_for(peer.disconnected.wait(), TIMEOUT)
+
+    async def test_no_open_timeout(self) -> None:
+        async with RawServer(handshake=False) as peer:
+            connecting = asyncio.ensure_future(connect(peer.uri, open_timeout=None))
+            await asyncio.wait_for(peer.connected.wait(), TIMEOUT)
+            await asyncio.sleep(50 * MS)
+            assert not connecting.done()
+            connecting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await connecting
+            await asyncio.wait_for(peer.disconnected.wait(), TIMEOUT)
+
+    async def scripted_server(self, answer: Callable[[str], bytes]) -> int:
+        """A server that reads the request, writes ``answer(key)``, and closes."""
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            request = (await reader.readuntil(b"\r\n\r\n")).decode()
+            key = next(
+                line.split(":", 1)[1].strip()
+                for line in request.split("\r\n")
+                if line.lower().startswith("sec-websocket-key:")
+            )
+            writer.write(answer(key))
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        self.addAsyncCleanup(self._close_scripted, server)
+        return int(server.sockets[0].getsockname()[1])
+
+    async def _close_scripted(self, server: asyncio.Server) -> None:
+        server.close()
+        await server.wait_closed()
+
+    async def expect(self, answer: Callable[[str], bytes], exc_type: type[Exception]) -> Exception:
+        port = await self.scripted_server(answer)
+        with pytest.raises(exc_type) as raised:
+            await asyncio.wait_for(connect(f"ws://127.0.0.1:{port}/"), TIMEOUT)
+        return raised.value
+
+    async def test_connection_closed_during_handshake(self) -> None:
+        await self.expect(lambda key: b"", InvalidMessage)
+
+    async def test_truncated_response(self) -> None:
+        await self.expect(lambda key: b"HTTP/1.1 101 Switching", InvalidMessage)
+
+    async def test_error_without_content_length(self) -> None:
+        # The body ends with the connection.
+        exc = await self.expect(
+            lambda key: b"HTTP/1.1 503 Service Unavailable\r\n\r\nbusy", InvalidStatus
+        )
+        assert exc.response is not None  # type: ignore[attr-defined]
+        assert exc.response.body == b"busy"  # type: ignore[attr-defined]
+
+    async def test_wrong_accept_key(self) -> None:
+        await self.expect(
+            lambda key: (
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: d3Jvbmc=\r\n\r\n"
+            ),
+            InvalidHeader,
+        )
+
+    async def test_unexpected_subprotocol(self) -> None:
+        await self.expect(
+            lambda key: (
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                + accept_key(key).encode()
+                + b"\r\nSec-WebSocket-Protocol: surprise\r\n\r\n"
+            ),
+            NegotiationError,
+        )
+
+
+class UnixTests(ServerClientTestCase):
+    async def test_unix_socket(self) -> None:
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "ws13.sock")
+            async with unix_serve(echo, path) as server:
+                assert server.sockets[0].family == socket.AF_UNIX
+                async with unix_connect(path, "ws://localhost/unix") as client:
+                    await client.send("over unix")
+                    assert await asyncio.wait_for(client.recv(), TIMEOUT) == "over unix"
+                    assert client.request is not None
+                    assert client.request.path == "/unix"
+                    assert client.remote_address == path
+                assert client.close_code == 1000
+
+
+class IPv6Tests(ServerClientTestCase):
+    async def test_ipv6_loopback(self) -> None:
+        server = await self.start_server(host="::1")
+        assert server.sockets[0].family == socket.AF_INET6
+        async with connect(f"ws://[::1]:{server.port}/") as client:
+            await client.send("v6")
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "v6"
+            assert client.remote_address[:2] == ("::1", server.port)
+            assert client.request is not None
+            assert client.request.headers["Host"] == f"[::1]:{server.port}"
+
+
+class TLSTests(ServerClientTestCase):
+    async def asyncSetUp(self) -> None:
+        await super().asyncSetUp()
+        self.server_context, self.client_context = tls_contexts()
+
+    async def echo_over(
+        self, host: str, make_client: Callable[[str], Awaitable[ClientConnection]]
+    ) -> None:
+        server = await self.start_server(ssl=self.server_context)
+        client = await asyncio.wait_for(make_client(f"wss://{host}:{server.port}/"), TIMEOUT)
+        try:
+            await client.send("secret")
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "secret"
+            assert client.transport is not None
+            assert client.transport.get_extra_info("ssl_object") is not None
+        finally:
+            await asyncio.wait_for(client.close(), TIMEOUT)
+        assert client.close_code == 1000
+
+    async def test_wss_ip_address(self) -> None:
+        await self.echo_over("127.0.0.1", lambda uri: connect(uri, ssl=self.client_context))
+
+    async def test_wss_hostname(self) -> None:
+        await self.echo_over("localhost", lambda uri: connect(uri, ssl=self.client_context))
+
+    async def test_server_hostname(self) -> None:
+        # Connect to an IP address but check the certificate for a name.
+        await self.echo_over(
+            "127.0.0.1",
+            lambda uri: connect(uri, ssl=self.client_context, server_hostname="localhost"),
+        )
+
+    async def test_untrusted_certificate(self) -> None:
+        server = await self.start_server(ssl=self.server_context)
+        # The default context (system CAs) doesn't trust the test CA.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncio.wait_for(connect(f"wss://127.0.0.1:{server.port}/"), TIMEOUT)
+
+    async def test_wrong_hostname(self) -> None:
+        server = await self.start_server(ssl=self.server_context)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncio.wait_for(
+                connect(
+                    f"wss://127.0.0.1:{server.port}/",
+                    ssl=self.client_context,
+                    server_hostname="example.com",
+                ),
+                TIMEOUT,
+            )
+
+    async def test_unix_tls(self) -> None:
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "tls.sock")
+            async with (
+                unix_serve(echo, path, ssl=self.server_context),
+                unix_connect(path, "wss://localhost/", ssl=self.client_context) as client,
+            ):
+                await client.send(b"tls over unix")
+                assert await asyncio.wait_for(client.recv(), TIMEOUT) == b"tls over unix"

@@ -1,0 +1,158 @@
+"""Tests for ``ws13 serve``, run as a real subprocess."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import select
+import signal
+import socket
+import subprocess
+
+from tests.cli.helpers import TIMEOUT, CLITestCase
+
+
+def http_get(port: int, path: str) -> tuple[int, str, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
+    finally:
+        conn.close()
+
+
+class ServeTests(CLITestCase):
+    def test_echo(self) -> None:
+        _, port = self.start_server()
+        result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/echo", input="hi\n")
+        assert (result.returncode, result.stdout, result.stderr) == (0, "hi\n", "")
+
+    def test_echo_on_root_path(self) -> None:
+        _, port = self.start_server()
+        result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/", input="at root\n")
+        assert (result.returncode, result.stdout) == (0, "at root\n")
+
+    def test_ipv6(self) -> None:
+        server, port = self.start_server(host="::1")
+        result = self.run_ws13("connect", f"ws://[::1]:{port}/echo", input="six\n")
+        assert (result.returncode, result.stdout) == (0, "six\n")
+        assert self.stop_server(server) == 0
+        assert f"ws13 serving on ws://[::1]:{port}/echo" in self.stderr_of(server)
+
+    def test_asyncio_loop(self) -> None:
+        _, port = self.start_server("--loop", "asyncio")
+        result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/echo", input="plain\n")
+        assert (result.returncode, result.stdout) == (0, "plain\n")
+
+    def test_uvloop(self) -> None:
+        # uvloop's transports don't subclass asyncio.Transport.
+        _, port = self.start_server("--loop", "uvloop")
+        result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/echo", input="fast\n")
+        assert (result.returncode, result.stdout) == (0, "fast\n")
+
+    def test_health(self) -> None:
+        _, port = self.start_server()
+        status, content_type, body = http_get(port, "/health")
+        assert status == 200
+        assert content_type == "application/json"
+        health = json.loads(body)
+        assert health["status"] == "ok"
+        assert health["uptime"] >= 0
+        assert (health["connections"], health["messages_in"], health["messages_out"]) == (0, 0, 0)
+        result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/echo", input="one\ntwo\nthree\n")
+        assert result.returncode == 0
+        health = json.loads(http_get(port, "/health?verbose=1")[2])
+        assert (health["connections"], health["messages_in"], health["messages_out"]) == (0, 3, 3)
+
+    def test_health_counts_open_connections(self) -> None:
+        _, port = self.start_server()
+        client = self.start(
+            "connect",
+            f"ws://127.0.0.1:{port}/echo",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert client.stdin is not None
+        assert client.stdout is not None
+        client.stdin.write("here\n")
+        client.stdin.flush()
+        ready, _, _ = select.select([client.stdout], [], [], TIMEOUT)
+        assert ready, "no echo from the server"
+        assert client.stdout.readline() == "here\n"
+        health = json.loads(http_get(port, "/health")[2])
+        assert health["connections"] == 1
+        client.stdin.close()
+        assert client.wait(timeout=TIMEOUT) == 0
+
+    def test_demo_page(self) -> None:
+        _, port = self.start_server()
+        status, content_type, body = http_get(port, "/")
+        assert status == 200
+        assert content_type == "text/html; charset=utf-8"
+        assert b"<html" in body.lower()
+
+    def test_not_found(self) -> None:
+        _, port = self.start_server()
+        status, _, body = http_get(port, "/nope")
+        assert status == 404
+        assert body == b"Not Found: /nope\n"
+
+    def test_max_size(self) -> None:
+        _, port = self.start_server("--max-size", "8")
+        result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/echo", input="tiny\n")
+        assert (result.returncode, result.stdout) == (0, "tiny\n")
+        result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/echo", input="far too long\n")
+        assert result.returncode == 1
+        self.assert_one_line_error(result.stderr)
+        assert result.stderr.startswith("ws13: error: connection closed abnormally: 1009")
+
+    def test_port_in_use(self) -> None:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            result = self.run_ws13("serve", "--port", str(port))
+        assert result.returncode == 1
+        self.assert_one_line_error(result.stderr)
+        assert result.stderr.startswith(f"ws13: error: cannot listen on 127.0.0.1:{port}: ")
+
+    def test_sigterm_stops_the_server(self) -> None:
+        server, port = self.start_server()
+        assert self.stop_server(server, signal.SIGTERM) == 0
+        stderr = self.stderr_of(server)
+        assert f"ws13 serving on ws://127.0.0.1:{port}/echo" in stderr
+        assert "ws13 shutting down" in stderr
+        assert "Traceback" not in stderr
+
+    def test_sigint_stops_the_server(self) -> None:
+        server, _ = self.start_server()
+        assert self.stop_server(server, signal.SIGINT) == 0
+        assert "Traceback" not in self.stderr_of(server)
+
+    def test_sigterm_closes_connections_with_1001(self) -> None:
+        server, port = self.start_server()
+        client = self.start(
+            "connect",
+            f"ws://127.0.0.1:{port}/echo",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert client.stdin is not None
+        assert client.stdout is not None
+        client.stdin.write("connected?\n")
+        client.stdin.flush()
+        ready, _, _ = select.select([client.stdout], [], [], TIMEOUT)
+        assert ready, "no echo from the server"
+        assert client.stdout.readline() == "connected?\n"
+        assert self.stop_server(server) == 0
+        # The client sees a normal close (1001 going away) while its stdin is
+        # still open, and exits 0.
+        assert client.wait(timeout=TIMEOUT) == 0
+        assert self.stderr_of(client) == ""
+        assert "code=1001" in self.stderr_of(server)
+
+    def test_bad_arguments(self) -> None:
+        result = self.run_ws13("serve", "--port", "not-a-number")
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
