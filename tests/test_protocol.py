@@ -1310,3 +1310,42 @@ class TestChunking:
             close_frame(1000, "bye"),
         ]
         assert sent_frames(whole) == sent_frames(bytewise)
+
+
+class TestFrameTracer:
+    """``Protocol.tracer`` sees every frame on the wire (the frame inspector's feed)."""
+
+    def test_both_directions_with_raw_headers(self) -> None:
+        records: list[tuple[str, bool, bytes, bytes]] = []
+        sender, receiver = client(), server()
+        sender.tracer = lambda out, header, payload: records.append(("c", out, header, payload))
+        receiver.tracer = lambda out, header, payload: records.append(("s", out, header, payload))
+        sender.send_text("Hello")
+        sender.send_binary(b"x" * 300)
+        for data in sender.data_to_send():
+            receiver.receive_data(data)
+        receiver.send_text("Hi")
+        assert [(side, out) for side, out, _, _ in records] == [
+            ("c", True),
+            ("c", True),
+            ("s", False),
+            ("s", False),
+            ("s", True),
+        ]
+        # The client's headers carry MASK and the key; the server sees the same bytes.
+        assert records[0][2] == records[2][2]
+        assert records[0][2][:2] == b"\x81\x85"
+        assert len(records[0][2]) == 6
+        assert records[1][2][:4] == b"\x82\xfe\x01\x2c"  # 7+16-bit length: 300
+        assert records[2][3] == b"Hello"  # unmasked
+        assert records[4][2:] == (b"\x81\x02", b"Hi")
+
+    def test_frame_split_across_reads_traced_once(self) -> None:
+        records: list[bytes] = []
+        receiver = server()
+        receiver.tracer = lambda out, header, payload: records.append(payload)
+        frame = masked(0x1, b"Hello")
+        for i in range(len(frame)):
+            receiver.receive_data(frame[i : i + 1])
+        assert records == [b"Hello"]
+        assert receiver.events_received() == ["Hello"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import enum
 import logging
+from collections.abc import Callable
 from typing import Union
 
 from ._accel import apply_mask
@@ -26,9 +27,14 @@ from .frames import Close, CloseCode, Frame, Opcode, encode_header, is_valid_clo
 from .http11 import Request, Response
 from .utils import MaskKeys
 
-__all__ = ["SEND_EOF", "Event", "Protocol", "Side", "State"]
+__all__ = ["SEND_EOF", "Event", "FrameTracer", "Protocol", "Side", "State"]
 
 Event = Union[str, bytes, Frame, Request, Response]
+
+#: ``tracer(outgoing, header, payload)`` sees every frame as it crosses the
+#: wire: ``header`` is the raw frame header (with the masking key, if any) and
+#: ``payload`` the unmasked payload as sent (compressed, if RSV1 says so).
+FrameTracer = Callable[[bool, bytes, bytes], None]
 
 #: Returned by ``data_to_send()`` when the transport should be closed
 #: (half-closed where the transport supports it) after writing what came before.
@@ -115,6 +121,10 @@ class Protocol:
         #: The exception that made the opening handshake fail, if any.
         self.handshake_exc: Exception | None = None
         self.eof_sent = False
+        #: Called with every frame received and sent, for inspectors and
+        #: ``ws13 connect --trace``; see ``FrameTracer``. ``None`` (the
+        #: default) costs one attribute check per frame.
+        self.tracer: FrameTracer | None = None
 
         self._events: list[Event] = []
         self._writes: list[bytes] = []
@@ -278,6 +288,8 @@ class Protocol:
                 ):
                     self._check_partial_text(data, b0, head, end_data)
                 break
+            if self.tracer is not None:
+                self._trace_received(data, pos, head, end, expect_mask)
             payload = data[head:end]
             if expect_mask:
                 mask = bytes(data[head - 4 : head])
@@ -298,6 +310,15 @@ class Protocol:
             else:
                 self._receive_data_frame(b0, opcode, payload, length)
         return pos
+
+    def _trace_received(
+        self, data: bytes | bytearray, start: int, head: int, end: int, masked: int
+    ) -> None:
+        assert self.tracer is not None
+        payload = bytes(data[head:end])
+        if masked:
+            payload = apply_mask(payload, bytes(data[head - 4 : head]))
+        self.tracer(False, bytes(data[start:head]), payload)
 
     def _receive_extended(self, b0: int, opcode: int, payload: bytes, length: int) -> None:
         """Run a received frame through the negotiated extensions, then handle it."""
@@ -511,9 +532,13 @@ class Protocol:
         keys = self._mask_keys
         if keys is None:
             header = encode_header(first_byte, len(payload), None)
+            if self.tracer is not None:
+                self.tracer(True, header, payload)
         else:
             mask = keys.next()
             header = encode_header(first_byte, len(payload), mask)
+            if self.tracer is not None:
+                self.tracer(True, header, payload)
             payload = apply_mask(payload, mask)
         if len(payload) <= 4096:
             self._writes.append(header + payload)
