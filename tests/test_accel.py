@@ -6,8 +6,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import ws13._accel
 import ws13.utils
+
+# The C module is built by scripts/test.sh (WS13_BUILD_EXTENSION=yes), so these
+# tests of the C twins against the pure-Python references always run.
+from ws13 import _speedups
+from ws13.frames import Frame, Opcode
 
 
 def _using_speedups(env: dict[str, str]) -> str:
@@ -34,3 +41,81 @@ class TestSelector:
         assert ws13._accel.USING_SPEEDUPS is not forced
         if forced:
             assert ws13._accel.apply_mask is ws13.utils.apply_mask
+
+
+MASK = b"\x37\xfa\x21\x3d"
+
+
+class TestBuildFrame:
+    @pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 4095, 65535, 65536, 70000])
+    @pytest.mark.parametrize("mask", [None, MASK])
+    def test_c_matches_python(self, length: int, mask: bytes | None) -> None:
+        payload = os.urandom(length)
+        expected = ws13.utils.build_frame(0x82, payload, mask)
+        assert _speedups.build_frame(0x82, payload, mask) == expected
+        assert expected == Frame(Opcode.BINARY, payload).serialize(mask=mask)
+
+    def test_rfc_example(self) -> None:
+        # RFC 6455 section 5.7: a masked "Hello".
+        frame = _speedups.build_frame(0x81, b"Hello", MASK)
+        assert frame == bytes.fromhex("818537fa213d7f9f4d5158")
+
+    def test_bad_mask(self) -> None:
+        with pytest.raises(ValueError, match="4 bytes"):
+            _speedups.build_frame(0x81, b"", b"abc")
+
+
+def frames(*parts: tuple[int, bytes], masked: bool = True) -> bytes:
+    return b"".join(
+        ws13.utils.build_frame(first, payload, MASK if masked else None) for first, payload in parts
+    )
+
+
+class TestParseMessages:
+    """The C fast path consumes whole single-frame messages and nothing else."""
+
+    def parse(
+        self, data: bytes, expect_mask: int = 0x80, max_size: int = -1
+    ) -> tuple[int, list[str | bytes]]:
+        out: list[str | bytes] = []
+        pos = _speedups.parse_messages(data, 0, expect_mask, max_size, out)
+        return pos, out
+
+    def test_consecutive_messages(self) -> None:
+        data = frames((0x81, "héllo".encode()), (0x82, b"\x00\x01"), (0x81, b""))
+        assert self.parse(data) == (len(data), ["héllo", b"\x00\x01", ""])
+
+    def test_unmasked_for_clients(self) -> None:
+        data = frames((0x81, b"hi"), (0x82, b"x" * 70000), masked=False)
+        assert self.parse(data, expect_mask=0) == (len(data), ["hi", b"x" * 70000])
+
+    @pytest.mark.parametrize(
+        "stop",
+        [
+            (0x89, b"ping"),  # control frame
+            (0x01, b"frag"),  # not FIN
+            (0x00, b"cont"),  # continuation
+            (0xC1, b"rsv1"),  # reserved bit
+            (0x83, b"op 3"),  # unknown opcode
+            (0x81, b"\xff"),  # invalid UTF-8
+        ],
+    )
+    def test_stops_at_what_python_must_decide(self, stop: tuple[int, bytes]) -> None:
+        first = frames((0x82, b"ok"))
+        data = first + frames(stop, (0x82, b"after"))
+        assert self.parse(data) == (len(first), [b"ok"])
+
+    def test_stops_at_incomplete_frames(self) -> None:
+        data = frames((0x82, b"ok"), (0x82, b"x" * 300))
+        for cut in range(len(data) - 1, 8, -1):
+            pos, out = self.parse(data[:cut])
+            assert (pos, out) == (8, [b"ok"])
+
+    def test_stops_at_wrong_masking(self) -> None:
+        data = frames((0x82, b"ok"), masked=False)
+        assert self.parse(data, expect_mask=0x80) == (0, [])
+
+    def test_stops_above_max_size(self) -> None:
+        data = frames((0x82, b"12345"))
+        assert self.parse(data, max_size=4) == (0, [])
+        assert self.parse(data, max_size=5) == (len(data), [b"12345"])

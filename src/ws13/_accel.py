@@ -8,17 +8,25 @@ pure-Python signatures.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
-from .utils import apply_mask
+from .utils import apply_mask, build_frame
 
-__all__ = ["USING_SPEEDUPS", "apply_mask"]
+__all__ = ["USING_SPEEDUPS", "apply_mask", "build_frame", "parse_messages"]
 
 USING_SPEEDUPS = False
 
+#: The C fast path of ``Protocol._parse_frames`` (whose general loop is its
+#: pure-Python twin), or ``None`` in pure Python.
+parse_messages: Callable[[bytes | bytearray, int, int, int, list[str | bytes]], int] | None
+parse_messages = None
+
 if not os.environ.get("WS13_NO_EXTENSIONS"):
     try:
-        from ._speedups import apply_mask
+        from ._speedups import apply_mask, build_frame
+        from ._speedups import parse_messages as _parse_messages
     except ImportError:
         pass
     else:
+        parse_messages = _parse_messages
         USING_SPEEDUPS = True

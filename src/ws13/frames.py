@@ -13,6 +13,7 @@ import struct
 
 from ._accel import apply_mask
 from .exceptions import PayloadTooBig, ProtocolError
+from .utils import encode_header
 
 __all__ = [
     "CLOSE_CODE_EXPLANATIONS",
@@ -89,25 +90,6 @@ _WIRE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1
 def is_valid_close_code(code: int) -> bool:
     """Whether ``code`` may appear in a Close frame on the wire."""
     return code in _WIRE_CODES or 3000 <= code <= 4999
-
-
-def encode_header(first_byte: int, length: int, mask: bytes | None) -> bytes:
-    """Encode a frame header: FIN/RSV/opcode byte, MASK bit, length, masking key.
-
-    RFC 6455 section 5.2: "the minimal number of bytes MUST be used to encode
-    the length".
-    """
-    if length < 126:
-        if mask is None:
-            return bytes((first_byte, length))
-        return bytes((first_byte, 0x80 | length)) + mask
-    if length < 65536:
-        header = struct.pack("!BBH", first_byte, 126, length)
-    else:
-        header = struct.pack("!BBQ", first_byte, 127, length)
-    if mask is None:
-        return header
-    return bytes((header[0], header[1] | 0x80)) + header[2:] + mask
 
 
 @dataclasses.dataclass(slots=True)

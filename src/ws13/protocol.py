@@ -20,12 +20,12 @@ import logging
 from collections.abc import Callable
 from typing import Union
 
-from ._accel import apply_mask
+from ._accel import apply_mask, build_frame, parse_messages
 from .exceptions import InvalidState, PayloadTooBig, ProtocolError
 from .extensions.base import Extension
-from .frames import Close, CloseCode, Frame, Opcode, encode_header, is_valid_close_code
+from .frames import Close, CloseCode, Frame, Opcode, is_valid_close_code
 from .http11 import Request, Response
-from .utils import MaskKeys
+from .utils import MaskKeys, encode_header
 
 __all__ = ["SEND_EOF", "Event", "FrameTracer", "Protocol", "Side", "State"]
 
@@ -252,7 +252,22 @@ class Protocol:
         pos = 0
         end_data = len(data)
         expect_mask = self._expect_mask
+        fast = parse_messages
+        max_size = -1 if self.max_size is None else self.max_size
         while end_data - pos >= 2 and not self._discarding:
+            if (
+                fast is not None
+                and not self._msg_opcode
+                and not self._partial_done
+                and not self.extensions
+                and self.tracer is None
+                and not self.debug
+            ):
+                # C consumes the whole single-frame messages; the code below
+                # handles what it leaves: control frames, fragments, errors.
+                pos = fast(data, pos, expect_mask, max_size, self._events)  # type: ignore[arg-type]
+                if end_data - pos < 2:
+                    break
             b0 = data[pos]
             b1 = data[pos + 1]
             length = b1 & 0x7F
@@ -530,22 +545,15 @@ class Protocol:
                 | frame.opcode
             )
         keys = self._mask_keys
-        if keys is None:
-            header = encode_header(first_byte, len(payload), None)
-            if self.tracer is not None:
-                self.tracer(True, header, payload)
-        else:
-            mask = keys.next()
-            header = encode_header(first_byte, len(payload), mask)
-            if self.tracer is not None:
-                self.tracer(True, header, payload)
-            payload = apply_mask(payload, mask)
-        if len(payload) <= 4096:
-            self._writes.append(header + payload)
-        else:
-            # Large payloads go out as a separate buffer rather than be copied.
-            self._writes.append(header)
+        mask = None if keys is None else keys.next()
+        if self.tracer is not None:
+            self.tracer(True, encode_header(first_byte, len(payload), mask), payload)
+        if mask is None and len(payload) > 4096:
+            # A large unmasked payload goes out as its own buffer, not copied.
+            self._writes.append(encode_header(first_byte, len(payload), None))
             self._writes.append(payload)
+        else:
+            self._writes.append(build_frame(first_byte, payload, mask))
 
     def _check_open(self) -> None:
         if self._state is not OPEN:

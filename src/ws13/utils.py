@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import struct
 
-__all__ = ["accept_key", "apply_mask", "generate_key", "MaskKeys"]
+__all__ = ["MaskKeys", "accept_key", "apply_mask", "build_frame", "encode_header", "generate_key"]
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -48,6 +49,35 @@ def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")).to_bytes(
         n, "little"
     )
+
+
+def encode_header(first_byte: int, length: int, mask: bytes | None) -> bytes:
+    """Encode a frame header: FIN/RSV/opcode byte, MASK bit, length, masking key.
+
+    RFC 6455 section 5.2: "the minimal number of bytes MUST be used to encode
+    the length".
+    """
+    if length < 126:
+        if mask is None:
+            return bytes((first_byte, length))
+        return bytes((first_byte, 0x80 | length)) + mask
+    if length < 65536:
+        header = struct.pack("!BBH", first_byte, 126, length)
+    else:
+        header = struct.pack("!BBQ", first_byte, 127, length)
+    if mask is None:
+        return header
+    return bytes((header[0], header[1] | 0x80)) + header[2:] + mask
+
+
+def build_frame(
+    first_byte: int, payload: bytes | bytearray | memoryview, mask: bytes | None
+) -> bytes:
+    """A whole frame: the header, then the payload (masked with ``mask`` if given)."""
+    header = encode_header(first_byte, len(payload), mask)
+    if mask is None:
+        return header + payload
+    return header + apply_mask(payload, mask)
 
 
 class MaskKeys:
