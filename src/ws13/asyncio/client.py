@@ -55,6 +55,8 @@ class ClientConnection(Connection):
         if protocol.handshake_exc is not None:
             self._handshake.set_exception(protocol.handshake_exc)
         elif protocol.response is not None:
+            # From now on the transport calls Connection.data_received directly.
+            self.data_received = super().data_received  # type: ignore[method-assign]
             self._handshake.set_result(None)
             self._start_keepalive()
 
