@@ -20,6 +20,14 @@ APT_PACKAGES=()
 command -v cc >/dev/null || APT_PACKAGES+=(gcc)
 "$PYTHON" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
   || APT_PACKAGES+=(python3-dev)
+# Chromium and Node with npm, for the interop tests (tests/interop/test_chromium.py
+# drives headless Chromium; test_node_ws.py runs Node's ws package, which it
+# installs itself with npm ci).
+command -v chromium >/dev/null || APT_PACKAGES+=(chromium)
+command -v node >/dev/null || APT_PACKAGES+=(nodejs)
+command -v npm >/dev/null || APT_PACKAGES+=(npm)
+# A real Redis for the hub's Redis backplane tests (tests/hub/ start their own).
+command -v redis-server >/dev/null || APT_PACKAGES+=(redis-server)
 if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "apt-get install ${APT_PACKAGES[*]}"
