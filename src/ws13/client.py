@@ -42,6 +42,18 @@ class ClientProtocol(Protocol):
         max_size: see ``Protocol``.
     """
 
+    __slots__ = (
+        "_handshake_buffer",
+        "available_extensions",
+        "available_subprotocols",
+        "key",
+        "origin",
+        "request",
+        "response",
+        "subprotocol",
+        "uri",
+    )
+
     def __init__(
         self,
         uri: WebSocketURI,
@@ -56,8 +68,8 @@ class ClientProtocol(Protocol):
         super().__init__(CLIENT, state=state, max_size=max_size, logger=logger)
         self.uri = uri
         self.origin = origin
-        self.available_subprotocols = list(subprotocols or ())
-        self.available_extensions = list(extensions or ())
+        self.available_subprotocols = tuple(subprotocols or ())
+        self.available_extensions = tuple(extensions or ())
         #: The subprotocol the server chose, if any.
         self.subprotocol: str | None = None
         self.key = generate_key()

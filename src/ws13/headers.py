@@ -38,66 +38,77 @@ class Headers:
     when it is missing or repeated; ``get_all()`` returns every value.
     """
 
-    __slots__ = ("_index", "_items")
+    # One flat list, name, value, name, value...: no tuple per header and no
+    # lower-cased index. Lookups scan it (at most 128 headers, read during the
+    # handshake); every open connection keeps its request and response, so
+    # their size counts.
+    __slots__ = ("_flat",)
 
     def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
-        self._items: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
+        self._flat: list[str] = []
         if items is not None:
             for name, value in items:
-                self[name] = value
+                self._flat += (name, value)
 
     def __setitem__(self, name: str, value: str) -> None:
         """Add a header; an existing header of the same name is kept."""
-        self._items.append((name, value))
-        self._index.setdefault(name.lower(), []).append(value)
+        self._flat += (name, value)
 
     def __getitem__(self, name: str) -> str:
-        values = self._index[name.lower()]
+        values = self.get_all(name)
         if len(values) != 1:
-            raise KeyError(f"{name} appears {len(values)} times")
+            raise KeyError(f"{name} appears {len(values)} times" if values else name)
         return values[0]
 
     def __delitem__(self, name: str) -> None:
         key = name.lower()
-        del self._index[key]
-        self._items = [(n, v) for n, v in self._items if n.lower() != key]
+        flat = self._flat
+        kept = [(n, v) for n, v in zip(flat[::2], flat[1::2], strict=True) if n.lower() != key]
+        if len(kept) * 2 == len(flat):
+            raise KeyError(name)
+        self._flat = [part for pair in kept for part in pair]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
+        if not isinstance(name, str):
+            return False
+        key = name.lower()
+        return any(n.lower() == key for n in self._flat[::2])
 
     def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._items)
+        return iter(self._flat[::2])
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._flat) // 2
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Headers) and self._items == other._items
+        return isinstance(other, Headers) and self._flat == other._flat
 
     def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+        return f"Headers({self.items()!r})"
 
     def __str__(self) -> str:
-        return "".join(f"{name}: {value}\r\n" for name, value in self._items) + "\r\n"
+        return "".join(f"{name}: {value}\r\n" for name, value in self.items()) + "\r\n"
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of a header, joined with ", " when it appears several times."""
-        values = self._index.get(name.lower())
+        values = self.get_all(name)
         if not values:
             return default
         return ", ".join(values)
 
     def get_all(self, name: str) -> list[str]:
         """Every value of a header, in order; an empty list when it is missing."""
-        return list(self._index.get(name.lower(), ()))
+        key = name.lower()
+        flat = self._flat
+        return [flat[i + 1] for i in range(0, len(flat), 2) if flat[i].lower() == key]
 
     def items(self) -> list[tuple[str, str]]:
         """Every (name, value) pair, in order."""
-        return list(self._items)
+        flat = self._flat
+        return list(zip(flat[::2], flat[1::2], strict=True))
 
     def copy(self) -> Headers:
-        return Headers(self._items)
+        return Headers(self.items())
 
     def update(self, items: Iterable[tuple[str, str]]) -> None:
         for name, value in items:

@@ -79,6 +79,24 @@ def _split_head(data: bytes | bytearray) -> tuple[list[bytes], int] | None:
     return lines, size
 
 
+# Header names and values seen again and again (Host, Upgrade: websocket,
+# Sec-WebSocket-Version: 13, a common User-Agent...) share one str object
+# across connections. Bounded, so a peer can't grow it without limit.
+_SHARED: dict[str, str] = {}
+_SHARED_MAX = 4096
+# Values unique to each connection would only fill the cache.
+_UNSHARED = frozenset({"sec-websocket-key", "sec-websocket-accept", "authorization", "cookie"})
+
+
+def _shared(text: str) -> str:
+    shared = _SHARED.get(text)
+    if shared is not None:
+        return shared
+    if len(_SHARED) < _SHARED_MAX and len(text) <= 256:
+        _SHARED[text] = text
+    return text
+
+
 def _parse_headers(lines: list[bytes]) -> Headers:
     headers = Headers()
     for line in lines:
@@ -90,7 +108,11 @@ def _parse_headers(lines: list[bytes]) -> Headers:
             check_field(name, value)
         except InvalidHeader as exc:
             raise InvalidMessage(f"invalid HTTP header line: {line!r}") from exc
-        headers[name.decode("ascii")] = value.decode("latin-1")
+        name_str = _shared(name.decode("ascii"))
+        value_str = value.decode("latin-1")
+        if name_str.lower() not in _UNSHARED:
+            value_str = _shared(value_str)
+        headers[name_str] = value_str
     return headers
 
 

@@ -29,6 +29,12 @@ from .utils import MaskKeys, encode_header
 
 __all__ = ["SEND_EOF", "Event", "FrameTracer", "Protocol", "Side", "State"]
 
+# Shared and never mutated, so an idle connection doesn't own an empty list
+# for each: set_extensions() and the start of a fragmented message assign
+# new lists.
+_NO_EXTENSIONS: list[Extension] = []
+_NO_PARTS: list[str] | list[bytes] = []
+
 Event = Union[str, bytes, Frame, Request, Response]
 
 #: ``tracer(outgoing, header, payload)`` sees every frame as it crosses the
@@ -94,6 +100,37 @@ class Protocol:
         logger: where to log; defaults to ``ws13.client`` / ``ws13.server``.
     """
 
+    # Slots: an idle server connection must stay small (a few KiB in all).
+    __slots__ = (
+        "_buffer",
+        "_decoder",
+        "_discarding",
+        "_events",
+        "_expect_mask",
+        "_mask_keys",
+        "_msg_opcode",
+        "_msg_parts",
+        "_msg_rsv",
+        "_msg_size",
+        "_partial_done",
+        "_rsv_allowed",
+        "_send_fragmented",
+        "_state",
+        "_writes",
+        "close_rcvd",
+        "close_rcvd_then_sent",
+        "close_sent",
+        "debug",
+        "eof_sent",
+        "extensions",
+        "handshake_exc",
+        "logger",
+        "max_size",
+        "parser_exc",
+        "side",
+        "tracer",
+    )
+
     def __init__(
         self,
         side: Side,
@@ -133,7 +170,7 @@ class Protocol:
         self._expect_mask = 0x80 if side is SERVER else 0
         self._mask_keys = MaskKeys() if side is CLIENT else None
         #: Extensions negotiated during the opening handshake.
-        self.extensions: list[Extension] = []
+        self.extensions: list[Extension] = _NO_EXTENSIONS
         # Reserved bits that negotiated extensions may set (0x40 = RSV1).
         self._rsv_allowed = 0
         # Whether the message being received had a reserved bit set on its
@@ -141,7 +178,7 @@ class Protocol:
         self._msg_rsv = 0
         # The message being reassembled from fragments (RFC 6455 section 5.4).
         self._msg_opcode = 0
-        self._msg_parts: list[str] | list[bytes] = []
+        self._msg_parts: list[str] | list[bytes] = _NO_PARTS
         self._msg_size = 0
         self._decoder: codecs.IncrementalDecoder | None = None
         # Bytes of the frame at the head of the buffer already UTF-8 checked.
@@ -484,7 +521,7 @@ class Protocol:
                 self._events.append(b"".join(self._msg_parts))  # type: ignore[arg-type]
         if fin:
             self._msg_opcode = 0
-            self._msg_parts = []
+            self._msg_parts = _NO_PARTS
             self._msg_size = 0
             self._decoder = None
 
@@ -657,4 +694,4 @@ class Protocol:
             self.state = CLOSING
         self._discarding = True
         self._buffer.clear()
-        self._msg_parts = []
+        self._msg_parts = _NO_PARTS

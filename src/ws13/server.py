@@ -31,6 +31,9 @@ from .version import USER_AGENT
 
 __all__ = ["ServerProtocol", "SubprotocolSelector"]
 
+# Shared, never mutated: set_extensions() receives a new list when any is accepted.
+_NO_EXTENSIONS: list[Extension] = []
+
 #: ``select_subprotocol(request, offered)`` returns the chosen subprotocol or None.
 SubprotocolSelector = Callable[[Request, Sequence[str]], "str | None"]
 
@@ -56,6 +59,19 @@ class ServerProtocol(Protocol):
         max_size: see ``Protocol``.
     """
 
+    __slots__ = (
+        "_accepted_extensions",
+        "_handshake_buffer",
+        "available_extensions",
+        "available_subprotocols",
+        "origins",
+        "request",
+        "response",
+        "select_subprotocol",
+        "server_header",
+        "subprotocol",
+    )
+
     def __init__(
         self,
         *,
@@ -69,11 +85,13 @@ class ServerProtocol(Protocol):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         super().__init__(SERVER, state=state, max_size=max_size, logger=logger)
-        self.origins = None if origins is None else list(origins)
-        self.available_subprotocols = list(subprotocols or ())
+        # tuple() of a tuple is the same object: serve() passes tuples, so
+        # every connection shares its configuration instead of copying it.
+        self.origins = None if origins is None else tuple(origins)
+        self.available_subprotocols = tuple(subprotocols or ())
         self.select_subprotocol = select_subprotocol
-        self.available_extensions = list(extensions or ())
-        self._accepted_extensions: list[Extension] = []
+        self.available_extensions = tuple(extensions or ())
+        self._accepted_extensions: list[Extension] = _NO_EXTENSIONS
         self.server_header = server_header
         #: The subprotocol chosen, if any.
         self.subprotocol: str | None = None

@@ -13,12 +13,23 @@ from ws13.exceptions import ConcurrencyError, ConnectionClosedOK
 from ws13.frames import Close, CloseCode
 
 
+class RecordingFlow:
+    """A FlowControl double that records the queue's calls."""
+
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def pause_receiving(self) -> None:
+        self.calls.append("pause")
+
+    def resume_receiving(self) -> None:
+        self.calls.append("resume")
+
+
 class MessageQueueTests(unittest.IsolatedAsyncioTestCase):
     def setUp(self) -> None:
         self.calls: list[str] = []
-        self.queue = MessageQueue(
-            lambda: self.calls.append("pause"), lambda: self.calls.append("resume"), high=4
-        )
+        self.queue = MessageQueue(RecordingFlow(self.calls), high=4)
 
     async def test_fifo(self) -> None:
         self.queue.put("a")
@@ -55,9 +66,7 @@ class MessageQueueTests(unittest.IsolatedAsyncioTestCase):
         assert self.calls == ["pause", "resume"]
 
     async def test_explicit_low(self) -> None:
-        queue = MessageQueue(
-            lambda: self.calls.append("pause"), lambda: self.calls.append("resume"), 2, 0
-        )
+        queue = MessageQueue(RecordingFlow(self.calls), 2, 0)
         queue.put("a")
         queue.put("b")
         assert self.calls == ["pause"]
@@ -67,7 +76,7 @@ class MessageQueueTests(unittest.IsolatedAsyncioTestCase):
         assert self.calls == ["pause", "resume"]
 
     async def test_no_limit(self) -> None:
-        queue = MessageQueue(lambda: self.calls.append("pause"), lambda: None, None)
+        queue = MessageQueue(RecordingFlow(self.calls), None)
         for i in range(1000):
             queue.put(str(i))
         assert self.calls == []

@@ -14,6 +14,7 @@ from ..exceptions import InvalidMessage, InvalidURI
 from ..extensions.base import ClientExtensionFactory
 from ..extensions.permessage_deflate import enable_client_permessage_deflate
 from ..frames import CloseCode
+from ..http11 import Request, Response
 from ..uri import parse_uri
 from ..version import USER_AGENT
 from .connection import Connection
@@ -23,6 +24,8 @@ __all__ = ["ClientConnection", "connect", "unix_connect"]
 
 class ClientConnection(Connection):
     """A client connection; ``connect()`` returns one once the handshake succeeded."""
+
+    __slots__ = ("_additional_headers", "_handshake", "_user_agent")
 
     protocol: ClientProtocol
 
@@ -45,18 +48,14 @@ class ClientConnection(Connection):
         self.protocol.send_request(request)
         self._flush()
 
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if not self._handshake.done():
-            self._check_handshake()
+    def _handle_handshake(self, event: Request | Response) -> None:
+        self._check_handshake()
 
     def _check_handshake(self) -> None:
         protocol = self.protocol
         if protocol.handshake_exc is not None:
             self._handshake.set_exception(protocol.handshake_exc)
         elif protocol.response is not None:
-            # From now on the transport calls Connection.data_received directly.
-            self.data_received = super().data_received  # type: ignore[method-assign]
             self._handshake.set_result(None)
             self._start_keepalive()
 

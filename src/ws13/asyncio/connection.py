@@ -19,10 +19,11 @@ from ..exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
+    InvalidState,
 )
 from ..frames import CloseCode, Frame, Opcode
 from ..http11 import Request, Response
-from ..protocol import CLOSED, OPEN, SEND_EOF, Protocol, State
+from ..protocol import CLOSED, OPEN, SEND_EOF, Protocol, Side, State
 from .messages import MessageQueue
 
 __all__ = ["OK_CLOSE_CODES", "Connection", "Data"]
@@ -52,6 +53,33 @@ class Connection(asyncio.Protocol):
             while the buffer is above it until it drains below a quarter of it.
     """
 
+    # Slots keep an idle connection small; "__dict__" (created only when
+    # used) still lets applications attach their own attributes.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_close_timer",
+        "_closed",
+        "_drain_waiter",
+        "_fragmenting",
+        "_keepalive_timer",
+        "_lost",
+        "_messages",
+        "_paused_writing",
+        "_pings",
+        "_send_lock",
+        "close_timeout",
+        "debug",
+        "latency",
+        "logger",
+        "loop",
+        "ping_interval",
+        "ping_timeout",
+        "protocol",
+        "transport",
+        "write_limit",
+    )
+
     def __init__(
         self,
         protocol: Protocol,
@@ -73,14 +101,18 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         #: Seconds between the last ping and its pong, 0 before the first one.
         self.latency = 0.0
-        self._messages = MessageQueue(self._pause_reading, self._resume_reading, max_queue)
+        self._messages = MessageQueue(self, max_queue)
         self._paused_writing = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
-        self._closed: asyncio.Future[None] = self.loop.create_future()
+        # Made by the first wait_closed() while the connection is open: most
+        # connections never need it.
+        self._closed: asyncio.Future[None] | None = None
+        self._lost = False
         self._close_timer: asyncio.TimerHandle | None = None
         self._keepalive_timer: asyncio.TimerHandle | None = None
-        self._send_lock = asyncio.Lock()
+        # Created on the first fragmented send: most connections never need it.
+        self._send_lock: asyncio.Lock | None = None
         self._fragmenting = False
 
     # -- properties ----------------------------------------------------------
@@ -163,6 +195,7 @@ class Connection(asyncio.Protocol):
         closing, TypeError for anything else.
         """
         if self._fragmenting:
+            assert self._send_lock is not None
             async with self._send_lock:
                 pass
         protocol = self.protocol
@@ -185,6 +218,8 @@ class Connection(asyncio.Protocol):
             await self._drain()
 
     async def _send_fragments(self, fragments: Iterable[Data] | AsyncIterable[Data]) -> None:
+        if self._send_lock is None:
+            self._send_lock = asyncio.Lock()
         async with self._send_lock:
             self._fragmenting = True
             sent_first = False
@@ -243,6 +278,58 @@ class Connection(asyncio.Protocol):
         if self._paused_writing:
             await self._drain()
 
+    # -- pre-encoded frames, for broadcasting -------------------------------
+
+    @property
+    def writable(self) -> bool:
+        """True while OPEN and the write buffer is under ``write_limit``.
+
+        A broadcaster writes with ``send_frame_nowait()`` while this is true and
+        queues (or drops) otherwise, then calls ``wait_writable()``.
+        """
+        return self.protocol._state is OPEN and not self._paused_writing
+
+    def send_frame_nowait(self, frame: bytes) -> None:
+        """Write a complete frame that was encoded once for many connections.
+
+        ``frame`` is a whole unmasked data frame with FIN set and the RSV bits
+        clear, e.g. ``encode_header(0x81, len(payload), None) + payload`` for
+        text. Only a server sends unmasked frames, so this is for server-side
+        connections. With permessage-deflate negotiated the frame goes out
+        uncompressed, which RFC 7692 section 6 allows, so the same bytes suit
+        every connection. No backpressure is applied: check ``writable``.
+
+        Raises ConnectionClosed unless OPEN; InvalidState on a client
+        connection or while a fragmented message is being sent.
+        """
+        protocol = self.protocol
+        if protocol._state is not OPEN:
+            raise self._closed_exc()
+        if protocol.side is not Side.SERVER:
+            raise InvalidState("only a server sends pre-encoded, unmasked frames")
+        if self._fragmenting or protocol._send_fragmented:
+            raise InvalidState("a fragmented message is in progress")
+        if self.debug or protocol.tracer is not None:
+            length = frame[1] & 0x7F
+            head = 2 if length < 126 else 4 if length == 126 else 10
+            if self.debug:
+                opcode = Opcode(frame[0] & 0x0F)
+                self.logger.debug("> %s [pre-encoded]", Frame(opcode, frame[head:]))
+            if protocol.tracer is not None:
+                protocol.tracer(True, frame[:head], frame[head:])
+        if self.transport is not None:
+            self.transport.write(frame)
+
+    async def wait_writable(self) -> None:
+        """Wait until the write buffer is under ``write_limit``.
+
+        Raises ConnectionClosed if the connection closes first.
+        """
+        if self.protocol._state is not OPEN:
+            raise self._closed_exc()
+        if self._paused_writing:
+            await self._drain()
+
     def ping(self, data: str | bytes | None = None) -> asyncio.Future[float]:
         """Send a Ping; return a future that resolves with the round-trip time in seconds.
 
@@ -291,11 +378,15 @@ class Connection(asyncio.Protocol):
         # A full message queue may have paused reading: the peer's Close frame
         # (or its TCP close) would then never be read and close() would hang
         # until close_timeout. Read again; the closing peer sends little more.
-        self._resume_reading()
+        self.resume_receiving()
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed."""
+        if self._lost:
+            return
+        if self._closed is None:
+            self._closed = self.loop.create_future()
         await asyncio.shield(self._closed)
 
     def _closed_exc(self) -> ConnectionClosed:
@@ -327,11 +418,12 @@ class Connection(asyncio.Protocol):
                 transport = None
             else:
                 transport.write(data)
-        if self._close_timer is None and self.protocol.close_expected():
+        protocol = self.protocol
+        if self._close_timer is None and protocol._state is not OPEN and protocol.close_expected():
             self._start_close_timer()
 
     def _start_close_timer(self) -> None:
-        if self.close_timeout is not None and not self._closed.done():
+        if self.close_timeout is not None and not self._lost:
             self._close_timer = self.loop.call_later(self.close_timeout, self._abort)
 
     def _abort(self) -> None:
@@ -365,11 +457,13 @@ class Connection(asyncio.Protocol):
                 self.latency = now - sent_at
                 break
 
-    def _pause_reading(self) -> None:
+    def pause_receiving(self) -> None:
+        """Stop reading from the network (the receive queue is full)."""
         if self.transport is not None:
             self.transport.pause_reading()
 
-    def _resume_reading(self) -> None:
+    def resume_receiving(self) -> None:
+        """Read from the network again."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
@@ -463,7 +557,8 @@ class Connection(asyncio.Protocol):
         self._pings.clear()
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
-        if not self._closed.done():
+        self._lost = True
+        if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
         if self.debug:
             self.logger.debug("= connection closed: %s", closed)

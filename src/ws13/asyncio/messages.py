@@ -11,45 +11,53 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from typing import Protocol
 
 from ..exceptions import ConcurrencyError
 
-__all__ = ["MessageQueue"]
+__all__ = ["FlowControl", "MessageQueue"]
 
 Message = str | bytes
+
+
+class FlowControl(Protocol):
+    """Whoever reads the network: the queue asks it to pause and resume."""
+
+    def pause_receiving(self) -> None: ...
+
+    def resume_receiving(self) -> None: ...
 
 
 class MessageQueue:
     """A FIFO of messages with one waiting reader and read flow control.
 
     Args:
-        pause: called when the queue reaches ``high`` messages.
-        resume: called when it falls back to ``low`` after a pause.
+        flow: its ``pause_receiving()`` is called when the queue reaches
+            ``high`` messages, ``resume_receiving()`` when it falls back to
+            ``low`` after a pause.
         high: messages queued before reading pauses; ``None`` never pauses.
         low: messages left when reading resumes (default ``high // 4``).
     """
 
-    __slots__ = ("_exc", "_high", "_low", "_pause", "_paused", "_queue", "_resume", "_waiter")
+    __slots__ = ("_exc", "_flow", "_high", "_low", "_paused", "_queue", "_waiter")
 
     def __init__(
         self,
-        pause: Callable[[], None],
-        resume: Callable[[], None],
+        flow: FlowControl,
         high: int | None = 16,
         low: int | None = None,
     ) -> None:
-        self._queue: deque[Message] = deque()
+        # Created when a message first waits: an idle connection has none.
+        self._queue: deque[Message] | None = None
         self._waiter: asyncio.Future[Message] | None = None
-        self._pause = pause
-        self._resume = resume
+        self._flow = flow
         self._high = high
         self._low = (high // 4 if low is None else low) if high is not None else 0
         self._paused = False
         self._exc: BaseException | None = None
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return 0 if self._queue is None else len(self._queue)
 
     def put(self, message: Message) -> None:
         """Add a message; hand it straight to a waiting reader if there is one."""
@@ -57,10 +65,13 @@ class MessageQueue:
         if waiter is not None and not waiter.done():
             waiter.set_result(message)
             return
-        self._queue.append(message)
-        if self._high is not None and not self._paused and len(self._queue) >= self._high:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(message)
+        if self._high is not None and not self._paused and len(queue) >= self._high:
             self._paused = True
-            self._pause()
+            self._flow.pause_receiving()
 
     def close(self, exc: BaseException) -> None:
         """No more messages will come: readers get ``exc`` once the queue is empty."""
@@ -76,7 +87,7 @@ class MessageQueue:
         message = self._queue.popleft()
         if self._paused and len(self._queue) <= self._low:
             self._paused = False
-            self._resume()
+            self._flow.resume_receiving()
         return message
 
     async def get(self) -> Message:
@@ -89,7 +100,7 @@ class MessageQueue:
             message = self._queue.popleft()
             if self._paused and len(self._queue) <= self._low:
                 self._paused = False
-                self._resume()
+                self._flow.resume_receiving()
             return message
         if self._exc is not None:
             raise self._exc
@@ -103,6 +114,8 @@ class MessageQueue:
             # A message delivered in the same loop iteration as the
             # cancellation must not be lost: put it back at the front.
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                if self._queue is None:
+                    self._queue = deque()
                 self._queue.appendleft(waiter.result())
             raise
         finally:

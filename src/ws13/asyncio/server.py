@@ -34,6 +34,8 @@ ProcessRequest = Callable[
 class ServerConnection(Connection):
     """A connection accepted by a ``Server``; the argument of the handler."""
 
+    __slots__ = ("_open_timer", "handler_task", "server")
+
     protocol: ServerProtocol
 
     def __init__(self, protocol: ServerProtocol, server: Server, **kwargs: Any) -> None:
@@ -57,12 +59,6 @@ class ServerConnection(Connection):
             if self.debug:
                 self.logger.debug("! opening handshake timed out")
             self.transport.abort()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self.protocol.handshake_exc is not None and self.protocol.request is None:
-            # Malformed request: the core already answered 4xx and asked for EOF.
-            self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
 
     def _handle_handshake(self, event: Request | Response) -> None:
         assert isinstance(event, Request)
@@ -100,10 +96,8 @@ class ServerConnection(Connection):
         self.protocol.send_response(response)
         if self._open_timer is not None:
             self._open_timer.cancel()
+            self._open_timer = None
         if self.protocol.state is OPEN:
-            # The handshake is over: from now on the transport calls
-            # Connection.data_received directly, one Python frame less per read.
-            self.data_received = super().data_received  # type: ignore[method-assign]
             self._start_keepalive()
             self.handler_task = self.loop.create_task(self._run_handler())
         self._flush()
@@ -122,8 +116,12 @@ class ServerConnection(Connection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        if self.protocol.handshake_exc is not None and self.protocol.request is None:
+            # A malformed request: the core answered 4xx and closed.
+            self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
         if self._open_timer is not None:
             self._open_timer.cancel()
+            self._open_timer = None
         self.server.connections.discard(self)
 
 
