@@ -186,14 +186,14 @@ class TestSection7Negotiation:
         answer, ext = ServerPerMessageDeflateFactory().process_request_params(
             params("permessage-deflate; client_max_window_bits"), []
         )
-        assert answer == [("server_max_window_bits", "12"), ("client_max_window_bits", "12")]
+        assert answer == [("server_max_window_bits", "10"), ("client_max_window_bits", "10")]
         assert isinstance(ext, PerMessageDeflate)
-        assert (ext.local_max_window_bits, ext.remote_max_window_bits) == (12, 12)
+        assert (ext.local_max_window_bits, ext.remote_max_window_bits) == (10, 10)
 
     def test_server_without_client_max_window_bits(self) -> None:
         answer, ext = ServerPerMessageDeflateFactory().process_request_params([], [])
         # Section 7.1.2.2: not offered, so not in the answer; the client may use 15.
-        assert answer == [("server_max_window_bits", "12")]
+        assert answer == [("server_max_window_bits", "10")]
         assert isinstance(ext, PerMessageDeflate)
         assert ext.remote_max_window_bits == 15
 
@@ -328,7 +328,7 @@ class TestSection5Handshake:
         )
         assert server.response is not None
         assert server.response.headers["Sec-WebSocket-Extensions"] == (
-            "permessage-deflate; server_max_window_bits=12"
+            "permessage-deflate; server_max_window_bits=10"
         )
 
     def test_server_declines_all_offers(self) -> None:

