@@ -161,10 +161,7 @@ class ClientProtocol(Protocol):
             self.subprotocol = protocols[0]
         self.set_extensions(accepted)
 
-    def receive_data(self, data: bytes | bytearray) -> None:
-        if self._state is not CONNECTING:
-            super().receive_data(data)
-            return
+    def _receive_handshake_data(self, data: bytes | bytearray) -> None:
         if self.handshake_exc is not None:
             return
         self._handshake_buffer += data

@@ -244,6 +244,9 @@ class Protocol:
         """
         if self._discarding:
             return
+        if self._state is CONNECTING:
+            self._receive_handshake_data(data)
+            return
         buffer = self._buffer
         if buffer:
             buffer += data
@@ -255,6 +258,10 @@ class Protocol:
             del buffer[:pos]
         elif pos < len(data):
             buffer += data[pos:]
+
+    def _receive_handshake_data(self, data: bytes | bytearray) -> None:
+        """Handle bytes that arrive during the opening handshake (client and server)."""
+        raise InvalidState("a Protocol without a handshake must start OPEN")
 
     def receive_eof(self) -> None:
         """Tell the protocol the peer closed its side of the TCP connection.

@@ -100,10 +100,7 @@ class ServerProtocol(Protocol):
         self.response: Response | None = None
         self._handshake_buffer = bytearray()
 
-    def receive_data(self, data: bytes | bytearray) -> None:
-        if self._state is not CONNECTING:
-            super().receive_data(data)
-            return
+    def _receive_handshake_data(self, data: bytes | bytearray) -> None:
         if self.handshake_exc is not None:
             # The handshake failed: the connection never opens, so what the
             # client sends next is dropped rather than buffered without limit.
@@ -271,4 +268,6 @@ class ServerProtocol(Protocol):
                     status=response.status_code,
                 )
             self.send_eof()
+            # Nothing more is read: drop what the refused request left behind.
+            self._handshake_buffer.clear()
             self._discarding = True

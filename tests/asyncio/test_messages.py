@@ -27,9 +27,10 @@ class RecordingFlow:
 
 
 class MessageQueueTests(unittest.IsolatedAsyncioTestCase):
-    def setUp(self) -> None:
+    async def asyncSetUp(self) -> None:
         self.calls: list[str] = []
-        self.queue = MessageQueue(RecordingFlow(self.calls), high=4)
+        self.loop = asyncio.get_running_loop()
+        self.queue = MessageQueue(RecordingFlow(self.calls), self.loop, high=4)
 
     async def test_fifo(self) -> None:
         self.queue.put("a")
@@ -66,7 +67,7 @@ class MessageQueueTests(unittest.IsolatedAsyncioTestCase):
         assert self.calls == ["pause", "resume"]
 
     async def test_explicit_low(self) -> None:
-        queue = MessageQueue(RecordingFlow(self.calls), 2, 0)
+        queue = MessageQueue(RecordingFlow(self.calls), self.loop, 2, 0)
         queue.put("a")
         queue.put("b")
         assert self.calls == ["pause"]
@@ -76,7 +77,7 @@ class MessageQueueTests(unittest.IsolatedAsyncioTestCase):
         assert self.calls == ["pause", "resume"]
 
     async def test_no_limit(self) -> None:
-        queue = MessageQueue(RecordingFlow(self.calls), None)
+        queue = MessageQueue(RecordingFlow(self.calls), self.loop, None)
         for i in range(1000):
             queue.put(str(i))
         assert self.calls == []

@@ -101,7 +101,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         #: Seconds between the last ping and its pong, 0 before the first one.
         self.latency = 0.0
-        self._messages = MessageQueue(self, max_queue)
+        self._messages = MessageQueue(self, self.loop, max_queue)
         self._paused_writing = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
@@ -407,8 +407,14 @@ class Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         """Write what the core queued; close the transport on SEND_EOF."""
+        protocol = self.protocol
+        if not protocol._writes:
+            # Nothing to write: the common case after reading data frames.
+            if self._close_timer is None and protocol._state is not OPEN:
+                self._check_close_timer()
+            return
         transport = self.transport
-        for data in self.protocol.data_to_send():
+        for data in protocol.data_to_send():
             if transport is None:
                 break
             if data is SEND_EOF or not data:
@@ -418,8 +424,11 @@ class Connection(asyncio.Protocol):
                 transport = None
             else:
                 transport.write(data)
-        protocol = self.protocol
-        if self._close_timer is None and protocol._state is not OPEN and protocol.close_expected():
+        if self._close_timer is None and protocol._state is not OPEN:
+            self._check_close_timer()
+
+    def _check_close_timer(self) -> None:
+        if self.protocol.close_expected():
             self._start_close_timer()
 
     def _start_close_timer(self) -> None:

@@ -35,15 +35,17 @@ class MessageQueue:
         flow: its ``pause_receiving()`` is called when the queue reaches
             ``high`` messages, ``resume_receiving()`` when it falls back to
             ``low`` after a pause.
+        loop: the event loop that readers wait in.
         high: messages queued before reading pauses; ``None`` never pauses.
         low: messages left when reading resumes (default ``high // 4``).
     """
 
-    __slots__ = ("_exc", "_flow", "_high", "_low", "_paused", "_queue", "_waiter")
+    __slots__ = ("_exc", "_flow", "_high", "_loop", "_low", "_paused", "_queue", "_waiter")
 
     def __init__(
         self,
         flow: FlowControl,
+        loop: asyncio.AbstractEventLoop,
         high: int | None = 16,
         low: int | None = None,
     ) -> None:
@@ -51,6 +53,7 @@ class MessageQueue:
         self._queue: deque[Message] | None = None
         self._waiter: asyncio.Future[Message] | None = None
         self._flow = flow
+        self._loop = loop
         self._high = high
         self._low = (high // 4 if low is None else low) if high is not None else 0
         self._paused = False
@@ -106,7 +109,7 @@ class MessageQueue:
             raise self._exc
         if self._waiter is not None:
             raise ConcurrencyError("another coroutine is already waiting for the next message")
-        waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Message] = self._loop.create_future()
         self._waiter = waiter
         try:
             return await waiter
