@@ -1,0 +1,38 @@
+"""The hub: pub/sub channels with history, recovery after reconnect, and presence.
+
+Serve it with ``Hub`` (``ws13 serve`` mounts one at ``/hub``), talk to it
+with ``Client`` or ``ws13.js`` in a browser; the wire protocol is
+``ws13.hub.v1`` (``docs/hub-protocol.md``). One process keeps channels in
+memory; many share them through Redis (``RedisBackplane``, ``ws13[redis]``).
+"""
+
+from __future__ import annotations
+
+from .auth import Principal, Refused, request_token
+from .backplanes import Backplane, BackplaneUnavailable, Entry, HistoryPage, Member, open_backplane
+from .backplanes.memory import InMemoryBackplane
+from .channels import ChannelConfig, ChannelOptions, Policy
+from .server import Hub, Session, mount
+from .wire import SUBPROTOCOL, ErrorCode, HubError
+
+__all__ = [
+    "SUBPROTOCOL",
+    "Backplane",
+    "BackplaneUnavailable",
+    "ChannelConfig",
+    "ChannelOptions",
+    "Entry",
+    "ErrorCode",
+    "HistoryPage",
+    "Hub",
+    "HubError",
+    "InMemoryBackplane",
+    "Member",
+    "Policy",
+    "Principal",
+    "Refused",
+    "Session",
+    "mount",
+    "open_backplane",
+    "request_token",
+]

@@ -1,0 +1,495 @@
+"""``Client``: the Python client of the hub, with reconnect and recovery.
+
+::
+
+    async with Client("ws://127.0.0.1:8765/hub") as client:
+        subscription = await client.subscribe("chat:lobby", history=20)
+        await client.publish("chat:lobby", {"nick": "ann", "text": "hi"})
+        async for item in subscription:
+            if isinstance(item, Gap):
+                ...  # messages were lost: reload state (e.g. client.history)
+            else:
+                print(item.offset, item.data)
+
+When the connection drops the client reconnects with exponential backoff and
+jitter, resubscribes every channel from the last offset it saw, and receives
+exactly the messages it missed before new ones. If the hub can't provide
+them (history trimmed, epoch changed) the subscription yields a ``Gap``.
+"""
+
+from __future__ import annotations
+
+import asyncio  # noqa: TID251 - the client is an I/O layer
+import dataclasses
+import inspect
+import itertools
+import json
+import logging
+import random
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from ..asyncio.client import ClientConnection, connect
+from ..exceptions import ConnectionClosed, InvalidHandshake
+from .wire import SUBPROTOCOL, ErrorCode, HubError
+
+__all__ = ["Client", "ConnectionLost", "Gap", "Message", "Subscription"]
+
+logger = logging.getLogger("ws13.hub.client")
+
+
+class ConnectionLost(HubError):
+    """The connection dropped before the reply: the request may or may not have run."""
+
+    def __init__(self, message: str = "connection lost before the reply") -> None:
+        super().__init__(ErrorCode.UNAVAILABLE, message)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Message:
+    """A message received on a channel; ``time`` is ms since the Unix epoch."""
+
+    channel: str
+    epoch: str
+    offset: int
+    time: int
+    data: Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Gap:
+    """Messages before ``offset`` in ``epoch`` may be missing: reload your state.
+
+    Yielded when recovery after a reconnect was impossible (``reason`` says
+    why) or a push showed that the channel's history was lost (new epoch).
+    """
+
+    channel: str
+    epoch: str
+    offset: int
+    reason: str
+
+
+Callback = Callable[[Message | Gap], Any]
+PresenceCallback = Callable[[str, dict[str, Any]], Any]
+_END = object()
+
+
+class Subscription:
+    """A channel subscription: iterate with ``async for`` or pass a callback.
+
+    Attributes:
+        epoch, offset: the position of the last message received (recovery
+            resumes after it).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        channel: str,
+        callback: Callback | None,
+        on_presence: PresenceCallback | None,
+        max_queue: int,
+    ) -> None:
+        self.client = client
+        self.channel = channel
+        self.callback = callback
+        self.on_presence = on_presence
+        self.epoch: str | None = None
+        self.offset: int | None = None
+        self.active = True
+        self._queue: asyncio.Queue[Message | Gap | object] = asyncio.Queue(max_queue)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Message | Gap:
+        if not self.active and self._queue.empty():
+            raise StopAsyncIteration
+        item = await self._queue.get()
+        if item is _END:
+            self._queue.put_nowait(_END)  # later calls end too
+            raise StopAsyncIteration
+        assert isinstance(item, (Message, Gap))
+        return item
+
+    async def get(self) -> Message | Gap:
+        """The next message or gap; ``StopAsyncIteration`` once ended."""
+        return await self.__anext__()
+
+    async def unsubscribe(self) -> None:
+        """Stop receiving; ``async for`` ends after what was already received."""
+        if not self.active:
+            return
+        self._end()
+        self.client._subscriptions.pop(self.channel, None)
+        if self.client.connected:
+            try:
+                await self.client._request({"op": "unsubscribe", "channel": self.channel})
+            except HubError:
+                pass  # gone with the connection, or never subscribed there
+
+    def _end(self) -> None:
+        if self.active:
+            self.active = False
+            try:
+                self._queue.put_nowait(_END)
+            except asyncio.QueueFull:
+                pass  # __anext__ sees active=False once the queue drains
+
+    def _apply_reply(self, result: dict[str, Any], since: int | None) -> Gap | None:
+        """Take the position from a subscribe reply; a Gap if recovery failed."""
+        self.epoch = str(result.get("epoch"))
+        self.offset = int(result.get("offset", 0))
+        if since is not None and result.get("recovered") is False:
+            return Gap(self.channel, self.epoch, self.offset, str(result.get("reason")))
+        return None
+
+    async def _deliver(self, item: Message | Gap) -> None:
+        if not self.active:
+            return
+        if self.callback is not None:
+            result = self.callback(item)
+            if inspect.isawaitable(result):
+                await result
+        else:
+            # Waits while the queue is full: the connection stops reading and
+            # the hub's slow-consumer policy applies.
+            await self._queue.put(item)
+
+    async def _push(self, push: dict[str, Any]) -> None:
+        message = Message(
+            self.channel, push["epoch"], push["offset"], push.get("time", 0), push.get("data")
+        )
+        if self.epoch is not None and message.epoch != self.epoch:
+            await self._deliver(
+                Gap(self.channel, message.epoch, message.offset - 1, "epoch changed")
+            )
+        elif self.offset is not None and message.offset <= self.offset:
+            return  # already seen
+        self.epoch, self.offset = message.epoch, message.offset
+        await self._deliver(message)
+
+
+class Client:
+    """A hub client that reconnects and recovers by itself.
+
+    Args:
+        url: the hub's URL, e.g. ``ws://127.0.0.1:8765/hub``, or a list of
+            URLs of several nodes: each (re)connection tries the next one.
+        token: sent as ``Authorization: Bearer TOKEN``.
+        reconnect: reconnect after the connection drops (True).
+        backoff_min, backoff_max: the first and the largest delay between
+            reconnection attempts, in seconds (0.5, 30); each failed attempt
+            doubles the delay, and a random half of it is jittered away.
+        request_timeout: seconds to wait for a reply, or for a reconnection
+            before a request (10).
+        max_queue: messages buffered per iterated subscription (1024).
+        **connect_kwargs: passed to ``ws13.asyncio.connect()``.
+    """
+
+    def __init__(
+        self,
+        url: str | Sequence[str],
+        *,
+        token: str | None = None,
+        reconnect: bool = True,
+        backoff_min: float = 0.5,
+        backoff_max: float = 30.0,
+        request_timeout: float = 10.0,
+        max_queue: int = 1024,
+        **connect_kwargs: Any,
+    ) -> None:
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("no URL")
+        self._next_url = 0
+        self.reconnect = reconnect
+        self.backoff_min = backoff_min
+        self.backoff_max = backoff_max
+        self.request_timeout = request_timeout
+        self.max_queue = max_queue
+        headers: list[tuple[str, str]] = list(connect_kwargs.pop("additional_headers", None) or [])
+        if token is not None:
+            headers.append(("Authorization", f"Bearer {token}"))
+        self._connect_kwargs = dict(connect_kwargs, additional_headers=headers)
+        self._connect_kwargs.setdefault("subprotocols", [SUBPROTOCOL])
+        #: The hub's id for the current connection (``client`` in presence).
+        self.client_id: str | None = None
+        #: Successful connections so far (1 + reconnections).
+        self.connections = 0
+        self._connection: ClientConnection | None = None
+        self._connected = asyncio.Event()
+        self._closing = False
+        self._ids = itertools.count(1)
+        self._pending: dict[int, tuple[asyncio.Future[dict[str, Any]], Any]] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._runner: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def connect(self) -> None:
+        """Open the first connection; raise if it fails (later ones are retried)."""
+        connection = await self._open()
+        self._runner = asyncio.get_running_loop().create_task(self._run(connection))
+        await self._wait_connected()
+
+    async def close(self) -> None:
+        """Close the connection and end every subscription."""
+        self._closing = True
+        if self._connection is not None:
+            await self._connection.close()
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        for subscription in list(self._subscriptions.values()):
+            subscription._end()
+        self._subscriptions.clear()
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- operations ------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        channel: str,
+        callback: Callback | None = None,
+        *,
+        since: int | None = None,
+        epoch: str | None = None,
+        history: int | None = None,
+        on_presence: PresenceCallback | None = None,
+    ) -> Subscription:
+        """Subscribe to ``channel``; messages go to ``callback`` or ``async for``.
+
+        ``since`` (with ``epoch`` if known) resumes after that offset;
+        ``history`` first delivers the last ``history`` retained messages.
+        ``on_presence(kind, member)`` gets ``join``/``leave`` pushes.
+        Raises HubError (e.g. 403, 409) and ConnectionLost.
+        """
+        if channel in self._subscriptions:
+            raise HubError(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel}")
+        subscription = Subscription(self, channel, callback, on_presence, self.max_queue)
+        self._subscriptions[channel] = subscription
+        try:
+            await self._subscribe(subscription, since, epoch, history)
+        except BaseException:
+            self._subscriptions.pop(channel, None)
+            raise
+        return subscription
+
+    async def _subscribe(
+        self, subscription: Subscription, since: int | None, epoch: str | None, history: int | None
+    ) -> None:
+        request: dict[str, Any] = {"op": "subscribe", "channel": subscription.channel}
+        if since is not None:
+            request["since"] = since
+            if epoch is not None:
+                request["epoch"] = epoch
+        elif history:
+            request["history"] = history
+        gaps: list[Gap] = []
+
+        def on_reply(result: dict[str, Any]) -> None:
+            # Runs in the reader before any push that follows the reply.
+            gap = subscription._apply_reply(result, since)
+            if gap is not None:
+                gaps.append(gap)
+
+        await self._request(request, on_reply)
+        for gap in gaps:
+            await subscription._deliver(gap)
+
+    async def publish(self, channel: str, data: Any) -> dict[str, Any]:
+        """Publish ``data`` (JSON-serializable); return ``{"channel", "epoch", "offset"}``
+        once the hub accepted it."""
+        return await self._request({"op": "publish", "channel": channel, "data": data})
+
+    async def history(
+        self, channel: str, *, limit: int | None = None, since: int | None = None
+    ) -> dict[str, Any]:
+        """``{"channel", "epoch", "offset", "messages": [{"offset", "time", "data"}]}``."""
+        request: dict[str, Any] = {"op": "history", "channel": channel}
+        if limit is not None:
+            request["limit"] = limit
+        if since is not None:
+            request["since"] = since
+        return await self._request(request)
+
+    async def presence(self, channel: str) -> list[dict[str, Any]]:
+        """The channel's members: ``[{"client", "user", "info"}, ...]``."""
+        result = await self._request({"op": "presence", "channel": channel})
+        members: list[dict[str, Any]] = result["members"]
+        return members
+
+    # -- requests ----------------------------------------------------------------
+
+    async def _wait_connected(self) -> None:
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                await self._connected.wait()
+        except TimeoutError:
+            raise ConnectionLost("not connected") from None
+
+    async def _request(self, request: dict[str, Any], on_reply: Any = None) -> dict[str, Any]:
+        if self._closing:
+            raise ConnectionLost("the client is closed")
+        if not self._connected.is_set():
+            await self._wait_connected()
+        connection = self._connection
+        assert connection is not None
+        request_id = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = (future, on_reply)
+        try:
+            try:
+                await connection.send(json.dumps({**request, "id": request_id}))
+            except ConnectionClosed:
+                raise ConnectionLost() from None
+            async with asyncio.timeout(self.request_timeout):
+                return await future
+        finally:
+            self._pending.pop(request_id, None)
+
+    # -- the connection loop -----------------------------------------------------
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before reconnection attempt ``attempt`` (0, 1, ...): the delay
+        doubles from ``backoff_min`` up to ``backoff_max``, minus up to half of
+        it at random, so that clients dropped together don't return together."""
+        delay = min(self.backoff_max, self.backoff_min * 2.0 ** min(attempt, 64))
+        return delay / 2 + random.uniform(0, delay / 2)
+
+    @property
+    def url(self) -> str:
+        """The URL of the current (or next) connection."""
+        return self.urls[self._next_url % len(self.urls)]
+
+    async def _open(self) -> ClientConnection:
+        """Connect to the next URL; the first connection tries each once."""
+        attempts = len(self.urls) if self.connections == 0 else 1
+        for attempt in range(attempts):
+            url = self.url
+            try:
+                connection = await connect(url, **self._connect_kwargs)
+                break
+            except (OSError, InvalidHandshake, TimeoutError):
+                self._next_url += 1
+                if attempt == attempts - 1:
+                    raise
+        self._connection = connection
+        return connection
+
+    async def _run(self, connection: ClientConnection) -> None:
+        attempt = 0
+        while True:
+            self.connections += 1
+            try:
+                await self._serve(connection)
+            except (ConnectionClosed, OSError):
+                pass
+            finally:
+                self._connected.clear()
+                for future, _ in self._pending.values():
+                    if not future.done():
+                        future.set_exception(ConnectionLost())
+            if self._closing or not self.reconnect:
+                break
+            while not self._closing:
+                await asyncio.sleep(self.backoff(attempt))
+                attempt = min(attempt + 1, 64)
+                try:
+                    connection = await self._open()
+                    attempt = 0
+                    break
+                except (OSError, InvalidHandshake, TimeoutError) as exc:
+                    logger.info("reconnect to %s failed: %s", self.url, exc)
+            else:
+                break
+        for subscription in list(self._subscriptions.values()):
+            subscription._end()
+
+    async def _serve(self, connection: ClientConnection) -> None:
+        resubscribing: asyncio.Task[None] | None = None
+        try:
+            async for text in connection:
+                if not isinstance(text, str):
+                    continue
+                try:
+                    push = json.loads(text)
+                    op = push["op"]
+                except (ValueError, KeyError, TypeError):
+                    logger.warning("ignored an invalid message from the hub")
+                    continue
+                if op == "message":
+                    subscription = self._subscriptions.get(push.get("channel"))
+                    if subscription is not None:
+                        await subscription._push(push)
+                elif op in ("reply", "error"):
+                    self._resolve(push)
+                elif op in ("join", "leave"):
+                    subscription = self._subscriptions.get(push.get("channel"))
+                    if subscription is not None and subscription.on_presence is not None:
+                        result = subscription.on_presence(op, push.get("member") or {})
+                        if inspect.isawaitable(result):
+                            await result
+                elif op == "welcome":
+                    self.client_id = push.get("client")
+                    resubscribing = asyncio.get_running_loop().create_task(self._resubscribe())
+        finally:
+            if resubscribing is not None:
+                resubscribing.cancel()
+
+    def _resolve(self, push: dict[str, Any]) -> None:
+        pending = self._pending.get(push.get("id"))  # type: ignore[arg-type]
+        if pending is None:
+            return
+        future, on_reply = pending
+        if future.done():
+            return
+        if push["op"] == "error":
+            future.set_exception(
+                HubError(ErrorCode(push.get("code", 500)), str(push.get("message")))
+            )
+            return
+        result = push.get("result") or {}
+        if on_reply is not None:
+            on_reply(result)
+        future.set_result(result)
+
+    async def _resubscribe(self) -> None:
+        """After (re)connecting: subscribe again from each channel's last offset."""
+        self._connected.set()
+        if self.connections == 1:
+            return
+        for subscription in list(self._subscriptions.values()):
+            for _ in range(100):  # bounded: a 503 is retried for ~100 s at most
+                if not subscription.active:
+                    break
+                try:
+                    await self._subscribe(
+                        subscription, subscription.offset, subscription.epoch, None
+                    )
+                    break
+                except HubError as exc:
+                    if isinstance(exc, ConnectionLost):
+                        return
+                    if exc.code != ErrorCode.UNAVAILABLE:
+                        logger.warning("resubscribe to %s: %s", subscription.channel, exc)
+                        subscription._end()
+                        self._subscriptions.pop(subscription.channel, None)
+                        break
+                    await asyncio.sleep(1)

@@ -1,0 +1,773 @@
+"""``Hub``: channels with history, recovery and presence over WebSocket connections.
+
+Mount a hub on a ``serve()`` server with ``process_request=hub.process_request``
+and ``handler=hub.handler`` (or ``mount()`` to share a server with other
+paths), and publish from Python with ``await hub.publish(channel, data)``.
+
+Each connection is a ``Session`` with a bounded outbound queue. A published
+message is encoded into one frame per node and the same bytes are written to
+every subscriber whose socket can take them; the others queue it, up to
+``max_queue`` frames or ``max_queue_bytes``, after which the channel's
+``Policy`` drops the oldest queued pushes or closes the connection with 1013.
+"""
+
+from __future__ import annotations
+
+import asyncio  # noqa: TID251 - the hub is an I/O layer, like ws13.asyncio
+import collections
+import inspect
+import json
+import logging
+import secrets
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+from ..asyncio.server import ServerConnection
+from ..exceptions import ConnectionClosed
+from ..frames import CloseCode, encode_header
+from ..headers import Headers
+from ..http11 import Request, Response
+from ..protocol import OPEN
+from . import wire
+from .auth import Authorize, Principal, Refused, allow_all
+from .backplanes import Backplane, BackplaneUnavailable, Entry, Member
+from .backplanes.memory import InMemoryBackplane
+from .channels import ChannelConfig, ChannelOptions, Policy
+from .wire import ErrorCode, HubError
+
+__all__ = ["Hub", "Session", "mount"]
+
+logger = logging.getLogger("ws13.hub")
+
+#: Seconds a presence entry lives in the backplane unless refreshed; the hub
+#: refreshes its members every third of it, so a crashed node's vanish.
+PRESENCE_TTL = 60.0
+#: Entries a channel holds while it fills a gap from history; beyond this the
+#: oldest held entries are dropped (subscribers then see an offset jump).
+MAX_HELD = 10_000
+
+
+def text_frame(text: str) -> bytes:
+    """A complete unmasked text frame for ``text``, as a server sends it."""
+    payload = text.encode("utf-8")
+    return encode_header(0x81, len(payload), None) + payload
+
+
+class _Channel:
+    """A channel with subscribers on this node."""
+
+    __slots__ = ("epoch", "held", "last", "name", "options", "ready", "subs")
+
+    def __init__(self, name: str, options: ChannelOptions) -> None:
+        self.name = name
+        self.options = options
+        #: Session -> entries held for it while it recovers (None once live).
+        self.subs: dict[Session, list[Entry] | None] = {}
+        self.epoch = ""
+        #: The offset of the last message delivered to local subscribers.
+        self.last = 0
+        #: Entries from the backplane held until the channel is ready or a
+        #: gap is filled; None while delivering directly.
+        self.held: list[Entry] | None = []
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
+class Session:
+    """One client connection to the hub: its subscriptions and outbound queue."""
+
+    def __init__(self, hub: Hub, connection: ServerConnection, principal: Principal) -> None:
+        self.hub = hub
+        self.connection = connection
+        self.principal = principal
+        #: Unique across nodes; the ``client`` in presence.
+        self.id = secrets.token_urlsafe(12)
+        self.member = Member(self.id, principal.user, principal.info)
+        self.channels: dict[str, _Channel] = {}
+        self.errors = 0
+        self.dropped = 0
+        self.closing = False
+        self._queue: collections.deque[tuple[bytes, bool]] = collections.deque()
+        self._queued_bytes = 0
+        self._drainer: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} user={self.principal.user!r}>"
+
+    def send(self, text: str) -> None:
+        """Queue a reply: never dropped, so a full queue disconnects."""
+        self.push(text_frame(text), droppable=False)
+
+    def reply(self, request_id: wire.RequestId, result: dict[str, Any]) -> None:
+        self.send(wire.encode_reply(request_id, result))
+
+    def error(self, request_id: wire.RequestId, code: ErrorCode, message: str) -> None:
+        """Send an error reply; too many client errors close with 1008."""
+        self.send(wire.encode_error(request_id, code, message))
+        if code in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_OP, ErrorCode.TOO_LARGE):
+            self.errors += 1
+            if self.errors > self.hub.max_errors:
+                self.kick(CloseCode.POLICY_VIOLATION, "too many invalid requests")
+
+    def push(self, frame: bytes, *, droppable: bool) -> None:
+        """Write ``frame`` now if the socket takes it, else queue it (bounded)."""
+        if self.closing:
+            return
+        connection = self.connection
+        if not self._queue and connection.writable:
+            connection.send_frame_nowait(frame)
+            return
+        if connection.protocol.state is not OPEN:
+            return
+        queue = self._queue
+        queue.append((frame, droppable))
+        self._queued_bytes += len(frame)
+        hub = self.hub
+        while len(queue) > hub.max_queue or self._queued_bytes > hub.max_queue_bytes:
+            if not droppable or not self._drop_oldest():
+                self.kick(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+                return
+        if self._drainer is None:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    def _drop_oldest(self) -> bool:
+        queue = self._queue
+        for index, (frame, droppable) in enumerate(queue):
+            if droppable:
+                del queue[index]
+                self._queued_bytes -= len(frame)
+                self.dropped += 1
+                self.hub.stats["dropped"] += 1
+                return True
+        return False
+
+    async def _drain(self) -> None:
+        connection = self.connection
+        queue = self._queue
+        try:
+            while queue and not self.closing:
+                await connection.wait_writable()
+                while queue and connection.writable:
+                    frame, _ = queue.popleft()
+                    self._queued_bytes -= len(frame)
+                    connection.send_frame_nowait(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._drainer = None
+            if self.closing or connection.protocol.state is not OPEN:
+                queue.clear()
+                self._queued_bytes = 0
+
+    def kick(self, code: int, reason: str) -> None:
+        """Close the connection (at most once) and drop what is queued for it."""
+        if self.closing:
+            return
+        self.closing = True
+        self._queue.clear()
+        self._queued_bytes = 0
+        if code == CloseCode.TRY_AGAIN_LATER:
+            self.hub.stats["slow_disconnects"] += 1
+        logger.info("closing %r: %d %s", self, code, reason)
+        self.hub._spawn(self.connection.close(code, reason))
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting in the outbound queue."""
+        return len(self._queue)
+
+
+class Hub:
+    """Channels with history, recovery after reconnect, and presence.
+
+    Args:
+        backplane: where history lives and how other nodes are reached
+            (default: a new ``InMemoryBackplane``).
+        channels: per-channel options, as a ``ChannelConfig``, or a mapping of
+            ``fnmatch`` patterns to ``ChannelOptions`` (first match wins).
+        authorize: the handshake hook, see ``ws13.hub.auth``; default: anyone
+            may subscribe and publish anywhere.
+        max_queue: frames queued per connection before the slow-consumer
+            policy applies (256).
+        max_queue_bytes: bytes queued per connection, likewise (1 MiB; frames
+            shared between connections count in full for each).
+        max_data_size: largest ``data`` a client may publish, in bytes of
+            compact JSON (64 KiB); larger gets error 413.
+        max_subscriptions: channels per connection (128); more gets error 429.
+        max_errors: invalid requests (codes 400, 405, 413) a connection may
+            make before it is closed with 1008 (20).
+    """
+
+    def __init__(
+        self,
+        backplane: Backplane | None = None,
+        *,
+        channels: ChannelConfig | Mapping[str, ChannelOptions] | None = None,
+        authorize: Authorize = allow_all,
+        max_queue: int = 256,
+        max_queue_bytes: int = 2**20,
+        max_data_size: int = 2**16,
+        max_subscriptions: int = 128,
+        max_errors: int = 20,
+    ) -> None:
+        self.backplane: Backplane = backplane if backplane is not None else InMemoryBackplane()
+        if not isinstance(channels, ChannelConfig):
+            channels = ChannelConfig(channels)
+        self.channel_options = channels
+        self.authorize = authorize
+        self.max_queue = max_queue
+        self.max_queue_bytes = max_queue_bytes
+        self.max_data_size = max_data_size
+        self.max_subscriptions = max_subscriptions
+        self.max_errors = max_errors
+        self.sessions: set[Session] = set()
+        self.stats: dict[str, int] = collections.Counter()
+        self._channels: dict[str, _Channel] = {}
+        self._principals: weakref.WeakKeyDictionary[ServerConnection, Principal] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._presence_task: asyncio.Task[None] | None = None
+        self._started = False
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the backplane and start background work; ``async with`` calls it."""
+        if self._started:
+            return
+        self._started = True
+        self.backplane.attach(self)
+        await self.backplane.start()
+        self._presence_task = asyncio.get_running_loop().create_task(self._refresh_presence())
+
+    async def aclose(self) -> None:
+        """Stop background work and close the backplane (close the server first)."""
+        for task in [self._presence_task, *self._tasks]:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._presence_task is not None:
+            await asyncio.gather(self._presence_task, return_exceptions=True)
+        await self.backplane.aclose()
+
+    async def __aenter__(self) -> Hub:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _spawn(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            if not isinstance(exc, (ConnectionClosed, BackplaneUnavailable)):
+                logger.error("hub task failed", exc_info=exc)
+
+    # -- the Python API ------------------------------------------------------
+
+    async def publish(self, channel: str, data: Any) -> Entry:
+        """Publish ``data`` (any JSON-serializable value) on ``channel``; return its entry.
+
+        Raises ValueError for a bad channel name or data that isn't JSON,
+        BackplaneUnavailable when the backplane is down.
+        """
+        wire.check_channel(channel)
+        try:
+            text = wire.dumps(data)
+        except TypeError as exc:
+            raise ValueError(f"data isn't JSON-serializable: {exc}") from None
+        return await self._publish(channel, text)
+
+    async def _publish(self, channel: str, text: str) -> Entry:
+        options = self.channel_options(channel)
+        entry = await self.backplane.publish(
+            channel, text, history_size=options.history_size, ttl=options.history_ttl
+        )
+        self.stats["published"] += 1
+        return entry
+
+    async def history(
+        self, channel: str, *, limit: int | None = None, since: int | None = None
+    ) -> list[Entry]:
+        """Retained messages, oldest first: after ``since``, or the last ``limit``."""
+        wire.check_channel(channel)
+        options = self.channel_options(channel)
+        limit = options.history_size if limit is None else min(limit, options.history_size)
+        page = await self.backplane.history(
+            channel, since=since, limit=limit, ttl=options.history_ttl
+        )
+        return page.entries
+
+    async def presence(self, channel: str) -> list[Member]:
+        """The subscribers of ``channel`` on every node (if presence is on for it)."""
+        return await self.backplane.presence(wire.check_channel(channel))
+
+    def health(self) -> dict[str, Any]:
+        """A JSON-ready status: ``"status"`` is ``"ok"`` or ``"degraded"``."""
+        return {
+            "status": "ok" if self.backplane.healthy else "degraded",
+            "backplane": self.backplane.status(),
+            "connections": len(self.sessions),
+            "channels": len(self._channels),
+        }
+
+    def statistics(self) -> dict[str, int]:
+        """Counters: published, delivered, dropped, slow_disconnects, errors."""
+        return {
+            "connections": len(self.sessions),
+            "channels": len(self._channels),
+            "queued": sum(session.queued for session in self.sessions),
+            **self.stats,
+        }
+
+    # -- serving -------------------------------------------------------------
+
+    async def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """``serve(process_request=...)`` hook: authorize the handshake (401/403)."""
+        try:
+            principal = self.authorize(request)
+            if inspect.isawaitable(principal):
+                principal = await principal
+        except Refused as exc:
+            return connection.respond(exc.status, exc.message + "\n")
+        if not isinstance(principal, Principal):
+            raise TypeError("authorize must return a Principal or raise Refused")
+        self._principals[connection] = principal
+        return None
+
+    async def handler(self, connection: ServerConnection) -> None:
+        """``serve()`` handler: speak ``ws13.hub.v1`` until the connection closes."""
+        principal = self._principals.pop(connection, None)
+        if principal is None:  # not authorized in process_request: do it now
+            assert connection.request is not None
+            try:
+                result = self.authorize(connection.request)
+                principal = await result if inspect.isawaitable(result) else result
+            except Refused as exc:
+                await connection.close(CloseCode.POLICY_VIOLATION, exc.message[:120])
+                return
+        session = Session(self, connection, principal)
+        self.sessions.add(session)
+        session.send(
+            wire.dumps(
+                {
+                    "op": "welcome",
+                    "protocol": wire.SUBPROTOCOL,
+                    "client": session.id,
+                    "user": principal.user,
+                }
+            )
+        )
+        try:
+            async for message in connection:
+                if session.closing:
+                    break
+                if isinstance(message, str):
+                    await self._handle(session, message)
+                else:
+                    session.error(None, ErrorCode.BAD_REQUEST, "binary frames aren't ws13.hub.v1")
+        except ConnectionClosed:
+            pass
+        finally:
+            self.sessions.discard(session)
+            session.closing = True
+            await self._leave_all(session)
+
+    async def _handle(self, session: Session, text: str) -> None:
+        if len(text) > self.max_data_size + 1024:
+            session.error(None, ErrorCode.TOO_LARGE, "request too large")
+            return
+        try:
+            request = wire.parse_request(text, max_data_size=self.max_data_size)
+        except HubError as exc:
+            session.error(exc.request_id, exc.code, exc.message)
+            return
+        try:
+            if isinstance(request, wire.PublishRequest):
+                await self._op_publish(session, request)
+            elif isinstance(request, wire.SubscribeRequest):
+                await self._op_subscribe(session, request)
+            elif isinstance(request, wire.UnsubscribeRequest):
+                await self._op_unsubscribe(session, request)
+            elif isinstance(request, wire.HistoryRequest):
+                await self._op_history(session, request)
+            elif isinstance(request, wire.PresenceRequest):
+                await self._op_presence(session, request)
+            else:
+                session.reply(request.id, {})
+        except HubError as exc:
+            session.error(request.id, exc.code, exc.message)
+        except BackplaneUnavailable:
+            session.error(request.id, ErrorCode.UNAVAILABLE, "backplane unavailable; retry")
+        except ConnectionClosed:
+            raise
+        except Exception:
+            logger.error("hub request failed: %s", type(request).__name__, exc_info=True)
+            self.stats["errors"] += 1
+            session.error(request.id, ErrorCode.INTERNAL, "internal error")
+
+    async def _op_publish(self, session: Session, request: wire.PublishRequest) -> None:
+        if not session.principal.may_publish(request.channel):
+            raise HubError(ErrorCode.FORBIDDEN, f"may not publish on {request.channel}")
+        entry = await self._publish(request.channel, request.data)
+        session.reply(
+            request.id, {"channel": entry.channel, "epoch": entry.epoch, "offset": entry.offset}
+        )
+
+    def _check_read(self, session: Session, channel: str) -> ChannelOptions:
+        if not session.principal.may_subscribe(channel):
+            raise HubError(ErrorCode.FORBIDDEN, f"may not subscribe to {channel}")
+        return self.channel_options(channel)
+
+    async def _op_history(self, session: Session, request: wire.HistoryRequest) -> None:
+        options = self._check_read(session, request.channel)
+        limit = options.history_size
+        if request.limit is not None:
+            limit = min(limit, request.limit)
+        page = await self.backplane.history(
+            request.channel, since=request.since, limit=limit, ttl=options.history_ttl
+        )
+        messages = ",".join(
+            f'{{"offset":{e.offset},"time":{e.time},"data":{e.data}}}' for e in page.entries
+        )
+        session.send(
+            f'{{"op":"reply","id":{wire.dumps(request.id)},"result":{{'
+            f'"channel":{wire.dumps(request.channel)},"epoch":{wire.dumps(page.epoch)},'
+            f'"offset":{page.top},"messages":[{messages}]}}}}'
+        )
+
+    async def _op_presence(self, session: Session, request: wire.PresenceRequest) -> None:
+        options = self._check_read(session, request.channel)
+        if not options.presence:
+            raise HubError(ErrorCode.FORBIDDEN, f"presence is off for {request.channel}")
+        members = await self.backplane.presence(request.channel)
+        session.reply(
+            request.id,
+            {"channel": request.channel, "members": [m.to_json() for m in members]},
+        )
+
+    # -- subscriptions -------------------------------------------------------
+
+    async def _op_subscribe(self, session: Session, request: wire.SubscribeRequest) -> None:
+        name = request.channel
+        options = self._check_read(session, name)
+        if name in session.channels:
+            raise HubError(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {name}")
+        if len(session.channels) >= self.max_subscriptions:
+            raise HubError(ErrorCode.TOO_MANY, f"at most {self.max_subscriptions} subscriptions")
+        channel = self._channels.get(name)
+        if channel is None:
+            channel = self._channels[name] = _Channel(name, options)
+            self._spawn(self._open_channel(channel))
+        # Registered at once, holding what arrives until the reply is sent.
+        held: list[Entry] = []
+        channel.subs[session] = held
+        session.channels[name] = channel
+        try:
+            await asyncio.shield(channel.ready)
+            result, replay = await self._position(channel, request, held)
+        except BaseException:
+            self._unregister(session, channel)
+            raise
+        if session.channels.get(name) is not channel:
+            return  # gone meanwhile (connection closed)
+        session.reply(request.id, result)
+        policy_drop = options.policy is Policy.DROP_OLDEST
+        start = result["offset"]
+        for entry in replay:
+            session.push(text_frame(_encode_entry(entry)), droppable=policy_drop)
+            start = entry.offset
+        for entry in held:
+            if entry.epoch != result["epoch"] or entry.offset > start:
+                session.push(text_frame(_encode_entry(entry)), droppable=policy_drop)
+        channel.subs[session] = None
+        if options.presence:
+            try:
+                await self.backplane.presence_add(name, session.member, PRESENCE_TTL)
+                if options.join_leave:
+                    await self.backplane.publish_event(name, "join", session.member)
+            except BackplaneUnavailable:
+                pass  # best effort: the presence refresh adds it when the backplane returns
+
+    async def _position(
+        self, channel: _Channel, request: wire.SubscribeRequest, held: list[Entry]
+    ) -> tuple[dict[str, Any], list[Entry]]:
+        """The subscribe reply and the messages to replay before live ones.
+
+        ``held`` has every message delivered since the session registered.
+        """
+        options = channel.options
+        name = channel.name
+        if request.since is None and not request.history:
+            if held:  # live from the first message that arrived after registering
+                return {"channel": name, "epoch": held[0].epoch, "offset": held[0].offset - 1}, []
+            return {"channel": name, "epoch": channel.epoch, "offset": channel.last}, []
+        if request.since is None:
+            assert request.history is not None
+            page = await self.backplane.history(
+                name, limit=min(request.history, options.history_size), ttl=options.history_ttl
+            )
+            start = page.entries[0].offset - 1 if page.entries else page.top
+            return {"channel": name, "epoch": page.epoch, "offset": start}, page.entries
+        since = request.since
+        page = await self.backplane.history(
+            name, since=since, limit=options.history_size, ttl=options.history_ttl
+        )
+        reason = None
+        if request.epoch is not None and request.epoch != page.epoch:
+            reason = "epoch changed: history was lost"
+        elif since > page.top:
+            reason = "offset is ahead of the channel"
+        elif [e.offset for e in page.entries] != list(range(since + 1, page.top + 1)):
+            reason = "messages after this offset are no longer in history"
+        result: dict[str, Any] = {"channel": name, "epoch": page.epoch}
+        if reason is None:
+            result.update(offset=since, recovered=True)
+            return result, page.entries
+        result.update(offset=page.top, recovered=False, reason=reason)
+        return result, []
+
+    async def _op_unsubscribe(self, session: Session, request: wire.UnsubscribeRequest) -> None:
+        channel = session.channels.get(request.channel)
+        if channel is None:
+            raise HubError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {request.channel}")
+        self._unregister(session, channel)
+        session.reply(request.id, {"channel": request.channel})
+        await self._forget_member(session, channel)
+
+    def _unregister(self, session: Session, channel: _Channel) -> None:
+        if session.channels.get(channel.name) is channel:
+            del session.channels[channel.name]
+        channel.subs.pop(session, None)
+        if not channel.subs and channel.ready.done():
+            self._close_channel(channel)
+
+    def _close_channel(self, channel: _Channel) -> None:
+        if self._channels.get(channel.name) is channel:
+            del self._channels[channel.name]
+            self.backplane.unsubscribe(channel.name)
+
+    async def _forget_member(self, session: Session, channel: _Channel) -> None:
+        if channel.options.presence:
+            await self.backplane.presence_remove(channel.name, session.id)
+            if channel.options.join_leave:
+                await self.backplane.publish_event(channel.name, "leave", session.member)
+
+    async def _leave_all(self, session: Session) -> None:
+        channels = list(session.channels.values())
+        for channel in channels:
+            self._unregister(session, channel)
+        for channel in channels:
+            try:
+                await self._forget_member(session, channel)
+            except BackplaneUnavailable:
+                pass  # presence entries expire by themselves (PRESENCE_TTL)
+
+    async def _open_channel(self, channel: _Channel) -> None:
+        """Subscribe on the backplane, learn the epoch and offset, then go live."""
+        options = channel.options
+        try:
+            await self.backplane.subscribe(channel.name)
+            page = await self.backplane.history(channel.name, limit=0, ttl=options.history_ttl)
+        except BaseException as exc:
+            if self._channels.get(channel.name) is channel:
+                del self._channels[channel.name]
+            self.backplane.unsubscribe(channel.name)
+            channel.ready.set_exception(
+                exc if isinstance(exc, Exception) else BackplaneUnavailable("cancelled")
+            )
+            channel.ready.exception()  # retrieved: subscribers may all be gone
+            for session in list(channel.subs):
+                session.channels.pop(channel.name, None)
+            raise
+        channel.epoch = page.epoch
+        channel.last = page.top
+        channel.ready.set_result(None)
+        self._release_held(channel)
+        if not channel.subs:
+            self._close_channel(channel)
+
+    def _release_held(self, channel: _Channel) -> None:
+        held = channel.held or []
+        channel.held = None
+        held.sort(key=lambda e: (e.epoch != channel.epoch, e.offset))
+        for entry in held:
+            self._deliver(channel, entry, fill=False)
+
+    # -- fan-out (BackplaneListener) -------------------------------------------
+
+    def on_message(self, entry: Entry) -> None:
+        channel = self._channels.get(entry.channel)
+        if channel is None:
+            return
+        if channel.held is not None:
+            channel.held.append(entry)
+            if len(channel.held) > MAX_HELD:
+                del channel.held[0]
+            return
+        self._deliver(channel, entry, fill=True)
+
+    def _deliver(self, channel: _Channel, entry: Entry, *, fill: bool) -> None:
+        if entry.epoch != channel.epoch:
+            logger.info("channel %s: new epoch %s", channel.name, entry.epoch)
+            channel.epoch = entry.epoch
+            channel.last = 0
+        elif entry.offset <= channel.last:
+            return  # a duplicate (gap fill and live overlap)
+        if fill and entry.offset > channel.last + 1:
+            channel.held = [entry]
+            self._spawn(self._fill(channel, channel.last))
+            return
+        channel.last = entry.offset
+        frame = text_frame(_encode_entry(entry))
+        droppable = channel.options.policy is Policy.DROP_OLDEST
+        delivered = 0
+        for session, held in channel.subs.items():
+            if held is None:
+                session.push(frame, droppable=droppable)
+                delivered += 1
+            else:
+                held.append(entry)
+                if len(held) > MAX_HELD:
+                    del held[0]
+        self.stats["delivered"] += delivered
+
+    async def _fill(self, channel: _Channel, since: int) -> None:
+        """Fetch what the backplane skipped after ``since``, then deliver in order."""
+        options = channel.options
+        entries: list[Entry] = []
+        try:
+            page = await self.backplane.history(
+                channel.name, since=since, limit=options.history_size, ttl=options.history_ttl
+            )
+            if page.epoch == channel.epoch:
+                entries = page.entries
+        except BackplaneUnavailable:
+            logger.warning("channel %s: can't fill a gap after %d", channel.name, since)
+        finally:
+            held = channel.held or []
+            channel.held = None
+            for entry in entries:
+                self._deliver(channel, entry, fill=False)
+            held.sort(key=lambda e: (e.epoch != channel.epoch, e.offset))
+            for entry in held:
+                self._deliver(channel, entry, fill=False)
+
+    def on_event(self, channel_name: str, kind: str, member: str) -> None:
+        channel = self._channels.get(channel_name)
+        if channel is None:
+            return
+        frame = text_frame(wire.encode_event(kind, channel_name, member))
+        for session, held in channel.subs.items():
+            if held is None:
+                session.push(frame, droppable=True)
+
+    def on_resync(self) -> None:
+        for channel in list(self._channels.values()):
+            if channel.ready.done() and channel.held is None:
+                channel.held = []
+                self._spawn(self._fill(channel, channel.last))
+        self._spawn(self._add_presence())
+
+    async def _add_presence(self) -> None:
+        for session in list(self.sessions):
+            for name, channel in list(session.channels.items()):
+                if channel.options.presence:
+                    await self.backplane.presence_add(name, session.member, PRESENCE_TTL)
+
+    async def _refresh_presence(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_TTL / 3)
+            try:
+                await self._add_presence()
+            except BackplaneUnavailable:
+                pass
+
+
+def _encode_entry(entry: Entry) -> str:
+    return wire.encode_message(entry.channel, entry.epoch, entry.offset, entry.time, entry.data)
+
+
+Handler = Callable[[ServerConnection], Awaitable[None]]
+ProcessRequest = Callable[
+    [ServerConnection, Request], "Response | Awaitable[Response | None] | None"
+]
+
+
+def mount(
+    hub: Hub,
+    handler: Handler | None = None,
+    process_request: ProcessRequest | None = None,
+    *,
+    path: str = "/hub",
+    health_path: str | None = "/health",
+) -> tuple[Handler, ProcessRequest]:
+    """Serve ``hub`` at ``path`` next to another handler; return ``(handler, process_request)``
+    for ``serve()``.
+
+    WebSocket requests for ``path`` (any query string) go to the hub, others
+    to ``handler`` and ``process_request`` (404 without them). At
+    ``health_path`` the other ``process_request``'s JSON answer gets a
+    ``"hub"`` member, and its ``"status"`` becomes ``"degraded"`` (with status
+    503) while the backplane is unreachable; without one, the hub answers alone.
+    """
+
+    def is_hub(request: Request) -> bool:
+        return request.path.partition("?")[0] == path
+
+    async def mounted_handler(connection: ServerConnection) -> None:
+        if connection.request is not None and is_hub(connection.request):
+            await hub.handler(connection)
+        elif handler is not None:
+            await handler(connection)
+
+    async def mounted_process_request(
+        connection: ServerConnection, request: Request
+    ) -> Response | None:
+        if is_hub(request):
+            return await hub.process_request(connection, request)
+        response: Response | None = None
+        if process_request is not None:
+            result = process_request(connection, request)
+            response = await result if inspect.isawaitable(result) else result
+        if health_path is not None and request.path.partition("?")[0] == health_path:
+            return _health_response(hub, response)
+        if response is None and handler is None:
+            return connection.respond(404, f"Not Found: {request.path.partition('?')[0]}\n")
+        return response
+
+    return mounted_handler, mounted_process_request
+
+
+def _health_response(hub: Hub, response: Response | None) -> Response:
+    status: dict[str, Any] = {}
+    if response is not None and response.status_code == 200:
+        try:
+            status = json.loads(response.body)
+        except ValueError:
+            status = {}
+        if not isinstance(status, dict):
+            status = {}
+    health = hub.health()
+    status["hub"] = health
+    degraded = health["status"] != "ok"
+    status["status"] = "degraded" if degraded else status.get("status", "ok")
+    headers = Headers()
+    headers["Content-Type"] = "application/json"
+    headers["Cache-Control"] = "no-store"
+    return Response.text(503 if degraded else 200, json.dumps(status) + "\n", headers)

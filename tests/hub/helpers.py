@@ -1,0 +1,146 @@
+"""Helpers for the hub tests: a real redis-server, hub servers and raw hub peers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+from collections.abc import Callable
+from typing import Any
+
+from tests.utils import MS, free_port
+from ws13.asyncio import connect, serve
+from ws13.asyncio.client import ClientConnection
+from ws13.asyncio.server import Server
+from ws13.hub import SUBPROTOCOL, Hub
+
+__all__ = ["TIMEOUT", "HubTestCase", "RedisServer", "recv_json", "redis_ping", "wait_until"]
+
+TIMEOUT = 20_000 * MS
+
+
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    """Poll ``predicate`` until it is true; raise TimeoutError after ``TIMEOUT``."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            if predicate():
+                return
+            await asyncio.sleep(5 * MS)
+
+
+def redis_ping(port: int) -> bool:
+    """Whether a Redis answers PING on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A real ``redis-server`` on a free loopback port, in a temporary directory.
+
+    No persistence: a restart loses every key, as a Redis without a disk
+    would (the hub must notice through epochs). ``stop()`` kills it (SIGKILL
+    by default, like a crash); ``start()`` starts it again on the same port.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="ws13-redis-")
+        self.process: subprocess.Popen[bytes] | None = None
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is missing: apt-get install redis-server")
+        self.binary = binary
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", self.dir,
+                "--daemonize", "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + TIMEOUT
+        while not redis_ping(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server didn't start on port {self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def recv_json(connection: ClientConnection) -> Any:
+    """The next message of ``connection``, parsed as JSON (within TIMEOUT)."""
+    return json.loads(await asyncio.wait_for(connection.recv(), TIMEOUT))
+
+
+class HubTestCase(unittest.IsolatedAsyncioTestCase):
+    """Start hubs on loopback servers and clean everything up after the test."""
+
+    async def start_hub(self, hub: Hub | None = None, **kwargs: Any) -> tuple[Hub, Server]:
+        hub = hub if hub is not None else Hub(**kwargs)
+        await hub.start()
+        server = await serve(
+            hub.handler,
+            "127.0.0.1",
+            0,
+            process_request=hub.process_request,
+            subprotocols=[SUBPROTOCOL],
+        )
+        self.addAsyncCleanup(self._stop, hub, server)
+        return hub, server
+
+    async def _stop(self, hub: Hub, server: Server) -> None:
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), TIMEOUT)
+        await asyncio.wait_for(hub.aclose(), TIMEOUT)
+
+    def url(self, server: Server, path: str = "/hub") -> str:
+        return f"ws://127.0.0.1:{server.port}{path}"
+
+    async def raw(self, server: Server, path: str = "/hub", **kwargs: Any) -> ClientConnection:
+        """A plain WebSocket connection to the hub, past its welcome."""
+        ws = await asyncio.wait_for(
+            connect(self.url(server, path), subprotocols=[SUBPROTOCOL], **kwargs), TIMEOUT
+        )
+        self.addAsyncCleanup(self._close, ws)
+        welcome = await recv_json(ws)
+        assert welcome["op"] == "welcome", welcome
+        return ws
+
+    async def _close(self, ws: ClientConnection) -> None:
+        await asyncio.wait_for(ws.close(), TIMEOUT)
+
+    async def request(self, ws: ClientConnection, **request: Any) -> Any:
+        """Send a request; return the reply or error (pushes before it are skipped)."""
+        await ws.send(json.dumps(request))
+        while True:
+            reply = await recv_json(ws)
+            if reply["op"] in ("reply", "error"):
+                return reply

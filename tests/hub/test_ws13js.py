@@ -1,0 +1,80 @@
+"""ws13.js (the browser client) against a real hub, run by Node's built-in WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from typing import Any
+
+import ws13
+
+from .helpers import TIMEOUT, HubTestCase, wait_until
+
+WS13_JS = os.path.join(os.path.dirname(ws13.__file__), "static", "ws13.js")
+
+SCRIPT = """
+const WS13Hub = require(process.argv[1]);
+const hub = new WS13Hub(process.argv[2], {backoffMin: 20, backoffMax: 200});
+const out = (x) => console.log(JSON.stringify(x));
+hub.onstatus = (state) => out({status: state});
+(async () => {
+  await hub.subscribe("chat", (m) => out({data: m.data, offset: m.offset}), {
+    history: 2, onGap: (g) => out({gap: g.reason}),
+  });
+  out({published: (await hub.publish("chat", "from js")).offset});
+  out({history: (await hub.history("chat")).messages.length});
+  try { await hub.publish("bad channel", 1); } catch (e) { out({error: e.code}); }
+  out({ready: hub.clientId});
+})();
+process.stdin.on("data", () => { hub.close(); process.exit(0); });
+"""
+
+
+class Ws13JsTests(HubTestCase):
+    async def test_subscribe_publish_reconnect_recover(self) -> None:
+        node = shutil.which("node")
+        assert node is not None, "node is missing: apt-get install nodejs"
+        hub, server = await self.start_hub()
+        for i in range(3):
+            await hub.publish("chat", i)
+        process = await asyncio.create_subprocess_exec(
+            node, "--no-warnings", "--experimental-websocket", "-e", SCRIPT, WS13_JS,
+            self.url(server),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stdout is not None
+        assert process.stdin is not None
+        lines: list[dict[str, Any]] = []
+
+        async def read_until(key: str) -> None:
+            async with asyncio.timeout(TIMEOUT):
+                while not lines or key not in lines[-1]:
+                    lines.append(json.loads(await process.stdout.readline()))  # type: ignore[union-attr]
+
+        try:
+            await read_until("ready")
+            data = [line for line in lines if "data" in line]
+            self.assertEqual([d["data"] for d in data], [1, 2, "from js"])
+            self.assertEqual([d["offset"] for d in data], [2, 3, 4])
+            self.assertIn({"published": 4}, lines)
+            self.assertIn({"history": 4}, lines)
+            self.assertIn({"error": 400}, lines)
+            # Drop the connection; what is published meanwhile arrives once, in order.
+            lines.clear()
+            (session,) = hub.sessions
+            assert session.connection.transport is not None
+            session.connection.transport.abort()
+            await wait_until(lambda: not hub.sessions)
+            for i in range(5, 8):
+                await hub.publish("chat", i)
+            await wait_until(lambda: bool(hub.sessions))
+            await hub.publish("chat", 8)
+            async with asyncio.timeout(TIMEOUT):
+                while [line.get("data") for line in lines if "data" in line] != [5, 6, 7, 8]:
+                    lines.append(json.loads(await process.stdout.readline()))
+            self.assertNotIn("gap", json.dumps(lines))
+        finally:
+            process.stdin.write(b"exit\n")
+            await asyncio.wait_for(process.wait(), TIMEOUT)
