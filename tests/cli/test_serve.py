@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import re
 import select
 import signal
 import socket
 import subprocess
+import tempfile
+
+import trustme
 
 from tests.cli.helpers import TIMEOUT, CLITestCase
 
@@ -156,3 +161,106 @@ class ServeTests(CLITestCase):
         result = self.run_ws13("serve", "--port", "not-a-number")
         assert result.returncode == 2
         assert "Traceback" not in result.stderr
+
+
+class ServeRoutesTests(CLITestCase):
+    def test_static_files(self) -> None:
+        _, port = self.start_server()
+        for path, content_type, marker in [
+            ("/", "text/html; charset=utf-8", b'<script src="/lab.js">'),
+            ("/lab.js", "text/javascript; charset=utf-8", b"openInspector"),
+            ("/lab.css", "text/css; charset=utf-8", b".frame"),
+        ]:
+            with self.subTest(path=path):
+                status, got_type, body = http_get(port, path)
+                assert (status, got_type) == (200, content_type)
+                assert marker in body
+
+    def test_upgrade_required(self) -> None:
+        _, port = self.start_server()
+        for path in ("/echo", "/inspect"):
+            with self.subTest(path=path):
+                status, _, body = http_get(port, path)
+                assert status == 426
+                assert body == f"Upgrade Required: {path} takes WebSocket connections\n".encode()
+
+    def test_no_websocket_on_health(self) -> None:
+        _, port = self.start_server()
+        result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/health")
+        assert result.returncode == 1
+        self.assert_one_line_error(
+            result.stderr, "server rejected the connection: HTTP 404 Not Found"
+        )
+
+    def test_unknown_inspector(self) -> None:
+        _, port = self.start_server()
+        result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/echo?inspect=nope")
+        assert result.returncode == 1
+        self.assert_one_line_error(
+            result.stderr, "server rejected the connection: HTTP 400 Bad Request"
+        )
+
+    def test_log_lines(self) -> None:
+        server, port = self.start_server()
+        result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/echo", input="hi\n")
+        assert result.returncode == 0
+        assert self.stop_server(server) == 0
+        stderr = self.stderr_of(server)
+        assert re.search(r" open 127\.0\.0\.1:\d+ /echo subprotocol=-\n", stderr), stderr
+        assert re.search(
+            r" close 127\.0\.0\.1:\d+ /echo subprotocol=- code=1000 duration=\d+\.\d{3}s\n", stderr
+        ), stderr
+        # Without -v, no frames.
+        assert "TEXT" not in stderr
+
+    def test_verbose_logs_frames(self) -> None:
+        server, port = self.start_server("-v")
+        result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/echo", input="hi\n")
+        assert result.returncode == 0
+        assert self.stop_server(server) == 0
+        stderr = self.stderr_of(server)
+        assert re.search(r":\d+ < TEXT fin=1 rsv=000 mask=1 len=2 \(7\) 'hi'\n", stderr), stderr
+        assert re.search(r":\d+ > TEXT fin=1 rsv=000 mask=0 len=2 \(7\) 'hi'\n", stderr), stderr
+        assert re.search(r":\d+ < CLOSE fin=1 rsv=000 mask=1 len=2 \(7\) code=1000", stderr)
+
+    def test_bad_port(self) -> None:
+        result = self.run_ws13("serve", "--port", "70000")
+        assert result.returncode == 2
+        self.assert_one_line_error(result.stderr, "--port 70000: must be between 0 and 65535")
+
+
+class ServeTLSTests(CLITestCase):
+    def test_wss(self) -> None:
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        with tempfile.TemporaryDirectory() as directory:
+            ca_path = os.path.join(directory, "ca.pem")
+            cert_path = os.path.join(directory, "cert.pem")
+            key_path = os.path.join(directory, "key.pem")
+            ca.cert_pem.write_to_path(ca_path)
+            cert.cert_chain_pems[0].write_to_path(cert_path)
+            cert.private_key_pem.write_to_path(key_path)
+            server, port = self.start_server("--tls-cert", cert_path, "--tls-key", key_path)
+            result = self.run_ws13(
+                "connect", f"wss://localhost:{port}/echo", "--cafile", ca_path, input="safe\n"
+            )
+            assert (result.returncode, result.stdout) == (0, "safe\n"), result.stderr
+            assert self.stop_server(server) == 0
+            assert f"ws13 serving on wss://127.0.0.1:{port}/echo" in self.stderr_of(server)
+            assert f"demo page: https://127.0.0.1:{port}/" in self.stderr_of(server)
+
+    def test_bad_tls_files(self) -> None:
+        with tempfile.TemporaryDirectory() as directory:
+            junk = os.path.join(directory, "junk.pem")
+            with open(junk, "w") as file:
+                file.write("not a certificate\n")
+            for args, message in [
+                (["--tls-cert", "/nonexistent.pem"], "cannot read /nonexistent.pem: "),
+                (["--tls-cert", junk], "cannot load the TLS certificate or key: "),
+                (["--tls-key", junk], "--tls-key needs --tls-cert"),
+            ]:
+                with self.subTest(args=args):
+                    result = self.run_ws13("serve", "--port", "0", *args)
+                    assert result.returncode == 2
+                    self.assert_one_line_error(result.stderr)
+                    assert result.stderr.startswith(f"ws13: error: {message}"), result.stderr

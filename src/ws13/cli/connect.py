@@ -1,39 +1,60 @@
 """``ws13 connect URL``: a command-line WebSocket client.
 
-Each line read on stdin is sent as a text message; each message received is
-printed on stdout, a line each (binary messages as hex). At the end of stdin
-the client closes the connection normally and exits 0 once the server has
-answered; an abnormal close or a failure to connect exits 1 with one line on
-stderr.
+On a terminal (stdin and stdout both TTYs) it is interactive: see
+``interactive.py``. Otherwise it is a pipe: each line read on stdin is sent as
+a message (text; with ``--binary``, bytes decoded from hex or base64); each
+message received is printed on stdout, a line each (binary messages as hex,
+or base64 with ``--base64``). At the end of stdin the client waits for the
+replies to what it sent (at most ``LINGER`` seconds of quiet), closes the
+connection normally and exits 0; a failure exits 1 with one line on stderr.
+
+``--trace`` prints the opening handshake and every frame, both ways,
+dissected (``trace.py``) with a hex dump, on stderr. ``--keylog FILE`` (or
+the ``SSLKEYLOGFILE`` environment variable) writes the TLS session keys in
+the NSS key log format, so Wireshark can decrypt a ``wss://`` capture.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
+import json
 import os
 import ssl
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..asyncio.client import ClientConnection, connect
+from ..client import ClientProtocol
 from ..exceptions import (
     ConnectionClosed,
     InvalidHandshake,
     InvalidStatus,
     InvalidURI,
 )
+from ..uri import parse_uri
 from . import fail
+from .trace import Dissector, format_frame, format_handshake, handshake_record
 
-__all__ = ["add_parser", "run"]
+__all__ = ["ConnectFailed", "Session", "add_parser", "reconnecting", "run"]
+
+#: At the end of stdin, seconds to wait for the server's next message before closing.
+LINGER = 1.0
+#: ``--reconnect``: the first wait, the factor between waits, and the longest wait.
+BACKOFF_INITIAL, BACKOFF_FACTOR, BACKOFF_MAX = 0.5, 2.0, 30.0
 
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "connect",
-        help="connect to a WebSocket server; stdin lines out, messages in",
-        description="Send each stdin line as a text message and print each message received.",
+        help="connect to a WebSocket server: interactive on a terminal, else a pipe",
+        description="Talk to a WebSocket server. On a terminal: type messages and "
+        "/commands (/help lists them). In a pipe: each stdin line is sent as a message "
+        "and each message received is printed as a line.",
     )
     parser.add_argument("url", help="ws:// or wss:// URL")
     parser.add_argument(
@@ -54,11 +75,64 @@ def add_parser(commands: Any) -> None:
         default=2**20,
         help="largest message accepted, in bytes (1048576); 0 for no limit",
     )
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="send a keepalive ping this often (20); 0 turns keepalive off",
+    )
+    parser.add_argument(
+        "--no-compression", action="store_true", help="don't offer permessage-deflate"
+    )
     parser.add_argument("--cafile", help="trust the CA certificates in this PEM file (wss)")
     parser.add_argument(
         "--insecure", action="store_true", help="skip TLS certificate and hostname checks (wss)"
     )
+    parser.add_argument(
+        "--keylog",
+        metavar="FILE",
+        help="append TLS session keys to FILE (NSS key log format, for Wireshark); "
+        "SSLKEYLOGFILE does the same",
+    )
+    parser.add_argument(
+        "--binary",
+        action="store_true",
+        help="send each stdin line as a binary message, decoded from hex (or --base64)",
+    )
+    parser.add_argument(
+        "--base64",
+        action="store_true",
+        help="binary messages as base64 instead of hex, both ways",
+    )
+    parser.add_argument("--json", action="store_true", help="pretty-print JSON messages")
+    parser.add_argument(
+        "--count", type=int, metavar="N", help="close and exit after receiving N messages"
+    )
+    parser.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="reconnect when the connection fails or closes, waiting "
+        f"{BACKOFF_INITIAL:g} s, then twice as long each time, up to {BACKOFF_MAX:g} s",
+    )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="print the handshake and every frame, dissected with a hex dump, on stderr",
+    )
     parser.set_defaults(run=run)
+
+
+class ConnectFailed(Exception):
+    """Connecting failed; ``str()`` is the one-line message, ``status`` the exit status.
+
+    ``retry`` tells ``--reconnect`` whether trying again may help.
+    """
+
+    def __init__(self, message: str, status: int = 1, retry: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry = retry
 
 
 def _headers(values: list[str]) -> list[tuple[str, str]]:
@@ -73,12 +147,184 @@ def _headers(values: list[str]) -> list[tuple[str, str]]:
 
 def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     if not args.url.lower().startswith("wss:"):
+        if args.keylog:
+            raise ValueError("--keylog needs a wss:// URL: ws:// isn't encrypted")
         return None
-    context = ssl.create_default_context(cafile=args.cafile)
+    # create_default_context() also honours SSLKEYLOGFILE.
+    try:
+        context = ssl.create_default_context(cafile=args.cafile)
+    except OSError as exc:
+        raise ValueError(f"cannot read --cafile {args.cafile}: {exc.strerror}") from None
+    except ssl.SSLError as exc:
+        raise ValueError(f"no certificate in --cafile {args.cafile}: {exc.reason}") from None
     if args.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    if args.keylog:
+        try:
+            context.keylog_filename = args.keylog
+        except OSError as exc:
+            raise ValueError(f"cannot write --keylog {args.keylog}: {exc.strerror}") from None
     return context
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Raise ValueError with a one-line message for bad options."""
+    parse_uri(args.url)  # InvalidURI is a ValueError
+    _headers(args.header)
+    if args.max_size < 0:
+        raise ValueError(f"--max-size {args.max_size}: must be 0 (no limit) or more")
+    if args.ping_interval < 0:
+        raise ValueError(f"--ping-interval {args.ping_interval:g}: must be 0 (off) or more")
+    if args.count is not None and args.count < 1:
+        raise ValueError(f"--count {args.count}: must be 1 or more")
+
+
+class Tracer:
+    """``--trace``: the handshake and every frame of one connection, on stderr."""
+
+    def __init__(self) -> None:
+        self.protocol: ClientProtocol | None = None
+        self._dissector = Dissector()
+        self._announced = False
+
+    def announce(self) -> None:
+        """Print the opening handshake, once (before the first frame)."""
+        if self._announced or self.protocol is None or self.protocol.request is None:
+            return
+        self._announced = True
+        record = handshake_record(self.protocol.request, self.protocol.response)
+        _stderr(format_handshake(record))
+
+    def __call__(self, outgoing: bool, header: bytes, payload: bytes) -> None:
+        self.announce()
+        _stderr(format_frame(self._dissector.frame(outgoing, header, payload), outgoing))
+
+
+def _stderr(text: str) -> None:
+    # sys.stderr is looked up each time: prompt_toolkit's patch_stdout replaces it.
+    print(text, file=sys.stderr, flush=True)
+
+
+async def open_connection(args: argparse.Namespace) -> ClientConnection:
+    """Connect as the options say; raise ConnectFailed with a one-line reason."""
+    tracer = Tracer() if args.trace else None
+    try:
+        opener = connect(
+            args.url,
+            additional_headers=_headers(args.header),
+            subprotocols=args.subprotocol or None,
+            origin=args.origin,
+            max_size=args.max_size or None,
+            ping_interval=args.ping_interval or None,
+            compression=None if args.no_compression else "deflate",
+            ssl=_ssl_context(args),
+        )
+    except ValueError as exc:
+        raise ConnectFailed(str(exc), 2, retry=False) from None
+    if tracer is not None:
+        # Set the tracer before the first byte arrives: a frame may come in
+        # the same TCP segment as the handshake response.
+        make: Callable[[], ClientConnection] = opener.factory
+
+        def factory() -> ClientConnection:
+            connection = make()
+            tracer.protocol = connection.protocol
+            connection.protocol.tracer = tracer
+            return connection
+
+        opener.factory = factory
+    try:
+        connection = await opener
+    except ssl.SSLError as exc:
+        # Before ValueError: SSLCertVerificationError is a ValueError too.
+        raise ConnectFailed(f"TLS error: {exc.reason or exc}", retry=False) from None
+    except (InvalidURI, ValueError) as exc:
+        raise ConnectFailed(str(exc), 2, retry=False) from None
+    except InvalidStatus as exc:
+        if tracer is not None:
+            tracer.announce()
+        phrase = exc.response.reason_phrase if exc.response is not None else ""
+        raise ConnectFailed(
+            f"server rejected the connection: HTTP {exc.status} {phrase}".rstrip(),
+            retry=exc.status >= 500,
+        ) from None
+    except InvalidHandshake as exc:
+        if tracer is not None:
+            tracer.announce()
+        raise ConnectFailed(f"opening handshake failed: {exc}") from None
+    except TimeoutError:
+        raise ConnectFailed(f"timed out connecting to {args.url}") from None
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConnectFailed(f"cannot connect to {args.url}: {reason}") from None
+    if tracer is not None:
+        tracer.announce()
+    return connection
+
+
+def format_message(message: str | bytes, args: argparse.Namespace) -> str:
+    """A received message as printed: text as is (or pretty JSON), binary as hex or base64."""
+    if isinstance(message, str):
+        if args.json:
+            try:
+                return json.dumps(json.loads(message), indent=2, ensure_ascii=False)
+            except ValueError:
+                pass
+        return message
+    if args.base64:
+        return base64.b64encode(message).decode()
+    return message.hex()
+
+
+def decode_binary(line: str, args: argparse.Namespace) -> bytes:
+    """A ``--binary`` input line as bytes; ValueError with a one-line reason."""
+    try:
+        if args.base64:
+            return base64.b64decode(line.strip(), validate=True)
+        return bytes.fromhex(line.replace(":", " "))
+    except (ValueError, binascii.Error):
+        kind = "base64" if args.base64 else "hex"
+        raise ValueError(f"not {kind}: {line[:40]!r}") from None
+
+
+def close_status(ws: ClientConnection) -> int:
+    """0 after a normal close, else a one-line error and 1."""
+    code, reason, sent = ws.close_code, ws.close_reason, ws.protocol.close_sent
+    if code in (1000, 1001) or (code == 1005 and sent is not None and sent.code == 1000):
+        return 0
+    if (
+        code == 1006
+        and sent is not None
+        and sent.code != 1000
+        and ws.protocol.close_rcvd_then_sent is False
+    ):
+        # This side failed the connection (e.g. 1009, a message over --max-size)
+        # and the server closed TCP without echoing: its Close frame says why.
+        code, reason = sent.code, sent.reason
+    detail = f"{code}" + (f" {reason}" if reason else "")
+    return fail(f"connection closed abnormally: {detail}")
+
+
+# -- pipe mode ------------------------------------------------------------------
+
+
+class Session:
+    """The state of pipe mode that outlives one connection (``--reconnect``)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.lines: asyncio.Queue[str | None] = asyncio.Queue()
+        #: A line read but not sent when the connection closed.
+        self.unsent: str | None = None
+        self.stdin_done = False
+        self.line_number = 0
+        self.received = 0
+        self.error: str | None = None
+
+    def start_reading(self) -> None:
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=_read_stdin, args=(loop, self.lines), daemon=True).start()
 
 
 def _read_stdin(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
@@ -86,10 +332,6 @@ def _read_stdin(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None
     for line in sys.stdin:
         loop.call_soon_threadsafe(queue.put_nowait, line.removesuffix("\n").removesuffix("\r"))
     loop.call_soon_threadsafe(queue.put_nowait, None)
-
-
-#: At the end of stdin, seconds to wait for the server's next message before closing.
-LINGER = 1.0
 
 
 class _Tally:
@@ -101,42 +343,67 @@ class _Tally:
         self.arrived = asyncio.Event()
 
 
-async def _send_lines(
-    ws: ClientConnection, queue: asyncio.Queue[str | None], tally: _Tally
-) -> None:
+async def _wait_replies(tally: _Tally) -> None:
+    """Wait until as many messages came back as went out, or LINGER seconds of quiet.
+
+    Closing at once would lose the replies still on their way (the server
+    can't send after the closing handshake): `echo hi | ws13 connect` printed
+    nothing now and then.
+    """
+    while tally.received < tally.sent:
+        tally.arrived.clear()
+        try:
+            await asyncio.wait_for(tally.arrived.wait(), LINGER)
+        except TimeoutError:
+            break
+
+
+async def _send_lines(ws: ClientConnection, session: Session, tally: _Tally) -> None:
     while True:
-        line = await queue.get()
+        line = session.unsent
+        session.unsent = None
         if line is None:
-            # Closing at once would lose the replies still on their way (the
-            # server can't send after the closing handshake), so `echo hi |
-            # ws13 connect` printed nothing now and then: wait until as many
-            # messages came back as went out, or the server is quiet for LINGER.
-            while tally.received < tally.sent:
-                tally.arrived.clear()
-                try:
-                    await asyncio.wait_for(tally.arrived.wait(), LINGER)
-                except TimeoutError:
-                    break
+            line = await session.lines.get()
+        if line is None:
+            session.stdin_done = True
+            await _wait_replies(tally)
             await ws.close()
             return
+        session.line_number += 1
+        message: str | bytes = line
+        if session.args.binary:
+            try:
+                message = decode_binary(line, session.args)
+            except ValueError as exc:
+                session.error = f"stdin line {session.line_number}: {exc}"
+                session.stdin_done = True
+                await _wait_replies(tally)
+                await ws.close()
+                return
         try:
-            await ws.send(line)
+            await ws.send(message)
         except ConnectionClosed:
+            # Not sent: the next connection (--reconnect) sends it.
+            session.unsent = line
+            session.line_number -= 1
             return
         tally.sent += 1
 
 
-async def _print_messages(ws: ClientConnection, tally: _Tally) -> None:
+async def _print_messages(ws: ClientConnection, session: Session, tally: _Tally) -> None:
     out = sys.stdout
+    args = session.args
     try:
         async for message in ws:
-            if isinstance(message, str):
-                out.write(message + "\n")
-            else:
-                out.write(message.hex() + "\n")
+            out.write(format_message(message, args) + "\n")
             out.flush()
             tally.received += 1
+            session.received += 1
             tally.arrived.set()
+            if args.count is not None and session.received >= args.count:
+                session.stdin_done = True
+                await ws.close()
+                return
     except ConnectionClosed:
         pass
     except BrokenPipeError:
@@ -147,51 +414,64 @@ async def _print_messages(ws: ClientConnection, tally: _Tally) -> None:
         raise
 
 
-async def _connect(args: argparse.Namespace) -> int:
-    try:
-        headers = _headers(args.header)
-        ws = await connect(
-            args.url,
-            additional_headers=headers,
-            subprotocols=args.subprotocol or None,
-            origin=args.origin,
-            max_size=args.max_size or None,
-            ssl=_ssl_context(args),
-        )
-    except ssl.SSLError as exc:
-        # Before ValueError: SSLCertVerificationError is a ValueError too.
-        return fail(f"TLS error: {exc.reason or exc}")
-    except (InvalidURI, ValueError) as exc:
-        return fail(str(exc), 2)
-    except InvalidStatus as exc:
-        phrase = exc.response.reason_phrase if exc.response is not None else ""
-        return fail(f"server rejected the connection: HTTP {exc.status} {phrase}".rstrip())
-    except InvalidHandshake as exc:
-        return fail(f"opening handshake failed: {exc}")
-    except TimeoutError:
-        return fail(f"timed out connecting to {args.url}")
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        return fail(f"cannot connect to {args.url}: {reason}")
-
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-    threading.Thread(target=_read_stdin, args=(loop, queue), daemon=True).start()
+async def _pipe_once(ws: ClientConnection, session: Session) -> int | None:
+    """Run one connection in pipe mode; return an exit status, or None to reconnect."""
     tally = _Tally()
-    sender = asyncio.create_task(_send_lines(ws, queue, tally))
+    sender = asyncio.create_task(_send_lines(ws, session, tally))
     try:
-        await _print_messages(ws, tally)
+        await _print_messages(ws, session, tally)
         await ws.wait_closed()
     except BrokenPipeError:
         return 1
     finally:
         sender.cancel()
-    code, sent = ws.close_code, ws.protocol.close_sent
-    if code in (1000, 1001) or (code == 1005 and sent is not None and sent.code == 1000):
-        return 0
-    detail = f"{code}" + (f" {ws.close_reason}" if ws.close_reason else "")
-    return fail(f"connection closed abnormally: {detail}")
+    if session.error is not None:
+        return fail(session.error)
+    if session.args.reconnect and not session.stdin_done:
+        code = ws.close_code
+        reason = f" {ws.close_reason}" if ws.close_reason else ""
+        _stderr(f"ws13: connection closed: {code}{reason}")
+        return None
+    return close_status(ws)
+
+
+async def reconnecting(
+    args: argparse.Namespace, run_one: Callable[[ClientConnection], Awaitable[int | None]]
+) -> int:
+    """Connect and run ``run_one``; with ``--reconnect``, again after each failure."""
+    delay = BACKOFF_INITIAL
+    while True:
+        try:
+            ws = await open_connection(args)
+        except ConnectFailed as exc:
+            if not (args.reconnect and exc.retry):
+                return fail(str(exc), exc.status)
+            _stderr(f"ws13: {exc}; reconnecting in {delay:g} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * BACKOFF_FACTOR, BACKOFF_MAX)
+            continue
+        delay = BACKOFF_INITIAL
+        status: int | None = await run_one(ws)
+        if status is not None:
+            return status
+        _stderr(f"ws13: reconnecting in {delay:g} s")
+        await asyncio.sleep(delay)
+        delay = min(delay * BACKOFF_FACTOR, BACKOFF_MAX)
+
+
+async def _pipe(args: argparse.Namespace) -> int:
+    session = Session(args)
+    session.start_reading()
+    return await reconnecting(args, lambda ws: _pipe_once(ws, session))
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_connect(args))
+    try:
+        check_args(args)
+    except ValueError as exc:
+        return fail(str(exc), 2)
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        from .interactive import run_interactive
+
+        return asyncio.run(run_interactive(args))
+    return asyncio.run(_pipe(args))

@@ -1,45 +1,79 @@
-"""``ws13 serve``: the demo server — a page at ``/``, echo at ``/echo`` and ``/``.
+"""``ws13 serve``: the WebSocket lab — a demo page, echo, a live frame inspector.
 
-``GET /`` from a browser returns the demo page; a WebSocket upgrade on ``/``
-or ``/echo`` echoes every message; ``GET /health`` returns a JSON status;
-every other path is 404.
+Every path the server answers is in one table, ``DemoServer.routes``:
+
+========== ============================= ==========================================
+path       plain HTTP GET                WebSocket upgrade
+========== ============================= ==========================================
+/          the demo page                 the service (echo, or ``--exec CMD``)
+/echo      426 Upgrade Required          the service
+/inspect   426 Upgrade Required          the frame inspector (``inspector.py``)
+/health    JSON status                   404
+/lab.css   the page's stylesheet         404
+/lab.js    the page's script             404
+(other)    404                           404
+========== ============================= ==========================================
+
+A service connection opened with ``?inspect=<id>`` streams its handshake and
+every frame to the inspector with that id. Each WebSocket connection logs one
+line when it opens and one when it closes; ``-v`` adds a line per frame.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
+import ssl
 import sys
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs
 
 from ..asyncio.server import ServerConnection, serve
 from ..exceptions import ConnectionClosed
 from ..headers import Headers
 from ..http11 import Request, Response
+from ..protocol import FrameTracer
 from . import fail
+from .execproc import run_command
+from .inspector import InspectorHub, Watch, format_peer
+from .trace import Dissector, format_frame_line
 
-__all__ = ["add_parser", "run"]
+__all__ = ["DemoServer", "Route", "add_parser", "run"]
 
 logger = logging.getLogger("ws13.serve")
-
-ECHO_PATHS = ("/", "/echo")
 
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "serve",
-        help="run the demo server (page at /, echo at /echo)",
-        description="Serve the demo page at /, echo every message on /echo and /, "
-        "and a JSON status at /health.",
+        help="run the WebSocket lab: demo page at /, echo at /echo, frame inspector",
+        description="Serve the demo page with its live frame inspector at /, echo every "
+        "message on /echo (or run CMD per connection with --exec), and a JSON status "
+        "at /health.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port to listen on (8765)")
+    parser.add_argument(
+        "--tls-cert", metavar="PEM", help="certificate chain: serve wss:// and https://"
+    )
+    parser.add_argument(
+        "--tls-key", metavar="PEM", help="private key, if not in the --tls-cert file"
+    )
+    parser.add_argument(
+        "--exec",
+        metavar="CMD",
+        dest="command",
+        help="run CMD (with /bin/sh -c) for each connection: messages to its stdin, "
+        "a line each; its stdout lines back as messages",
+    )
     parser.add_argument(
         "--max-size",
         type=int,
@@ -52,7 +86,13 @@ def add_parser(commands: Any) -> None:
         default="auto",
         help="event loop: uvloop when installed (auto), or asyncio",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: frames)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log every frame (-vv: also the library's debug log)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -70,76 +110,221 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-class DemoServer:
-    """The handlers behind ``ws13 serve`` and the counters ``/health`` reports."""
+Handler = Callable[[ServerConnection], Awaitable[None]]
 
-    def __init__(self) -> None:
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """What a path answers: ``http`` to a plain GET, ``websocket`` to an upgrade.
+
+    ``inspectable``: a WebSocket connection may be watched with ``?inspect=<id>``.
+    """
+
+    http: Callable[[Request], Response] | None = None
+    websocket: Handler | None = None
+    inspectable: bool = False
+
+
+class DemoServer:
+    """The routes of ``ws13 serve``, their handlers, and the counters ``/health`` reports.
+
+    Args:
+        command: run this for each service connection instead of echoing.
+        log_frames: log a line per frame of every service connection.
+    """
+
+    def __init__(self, command: str | None = None, log_frames: bool = False) -> None:
+        self.command = command
+        self.log_frames = log_frames
         self.started = time.monotonic()
         self.open_connections = 0
         self.messages_in = 0
         self.messages_out = 0
+        self.inspectors = InspectorHub()
+        self._watches: weakref.WeakKeyDictionary[ServerConnection, Watch] = (
+            weakref.WeakKeyDictionary()
+        )
+        # The one table of paths. The pub/sub hub will be mounted here too.
+        self.routes: dict[str, Route] = {
+            "/": Route(http=static("index.html"), websocket=self.service, inspectable=True),
+            "/echo": Route(websocket=self.service, inspectable=True),
+            "/inspect": Route(websocket=self.inspectors.serve),
+            "/health": Route(http=self.health),
+            "/lab.css": Route(http=static("lab.css")),
+            "/lab.js": Route(http=static("lab.js")),
+        }
+
+    # -- HTTP ----------------------------------------------------------------
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.partition("?")[0]
-        upgrade = "upgrade" in (request.headers.get("Connection") or "").lower()
-        if path == "/health":
-            status = {
-                "status": "ok",
-                "uptime": round(time.monotonic() - self.started, 3),
-                "connections": self.open_connections,
-                "messages_in": self.messages_in,
-                "messages_out": self.messages_out,
-            }
-            return _response(200, json.dumps(status) + "\n", "application/json")
-        if path not in ECHO_PATHS:
+        """Route ``request``: answer plain HTTP, refuse, or go on with the upgrade."""
+        path, _, query = request.path.partition("?")
+        route = self.routes.get(path)
+        upgrade = (request.headers.get("Upgrade") or "").lower() == "websocket"
+        if route is None or (upgrade and route.websocket is None):
             return connection.respond(404, f"Not Found: {path}\n")
-        if path == "/" and not upgrade:
-            page = resources.files("ws13").joinpath("static/index.html").read_text("utf-8")
-            return _response(200, page, "text/html; charset=utf-8")
+        if not upgrade:
+            if route.http is None:
+                response = connection.respond(
+                    426, f"Upgrade Required: {path} takes WebSocket connections\n"
+                )
+                response.headers["Upgrade"] = "websocket"
+                return response
+            return route.http(request)
+        tracers: list[FrameTracer] = []
+        if route.inspectable:
+            inspect = parse_qs(query).get("inspect")
+            if inspect:
+                inspector = self.inspectors.get(inspect[0])
+                if inspector is None:
+                    return connection.respond(
+                        400, f"Bad Request: no inspector with id {inspect[0]!r}; open /inspect\n"
+                    )
+                watch = Watch(inspector, connection)
+                self._watches[connection] = watch
+                tracers.append(watch.trace)
+            if self.log_frames:
+                tracers.append(_frame_logger(format_peer(connection)))
+        connection.protocol.tracer = _fan_out(tracers)
         return None
 
+    def health(self, request: Request) -> Response:
+        status = {
+            "status": "ok",
+            "uptime": round(time.monotonic() - self.started, 3),
+            "connections": self.open_connections,
+            "messages_in": self.messages_in,
+            "messages_out": self.messages_out,
+            "inspectors": len(self.inspectors.inspectors),
+        }
+        return _response(200, json.dumps(status) + "\n", "application/json")
+
+    # -- WebSocket -----------------------------------------------------------
+
     async def handler(self, connection: ServerConnection) -> None:
+        """Every WebSocket connection: dispatch by path, log its open and close."""
         started = time.monotonic()
-        peer = _format_address(connection.remote_address)
-        path = connection.request.path if connection.request else "?"
-        logger.info("open %s %s", peer, path)
+        peer = format_peer(connection)
+        request = connection.request
+        path = request.path if request is not None else "?"
+        route = self.routes[path.partition("?")[0]]
+        assert route.websocket is not None
+        subprotocol = connection.subprotocol or "-"
+        logger.info("open %s %s subprotocol=%s", peer, path, subprotocol)
+        watch = self._watches.pop(connection, None)
+        if watch is not None:
+            watch.announce()
         self.open_connections += 1
         try:
-            async for message in connection:
-                self.messages_in += 1
-                await connection.send(message)
-                self.messages_out += 1
+            await route.websocket(connection)
         except ConnectionClosed:
             pass
         finally:
             self.open_connections -= 1
             await connection.close()
+            if watch is not None:
+                watch.closed()
             logger.info(
-                "close %s %s code=%s duration=%.3fs",
+                "close %s %s subprotocol=%s code=%s duration=%.3fs",
                 peer,
                 path,
+                subprotocol,
                 connection.close_code,
                 time.monotonic() - started,
             )
+
+    async def service(self, connection: ServerConnection) -> None:
+        """``/echo`` and ``/``: echo every message, or run ``--exec CMD``."""
+        if self.command is not None:
+            await run_command(connection, self.command)
+            return
+        async for message in connection:
+            self.messages_in += 1
+            await connection.send(message)
+            self.messages_out += 1
+
+
+def static(name: str) -> Callable[[Request], Response]:
+    """A route answering a file of ``ws13/static`` (read once, at the first request)."""
+    content_type = {
+        "html": "text/html; charset=utf-8",
+        "css": "text/css; charset=utf-8",
+        "js": "text/javascript; charset=utf-8",
+    }[name.rpartition(".")[2]]
+    cache: list[str] = []
+
+    def answer(request: Request) -> Response:
+        if not cache:
+            cache.append(resources.files("ws13").joinpath("static", name).read_text("utf-8"))
+        return _response(200, cache[0], content_type)
+
+    return answer
+
+
+def _frame_logger(peer: str) -> FrameTracer:
+    dissector = Dissector(preview=64)
+
+    def log_frame(outgoing: bool, header: bytes, payload: bytes) -> None:
+        record = dissector.frame(not outgoing, header, payload)
+        logger.info("%s %s", peer, format_frame_line(record, outgoing))
+
+    return log_frame
+
+
+def _fan_out(tracers: list[FrameTracer]) -> FrameTracer | None:
+    if not tracers:
+        return None
+    if len(tracers) == 1:
+        return tracers[0]
+
+    def trace(outgoing: bool, header: bytes, payload: bytes) -> None:
+        for tracer in tracers:
+            tracer(outgoing, header, payload)
+
+    return trace
 
 
 def _response(status: int, body: str, content_type: str) -> Response:
     headers = Headers()
     headers["Content-Type"] = content_type
     headers["Cache-Control"] = "no-store"
-    response = Response.text(status, body, headers)
-    return response
+    return Response.text(status, body, headers)
 
 
-def _format_address(address: Any) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(address)
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context for ``--tls-cert`` / ``--tls-key``; ValueError with a one-line reason."""
+    if args.tls_cert is None:
+        if args.tls_key is not None:
+            raise ValueError("--tls-key needs --tls-cert")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    except ssl.SSLError as exc:  # before OSError: SSLError is one
+        reason = exc.reason or "no PEM data, or the key doesn't match the certificate"
+        raise ValueError(f"cannot load the TLS certificate or key: {reason}") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {exc.filename or args.tls_cert}: {exc.strerror}") from None
+    return context
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    demo = DemoServer()
+    try:
+        context = _tls_context(args)
+    except ValueError as exc:
+        return fail(str(exc), 2)
+    demo = DemoServer(args.command, log_frames=args.verbose >= 1)
+    # Signal handlers first: a SIGTERM right after the port opens must stop
+    # the server cleanly, not kill it.
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+
+    def on_signal() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
     try:
         server = await serve(
             demo.handler,
@@ -147,19 +332,20 @@ async def _serve(args: argparse.Namespace) -> int:
             args.port,
             process_request=demo.process_request,
             max_size=args.max_size or None,
+            ssl=context,
         )
     except OSError as exc:
         return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
-    stop = asyncio.get_running_loop().create_future()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set_result, None)
     host = f"[{args.host}]" if ":" in args.host else args.host
     port = server.port
+    ws, http = ("wss", "https") if context is not None else ("ws", "http")
     print(
-        f"ws13 serving on ws://{host}:{port}/echo — demo page: http://{host}:{port}/",
+        f"ws13 serving on {ws}://{host}:{port}/echo — demo page: {http}://{host}:{port}/",
         file=sys.stderr,
         flush=True,
     )
+    if args.command is not None:
+        print(f"ws13 running {args.command!r} for each connection", file=sys.stderr, flush=True)
     await stop
     print("ws13 shutting down", file=sys.stderr, flush=True)
     server.close()
@@ -174,6 +360,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.verbose < 2:
         logging.getLogger("ws13.server").setLevel(logging.WARNING)
+    if not 0 <= args.port <= 65535:
+        return fail(f"--port {args.port}: must be between 0 and 65535", 2)
+    if args.max_size < 0:
+        return fail(f"--max-size {args.max_size}: must be 0 (no limit) or more", 2)
     try:
         factory = loop_factory(args.loop)
     except ImportError:
