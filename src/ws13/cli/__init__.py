@@ -21,6 +21,7 @@ __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..hub import cli as hub_cli
     from . import connect, serve
 
     parser = argparse.ArgumentParser(
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.add_parser(commands)
     connect.add_parser(commands)
+    hub_cli.add_parser(commands)
     return parser
 
 

@@ -40,6 +40,8 @@ from ..asyncio.server import ServerConnection, serve
 from ..exceptions import ConnectionClosed
 from ..headers import Headers
 from ..http11 import Request, Response
+from ..hub import SUBPROTOCOL
+from ..hub.cli import add_serve_arguments, mount, start_hub
 from ..protocol import FrameTracer
 from . import fail
 from .execproc import run_command
@@ -93,6 +95,7 @@ def add_parser(commands: Any) -> None:
         default=0,
         help="log every frame (-vv: also the library's debug log)",
     )
+    add_serve_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -152,6 +155,7 @@ class DemoServer:
             "/health": Route(http=self.health),
             "/lab.css": Route(http=static("lab.css")),
             "/lab.js": Route(http=static("lab.js")),
+            "/ws13.js": Route(http=static("ws13.js")),
         }
 
     # -- HTTP ----------------------------------------------------------------
@@ -326,15 +330,24 @@ async def _serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
     try:
+        hub = await start_hub(args)
+    except (ValueError, ImportError) as exc:
+        return fail(str(exc), 2)
+    # The pub/sub hub at --hub-path (/hub) beside the demo routes; /health
+    # then also reports the hub (503 "degraded" while Redis is unreachable).
+    handler, process_request = mount(hub, demo.handler, demo.process_request, path=args.hub_path)
+    try:
         server = await serve(
-            demo.handler,
+            handler,
             args.host,
             args.port,
-            process_request=demo.process_request,
+            process_request=process_request,
+            subprotocols=[SUBPROTOCOL],
             max_size=args.max_size or None,
             ssl=context,
         )
     except OSError as exc:
+        await hub.aclose()
         return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     host = f"[{args.host}]" if ":" in args.host else args.host
     port = server.port
@@ -350,6 +363,7 @@ async def _serve(args: argparse.Namespace) -> int:
     print("ws13 shutting down", file=sys.stderr, flush=True)
     server.close()
     await server.wait_closed()
+    await hub.aclose()
     return 0
 
 

@@ -745,7 +745,13 @@ def mount(
         if process_request is not None:
             result = process_request(connection, request)
             response = await result if inspect.isawaitable(result) else result
-        if health_path is not None and request.path.partition("?")[0] == health_path:
+        if (
+            health_path is not None
+            and request.path.partition("?")[0] == health_path
+            and (response is None or response.status_code == 200)
+        ):
+            # Only the status answer gains the hub's health: a refusal (say,
+            # a WebSocket upgrade on /health) stays what it was.
             return _health_response(hub, response)
         if response is None and handler is None:
             return connection.respond(404, f"Not Found: {request.path.partition('?')[0]}\n")
