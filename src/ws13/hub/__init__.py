@@ -12,6 +12,7 @@ from .auth import Principal, Refused, request_token
 from .backplanes import Backplane, BackplaneUnavailable, Entry, HistoryPage, Member, open_backplane
 from .backplanes.memory import InMemoryBackplane
 from .channels import ChannelConfig, ChannelOptions, Policy
+from .client import Client, Gap
 from .server import Hub, Session, mount
 from .wire import SUBPROTOCOL, ErrorCode, HubError
 
@@ -21,7 +22,9 @@ __all__ = [
     "BackplaneUnavailable",
     "ChannelConfig",
     "ChannelOptions",
+    "Client",
     "Entry",
+    "Gap",
     "ErrorCode",
     "HistoryPage",
     "Hub",
