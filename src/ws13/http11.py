@@ -41,6 +41,23 @@ def reason_phrase(status: int) -> str:
         return ""
 
 
+def _check_limits(lines: list[bytes], header_lines: int) -> None:
+    """Raise InvalidMessage (431) if a line or the number of lines is over its limit.
+
+    ``header_lines`` counts the request or status line and the header lines.
+    """
+    if any(len(line) > MAX_LINE_LENGTH for line in lines):
+        raise InvalidMessage(
+            f"line too long (limit: {MAX_LINE_LENGTH} bytes, set WS13_MAX_LINE_LENGTH)",
+            status=431,
+        )
+    if header_lines > MAX_NUM_HEADERS + 1:
+        raise InvalidMessage(
+            f"too many headers (limit: {MAX_NUM_HEADERS}, set WS13_MAX_NUM_HEADERS)",
+            status=431,
+        )
+
+
 def _split_head(data: bytes | bytearray) -> tuple[list[bytes], int] | None:
     """Split the head of an HTTP message into lines; ``None`` if it is incomplete.
 
@@ -53,29 +70,13 @@ def _split_head(data: bytes | bytearray) -> tuple[list[bytes], int] | None:
     if lf_end != -1 and (end == -1 or lf_end < end):
         end, size = lf_end, lf_end + 2
     if end == -1:
-        lines = bytes(data).split(b"\n")
-        if len(lines[-1]) > MAX_LINE_LENGTH or any(len(x) > MAX_LINE_LENGTH + 1 for x in lines):
-            raise InvalidMessage(
-                f"line too long (limit: {MAX_LINE_LENGTH} bytes, set WS13_MAX_LINE_LENGTH)",
-                status=431,
-            )
-        if len(lines) > MAX_NUM_HEADERS + 2:
-            raise InvalidMessage(
-                f"too many headers (limit: {MAX_NUM_HEADERS}, set WS13_MAX_NUM_HEADERS)",
-                status=431,
-            )
+        # Incomplete: check the limits on what arrived so far (the last line
+        # may still grow; the others may still lose their "\r").
+        partial = bytes(data).split(b"\n")
+        _check_limits([line.removesuffix(b"\r") for line in partial], len(partial) - 1)
         return None
     lines = [line.removesuffix(b"\r") for line in bytes(data[: end + 1]).split(b"\n")[:-1]]
-    if any(len(line) > MAX_LINE_LENGTH for line in lines):
-        raise InvalidMessage(
-            f"line too long (limit: {MAX_LINE_LENGTH} bytes, set WS13_MAX_LINE_LENGTH)",
-            status=431,
-        )
-    if len(lines) > MAX_NUM_HEADERS + 1:
-        raise InvalidMessage(
-            f"too many headers (limit: {MAX_NUM_HEADERS}, set WS13_MAX_NUM_HEADERS)",
-            status=431,
-        )
+    _check_limits(lines, len(lines))
     return lines, size
 
 
