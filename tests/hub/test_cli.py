@@ -5,6 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import unittest
+
+from ws13.headers import Headers
+from ws13.http11 import Request
+from ws13.hub.auth import Principal
+from ws13.hub.cli import MAX_NICK, demo_authorize
 
 from .helpers import TIMEOUT, HubTestCase, wait_until
 
@@ -43,7 +49,16 @@ class CliTests(HubTestCase):
             sys.executable, "-m", "ws13.hub.cli", "sub", self.url(server), "live", "--count", "2",
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        await wait_until(lambda: any(session.channels for session in hub.sessions))
+        # Wait until the subscription is live (its reply sent), not merely
+        # registered: a message published before that is, by the protocol's
+        # definition, before the subscriber's starting offset.
+        await wait_until(
+            lambda: any(
+                channel.subs.get(session, []) is None
+                for session in hub.sessions
+                for channel in session.channels.values()
+            )
+        )
         await hub.publish("live", "\x1b[31mred")
         await hub.publish("live", "two")
         stdout, _ = await asyncio.wait_for(process.communicate(), TIMEOUT)
@@ -71,3 +86,28 @@ class CliTests(HubTestCase):
         self.assertEqual(status, 1)
         self.assertIn("400", stderr)
         self.assertNotIn("Traceback", stderr)
+
+
+class DemoAuthorizeTests(unittest.TestCase):
+    """``ws13 serve``'s hub: ``/hub?nick=NAME`` names the connection in presence."""
+
+    def principal(self, path: str) -> Principal:
+        return demo_authorize(Request(path, Headers()))
+
+    def test_nickname_in_presence_info(self) -> None:
+        self.assertEqual(self.principal("/hub?nick=ann").info, {"nick": "ann"})
+        self.assertEqual(self.principal("/hub?nick=%C3%A9mile%20B").info, {"nick": "émile B"})
+
+    def test_anonymous_without_a_nickname(self) -> None:
+        for path in ("/hub", "/hub?nick=", "/hub?nick=%20%20", "/hub?nick=%1b%07"):
+            with self.subTest(path=path):
+                self.assertIsNone(self.principal(path).info)
+
+    def test_nickname_cleaned_and_cut(self) -> None:
+        self.assertEqual(self.principal("/hub?nick=%1b[31mred").info, {"nick": "[31mred"})
+        self.assertEqual(self.principal("/hub?nick=" + "x" * 100).info, {"nick": "x" * MAX_NICK})
+
+    def test_allows_everything(self) -> None:
+        principal = self.principal("/hub?nick=ann")
+        self.assertTrue(principal.may_subscribe("chat:lobby"))
+        self.assertTrue(principal.may_publish("chat:lobby"))
