@@ -170,6 +170,10 @@ class ServeRoutesTests(CLITestCase):
             ("/", "text/html; charset=utf-8", b'<script src="/lab.js">'),
             ("/lab.js", "text/javascript; charset=utf-8", b"openInspector"),
             ("/lab.css", "text/css; charset=utf-8", b".frame"),
+            ("/chat.html", "text/html; charset=utf-8", b'<script src="/ws13.js">'),
+            ("/chat.js", "text/javascript; charset=utf-8", b"new WS13Hub("),
+            ("/chat.css", "text/css; charset=utf-8", b".cline"),
+            ("/ws13.js", "text/javascript; charset=utf-8", b"WS13Hub"),
         ]:
             with self.subTest(path=path):
                 status, got_type, body = http_get(port, path)

@@ -11,6 +11,11 @@ path       plain HTTP GET                WebSocket upgrade
 /health    JSON status                   404
 /lab.css   the page's stylesheet         404
 /lab.js    the page's script             404
+/ws13.js   the hub's browser client      404
+/chat.html the hub demo: chat and ticker 404
+/chat.css  its stylesheet                404
+/chat.js   its script                    404
+/hub       426 Upgrade Required          the pub/sub hub (``ws13.hub``)
 (other)    404                           404
 ========== ============================= ==========================================
 
@@ -147,7 +152,7 @@ class DemoServer:
         self._watches: weakref.WeakKeyDictionary[ServerConnection, Watch] = (
             weakref.WeakKeyDictionary()
         )
-        # The one table of paths. The pub/sub hub will be mounted here too.
+        # The one table of paths (the hub is mounted beside it, at --hub-path).
         self.routes: dict[str, Route] = {
             "/": Route(http=static("index.html"), websocket=self.service, inspectable=True),
             "/echo": Route(websocket=self.service, inspectable=True),
@@ -156,6 +161,9 @@ class DemoServer:
             "/lab.css": Route(http=static("lab.css")),
             "/lab.js": Route(http=static("lab.js")),
             "/ws13.js": Route(http=static("ws13.js")),
+            "/chat.html": Route(http=static("chat.html")),
+            "/chat.css": Route(http=static("chat.css")),
+            "/chat.js": Route(http=static("chat.js")),
         }
 
     # -- HTTP ----------------------------------------------------------------

@@ -19,9 +19,12 @@ import json
 import logging
 import random
 import sys
+import urllib.parse
 from typing import Any
 
 from ..exceptions import InvalidHandshake
+from ..http11 import Request
+from .auth import Principal
 from .backplanes import open_backplane
 from .channels import ChannelOptions, Policy
 from .client import Client, Gap
@@ -32,6 +35,7 @@ __all__ = [
     "DEMO_CHANNELS",
     "add_parser",
     "add_serve_arguments",
+    "demo_authorize",
     "main",
     "mount",
     "run_pub",
@@ -51,6 +55,9 @@ DEMO_CHANNELS = {
     ),
     "ticker*": ChannelOptions(history_size=60, history_ttl=600, policy=Policy.DROP_OLDEST),
 }
+
+#: The longest nickname ``demo_authorize`` keeps, in characters.
+MAX_NICK = 32
 
 
 def _fail(message: str, status: int = 1) -> int:
@@ -87,10 +94,24 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def demo_authorize(request: Request) -> Principal:
+    """``ws13 serve``'s hub: anyone may do anything, and ``/hub?nick=NAME`` puts
+    ``{"nick": NAME}`` in the connection's presence entry (the chat's member list).
+
+    The nickname is untrusted display text: control characters are removed,
+    spaces trimmed, and it is cut to ``MAX_NICK`` characters; none or an empty
+    one gives an anonymous entry.
+    """
+    query = urllib.parse.urlsplit(request.path).query
+    values = urllib.parse.parse_qs(query).get("nick")
+    nick = "".join(c for c in values[0] if c.isprintable()).strip()[:MAX_NICK] if values else ""
+    return Principal(info={"nick": nick} if nick else None)
+
+
 async def start_hub(args: argparse.Namespace) -> Hub:
     """The started hub for ``ws13 serve``'s options; ValueError/ImportError for a bad --redis."""
     backplane = open_backplane(getattr(args, "redis", None))
-    hub = Hub(backplane, channels=DEMO_CHANNELS)
+    hub = Hub(backplane, channels=DEMO_CHANNELS, authorize=demo_authorize)
     await hub.start()
     if not backplane.healthy:
         logger.warning("hub backplane %s unreachable; serving degraded", args.redis)
