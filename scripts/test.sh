@@ -43,9 +43,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
-log "pip install -e .[test,speed]"
+log "pip install -e .[test,speed,bench]"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-WS13_BUILD_EXTENSION=yes "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test,speed]'
+WS13_BUILD_EXTENSION=yes "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test,speed,bench]'
 
 export PATH="$PWD/$VENV/bin:$PATH"
 

@@ -1,0 +1,333 @@
+"""The echo servers that bench/run.py measures, one per process.
+
+Usage: python bench/servers.py NAME [--port P] [--deflate] [--cpu N]
+
+NAME is one of ws13, websockets, aiohttp, picows, raw-asyncio. (Node's ``ws``
+server is bench/node/server.js.) Every server listens on 127.0.0.1 (port 0
+picks a free port), echoes each message back as it came on any path, runs on
+uvloop, and prints ``READY <port>`` on stdout once it accepts connections.
+Compression is off unless ``--deflate`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import os
+import resource
+import socket
+import sys
+
+HOST = "127.0.0.1"
+MAX_SIZE = 64 * 2**20  # large enough for the 1 MiB case everywhere
+BACKLOG = 1024
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ready(port: int) -> None:
+    print(f"READY {port}", flush=True)
+
+
+# -- ws13 ---------------------------------------------------------------------
+
+
+async def run_ws13(port: int, deflate: bool) -> None:
+    from ws13.asyncio import serve
+
+    async def echo(ws):  # type: ignore[no-untyped-def]
+        async for message in ws:
+            await ws.send(message)
+
+    server = await serve(
+        echo,
+        HOST,
+        port,
+        compression="deflate" if deflate else None,
+        max_size=MAX_SIZE,
+        backlog=BACKLOG,
+    )
+    ready(server.port)
+    await asyncio.Future()
+
+
+# -- websockets ---------------------------------------------------------------
+
+
+async def run_websockets(port: int, deflate: bool) -> None:
+    from websockets.asyncio.server import serve
+
+    async def echo(ws):  # type: ignore[no-untyped-def]
+        async for message in ws:
+            await ws.send(message)
+
+    server = await serve(
+        echo,
+        HOST,
+        port,
+        compression="deflate" if deflate else None,
+        max_size=MAX_SIZE,
+        backlog=BACKLOG,
+    )
+    ready(server.sockets[0].getsockname()[1])
+    await asyncio.Future()
+
+
+# -- aiohttp ------------------------------------------------------------------
+
+
+async def run_aiohttp(port: int, deflate: bool) -> None:
+    from aiohttp import WSMsgType, web
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=deflate, max_msg_size=MAX_SIZE)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type is WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+            elif msg.type is WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, HOST, port, backlog=BACKLOG)
+    await site.start()
+    server = site._server
+    assert server is not None
+    ready(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    await asyncio.Future()
+
+
+# -- picows -------------------------------------------------------------------
+
+
+async def run_picows(port: int, deflate: bool) -> None:
+    if deflate:
+        raise SystemExit("picows does not implement permessage-deflate")
+    from picows import WSListener, WSMsgType, ws_create_server
+
+    close_type = WSMsgType.CLOSE
+    ping_type = WSMsgType.PING
+
+    class Echo(WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport, frame):  # type: ignore[no-untyped-def]
+            msg_type = frame.msg_type
+            if msg_type is close_type:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                transport.disconnect()
+            elif msg_type is ping_type:
+                transport.send_pong(frame.get_payload_as_bytes())
+            else:
+                transport.send(msg_type, frame.get_payload_as_memoryview(), frame.fin)
+
+    server = await ws_create_server(
+        lambda request: Echo(), HOST, port, max_frame_size=MAX_SIZE, backlog=BACKLOG
+    )
+    ready(server.sockets[0].getsockname()[1])
+    await asyncio.Future()
+
+
+# -- raw-asyncio: the ceiling -------------------------------------------------
+
+
+def _load_mask():  # type: ignore[no-untyped-def]
+    try:
+        from ws13._speedups import apply_mask
+    except ImportError:
+        from ws13.utils import apply_mask
+    return apply_mask
+
+
+class RawEcho(asyncio.Protocol):
+    """A minimal WebSocket echo: handshake, unfragmented frames, Close, Ping.
+
+    No validation beyond what the benchmark needs: it is the ceiling, the cost
+    of asyncio (uvloop) plus a frame header and an unmasking per message. Data
+    frames are streamed: the header goes out as soon as it is parsed and each
+    received piece of payload is unmasked and written back as it arrives, so a
+    large message is never buffered whole.
+    """
+
+    __slots__ = (
+        "apply_mask",
+        "have",
+        "mask",
+        "need",
+        "offset",
+        "open",
+        "parts",
+        "remaining",
+        "transport",
+    )
+
+    def __init__(self, apply_mask) -> None:  # type: ignore[no-untyped-def]
+        self.apply_mask = apply_mask
+        self.transport: asyncio.Transport | None = None
+        # Bytes of an incomplete header or control frame: the chunks so far
+        # (joined once complete), their total size, the size needed.
+        self.parts: list[bytes] = []
+        self.have = 0
+        self.need = 0
+        self.open = False
+        # The data frame whose payload is being streamed.
+        self.remaining = 0
+        self.mask = b"\0\0\0\0"
+        self.offset = 0
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _keep(self, rest: bytes, need: int) -> None:
+        self.parts = [rest]
+        self.have = len(rest)
+        self.need = need
+
+    def data_received(self, data: bytes) -> None:
+        if self.parts:
+            self.parts.append(data)
+            self.have += len(data)
+            if self.have < self.need:
+                return
+            data = b"".join(self.parts)
+            self.parts = []
+        if not self.open:
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                self._keep(data, len(data) + 1)
+                return
+            self._handshake(data[:end])
+            data = data[end + 4 :]
+        self._frames(data)
+
+    def _handshake(self, head: bytes) -> None:
+        key = b""
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"sec-websocket-key":
+                key = value.strip()
+        accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+        assert self.transport is not None
+        self.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        self.open = True
+
+    def _frames(self, data: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        apply_mask = self.apply_mask
+        view = memoryview(data)
+        pos, n = 0, len(data)
+        out: list[bytes] = []
+        while pos < n:
+            if self.remaining:  # the rest of a data frame's payload
+                k = min(self.remaining, n - pos)
+                mask, shift = self.mask, self.offset & 3
+                if shift:
+                    mask = mask[shift:] + mask[:shift]
+                out.append(apply_mask(view[pos : pos + k], mask))
+                pos += k
+                self.remaining -= k
+                self.offset += k
+                continue
+            if n - pos < 2:
+                self._keep(data[pos:], 2)
+                break
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            head = 4 if length == 126 else 10 if length == 127 else 2
+            if b1 & 0x80:
+                head += 4
+            if n - pos < head:
+                self._keep(data[pos:], head)
+                break
+            if length >= 126:
+                length = int.from_bytes(data[pos + 2 : pos + (4 if length == 126 else 10)], "big")
+            mask = data[pos + head - 4 : pos + head] if b1 & 0x80 else b"\0\0\0\0"
+            opcode = b0 & 0x0F
+            if opcode >= 0x8:  # control frame: wait for all of it
+                end = pos + head + length
+                if end > n:
+                    self._keep(data[pos:], end - pos)
+                    break
+                payload = apply_mask(view[pos + head : end], mask)
+                pos = end
+                if opcode == 0x9:  # Ping
+                    out.append(bytes((0x8A, length)) + payload)
+                elif opcode == 0x8:  # Close: echo it, close TCP first (server side)
+                    out.append(bytes((0x88, length)) + payload)
+                    transport.writelines(out)
+                    transport.close()
+                    return
+                continue
+            if length < 126:
+                out.append(bytes((b0, length)))
+            elif length < 65536:
+                out.append(bytes((b0, 126)) + length.to_bytes(2, "big"))
+            else:
+                out.append(bytes((b0, 127)) + length.to_bytes(8, "big"))
+            pos += head
+            self.mask = mask
+            self.offset = 0
+            self.remaining = length
+        if out:
+            if len(out) <= 4 and len(out[-1]) < 4096:
+                transport.write(b"".join(out))
+            else:
+                transport.writelines(out)
+
+
+async def run_raw(port: int, deflate: bool) -> None:
+    if deflate:
+        raise SystemExit("raw-asyncio does not implement permessage-deflate")
+    apply_mask = _load_mask()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: RawEcho(apply_mask), HOST, port, backlog=BACKLOG)
+    ready(server.sockets[0].getsockname()[1])
+    await asyncio.Future()
+
+
+SERVERS = {
+    "ws13": run_ws13,
+    "websockets": run_websockets,
+    "aiohttp": run_aiohttp,
+    "picows": run_picows,
+    "raw-asyncio": run_raw,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("name", choices=sorted(SERVERS))
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--deflate", action="store_true")
+    parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    parser.add_argument("--no-uvloop", action="store_true")
+    args = parser.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    coro = SERVERS[args.name](args.port, args.deflate)
+    try:
+        if args.no_uvloop:
+            asyncio.run(coro)
+        else:
+            import uvloop
+
+            uvloop.run(coro)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

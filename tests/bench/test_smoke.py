@@ -1,0 +1,49 @@
+"""The benchmarks still run (smoke mode). A benchmark is not a test: nothing
+here judges speed; see bench/README.md for the real runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_run_quick(tmp_path: Path) -> None:
+    output = tmp_path / "quick.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "run.py"),
+            "--quick",
+            "--output",
+            str(output),
+            "--report",
+            str(tmp_path / "quick.md"),
+            "--chart",
+            str(tmp_path / "quick.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert results
+    assert (tmp_path / "quick.md").read_text().startswith("#")
+    assert (tmp_path / "quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_micro_quick() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "micro.py"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)
