@@ -435,7 +435,11 @@ class Bench:
         if pyspy is None:
             return {"error": "py-spy is not installed (pip install py-spy)"}
         server = Server("ws13", self.server_cpu)
-        raw = RESULTS / "pyspy-ws13-100conn-32B.txt"
+        # Next to the results file: bench/results/pyspy-latest.txt for a full
+        # run; a smoke run (CI) never overwrites it.
+        out = Path(self.args.output)
+        raw = out.with_name(f"pyspy-{out.stem}.txt")
+        raw.parent.mkdir(parents=True, exist_ok=True)
         try:
             server.start()
             duration = self.profile_duration
@@ -486,7 +490,9 @@ class Bench:
                 return {"error": "py-spy failed: " + spy.stderr.decode(errors="replace")[-1500:]}
             summary_ = summarize(raw.read_text(), top=15)
             summary_["load"] = {k: load.get(k) for k in ("msgs_per_s", "server_cpu_us_per_msg")}
-            summary_["raw_file"] = str(raw.relative_to(ROOT))
+            summary_["raw_file"] = (
+                str(raw.relative_to(ROOT)) if raw.is_relative_to(ROOT) else str(raw)
+            )
             return summary_
         except Exception as exc:
             return {"error": f"profile failed: {exc!r}"}
