@@ -4,13 +4,16 @@ Defaults, chosen for memory as much as for ratio (each connection with context
 takeover keeps a compressor and a decompressor for its whole life):
 
 * the server answers ``server_max_window_bits=10`` (1 KiB window) and, when the
-  client allows it, ``client_max_window_bits=10``; the compressor runs at
-  ``memLevel=2``. zlib's state then takes about 12 KiB to compress and 8 KiB to
-  decompress per connection, against about 38 + 11 KiB at 12 bits and
-  ``memLevel=5`` (the websockets package's defaults) and 256 + 39 KiB at zlib's
-  own defaults; on JSON ticker and chat messages of 100-200 bytes the ratio is
-  4.5-5x instead of 4.9-6.3x. Context takeover is kept: without it such small
-  messages shrink only 1.2-1.4x. Larger windows are one argument away
+  client allows it, ``client_max_window_bits=10``; the compressor's
+  ``memLevel`` follows its window, ``window bits - 7`` (3 at 10 bits, zlib's
+  own 8 at 15 bits): a hash table much smaller than the window makes zlib
+  search long collision chains, 5-10x slower on large messages. zlib's state
+  then takes about 14 KiB to compress and 8 KiB to decompress per connection,
+  against about 38 + 11 KiB at 12 bits and ``memLevel=5`` (the websockets
+  package's defaults) and 256 + 39 KiB at zlib's own defaults; on JSON ticker
+  and chat messages of 100-200 bytes the ratio is 4.5-5x instead of 4.9-6.3x.
+  Context takeover is kept: without it such small messages shrink only
+  1.2-1.4x. Larger windows are one argument away
   (``ServerPerMessageDeflateFactory(server_max_window_bits=15, ...)``).
 * messages under ``threshold=32`` bytes go out uncompressed (DEFLATE's few
   bytes of framing outweigh what it saves on them);
@@ -49,7 +52,9 @@ __all__ = [
 NAME = "permessage-deflate"
 _EMPTY_UNCOMPRESSED_BLOCK = b"\x00\x00\xff\xff"
 _WINDOW_BITS = range(8, 16)
-DEFAULT_COMPRESS_SETTINGS: dict[str, int] = {"memLevel": 2}
+#: ``zlib.compressobj`` settings used unless given; ``memLevel`` is then
+#: ``window bits - 7`` (see the module docstring).
+DEFAULT_COMPRESS_SETTINGS: dict[str, int] = {}
 DEFAULT_THRESHOLD = 32
 
 
@@ -182,7 +187,7 @@ class PerMessageDeflate(Extension):
             settings.get("level", zlib.Z_DEFAULT_COMPRESSION),
             zlib.DEFLATED,
             -bits,
-            settings.get("memLevel", zlib.DEF_MEM_LEVEL),
+            settings.get("memLevel", max(1, min(9, bits - 7))),
             strategy,
         )
 
@@ -235,7 +240,8 @@ class ClientPerMessageDeflateFactory(ClientExtensionFactory):
         client_max_window_bits: ``True`` offers the bare parameter (the server
             may then pick our window), an int offers that limit, ``False``
             offers nothing.
-        compress_settings: ``zlib.compressobj`` keywords (default ``{"memLevel": 2}``).
+        compress_settings: ``zlib.compressobj`` keywords ``level``, ``memLevel``,
+            ``strategy`` (default: level 6, memLevel = window bits - 7).
         threshold: messages shorter than this many bytes are sent uncompressed.
     """
 
@@ -335,7 +341,8 @@ class ServerPerMessageDeflateFactory(ServerExtensionFactory):
             choose it (default 10).
         require_client_max_window_bits: decline offers that don't let us
             limit the client's window.
-        compress_settings: ``zlib.compressobj`` keywords (default ``{"memLevel": 2}``).
+        compress_settings: ``zlib.compressobj`` keywords ``level``, ``memLevel``,
+            ``strategy`` (default: level 6, memLevel = window bits - 7).
         threshold: messages shorter than this many bytes are sent uncompressed.
     """
 
