@@ -23,7 +23,12 @@ class CliTests(HubTestCase):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        stdout, stderr = await asyncio.wait_for(process.communicate(stdin), TIMEOUT)
+        try:
+            stdout, stderr = await asyncio.wait_for(process.communicate(stdin), TIMEOUT)
+        except TimeoutError:
+            process.kill()  # never leave it running
+            await process.wait()
+            raise
         assert process.returncode is not None
         return process.returncode, stdout.decode(), stderr.decode()
 
@@ -49,6 +54,8 @@ class CliTests(HubTestCase):
             sys.executable, "-m", "ws13.hub.cli", "sub", self.url(server), "live", "--count", "2",
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
+        # Never leave the subscriber running when the test fails.
+        self.addCleanup(lambda: process.returncode is None and process.kill())
         # Wait until the subscription is live (its reply sent), not merely
         # registered: a message published before that is, by the protocol's
         # definition, before the subscriber's starting offset.
