@@ -32,9 +32,11 @@ from ws13.exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
+    InvalidState,
 )
 from ws13.frames import Close
 from ws13.protocol import CLOSED, OPEN
+from ws13.utils import encode_header
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x0, 0x1, 0x2, 0x8, 0x9
 
@@ -535,6 +537,52 @@ class CloseTests(ServerClientTestCase):
                 pass
         finally:
             writer.close()
+
+
+class PreEncodedFrameTests(ServerClientTestCase):
+    """send_frame_nowait / send_frames_nowait: one encoding for many connections."""
+
+    async def test_one_frame(self) -> None:
+        client = await self.connect_to(await self.start_server())
+        server_side = await self.server_side()
+        assert server_side.writable
+        server_side.send_frame_nowait(encode_header(0x81, 5, None) + b"hello")
+        assert await wait(client.recv()) == "hello"
+
+    async def test_several_frames_in_one_write(self) -> None:
+        client = await self.connect_to(await self.start_server())
+        server_side = await self.server_side()
+        frames = [encode_header(0x81, 1, None) + c.encode() for c in "abc"]
+        frames.append(encode_header(0x82, 2, None) + b"\x00\xff")
+        server_side.send_frames_nowait(frames)
+        assert [await wait(client.recv()) for _ in range(4)] == ["a", "b", "c", b"\x00\xff"]
+
+    async def test_refused_on_client_side(self) -> None:
+        client = await self.connect_to(await self.start_server())
+        with self.assertRaises(InvalidState):
+            client.send_frame_nowait(encode_header(0x81, 0, None))
+        with self.assertRaises(InvalidState):
+            client.send_frames_nowait([encode_header(0x81, 0, None)])
+
+    async def test_refused_after_close(self) -> None:
+        client = await self.connect_to(await self.start_server())
+        server_side = await self.server_side()
+        await wait(client.close())
+        await wait(server_side.wait_closed())
+        assert not server_side.writable
+        with self.assertRaises(ConnectionClosedOK):
+            server_side.send_frames_nowait([encode_header(0x81, 0, None)])
+
+    async def test_traced_frame_by_frame(self) -> None:
+        client = await self.connect_to(await self.start_server())
+        server_side = await self.server_side()
+        seen: list[tuple[bool, bytes, bytes]] = []
+        server_side.protocol.tracer = lambda sent, head, payload: seen.append(
+            (sent, bytes(head), bytes(payload))
+        )
+        server_side.send_frames_nowait([b"\x81\x01a", b"\x81\x02bc"])
+        assert [await wait(client.recv()) for _ in range(2)] == ["a", "bc"]
+        assert seen == [(True, b"\x81\x01", b"a"), (True, b"\x81\x02", b"bc")]
 
 
 class AttributeTests(ServerClientTestCase):

@@ -302,6 +302,26 @@ class Connection(asyncio.Protocol):
         Raises ConnectionClosed unless OPEN; InvalidState on a client
         connection or while a fragmented message is being sent.
         """
+        self._check_pre_encoded()
+        if self.debug or self.protocol.tracer is not None:
+            self._trace_pre_encoded(frame)
+        if self.transport is not None:
+            self.transport.write(frame)
+
+    def send_frames_nowait(self, frames: list[bytes]) -> None:
+        """Write several pre-encoded frames (see ``send_frame_nowait``) in one write.
+
+        A broadcaster that queued frames for a connection while it was busy
+        sends them together: one system call instead of one per frame.
+        """
+        self._check_pre_encoded()
+        if self.debug or self.protocol.tracer is not None:
+            for frame in frames:
+                self._trace_pre_encoded(frame)
+        if self.transport is not None:
+            self.transport.write(b"".join(frames))
+
+    def _check_pre_encoded(self) -> None:
         protocol = self.protocol
         if protocol._state is not OPEN:
             raise self._closed_exc()
@@ -309,16 +329,15 @@ class Connection(asyncio.Protocol):
             raise InvalidState("only a server sends pre-encoded, unmasked frames")
         if self._fragmenting or protocol._send_fragmented:
             raise InvalidState("a fragmented message is in progress")
-        if self.debug or protocol.tracer is not None:
-            length = frame[1] & 0x7F
-            head = 2 if length < 126 else 4 if length == 126 else 10
-            if self.debug:
-                opcode = Opcode(frame[0] & 0x0F)
-                self.logger.debug("> %s [pre-encoded]", Frame(opcode, frame[head:]))
-            if protocol.tracer is not None:
-                protocol.tracer(True, frame[:head], frame[head:])
-        if self.transport is not None:
-            self.transport.write(frame)
+
+    def _trace_pre_encoded(self, frame: bytes) -> None:
+        length = frame[1] & 0x7F
+        head = 2 if length < 126 else 4 if length == 126 else 10
+        if self.debug:
+            opcode = Opcode(frame[0] & 0x0F)
+            self.logger.debug("> %s [pre-encoded]", Frame(opcode, frame[head:]))
+        if self.protocol.tracer is not None:
+            self.protocol.tracer(True, frame[:head], frame[head:])
 
     async def wait_writable(self) -> None:
         """Wait until the write buffer is under ``write_limit``.
