@@ -37,9 +37,11 @@ class Node:
         return f"ws://127.0.0.1:{self.port}/hub"
 
     def start(self) -> None:
+        # No publish rate limit: the tests publish thousands of messages as
+        # fast as the nodes take them.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.hub.node", "--port", str(self.port),
-             "--redis", self.redis_url, "--hub-ticker", "0"],
+             "--redis", self.redis_url, "--hub-ticker", "0", "--hub-publish-rate", "0"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,

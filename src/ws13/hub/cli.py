@@ -1,9 +1,10 @@
 """The hub's command-line pieces: ``ws13 sub``, ``ws13 pub`` and ``ws13 serve --redis``.
 
 ``add_parser(commands)`` adds ``sub`` and ``pub`` to the ``ws13`` command;
-``add_serve_arguments(parser)`` adds ``--redis``, ``--hub-path`` and
-``--hub-ticker`` to ``ws13 serve``, whose code then calls ``start_hub(args)``
-and ``mount(hub, handler, process_request, path=args.hub_path)``.
+``add_serve_arguments(parser)`` adds ``--redis``, ``--hub-path``,
+``--hub-ticker`` and ``--hub-publish-rate`` to ``ws13 serve``, whose code then
+calls ``start_hub(args)`` and ``mount(hub, handler, process_request,
+path=args.hub_path)``.
 
 ``ws13 sub`` prints one JSON line per message:
 ``{"channel": ..., "epoch": ..., "offset": ..., "time": ..., "data": ...}``.
@@ -92,6 +93,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="publish demo prices on channel 'ticker' every SECONDS (1.0); 0: off",
     )
+    parser.add_argument(
+        "--hub-publish-rate",
+        type=float,
+        default=100.0,
+        metavar="N",
+        help="publishes per second a hub connection may make (100; burst twice that); 0: no limit",
+    )
 
 
 def demo_authorize(request: Request) -> Principal:
@@ -110,8 +118,17 @@ def demo_authorize(request: Request) -> Principal:
 
 async def start_hub(args: argparse.Namespace) -> Hub:
     """The started hub for ``ws13 serve``'s options; ValueError/ImportError for a bad --redis."""
+    rate = getattr(args, "hub_publish_rate", 100.0)
+    if rate < 0:
+        raise ValueError("--hub-publish-rate must be >= 0")
     backplane = open_backplane(getattr(args, "redis", None))
-    hub = Hub(backplane, channels=DEMO_CHANNELS, authorize=demo_authorize)
+    hub = Hub(
+        backplane,
+        channels=DEMO_CHANNELS,
+        authorize=demo_authorize,
+        publish_rate=rate,
+        publish_burst=max(1, round(2 * rate)),
+    )
     await hub.start()
     if not backplane.healthy:
         logger.warning("hub backplane %s unreachable; serving degraded", args.redis)

@@ -315,8 +315,20 @@ class Client:
 
     async def publish(self, channel: str, data: Any) -> dict[str, Any]:
         """Publish ``data`` (JSON-serializable); return ``{"channel", "epoch", "offset"}``
-        once the hub accepted it."""
-        return await self._request({"op": "publish", "channel": channel, "data": data})
+        once the hub accepted it.
+
+        Over the hub's publish rate limit (error 429 with ``retry_after``), wait
+        as long as the hub says and try again: a refused publish wasn't stored,
+        so this never duplicates, and publishing in a loop is simply paced.
+        """
+        request = {"op": "publish", "channel": channel, "data": data}
+        while True:
+            try:
+                return await self._request(request)
+            except HubError as exc:
+                if exc.code != ErrorCode.TOO_MANY or exc.retry_after is None:
+                    raise
+                await asyncio.sleep(exc.retry_after)
 
     async def history(
         self, channel: str, *, limit: int | None = None, since: int | None = None
@@ -461,8 +473,13 @@ class Client:
         if future.done():
             return
         if push["op"] == "error":
+            retry_after = push.get("retry_after")
             future.set_exception(
-                HubError(ErrorCode(push.get("code", 500)), str(push.get("message")))
+                HubError(
+                    ErrorCode(push.get("code", 500)),
+                    str(push.get("message")),
+                    retry_after=retry_after / 1000 if isinstance(retry_after, int) else None,
+                )
             )
             return
         result = push.get("result") or {}

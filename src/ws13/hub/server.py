@@ -4,11 +4,12 @@ Mount a hub on a ``serve()`` server with ``process_request=hub.process_request``
 and ``handler=hub.handler`` (or ``mount()`` to share a server with other
 paths), and publish from Python with ``await hub.publish(channel, data)``.
 
-Each connection is a ``Session`` with a bounded outbound queue. A published
-message is encoded into one frame per node and the same bytes are written to
-every subscriber whose socket can take them; the others queue it, up to
-``max_queue`` frames or ``max_queue_bytes``, after which the channel's
-``Policy`` drops the oldest queued pushes or closes the connection with 1013.
+Each connection is a ``Session`` (``ws13.hub.session``) with a bounded
+outbound queue. A published message is encoded into one frame per node and the
+same bytes are queued for every subscriber; at the end of the loop iteration
+each subscriber's frames go out in one write. Those whose socket is full keep
+them, up to ``max_queue`` frames or ``max_queue_bytes``, after which the
+channel's ``Policy`` drops the oldest queued pushes or closes with 1013.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import collections
 import inspect
 import json
 import logging
-import secrets
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -26,15 +26,15 @@ from typing import Any
 
 from ..asyncio.server import ServerConnection
 from ..exceptions import ConnectionClosed
-from ..frames import CloseCode, encode_header
+from ..frames import CloseCode
 from ..headers import Headers
 from ..http11 import Request, Response
-from ..protocol import OPEN
 from . import wire
 from .auth import Authorize, Principal, Refused, allow_all
 from .backplanes import Backplane, BackplaneUnavailable, Entry, Member
 from .backplanes.memory import InMemoryBackplane
 from .channels import ChannelConfig, ChannelOptions, Policy
+from .session import Flusher, Session, text_frame
 from .wire import ErrorCode, HubError
 
 __all__ = ["Hub", "Session", "mount"]
@@ -47,12 +47,6 @@ PRESENCE_TTL = 60.0
 #: Entries a channel holds while it fills a gap from history; beyond this the
 #: oldest held entries are dropped (subscribers then see an offset jump).
 MAX_HELD = 10_000
-
-
-def text_frame(text: str) -> bytes:
-    """A complete unmasked text frame for ``text``, as a server sends it."""
-    payload = text.encode("utf-8")
-    return encode_header(0x81, len(payload), None) + payload
 
 
 class _Channel:
@@ -74,110 +68,6 @@ class _Channel:
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
-class Session:
-    """One client connection to the hub: its subscriptions and outbound queue."""
-
-    def __init__(self, hub: Hub, connection: ServerConnection, principal: Principal) -> None:
-        self.hub = hub
-        self.connection = connection
-        self.principal = principal
-        #: Unique across nodes; the ``client`` in presence.
-        self.id = secrets.token_urlsafe(12)
-        self.member = Member(self.id, principal.user, principal.info)
-        self.channels: dict[str, _Channel] = {}
-        self.errors = 0
-        self.dropped = 0
-        self.closing = False
-        self._queue: collections.deque[tuple[bytes, bool]] = collections.deque()
-        self._queued_bytes = 0
-        self._drainer: asyncio.Task[None] | None = None
-
-    def __repr__(self) -> str:
-        return f"<Session {self.id} user={self.principal.user!r}>"
-
-    def send(self, text: str) -> None:
-        """Queue a reply: never dropped, so a full queue disconnects."""
-        self.push(text_frame(text), droppable=False)
-
-    def reply(self, request_id: wire.RequestId, result: dict[str, Any]) -> None:
-        self.send(wire.encode_reply(request_id, result))
-
-    def error(self, request_id: wire.RequestId, code: ErrorCode, message: str) -> None:
-        """Send an error reply; too many client errors close with 1008."""
-        self.send(wire.encode_error(request_id, code, message))
-        if code in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_OP, ErrorCode.TOO_LARGE):
-            self.errors += 1
-            if self.errors > self.hub.max_errors:
-                self.kick(CloseCode.POLICY_VIOLATION, "too many invalid requests")
-
-    def push(self, frame: bytes, *, droppable: bool) -> None:
-        """Write ``frame`` now if the socket takes it, else queue it (bounded)."""
-        if self.closing:
-            return
-        connection = self.connection
-        if not self._queue and connection.writable:
-            connection.send_frame_nowait(frame)
-            return
-        if connection.protocol.state is not OPEN:
-            return
-        queue = self._queue
-        queue.append((frame, droppable))
-        self._queued_bytes += len(frame)
-        hub = self.hub
-        while len(queue) > hub.max_queue or self._queued_bytes > hub.max_queue_bytes:
-            if not droppable or not self._drop_oldest():
-                self.kick(CloseCode.TRY_AGAIN_LATER, "slow consumer")
-                return
-        if self._drainer is None:
-            self._drainer = asyncio.get_running_loop().create_task(self._drain())
-
-    def _drop_oldest(self) -> bool:
-        queue = self._queue
-        for index, (frame, droppable) in enumerate(queue):
-            if droppable:
-                del queue[index]
-                self._queued_bytes -= len(frame)
-                self.dropped += 1
-                self.hub.stats["dropped"] += 1
-                return True
-        return False
-
-    async def _drain(self) -> None:
-        connection = self.connection
-        queue = self._queue
-        try:
-            while queue and not self.closing:
-                await connection.wait_writable()
-                while queue and connection.writable:
-                    frame, _ = queue.popleft()
-                    self._queued_bytes -= len(frame)
-                    connection.send_frame_nowait(frame)
-        except ConnectionClosed:
-            pass
-        finally:
-            self._drainer = None
-            if self.closing or connection.protocol.state is not OPEN:
-                queue.clear()
-                self._queued_bytes = 0
-
-    def kick(self, code: int, reason: str) -> None:
-        """Close the connection (at most once) and drop what is queued for it."""
-        if self.closing:
-            return
-        self.closing = True
-        self._queue.clear()
-        self._queued_bytes = 0
-        if code == CloseCode.TRY_AGAIN_LATER:
-            self.hub.stats["slow_disconnects"] += 1
-        logger.info("closing %r: %d %s", self, code, reason)
-        self.hub._spawn(self.connection.close(code, reason))
-
-    @property
-    def queued(self) -> int:
-        """Frames waiting in the outbound queue."""
-        return len(self._queue)
-
-
 class Hub:
     """Channels with history, recovery after reconnect, and presence.
 
@@ -196,7 +86,15 @@ class Hub:
             compact JSON (64 KiB); larger gets error 413.
         max_subscriptions: channels per connection (128); more gets error 429.
         max_errors: invalid requests (codes 400, 405, 413) a connection may
-            make before it is closed with 1008 (20).
+            make before it is closed with 1008 (20); also how far into debt
+            a connection's publish rate limit may go (see ``publish_rate``).
+        publish_rate: publishes per second a connection may make, on average
+            (100; 0 or None: no limit). Beyond it a publish gets error 429
+            with ``retry_after``, and still costs a token: a connection more
+            than ``max_errors`` tokens in debt is closed with 1008.
+            ``Hub.publish()`` from Python is never limited.
+        publish_burst: publishes a connection may make at once after being
+            idle (200): the size of its token bucket.
     """
 
     def __init__(
@@ -210,7 +108,13 @@ class Hub:
         max_data_size: int = 2**16,
         max_subscriptions: int = 128,
         max_errors: int = 20,
+        publish_rate: float | None = 100.0,
+        publish_burst: int = 200,
     ) -> None:
+        if publish_rate is not None and publish_rate < 0:
+            raise ValueError("publish_rate must be >= 0")
+        if publish_burst < 1:
+            raise ValueError("publish_burst must be >= 1")
         self.backplane: Backplane = backplane if backplane is not None else InMemoryBackplane()
         if not isinstance(channels, ChannelConfig):
             channels = ChannelConfig(channels)
@@ -221,6 +125,10 @@ class Hub:
         self.max_data_size = max_data_size
         self.max_subscriptions = max_subscriptions
         self.max_errors = max_errors
+        self.publish_rate = publish_rate
+        self.publish_burst = publish_burst
+        #: Writes what sessions queued, once per loop iteration.
+        self.flusher = Flusher()
         self.sessions: set[Session] = set()
         self.stats: dict[str, int] = collections.Counter()
         self._channels: dict[str, _Channel] = {}
@@ -376,7 +284,9 @@ class Hub:
         try:
             async for message in connection:
                 if session.closing:
-                    break
+                    # Kicked: ignore what follows until the close (with the
+                    # kick's code, not the 1000 returning would send) is done.
+                    continue
                 if isinstance(message, str):
                     await self._handle(session, message)
                 else:
@@ -411,7 +321,7 @@ class Hub:
             else:
                 session.reply(request.id, {})
         except HubError as exc:
-            session.error(request.id, exc.code, exc.message)
+            session.error(request.id, exc.code, exc.message, exc.retry_after)
         except BackplaneUnavailable:
             session.error(request.id, ErrorCode.UNAVAILABLE, "backplane unavailable; retry")
         except ConnectionClosed:
@@ -424,6 +334,13 @@ class Hub:
     async def _op_publish(self, session: Session, request: wire.PublishRequest) -> None:
         if not session.principal.may_publish(request.channel):
             raise HubError(ErrorCode.FORBIDDEN, f"may not publish on {request.channel}")
+        retry_after = session.allow_publish()
+        if retry_after is not None:
+            raise HubError(
+                ErrorCode.TOO_MANY,
+                f"publish rate limit: {self.publish_rate:g} per second",
+                retry_after=retry_after,
+            )
         entry = await self._publish(request.channel, request.data)
         session.reply(
             request.id, {"channel": entry.channel, "epoch": entry.epoch, "offset": entry.offset}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 from typing import Any
 
 __all__ = [
@@ -65,7 +66,8 @@ class ErrorCode(enum.IntEnum):
     ALREADY_SUBSCRIBED = 409
     #: The request or its ``data`` is larger than the hub accepts.
     TOO_LARGE = 413
-    #: Too many subscriptions on this connection.
+    #: Too many subscriptions on this connection (``subscribe``), or publishes
+    #: faster than the connection's rate limit (``publish``, with ``retry_after``).
     TOO_MANY = 429
     #: A bug in the hub; details are in the server log, not in the reply.
     INTERNAL = 500
@@ -76,11 +78,19 @@ class ErrorCode(enum.IntEnum):
 class HubError(Exception):
     """A request the hub refuses, with the code and message of the error reply."""
 
-    def __init__(self, code: ErrorCode, message: str, request_id: RequestId = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        request_id: RequestId = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.request_id = request_id
+        #: Seconds to wait before retrying (a rate-limited publish), if known.
+        self.retry_after = retry_after
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -259,9 +269,15 @@ def encode_reply(request_id: RequestId, result: dict[str, Any]) -> str:
     return dumps({"op": "reply", "id": request_id, "result": result})
 
 
-def encode_error(request_id: RequestId, code: int, message: str) -> str:
-    """``{"op":"error","id":…,"code":…,"message":…}``."""
-    return dumps({"op": "error", "id": request_id, "code": int(code), "message": message})
+def encode_error(
+    request_id: RequestId, code: int, message: str, retry_after: float | None = None
+) -> str:
+    """``{"op":"error","id":…,"code":…,"message":…}``, plus ``"retry_after"``
+    (milliseconds, rounded up) when given, in seconds."""
+    error: dict[str, Any] = {"op": "error", "id": request_id, "code": int(code), "message": message}
+    if retry_after is not None:
+        error["retry_after"] = math.ceil(retry_after * 1000)
+    return dumps(error)
 
 
 def encode_message(channel: str, epoch: str, offset: int, time_ms: int, data: str) -> str:

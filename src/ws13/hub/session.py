@@ -1,0 +1,245 @@
+"""``Session``: one hub connection, its bounded outbound queue and write coalescing.
+
+Frames pushed to a session are not written at once: they wait in the
+session's queue until the end of the event-loop iteration, when one callback
+(``Flusher``, one ``loop.call_soon`` per iteration for the whole hub) writes
+each dirty session's frames with a single ``send_frames_nowait()``. A ticker
+burst, a history replay or a backlog of publishes handled in one iteration thus
+costs one system call per subscriber, not one per frame.
+
+The queue is bounded (``Hub.max_queue`` frames, ``Hub.max_queue_bytes``
+bytes). While the socket takes data, a batch that reaches the bound is written
+at once, so only frames the socket refused ever count against it; while it
+doesn't, a drain task waits on ``Connection.wait_writable()`` and the channel's
+``Policy`` applies beyond the bound: drop the oldest droppable pushes, or close
+with 1013. Replies and pushes share the one queue, so they are never reordered.
+"""
+
+from __future__ import annotations
+
+import asyncio  # noqa: TID251 - the hub is an I/O layer, like ws13.asyncio
+import collections
+import logging
+import secrets
+import time  # noqa: TID251 - the publish rate limit needs a clock
+from typing import TYPE_CHECKING, Any
+
+from ..asyncio.server import ServerConnection
+from ..exceptions import ConnectionClosed
+from ..frames import CloseCode, encode_header
+from ..protocol import OPEN
+from . import wire
+from .auth import Principal
+from .backplanes import Member
+from .wire import ErrorCode
+
+if TYPE_CHECKING:
+    from .server import Hub, _Channel
+
+__all__ = ["Flusher", "Session", "text_frame"]
+
+logger = logging.getLogger("ws13.hub")
+
+
+def text_frame(text: str) -> bytes:
+    """A complete unmasked text frame for ``text``, as a server sends it."""
+    payload = text.encode("utf-8")
+    return encode_header(0x81, len(payload), None) + payload
+
+
+class Flusher:
+    """Writes what sessions queued during one loop iteration, from one callback."""
+
+    __slots__ = ("_dirty", "_scheduled")
+
+    def __init__(self) -> None:
+        self._dirty: list[Session] = []
+        self._scheduled = False
+
+    def add(self, session: Session) -> None:
+        self._dirty.append(session)
+        if not self._scheduled:
+            self._scheduled = True
+            # call_soon runs after every callback already ready in this
+            # iteration (other sockets' reads, the backplane's), so whatever
+            # they push is written in the same batch.
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for session in dirty:
+            session._dirty = False
+            try:
+                session._flush()
+            except Exception:  # one broken connection must not strand the others
+                logger.error("hub: writing to %r failed", session, exc_info=True)
+                session._clear()
+                session.kick(CloseCode.INTERNAL_ERROR, "internal error")
+
+
+class Session:
+    """One client connection to the hub: its subscriptions and outbound queue."""
+
+    def __init__(self, hub: Hub, connection: ServerConnection, principal: Principal) -> None:
+        self.hub = hub
+        self.connection = connection
+        self.principal = principal
+        #: Unique across nodes; the ``client`` in presence.
+        self.id = secrets.token_urlsafe(12)
+        self.member = Member(self.id, principal.user, principal.info)
+        self.channels: dict[str, _Channel] = {}
+        self.errors = 0
+        self.dropped = 0
+        self.closing = False
+        #: Publish tokens (see ``allow_publish``); below 0 is debt from refusals.
+        self.tokens = float(hub.publish_burst)
+        self._refilled = time.monotonic()
+        self._queue: collections.deque[tuple[bytes, bool]] = collections.deque()
+        self._queued_bytes = 0
+        #: In the Flusher's list for this iteration.
+        self._dirty = False
+        self._drainer: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} user={self.principal.user!r}>"
+
+    def send(self, text: str) -> None:
+        """Queue a reply: never dropped, so a full queue disconnects."""
+        self.push(text_frame(text), droppable=False)
+
+    def reply(self, request_id: wire.RequestId, result: dict[str, Any]) -> None:
+        self.send(wire.encode_reply(request_id, result))
+
+    def error(
+        self,
+        request_id: wire.RequestId,
+        code: ErrorCode,
+        message: str,
+        retry_after: float | None = None,
+    ) -> None:
+        """Send an error reply; too many client errors close with 1008."""
+        self.send(wire.encode_error(request_id, code, message, retry_after))
+        if code in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_OP, ErrorCode.TOO_LARGE):
+            self.errors += 1
+            if self.errors > self.hub.max_errors:
+                self.kick(CloseCode.POLICY_VIOLATION, "too many invalid requests")
+
+    def allow_publish(self) -> float | None:
+        """Take a publish token: None if allowed, else seconds until one is available.
+
+        A token bucket of ``Hub.publish_rate`` tokens per second holding at
+        most ``Hub.publish_burst``. A refused publish takes a token too, so a
+        client that ignores refusals runs into debt; deeper than
+        ``Hub.max_errors`` tokens closes the connection with 1008. A client
+        that waits the returned delay before retrying never gets there.
+        """
+        hub = self.hub
+        rate = hub.publish_rate
+        if not rate:
+            return None
+        now = time.monotonic()
+        tokens = min(hub.publish_burst, self.tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        self.tokens = tokens - 1
+        if tokens >= 1:
+            return None
+        if self.tokens < -hub.max_errors:
+            self.kick(CloseCode.POLICY_VIOLATION, "publish rate limit exceeded")
+        return (1 - self.tokens) / rate
+
+    # -- the outbound queue ------------------------------------------------------
+
+    def push(self, frame: bytes, *, droppable: bool) -> None:
+        """Queue ``frame`` for this iteration's write; bounded while the socket is full."""
+        if self.closing:
+            return
+        queue = self._queue
+        queue.append((frame, droppable))
+        self._queued_bytes += len(frame)
+        hub = self.hub
+        over = len(queue) > hub.max_queue or self._queued_bytes > hub.max_queue_bytes
+        if self._drainer is None:
+            if not over:
+                if not self._dirty:
+                    self._dirty = True
+                    hub.flusher.add(self)
+                return
+            # A full batch goes out now if the socket takes it, as it would
+            # have frame by frame; only what it refuses counts against the bound.
+            self._flush()
+            if self._drainer is None:
+                return
+        while len(queue) > hub.max_queue or self._queued_bytes > hub.max_queue_bytes:
+            if not droppable or not self._drop_oldest():
+                self.kick(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+                return
+
+    def _flush(self) -> None:
+        """Write everything queued in one write, or start draining if the socket is full."""
+        if self._drainer is not None or not self._queue:
+            return
+        connection = self.connection
+        if connection.writable:
+            self._write_queue()
+        elif connection.protocol.state is OPEN:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        else:
+            self._clear()
+
+    def _write_queue(self) -> None:
+        queue = self._queue
+        if len(queue) == 1:
+            self.connection.send_frame_nowait(queue[0][0])
+        else:
+            self.connection.send_frames_nowait([frame for frame, _ in queue])
+        self._clear()
+
+    def _clear(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
+
+    def _drop_oldest(self) -> bool:
+        queue = self._queue
+        for index, (frame, droppable) in enumerate(queue):
+            if droppable:
+                del queue[index]
+                self._queued_bytes -= len(frame)
+                self.dropped += 1
+                self.hub.stats["dropped"] += 1
+                return True
+        return False
+
+    async def _drain(self) -> None:
+        connection = self.connection
+        try:
+            while self._queue and not self.closing:
+                await connection.wait_writable()
+                if self._queue and connection.writable:
+                    self._write_queue()
+        except ConnectionClosed:
+            pass
+        finally:
+            self._drainer = None
+            if self.closing or connection.protocol.state is not OPEN:
+                self._clear()
+
+    def kick(self, code: int, reason: str) -> None:
+        """Close the connection (at most once) after writing what the socket takes."""
+        if self.closing:
+            return
+        self.closing = True
+        # An error reply queued just before (the one that crossed max_errors)
+        # goes out ahead of the Close frame; a slow consumer's backlog doesn't.
+        if self._queue and self._drainer is None and self.connection.writable:
+            self._write_queue()
+        self._clear()
+        if code == CloseCode.TRY_AGAIN_LATER:
+            self.hub.stats["slow_disconnects"] += 1
+        logger.info("closing %r: %d %s", self, code, reason)
+        self.hub._spawn(self.connection.close(code, reason))
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting in the outbound queue."""
+        return len(self._queue)
