@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from tests.cli.helpers import ENV, WS13
 from tests.utils import free_port
 from ws13.asyncio import connect
 from ws13.hub import SUBPROTOCOL
@@ -220,3 +221,84 @@ class TwoNodesTests(unittest.IsolatedAsyncioTestCase):
                 last = push["data"]["i"]
         _, health = await asyncio.to_thread(self.b.health)
         self.assertEqual(health["hub"]["connections"], 1)
+
+
+class ServeSubPubTests(unittest.IsolatedAsyncioTestCase):
+    """The commands a user types: ``ws13 sub`` on one ``ws13 serve --redis`` node sees
+    ``ws13 pub`` on another."""
+
+    async def asyncSetUp(self) -> None:
+        redis = RedisServer()
+        redis.start()
+        self.addCleanup(redis.close)
+        self.ports = [free_port(), free_port()]
+        for port in self.ports:
+            node = subprocess.Popen(
+                [*WS13, "serve", "--port", str(port), "--redis", redis.url, "--hub-ticker", "0"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=ENV,
+            )
+            self.addCleanup(stop, node)
+        for port in self.ports:
+            await self.wait_ready(port)
+
+    async def wait_ready(self, port: int) -> None:
+        """Poll the node's /health until its hub reaches Redis."""
+
+        def health() -> int:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                    return int(r.status)
+            except (OSError, urllib.error.HTTPError):
+                return 0
+
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                if await asyncio.to_thread(health) == 200:
+                    return
+                await asyncio.sleep(0.05)
+
+    async def ws13(self, *args: str) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            *WS13, *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=ENV,
+        )  # fmt: skip
+        # Never leave it running when the test fails.
+        self.addCleanup(lambda: process.returncode is None and process.kill())
+        return process
+
+    async def test_sub_on_one_node_sees_pub_on_the_other(self) -> None:
+        url_a, url_b = (f"ws://127.0.0.1:{port}/hub" for port in self.ports)
+        channel = "chat:cli"  # ws13 serve keeps presence on chat:* channels
+        sub = await self.ws13("sub", url_a, channel, "--count", "3")
+        # The subscriber is live once it shows in the channel's presence
+        # (the hub adds it after the subscribe reply); asked on node B.
+        async with Client(url_b) as observer:
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    if await observer.presence(channel):
+                        break
+                    await asyncio.sleep(0.05)
+        pub = await self.ws13("pub", url_b, channel)
+        _, stderr = await asyncio.wait_for(pub.communicate(b"one\ntwo\nthree\n"), TIMEOUT)
+        self.assertEqual((pub.returncode, stderr.decode()), (0, ""))
+        stdout, stderr = await asyncio.wait_for(sub.communicate(b""), TIMEOUT)
+        self.assertEqual((sub.returncode, stderr.decode()), (0, ""))
+        lines = [json.loads(line) for line in stdout.decode().splitlines()]
+        self.assertEqual([line["data"] for line in lines], ["one", "two", "three"])
+        self.assertEqual([line["offset"] for line in lines], [1, 2, 3])
+        self.assertEqual({line["channel"] for line in lines}, {channel})
+        self.assertEqual(len({line["epoch"] for line in lines}), 1)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
