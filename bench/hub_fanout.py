@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/hub_fanout.py                       # 10,000 subscribers, 60 s ticker
+    python bench/hub_fanout.py --redis               # 10,000 subscribers, 60 s ticker
     python bench/hub_fanout.py --subscribers 2000 --duration 20 --redis
     python bench/hub_fanout.py --quick --redis       # tiny sizes, a few seconds (CI)
 
@@ -24,10 +24,18 @@ installed) on channel ``ticker.bench``, which ``ws13 serve`` configures like its
 demo ticker (60 messages of history, drop-oldest for slow readers). Servers
 and redis-server are pinned to CPU 1, subscriber processes (``--clients``, 2
 when N > 1,000) and the publisher to CPU 0 with ``os.sched_setaffinity``. The
-subscribers are a minimal ``ws13.hub.v1`` client over ``asyncio.Protocol`` and
-uvloop (a precomputed handshake, one subscribe, a frame parser that reads the
-timestamp): thousands of connections per process. Client CPU % is reported too:
-near 100 % means the clients, not the server, set the latencies.
+subscriber processes (``bench/hub_client.py``) run a minimal ``ws13.hub.v1``
+client on uvloop: ``--sample`` connections (200), spread evenly over the
+subscription order, parse every message for its timestamp and give the
+latencies; the others are raw sockets read every ``--sweep`` s (0.2) that only
+count copies (``bytes.count`` of a marker, no parsing), so 10,000 subscribers
+at 100 messages/s don't make the client the bottleneck. Client CPU % is
+reported too: near 100 % means the clients, not the server, set the latencies.
+
+File descriptors: a process may hold at most the hard RLIMIT_NOFILE (often
+20,000); every process raises its soft limit to it. One node holds all N
+server sockets, the subscriber processes N / ``--clients`` each, so 10,000
+subscribers fit; N + 100 above the hard limit is refused up front.
 
 Writes docs/hub-performance.md (``--output``; ``--quick`` writes nothing unless
 given one) and prints the table. Exit status 0, 1 with a one-line error, 2 for
@@ -38,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import datetime
 import json
@@ -54,255 +61,18 @@ import tempfile
 import time
 from typing import IO, Any
 
+from hub_client import BINS, BINS_PER_E, BenchError, Stats, event_loop, open_peer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUT = os.path.join(ROOT, "docs", "hub-performance.md")
-CHANNEL = "ticker.bench"
-SUBPROTOCOL = "ws13.hub.v1"
+HUB_CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_client.py")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CPU, CLIENT_CPU = 1, 0
-#: Histogram bins: ``int(log1p(latency in µs) * BINS_PER_E)``, ~2.5 % wide.
-BINS_PER_E = 40
-BINS = 800
-#: Seconds: starting a process, opening all connections, a delivery to finish.
+#: Seconds: starting a process, a delivery to finish.
 START_TIMEOUT = 60.0
-CONNECT_TIMEOUT = 300.0
 DRAIN_TIMEOUT = 120.0
 #: Seconds without a new delivery after which a delivery counts as finished.
 QUIET = 5.0
-
-
-class BenchError(Exception):
-    """A step of the benchmark failed; the message says which and why."""
-
-
-# -- the minimal hub client --------------------------------------------------------
-
-
-def mask(payload: bytes, key: bytes) -> bytes:
-    n = len(payload)
-    repeated = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
-
-
-def client_frame(opcode: int, payload: bytes) -> bytes:
-    """A masked client frame (RFC 6455 5.2)."""
-    key = os.urandom(4)
-    n = len(payload)
-    if n < 126:
-        header = bytes([0x80 | opcode, 0x80 | n])
-    elif n < 65536:
-        header = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
-    else:
-        header = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
-    return header + key + mask(payload, key)
-
-
-def handshake(port: int) -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    return (
-        f"GET /hub HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n"
-    ).encode()
-
-
-class Stats:
-    """Per phase: deliveries, a latency histogram, the largest latency."""
-
-    def __init__(self) -> None:
-        self.phases: dict[str, tuple[list[int], list[float]]] = {}
-
-    def add(self, phase: str, latency: float) -> None:
-        entry = self.phases.get(phase)
-        if entry is None:
-            entry = self.phases[phase] = ([0] * BINS, [0.0, 0.0])  # bins, [count, max]
-        micros = latency * 1e6
-        index = int(math.log1p(micros) * BINS_PER_E) if micros > 0 else 0
-        entry[0][index if index < BINS else BINS - 1] += 1
-        totals = entry[1]
-        totals[0] += 1
-        if latency > totals[1]:
-            totals[1] = latency
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            phase: {
-                "count": int(totals[0]),
-                "max": totals[1],
-                "bins": {str(i): n for i, n in enumerate(bins) if n},
-            }
-            for phase, (bins, totals) in self.phases.items()
-        }
-
-
-class HubPeer(asyncio.Protocol):
-    """One connection speaking just enough ``ws13.hub.v1``: subscribe, or publish.
-
-    States: 0 HTTP response, 1 welcome, 2 subscribe reply, 3 live.
-    """
-
-    def __init__(self, port: int, stats: Stats, subscribe: bool) -> None:
-        self.port = port
-        self.stats = stats
-        self.subscribe = subscribe
-        self.state = 0
-        self.buffer = b""
-        self.transport: asyncio.Transport | None = None
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.closed = False
-        self.replies = 0
-
-    def connection_made(self, transport: Any) -> None:  # uvloop's isn't an asyncio.Transport
-        self.transport = transport
-        transport.write(handshake(self.port))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if not self.ready.done():
-            self.ready.set_exception(BenchError(f"connection lost during setup: {exc}"))
-
-    def fail(self, reason: str) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(BenchError(reason))
-        if self.transport is not None:
-            self.transport.abort()
-
-    def data_received(self, data: bytes) -> None:
-        now = time.time()
-        if self.buffer:
-            data = self.buffer + data
-        if self.state == 0:
-            end = data.find(b"\r\n\r\n")
-            if end < 0:
-                self.buffer = data
-                return
-            if not data.startswith(b"HTTP/1.1 101"):
-                self.fail(
-                    "handshake refused: " + data[: data.find(b"\r\n")].decode(errors="replace")
-                )
-                return
-            self.state = 1
-            data = data[end + 4 :]
-        pos, size = 0, len(data)
-        while size - pos >= 2:
-            length = data[pos + 1] & 0x7F
-            start = pos + 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-                start = pos + 4
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
-                start = pos + 10
-            end = start + length
-            if end > size:
-                break
-            opcode = data[pos] & 0x0F
-            if opcode == 1:
-                if self.state == 3:
-                    if data.startswith(b'{"op":"message"', start):
-                        # "data":{"p":"PHASE","t":SECONDS,...}
-                        i = data.find(b'"data":{"p":"', start, end) + 13
-                        j = data.find(b'"', i, end)
-                        k = data.find(b'"t":', j, end) + 4
-                        m = data.find(b",", k, end)
-                        self.stats.add(data[i:j].decode(), now - float(data[k:m]))
-                    elif data.startswith(b'{"op":"reply"', start):
-                        self.replies += 1
-                    elif data.startswith(b'{"op":"error"', start):
-                        self.fail(data[start:end].decode(errors="replace"))
-                else:
-                    self.on_setup(data[start:end])
-            elif opcode == 9 and self.transport is not None:
-                self.transport.write(client_frame(0xA, data[start:end]))
-            elif opcode == 8:
-                code = int.from_bytes(data[start : start + 2], "big") if length >= 2 else 1005
-                self.fail(f"the server closed the connection with code {code}")
-                return
-            pos = end
-        self.buffer = data[pos:] if pos < size else b""
-
-    def on_setup(self, payload: bytes) -> None:
-        message = json.loads(payload)
-        op = message.get("op")
-        if self.state == 1 and op == "welcome":
-            if not self.subscribe:
-                self.state = 3
-                self.ready.set_result(None)
-                return
-            self.state = 2
-            self.send({"op": "subscribe", "id": 1, "channel": CHANNEL})
-        elif self.state == 2 and op == "reply":
-            self.state = 3
-            self.ready.set_result(None)
-        elif op == "error":
-            self.fail(f"subscribe failed: {message.get('code')} {message.get('message')}")
-
-    def send(self, request: dict[str, Any]) -> None:
-        assert self.transport is not None
-        self.transport.write(client_frame(1, json.dumps(request, separators=(",", ":")).encode()))
-
-    def publish(self, phase: str, seq: int) -> None:
-        """Publish a ticker-like message stamped with the current time."""
-        assert self.transport is not None
-        data = (
-            f'{{"p":"{phase}","t":{time.time():.6f},"s":{seq},'
-            f'"WS13":100.25,"RFC":64.55,"ASYNC":42.01,"JSON":7.5}}'
-        )
-        request = f'{{"op":"publish","channel":"{CHANNEL}","data":{data}}}'
-        self.transport.write(client_frame(1, request.encode()))
-
-
-async def open_peer(port: int, stats: Stats, subscribe: bool) -> HubPeer:
-    loop = asyncio.get_running_loop()
-    _, peer = await loop.create_connection(
-        lambda: HubPeer(port, stats, subscribe), "127.0.0.1", port
-    )
-    await peer.ready
-    return peer
-
-
-# -- the subscriber process --------------------------------------------------------
-
-
-async def subscriber_main(spec: dict[str, Any]) -> int:
-    """Open ``spec["count"]`` subscribers, say ready, answer ``collect`` until ``quit``."""
-    stats = Stats()
-    peers: list[HubPeer] = []
-    semaphore = asyncio.Semaphore(spec.get("concurrency", 100))
-
-    async def one() -> None:
-        async with semaphore:
-            peers.append(await open_peer(spec["port"], stats, subscribe=True))
-
-    try:
-        async with asyncio.timeout(CONNECT_TIMEOUT):
-            await asyncio.gather(*(one() for _ in range(spec["count"])))
-    except (OSError, BenchError, TimeoutError) as exc:
-        reason = str(exc) or type(exc).__name__
-        print(json.dumps({"error": f"{len(peers)} subscribers connected, then: {reason}"}))
-        return 1
-    print(json.dumps({"ready": len(peers)}), flush=True)
-    while True:
-        line = await asyncio.to_thread(sys.stdin.readline)
-        command = line.strip()
-        if command == "collect":
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            result = {
-                "phases": stats.to_json(),
-                "closed": sum(peer.closed for peer in peers),
-                "cpu": usage.ru_utime + usage.ru_stime,
-            }
-            print(json.dumps(result), flush=True)
-        else:  # "quit", or the orchestrator went away (EOF)
-            break
-    for peer in peers:
-        if peer.transport is not None:
-            peer.transport.abort()
-    return 0
 
 
 # -- processes ---------------------------------------------------------------------
@@ -407,13 +177,13 @@ class Processes:
 
 
 class Subscribers:
-    """A subscriber process: ``python hub_fanout.py --subscriber SPEC``."""
+    """A subscriber process: ``python bench/hub_client.py SPEC``."""
 
     def __init__(self, procs: Processes, name: str, spec: dict[str, Any], cpu: int | None) -> None:
         self.name = name
         self.process = procs.spawn(
             name,
-            [sys.executable, os.path.abspath(__file__), "--subscriber", json.dumps(spec)],
+            [sys.executable, HUB_CLIENT, json.dumps(spec)],
             cpu,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -445,14 +215,15 @@ class Subscribers:
 
 
 def merge(results: list[dict[str, Any]], phases: list[str]) -> tuple[int, float, list[int]]:
-    """(count, max, bins) over the subscriber processes' results for ``phases``."""
+    """(copies, max, bins) over the subscriber processes' results for ``phases``:
+    copies counted on every connection, latencies from the sampled ones."""
     count, largest, bins = 0, 0.0, [0] * BINS
     for result in results:
         for phase in phases:
+            count += result["counts"].get(phase, 0)
             data = result["phases"].get(phase)
             if data is None:
                 continue
-            count += data["count"]
             largest = max(largest, data["max"])
             for index, n in data["bins"].items():
                 bins[int(index)] += n
@@ -493,6 +264,8 @@ class Cluster:
         self.server_cpu, self.client_cpu = cpu_plan()
         self.servers: list[tuple[str, subprocess.Popen[Any], int]] = []  # name, process, port
         self.subscribers: list[Subscribers] = []
+        #: Connections that measure latency (the others only count copies).
+        self.sampled = 0
 
     def start(self) -> None:
         redis_url = None
@@ -514,7 +287,10 @@ class Cluster:
             redis_url = f"redis://127.0.0.1:{port}/0"
         for node in range(2 if self.redis else 1):
             port = free_port()
-            argv = [sys.executable, "-m", "ws13", "serve", "--port", str(port), "--hub-ticker", "0"]
+            # No publish rate limit: a lagging node would read a backlog of
+            # the publisher's messages at once and refuse some.
+            argv = [sys.executable, "-m", "ws13", "serve", "--port", str(port),
+                    "--hub-ticker", "0", "--hub-publish-rate", "0"]  # fmt: skip
             if redis_url is not None:
                 argv += ["--redis", redis_url]
             name = f"node {node + 1}"
@@ -524,14 +300,20 @@ class Cluster:
         nodes = [port for name, _, port in self.servers if name != "redis"]
         total = self.args.subscribers
         clients = self.args.clients or (2 if total > 1000 or self.redis else 1)
+        clients = min(clients, total)
+        phases = [f"f{i}" for i in range(self.args.publishes)] + ["t"]
         for index in range(clients):
             count = total // clients + (1 if index < total % clients else 0)
-            spec = {"port": nodes[index % len(nodes)], "count": count}
+            sample = self.args.sample // clients + (1 if index < self.args.sample % clients else 0)
+            spec = {
+                "port": nodes[index % len(nodes)], "count": count, "sample": sample,
+                "phases": phases, "sweep": self.args.sweep,
+            }  # fmt: skip
             self.subscribers.append(
                 Subscribers(self.procs, f"subscriber process {index + 1}", spec, self.client_cpu)
             )
         for subscribers in self.subscribers:
-            subscribers.read("connecting its subscribers")
+            self.sampled += subscribers.read("connecting its subscribers")["sampled"]
 
     @property
     def node1(self) -> int:
@@ -625,6 +407,7 @@ async def run_cluster(args: argparse.Namespace, redis: bool) -> list[dict[str, A
             "p99": min(percentile(bins, 0.99), largest), "max": largest,
             "server_cpu": sum(cpu.values()), "server_cpu_parts": cpu, "wall": wall,
             "client_cpu": client_cpu, "clients": len(cluster.subscribers),
+            "sampled": cluster.sampled,
             "published_in": loop.time() - started, "cut": cut,
         })  # fmt: skip
         closed = sum(r["closed"] for r in results)
@@ -715,6 +498,7 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], command: str) -
         else "no CPU pinning (fewer than 2 usable CPUs)"
     )
     clients = max((row.get("clients", 0) for row in rows), default=0)
+    sampled = max((row.get("sampled", 0) for row in rows), default=0)
     load = ", ".join(f"{x:.2f}" for x in LOAD_BEFORE)
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join([
@@ -722,11 +506,13 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], command: str) -
         "",
         "Delivery latency of `ws13.hub` messages to many WebSocket subscribers, measured",
         "by [`bench/hub_fanout.py`](../bench/hub_fanout.py): the publish time carried in",
-        "each message against its receive time (one machine, one clock), over every copy",
-        "delivered. Fan-out: single publishes to all subscribers, one at a time; ticker:",
-        "a steady rate to the same subscribers. Server CPU is utime + stime of the",
-        "server processes (`/proc`) over the ticker run, % of one CPU; client CPU % near",
-        "100 means the subscriber processes, not the hub, set the latencies.",
+        "each message against its receive time (one machine, one clock), on a sample of",
+        f"{sampled:,} subscriber connections spread over the subscription order; every",
+        "connection counts the copies it gets (the delivered column). Fan-out: single",
+        "publishes to all subscribers, one at a time; ticker: a steady rate to the same",
+        "subscribers. Server CPU is utime + stime of the server processes (`/proc`) over",
+        "the ticker run, % of one CPU; client CPU % near 100 means the subscriber",
+        "processes, not the hub, set the latencies.",
         "",
         table(rows),
         "",
@@ -741,12 +527,14 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], command: str) -
         command,
         "```",
         "",
-        "Setup: every server is `ws13 serve --hub-ticker 0` (uvloop), channel",
-        "`ticker.bench` (as the demo ticker: 60 messages of history, drop-oldest for",
-        f"slow readers); {clients} subscriber processes with a minimal `ws13.hub.v1` client over",
-        "`asyncio.Protocol`; with Redis, subscribers are split between the two nodes and",
-        "the publisher is on node 1. Latency percentiles come from a histogram with",
-        "bins about 2.5 % wide (the upper edge is shown); max is exact.",
+        "Setup: every server is `ws13 serve --hub-ticker 0 --hub-publish-rate 0` (uvloop),",
+        "channel `ticker.bench` (as the demo ticker: 60 messages of history, drop-oldest",
+        f"for slow readers); {clients} subscriber processes (`bench/hub_client.py`): the",
+        "sampled connections parse every message (`asyncio.Protocol`), the others are raw",
+        f"sockets read every {args.sweep:g} s that count copies without parsing. With Redis,",
+        "subscribers are split between the two nodes and the publisher is on node 1.",
+        "Latency percentiles come from a histogram with bins about 2.5 % wide (the upper",
+        "edge is shown); max is exact.",
         "",
     ])  # fmt: skip
 
@@ -763,10 +551,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=100.0, help="ticker messages/s (100)")
     parser.add_argument("--publishes", type=int, default=3, help="single fan-out publishes (3)")
     parser.add_argument("--clients", type=int, default=0, help="subscriber processes (auto)")
+    parser.add_argument(
+        "--sample", type=int, default=200, help="subscribers that measure latency (200)"
+    )
+    parser.add_argument(
+        "--sweep", type=float, default=0.2, help="seconds between reads of the others (0.2)"
+    )
     parser.add_argument("--redis", action="store_true", help="also through Redis and 2 nodes")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
     parser.add_argument("--output", help=f"the report's path ({os.path.relpath(OUTPUT, ROOT)})")
-    parser.add_argument("--subscriber", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.subscribers, args.duration, args.rate, args.publishes = 20, 1.0, 50.0, 1
@@ -776,27 +569,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--duration and --rate must be positive")
     if args.publishes < 1 or args.clients < 0:
         parser.error("--publishes must be at least 1 and --clients at least 0")
+    if args.sample < 1 or args.sweep <= 0:
+        parser.error("--sample must be at least 1 and --sweep positive")
     return args
-
-
-def event_loop() -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if args.subscriber is not None:
-        spec = json.loads(args.subscriber)
-        if spec.get("cpu") is not None:
-            os.sched_setaffinity(0, {spec["cpu"]})
-        with asyncio.Runner(loop_factory=event_loop()) as runner:
-            return runner.run(subscriber_main(spec))
     if args.subscribers + 100 > hard:
         print(
             f"hub_fanout.py: error: {args.subscribers:,} subscribers need more file "
