@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from .utils import apply_mask, build_frame
 
@@ -18,7 +19,7 @@ USING_SPEEDUPS = False
 
 #: The C fast path of ``Protocol._parse_frames`` (whose general loop is its
 #: pure-Python twin), or ``None`` in pure Python.
-parse_messages: Callable[[bytes | bytearray, int, int, int, list[str | bytes]], int] | None
+parse_messages: Callable[[bytes | bytearray, int, int, int, list[Any]], int] | None
 parse_messages = None
 
 if not os.environ.get("WS13_NO_EXTENSIONS"):

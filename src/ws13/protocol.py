@@ -107,15 +107,18 @@ class Protocol:
         "_discarding",
         "_events",
         "_expect_mask",
+        "_fast_recv",
         "_mask_keys",
         "_msg_opcode",
         "_msg_parts",
         "_msg_rsv",
         "_msg_size",
         "_partial_done",
+        "_plain_send",
         "_rsv_allowed",
         "_send_fragmented",
         "_state",
+        "_tracer",
         "_writes",
         "close_rcvd",
         "close_rcvd_then_sent",
@@ -128,7 +131,6 @@ class Protocol:
         "max_size",
         "parser_exc",
         "side",
-        "tracer",
     )
 
     def __init__(
@@ -158,10 +160,7 @@ class Protocol:
         #: The exception that made the opening handshake fail, if any.
         self.handshake_exc: Exception | None = None
         self.eof_sent = False
-        #: Called with every frame received and sent, for inspectors and
-        #: ``ws13 connect --trace``; see ``FrameTracer``. ``None`` (the
-        #: default) costs one attribute check per frame.
-        self.tracer: FrameTracer | None = None
+        self._tracer: FrameTracer | None = None
 
         self._events: list[Event] = []
         self._writes: list[bytes] = []
@@ -185,6 +184,10 @@ class Protocol:
         self._partial_done = 0
         # Whether a fragmented message we send is in progress.
         self._send_fragmented = False
+        # The fast paths (see _update_fast_paths); off until OPEN.
+        self._plain_send = False
+        self._fast_recv = False
+        self._update_fast_paths()
 
     def set_extensions(self, extensions: list[Extension]) -> None:
         """Activate the extensions negotiated in the opening handshake."""
@@ -192,6 +195,44 @@ class Protocol:
         self._rsv_allowed = 0
         for extension in extensions:
             self._rsv_allowed |= extension.rsv_bits
+        self._update_fast_paths()
+
+    @property
+    def tracer(self) -> FrameTracer | None:
+        """Called with every frame received and sent (see ``FrameTracer``).
+
+        For inspectors and ``ws13 connect --trace``. ``None`` (the default)
+        keeps the fast paths; setting a tracer leaves them.
+        """
+        return self._tracer
+
+    @tracer.setter
+    def tracer(self, tracer: FrameTracer | None) -> None:
+        self._tracer = tracer
+        self._update_fast_paths()
+
+    def _update_fast_paths(self) -> None:
+        """Decide whether the next data can take the fast paths.
+
+        ``_plain_send``: whole messages go out as one frame built in one call
+        (``frame_message``). ``_fast_recv``: ``receive_data`` hands the bytes
+        to the C parser first. Both need an OPEN connection without
+        extensions, tracer or debug logging; receiving also needs nothing
+        buffered or half-parsed. Called wherever one of these changes, so the
+        hot paths test one flag instead of six conditions.
+        """
+        plain = (
+            self._state is OPEN and not self.extensions and self._tracer is None and not self.debug
+        )
+        self._plain_send = plain and not self._send_fragmented
+        self._fast_recv = (
+            plain
+            and parse_messages is not None
+            and not self._discarding
+            and not self._buffer
+            and not self._msg_opcode
+            and not self._partial_done
+        )
 
     # -- state ---------------------------------------------------------------
 
@@ -205,6 +246,7 @@ class Protocol:
         if self.debug:
             self.logger.debug("= connection is %s", state.name)
         self._state = state
+        self._update_fast_paths()
 
     @property
     def close_code(self) -> int | None:
@@ -242,22 +284,36 @@ class Protocol:
         ``events_received()`` for what arrived. Bad input never raises here:
         it fails the connection (see ``parser_exc``).
         """
-        if self._discarding:
-            return
-        if self._state is CONNECTING:
-            self._receive_handshake_data(data)
-            return
+        if self._fast_recv:
+            # The common case: C consumes the whole single-frame messages.
+            pos = parse_messages(  # type: ignore[misc]
+                data,
+                0,
+                self._expect_mask,
+                -1 if self.max_size is None else self.max_size,
+                self._events,
+            )
+            if pos == len(data):
+                return
+        else:
+            if self._discarding:
+                return
+            if self._state is CONNECTING:
+                self._receive_handshake_data(data)
+                return
+            pos = 0
         buffer = self._buffer
         if buffer:
             buffer += data
             data = buffer
-        pos = self._parse_frames(data)
+        pos = self._parse_frames(data, pos)
         if self._discarding:
             buffer.clear()
         elif data is buffer:
             del buffer[:pos]
         elif pos < len(data):
             buffer += data[pos:]
+        self._update_fast_paths()
 
     def _receive_handshake_data(self, data: bytes | bytearray) -> None:
         """Handle bytes that arrive during the opening handshake (client and server)."""
@@ -287,13 +343,13 @@ class Protocol:
         writes, self._writes = self._writes, []
         return writes
 
-    def _parse_frames(self, data: bytes | bytearray) -> int:
-        """Parse every complete frame in ``data``; return the bytes consumed.
+    def _parse_frames(self, data: bytes | bytearray, pos: int = 0) -> int:
+        """Parse every complete frame in ``data`` from ``pos``; return where it stopped.
 
-        This is the hot loop of every connection: it indexes into ``data``
-        without copying until a frame is complete.
+        The general loop: every frame the C fast path leaves (or every frame
+        in pure Python). It indexes into ``data`` without copying until a
+        frame is complete.
         """
-        pos = 0
         end_data = len(data)
         expect_mask = self._expect_mask
         fast = parse_messages
@@ -304,12 +360,12 @@ class Protocol:
                 and not self._msg_opcode
                 and not self._partial_done
                 and not self.extensions
-                and self.tracer is None
+                and self._tracer is None
                 and not self.debug
             ):
                 # C consumes the whole single-frame messages; the code below
                 # handles what it leaves: control frames, fragments, errors.
-                pos = fast(data, pos, expect_mask, max_size, self._events)  # type: ignore[arg-type]
+                pos = fast(data, pos, expect_mask, max_size, self._events)
                 if end_data - pos < 2:
                     break
             b0 = data[pos]
@@ -347,7 +403,7 @@ class Protocol:
                 ):
                     self._check_partial_text(data, b0, head, end_data)
                 break
-            if self.tracer is not None:
+            if self._tracer is not None:
                 self._trace_received(data, pos, head, end, expect_mask)
             payload = data[head:end]
             if expect_mask:
@@ -373,11 +429,11 @@ class Protocol:
     def _trace_received(
         self, data: bytes | bytearray, start: int, head: int, end: int, masked: int
     ) -> None:
-        assert self.tracer is not None
+        assert self._tracer is not None
         payload = bytes(data[head:end])
         if masked:
             payload = apply_mask(payload, bytes(data[head - 4 : head]))
-        self.tracer(False, bytes(data[start:head]), payload)
+        self._tracer(False, bytes(data[start:head]), payload)
 
     def _receive_extended(self, b0: int, opcode: int, payload: bytes, length: int) -> None:
         """Run a received frame through the negotiated extensions, then handle it."""
@@ -590,8 +646,8 @@ class Protocol:
             )
         keys = self._mask_keys
         mask = None if keys is None else keys.next()
-        if self.tracer is not None:
-            self.tracer(True, encode_header(first_byte, len(payload), mask), payload)
+        if self._tracer is not None:
+            self._tracer(True, encode_header(first_byte, len(payload), mask), payload)
         if mask is None and len(payload) > 4096:
             # A large unmasked payload goes out as its own buffer, not copied.
             self._writes.append(encode_header(first_byte, len(payload), None))
@@ -615,7 +671,9 @@ class Protocol:
             raise InvalidState("a fragmented message is in progress; send continuations")
         if isinstance(data, str):
             data = data.encode("utf-8")
-        self._send_fragmented = not fin
+        if not fin:
+            self._send_fragmented = True
+            self._plain_send = False
         self._write_frame((0x80 if fin else 0) | _OP_TEXT, data, compress)
 
     def send_binary(
@@ -625,15 +683,33 @@ class Protocol:
         self._check_open()
         if self._send_fragmented:
             raise InvalidState("a fragmented message is in progress; send continuations")
-        self._send_fragmented = not fin
+        if not fin:
+            self._send_fragmented = True
+            self._plain_send = False
         self._write_frame((0x80 if fin else 0) | _OP_BINARY, bytes(data), compress)
+
+    def _frame_message(self, message: str | bytes) -> bytes:
+        """Return a whole message as one frame to write at once: str as text, bytes as binary.
+
+        The fast twin of ``send_text`` / ``send_binary`` followed by
+        ``data_to_send()``, for the I/O layer's hot path. Only valid while
+        ``_plain_send`` is true and ``data_to_send()`` has nothing waiting
+        (the caller checks both), so no state changes and writes keep their
+        order.
+        """
+        keys = self._mask_keys
+        if isinstance(message, str):
+            return build_frame(0x81, message.encode(), None if keys is None else keys.next())
+        return build_frame(0x82, message, None if keys is None else keys.next())
 
     def send_continuation(self, data: bytes | bytearray | memoryview, fin: bool) -> None:
         """Send the next fragment of a message started with ``fin=False``."""
         self._check_open()
         if not self._send_fragmented:
             raise InvalidState("no fragmented message is in progress")
-        self._send_fragmented = not fin
+        if fin:
+            self._send_fragmented = False
+            self._update_fast_paths()
         self._write_frame((0x80 if fin else 0) | _OP_CONT, bytes(data))
 
     def send_ping(self, data: bytes = b"") -> None:

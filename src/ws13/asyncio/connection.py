@@ -166,21 +166,34 @@ class Connection(asyncio.Protocol):
         otherwise, once every message received before the close was read;
         ConcurrencyError if another coroutine is already in ``recv()``.
         """
-        message = self._messages.get_nowait()
+        messages = self._messages
+        message = messages.get_nowait()
         if message is not None:
             return message
-        return await self._messages.get()
+        waiter = messages.wait()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            messages.cancelled(waiter)
+            raise
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         """Iterate over messages until a normal close (an error close raises)."""
         return self
 
     async def __anext__(self) -> str | bytes:
-        message = self._messages.get_nowait()
-        if message is not None:
-            return message
+        # recv() inlined: this runs once per message of every `async for`.
+        messages = self._messages
+        if messages._queue:
+            message = messages.get_nowait()
+            if message is not None:
+                return message
         try:
-            return await self._messages.get()
+            waiter = messages.wait()
+            return await waiter
+        except asyncio.CancelledError:
+            messages.cancelled(waiter)
+            raise
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
 
@@ -194,11 +207,20 @@ class Connection(asyncio.Protocol):
         above ``write_limit``. Raises ConnectionClosed once the connection is
         closing, TypeError for anything else.
         """
+        protocol = self.protocol
+        if protocol._plain_send and not self._fragmenting:
+            # The hot path: a whole str or bytes message, one frame, one write.
+            kind = type(message)
+            if (kind is str or kind is bytes) and not protocol._writes:
+                assert self.transport is not None  # OPEN implies connected
+                self.transport.write(protocol._frame_message(message))  # type: ignore[arg-type]
+                if self._paused_writing:
+                    await self._drain()
+                return
         if self._fragmenting:
             assert self._send_lock is not None
             async with self._send_lock:
                 pass
-        protocol = self.protocol
         if protocol._state is not OPEN:
             raise self._closed_exc()
         if isinstance(message, str):
@@ -464,11 +486,16 @@ class Connection(asyncio.Protocol):
         for event in self.protocol.events_received():
             if type(event) is str or type(event) is bytes:
                 self._messages.put(event)
-            elif isinstance(event, Frame):
-                if event.opcode is Opcode.PONG:
-                    self._acknowledge_pings(event.data)
-            elif isinstance(event, (Request, Response)):
-                self._handle_handshake(event)
+            else:
+                self._handle_event(event)
+
+    def _handle_event(self, event: object) -> None:
+        """Handle an event other than a message: a control frame or the handshake."""
+        if isinstance(event, Frame):
+            if event.opcode is Opcode.PONG:
+                self._acknowledge_pings(event.data)
+        elif isinstance(event, (Request, Response)):
+            self._handle_handshake(event)
 
     def _handle_handshake(self, event: Request | Response) -> None:
         """Handle the opening handshake event; subclasses override."""
@@ -548,9 +575,26 @@ class Connection(asyncio.Protocol):
                 pass
 
     def data_received(self, data: bytes) -> None:
-        self.protocol.receive_data(data)
-        self._flush()
-        self._handle_events()
+        protocol = self.protocol
+        protocol.receive_data(data)
+        if protocol._writes or protocol._state is not OPEN:
+            self._flush()
+        # _handle_events() inlined for the common case: only messages arrived.
+        events = protocol._events
+        if events:
+            protocol._events = []
+            messages = self._messages
+            for event in events:
+                if type(event) is str or type(event) is bytes:
+                    waiter = messages._waiter
+                    if waiter is not None and not waiter.done():
+                        # MessageQueue.put() inlined: a reader is waiting.
+                        messages._waiter = None
+                        waiter.set_result(event)
+                    else:
+                        messages.put(event)
+                else:
+                    self._handle_event(event)
 
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()

@@ -4,7 +4,9 @@ Complete messages go in from ``data_received()``; ``recv()`` takes them out.
 When ``high`` messages wait, the queue pauses reading from the transport so a
 slow consumer makes TCP push back on the peer instead of growing memory; it
 resumes below ``low``. A reader that finds a message waiting gets it without
-awaiting anything: no future is made per message.
+awaiting anything: no future is made per message. A reader that must wait
+awaits the future from ``wait()`` directly (no coroutine in between): that
+is the path of every message on a request/response connection.
 """
 
 from __future__ import annotations
@@ -65,9 +67,11 @@ class MessageQueue:
     def put(self, message: Message) -> None:
         """Add a message; hand it straight to a waiting reader if there is one."""
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(message)
-            return
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(message)
+                return
         queue = self._queue
         if queue is None:
             queue = self._queue = deque()
@@ -80,8 +84,10 @@ class MessageQueue:
         """No more messages will come: readers get ``exc`` once the queue is empty."""
         self._exc = exc
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_exception(exc)
 
     def get_nowait(self) -> Message | None:
         """Return the next message, or ``None`` if none is waiting."""
@@ -93,33 +99,46 @@ class MessageQueue:
             self._flow.resume_receiving()
         return message
 
+    def wait(self) -> asyncio.Future[Message]:
+        """Return a future for the next message; call when ``get_nowait()`` gave ``None``.
+
+        Raises the exception given to ``close()`` if the queue is closed, and
+        ConcurrencyError if another coroutine is already waiting. A reader
+        cancelled while waiting calls ``cancelled(waiter)``.
+        """
+        if self._exc is not None:
+            raise self._exc
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            raise ConcurrencyError("another coroutine is already waiting for the next message")
+        waiter = self._waiter = self._loop.create_future()
+        return waiter
+
+    def cancelled(self, waiter: asyncio.Future[Message]) -> None:
+        """The reader waiting on ``waiter`` was cancelled.
+
+        A message delivered in the same loop iteration as the cancellation
+        must not be lost: it goes back at the front of the queue.
+        """
+        if self._waiter is waiter:
+            self._waiter = None
+        if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+            if self._queue is None:
+                self._queue = deque()
+            self._queue.appendleft(waiter.result())
+
     async def get(self) -> Message:
         """Return the next message, waiting for one if needed.
 
         Raises the exception given to ``close()`` when the queue is empty and
         closed, and ConcurrencyError if another coroutine is already waiting.
         """
-        if self._queue:
-            message = self._queue.popleft()
-            if self._paused and len(self._queue) <= self._low:
-                self._paused = False
-                self._flow.resume_receiving()
+        message = self.get_nowait()
+        if message is not None:
             return message
-        if self._exc is not None:
-            raise self._exc
-        if self._waiter is not None:
-            raise ConcurrencyError("another coroutine is already waiting for the next message")
-        waiter: asyncio.Future[Message] = self._loop.create_future()
-        self._waiter = waiter
+        waiter = self.wait()
         try:
             return await waiter
         except asyncio.CancelledError:
-            # A message delivered in the same loop iteration as the
-            # cancellation must not be lost: put it back at the front.
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                if self._queue is None:
-                    self._queue = deque()
-                self._queue.appendleft(waiter.result())
+            self.cancelled(waiter)
             raise
-        finally:
-            self._waiter = None

@@ -329,9 +329,14 @@ class Session:
 
 def _read_stdin(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
     """Read stdin lines in a daemon thread: works for pipes, files and terminals alike."""
-    for line in sys.stdin:
-        loop.call_soon_threadsafe(queue.put_nowait, line.removesuffix("\n").removesuffix("\r"))
-    loop.call_soon_threadsafe(queue.put_nowait, None)
+    try:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(queue.put_nowait, line.removesuffix("\n").removesuffix("\r"))
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+    except RuntimeError:
+        # The loop closed while lines were still coming (the program is
+        # exiting, e.g. its stdout was closed): nobody wants them.
+        return
 
 
 class _Tally:
