@@ -111,6 +111,8 @@ class TestSection4_1HandshakeRequest:
             (b"GET / HTTP/1.1\r\nX-\xe9: x\r\n\r\n", 400, "invalid HTTP header line"),
             (b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n", 400, "invalid HTTP header line"),
             (b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 400, "invalid HTTP header line"),
+            (b"GET / HTTP/1.1\r\nX: a\x7fb\r\n\r\n", 400, "invalid HTTP header line"),
+            (b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n", 400, "invalid HTTP header line"),
             # RFC 7230 section 3.2.4: obs-fold is refused with 400.
             (b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", 400, "invalid HTTP header line"),
         ],

@@ -77,7 +77,9 @@ class ConnectionClosed(WebSocketError):
         self.rcvd = rcvd
         self.sent = sent
         self.rcvd_then_sent = rcvd_then_sent
-        super().__init__(str(self))
+        # The message is formatted by __str__ when someone reads it: every
+        # closing connection makes one of these, few are ever printed.
+        super().__init__(rcvd, sent, rcvd_then_sent)
 
     def __str__(self) -> str:
         if self.rcvd is None:

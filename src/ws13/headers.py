@@ -24,10 +24,7 @@ ExtensionParameter = tuple[str, "str | None"]
 ExtensionHeader = tuple[str, list[ExtensionParameter]]
 
 # RFC 7230 section 3.2.6: token = 1*tchar
-_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _TOKEN_STR = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
-# field-value: visible characters, spaces and tabs, and obs-text (bytes >= 0x80).
-_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
@@ -49,6 +46,13 @@ class Headers:
         if items is not None:
             for name, value in items:
                 self._flat += (name, value)
+
+    @classmethod
+    def from_flat(cls, flat: list[str]) -> Headers:
+        """Headers from ``[name, value, name, value...]``, taken as is (no copy)."""
+        headers = cls()
+        headers._flat = flat
+        return headers
 
     def __setitem__(self, name: str, value: str) -> None:
         """Add a header; an existing header of the same name is kept."""
@@ -87,7 +91,8 @@ class Headers:
         return f"Headers({self.items()!r})"
 
     def __str__(self) -> str:
-        return "".join(f"{name}: {value}\r\n" for name, value in self.items()) + "\r\n"
+        flat = self._flat
+        return "".join([f"{flat[i]}: {flat[i + 1]}\r\n" for i in range(0, len(flat), 2)]) + "\r\n"
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of a header, joined with ", " when it appears several times."""
@@ -101,6 +106,24 @@ class Headers:
         key = name.lower()
         flat = self._flat
         return [flat[i + 1] for i in range(0, len(flat), 2) if flat[i].lower() == key]
+
+    def index(self) -> dict[str, list[str]]:
+        """Every header's values by lower-cased name, built in one pass.
+
+        For code that looks up many headers, e.g. the opening handshake's
+        checks: one scan instead of one per lookup. Not kept: an open
+        connection's headers stay a flat list.
+        """
+        index: dict[str, list[str]] = {}
+        flat = self._flat
+        for i in range(0, len(flat), 2):
+            key = flat[i].lower()
+            values = index.get(key)
+            if values is None:
+                index[key] = [flat[i + 1]]
+            else:
+                values.append(flat[i + 1])
+        return index
 
     def items(self) -> list[tuple[str, str]]:
         """Every (name, value) pair, in order."""
@@ -121,14 +144,6 @@ class Headers:
 
 def is_token(value: str) -> bool:
     return _TOKEN_STR.fullmatch(value) is not None
-
-
-def check_field(name: bytes, value: bytes) -> None:
-    """Raise InvalidHeader unless ``name`` is a token and ``value`` a field-value."""
-    if _TOKEN.fullmatch(name) is None:
-        raise InvalidHeader(name.decode("latin-1"), "invalid header name")
-    if _VALUE.fullmatch(value) is None:
-        raise InvalidHeader(name.decode("latin-1"), "invalid character in value")
 
 
 def parse_token_list(values: list[str], header: str) -> list[str]:
@@ -165,6 +180,9 @@ def _parse_param_value(raw: str, header: str, full: str) -> str:
 
 
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
+    if '"' not in text:
+        # The usual case (quoted values are rare): no character-by-character scan.
+        return text.split(sep)
     parts: list[str] = []
     current: list[str] = []
     quoted = escaped = False

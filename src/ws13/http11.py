@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from http import HTTPStatus
 
-from .exceptions import InvalidHeader, InvalidMessage
-from .headers import Headers, check_field
+from .exceptions import InvalidMessage
+from .headers import Headers
 
 __all__ = [
     "MAX_BODY_SIZE",
@@ -46,7 +47,7 @@ def _check_limits(lines: list[bytes], header_lines: int) -> None:
 
     ``header_lines`` counts the request or status line and the header lines.
     """
-    if any(len(line) > MAX_LINE_LENGTH for line in lines):
+    if max(map(len, lines), default=0) > MAX_LINE_LENGTH:
         raise InvalidMessage(
             f"line too long (limit: {MAX_LINE_LENGTH} bytes, set WS13_MAX_LINE_LENGTH)",
             status=431,
@@ -98,23 +99,24 @@ def _shared(text: str) -> str:
     return text
 
 
+# RFC 7230 section 3.2: header-field = field-name ":" OWS field-value OWS, with
+# field-name a token and field-value visible characters, spaces, tabs and
+# obs-text. One match per line checks all of it (the value's trailing OWS is
+# stripped afterwards).
+_HEADER_LINE = re.compile(rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*([\x09\x20-\x7e\x80-\xff]*)")
+
+
 def _parse_headers(lines: list[bytes]) -> Headers:
-    headers = Headers()
+    flat: list[str] = []
+    match = _HEADER_LINE.fullmatch
     for line in lines:
-        name, colon, value = line.partition(b":")
-        if not colon:
+        parsed = match(line)
+        if parsed is None:
             raise InvalidMessage(f"invalid HTTP header line: {line!r}")
-        value = value.strip(b" \t")
-        try:
-            check_field(name, value)
-        except InvalidHeader as exc:
-            raise InvalidMessage(f"invalid HTTP header line: {line!r}") from exc
-        name_str = _shared(name.decode("ascii"))
-        value_str = value.decode("latin-1")
-        if name_str.lower() not in _UNSHARED:
-            value_str = _shared(value_str)
-        headers[name_str] = value_str
-    return headers
+        name = _shared(parsed[1].decode("ascii"))
+        value = parsed[2].rstrip(b" \t").decode("latin-1")
+        flat += (name, value if name.lower() in _UNSHARED else _shared(value))
+    return Headers.from_flat(flat)
 
 
 @dataclasses.dataclass(slots=True)

@@ -135,7 +135,7 @@ class ServerProtocol(Protocol):
         On refusal ``handshake_exc`` says why. Call ``send_response()`` next.
         """
         try:
-            protocol_header, extensions_header = self._check_request(request)
+            key, protocol_header, extensions_header = self._check_request(request)
         except InvalidHandshake as exc:
             self.handshake_exc = exc
             if self.debug:
@@ -150,10 +150,16 @@ class ServerProtocol(Protocol):
             return self.reject(
                 exc.status, f"Failed to open a WebSocket connection: {exc}.\n", headers
             )
-        headers = Headers()
-        headers["Upgrade"] = "websocket"
-        headers["Connection"] = "Upgrade"
-        headers["Sec-WebSocket-Accept"] = accept_key(request.headers["Sec-WebSocket-Key"])
+        headers = Headers.from_flat(
+            [
+                "Upgrade",
+                "websocket",
+                "Connection",
+                "Upgrade",
+                "Sec-WebSocket-Accept",
+                accept_key(key),
+            ]
+        )
         if extensions_header is not None:
             headers["Sec-WebSocket-Extensions"] = extensions_header
         if protocol_header is not None:
@@ -162,24 +168,27 @@ class ServerProtocol(Protocol):
             headers["Server"] = self.server_header
         return Response(101, "Switching Protocols", headers)
 
-    def _check_request(self, request: Request) -> tuple[str | None, str | None]:
+    def _check_request(self, request: Request) -> tuple[str, str | None, str | None]:
         """Validate the opening handshake (section 4.2.1).
 
-        Returns the Sec-WebSocket-Protocol and Sec-WebSocket-Extensions
-        answers, ``None`` for headers not to send.
+        Returns the Sec-WebSocket-Key, and the Sec-WebSocket-Protocol and
+        Sec-WebSocket-Extensions answers, ``None`` for headers not to send.
         """
-        headers = request.headers
-        if len(headers.get_all("Host")) != 1:
-            raise InvalidHeader("Host", headers.get("Host"))
-        connection = parse_token_list(headers.get_all("Connection"), "Connection")
-        if not any(token.lower() == "upgrade" for token in connection):
-            raise InvalidUpgrade("Connection", headers.get("Connection"), status=426)
-        upgrade = parse_token_list(headers.get_all("Upgrade"), "Upgrade")
-        if not any(token.lower() == "websocket" for token in upgrade):
-            raise InvalidUpgrade("Upgrade", headers.get("Upgrade"), status=426)
-        keys = headers.get_all("Sec-WebSocket-Key")
+        # One pass over the headers, then a dict lookup per check.
+        index = request.headers.index()
+        empty: list[str] = []
+        hosts = index.get("host", empty)
+        if len(hosts) != 1:
+            raise InvalidHeader("Host", _joined(hosts))
+        values = index.get("connection", empty)
+        if not any(token.lower() == "upgrade" for token in parse_token_list(values, "Connection")):
+            raise InvalidUpgrade("Connection", _joined(values), status=426)
+        values = index.get("upgrade", empty)
+        if not any(token.lower() == "websocket" for token in parse_token_list(values, "Upgrade")):
+            raise InvalidUpgrade("Upgrade", _joined(values), status=426)
+        keys = index.get("sec-websocket-key", empty)
         if len(keys) != 1:
-            raise InvalidHeader("Sec-WebSocket-Key", headers.get("Sec-WebSocket-Key"))
+            raise InvalidHeader("Sec-WebSocket-Key", _joined(keys))
         try:
             raw_key = base64.b64decode(keys[0].encode(), validate=True)
         except binascii.Error:
@@ -187,15 +196,15 @@ class ServerProtocol(Protocol):
         # Section 4.2.1: "a base64-encoded value that, when decoded, is 16 bytes in length."
         if len(raw_key) != 16:
             raise InvalidHeader("Sec-WebSocket-Key", keys[0])
-        versions = headers.get_all("Sec-WebSocket-Version")
+        versions = index.get("sec-websocket-version", empty)
         if versions != ["13"]:
-            raise InvalidVersion(headers.get("Sec-WebSocket-Version"))
+            raise InvalidVersion(_joined(versions))
         if self.origins is not None:
-            origin = headers.get_all("Origin")
+            origin = index.get("origin", empty)
             if len(origin) > 1 or (origin[0] if origin else None) not in self.origins:
-                raise InvalidOrigin(headers.get("Origin"))
+                raise InvalidOrigin(_joined(origin))
         offered = parse_token_list(
-            headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol"
+            index.get("sec-websocket-protocol", empty), "Sec-WebSocket-Protocol"
         )
         if self.select_subprotocol is not None:
             chosen = self.select_subprotocol(request, offered)
@@ -207,16 +216,18 @@ class ServerProtocol(Protocol):
         else:
             chosen = next((p for p in self.available_subprotocols if p in offered), None)
         self.subprotocol = chosen
-        return chosen, self._negotiate_extensions(request.headers)
+        offers = index.get("sec-websocket-extensions")
+        return keys[0], chosen, None if offers is None else self._negotiate_extensions(offers)
 
-    def _negotiate_extensions(self, headers: Headers) -> str | None:
+    def _negotiate_extensions(self, values: list[str]) -> str | None:
         """Accept what we support of the client's offers, in the client's order.
 
-        RFC 7692 section 5: a server declines an offer it can't accept (bad
-        or duplicate parameters included) and may accept a later one, the
+        ``values`` are the Sec-WebSocket-Extensions header values. RFC 7692
+        section 5: a server declines an offer it can't accept (bad or
+        duplicate parameters included) and may accept a later one, the
         client's fallback.
         """
-        offers = parse_extension_list(headers.get_all("Sec-WebSocket-Extensions"))
+        offers = parse_extension_list(values)
         answer: list[tuple[str, list[ExtensionParameter]]] = []
         accepted: list[Extension] = []
         for name, params in offers:
@@ -271,3 +282,8 @@ class ServerProtocol(Protocol):
             # Nothing more is read: drop what the refused request left behind.
             self._handshake_buffer.clear()
             self._discarding = True
+
+
+def _joined(values: list[str]) -> str | None:
+    """A header's values as ``Headers.get()`` shows them, for error messages."""
+    return ", ".join(values) if values else None

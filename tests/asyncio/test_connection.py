@@ -606,6 +606,17 @@ class AttributeTests(ServerClientTestCase):
         assert client.remote_address is None
 
 
+    async def test_tcp_nodelay_on_both_sides(self) -> None:
+        # Small messages must not wait for Nagle's algorithm: the event loop
+        # sets TCP_NODELAY on every TCP socket, and ws13 relies on it.
+        client = await self.connect_to(await self.start_server())
+        server_side = await self.server_side()
+        for connection in (client, server_side):
+            assert connection.transport is not None
+            sock = connection.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
 class BackpressureTests(ServerClientTestCase):
     async def test_reading_pauses_when_queue_is_full(self) -> None:
         release = asyncio.Event()
@@ -754,6 +765,10 @@ class UvloopTests(unittest.TestCase):
                     assert isinstance(await wait(client.ping()), float)
                     server_side = await wait(server_sides.get())
                     assert server_side.remote_address == client.local_address
+                    for connection in (client, server_side):
+                        assert connection.transport is not None
+                        sock = connection.transport.get_extra_info("socket")
+                        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
                 await wait(server_side.wait_closed())
                 assert (client.close_code, server_side.close_code) == (1000, 1000)
 

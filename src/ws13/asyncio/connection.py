@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
@@ -564,15 +563,11 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # No isinstance check: uvloop's transports (used by `ws13 serve`) have
-        # the Transport methods but don't subclass asyncio.Transport.
+        # the Transport methods but don't subclass asyncio.Transport. No
+        # TCP_NODELAY either: asyncio and uvloop set it on every TCP socket
+        # (a test checks), and a setsockopt per connection costs a system call.
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
