@@ -5,6 +5,9 @@ Usage: python bench/micro.py [--quick] [--json]
 * masking: ``ws13.utils.apply_mask`` (pure Python) vs ``ws13._speedups.apply_mask``
   (C), in GB/s on 1 KiB, 64 KiB and 1 MiB (websockets' C ``apply_mask`` for
   reference when installed);
+* per-call cost of the C helpers on small inputs, in ns per call (including
+  the benchmark's own lambda call, ~30-40 ns): ``build_frame`` of a 125-byte
+  payload, ``parse_messages`` of one small masked frame into a new list;
 * UTF-8 validation of mostly-ASCII text with ``bytes.decode("utf-8")`` (what
   ws13 does for a complete text frame), in GB/s;
 * frame parsing: N small masked frames fed to
@@ -77,6 +80,26 @@ def bench_mask(budget: float) -> dict[str, Any]:
             row[label] = best_rate(lambda fn=fn, data=data: fn(data, mask), size, budget) / 1e9
         out[name] = row
     return out
+
+
+def bench_calls(budget: float) -> dict[str, Any]:
+    try:
+        from ws13 import _speedups
+    except ImportError:
+        return {}
+    from ws13.utils import build_frame
+
+    mask = b"\xa1\xb2\xc3\xd4"
+    payload = bytes(range(125))
+    binary = build_frame(0x82, payload, mask)
+    text = build_frame(0x81, b"hello, ws13! " * 2 + b"abcdef", mask)
+    cases: dict[str, Callable[[], object]] = {
+        "build_frame, 125 B, masked": lambda: _speedups.build_frame(0x82, payload, mask),
+        "build_frame, 125 B, unmasked": lambda: _speedups.build_frame(0x82, payload, None),
+        "parse_messages, 125 B binary": lambda: _speedups.parse_messages(binary, 0, 1, -1, []),
+        "parse_messages, 32 B text": lambda: _speedups.parse_messages(text, 0, 1, -1, []),
+    }
+    return {name: 1e9 / best_rate(fn, 1, budget) for name, fn in cases.items()}
 
 
 UTF8_TEXTS = {
@@ -157,6 +180,7 @@ def main() -> None:
 
     results: dict[str, Any] = {
         "masking_GBps": bench_mask(budget),
+        "calls_ns": bench_calls(budget),
         "utf8_GBps": bench_utf8(budget),
         "frames_per_s": {"C speedups": bench_frames(budget)},
     }
@@ -175,6 +199,9 @@ def main() -> None:
     print("Masking (GB/s)")
     for name, row in results["masking_GBps"].items():
         print(f"  {name:26} " + "  ".join(f"{k}: {v:8.3f}" for k, v in row.items()))
+    print("C helpers on small inputs (ns per call)")
+    for name, ns in results["calls_ns"].items():
+        print(f"  {name:32} {ns:8.1f}")
     print("UTF-8 validation, bytes.decode('utf-8') (GB/s)")
     for name, row in results["utf8_GBps"].items():
         print(f"  {name:36} " + "  ".join(f"{k}: {v:6.2f}" for k, v in row.items()))

@@ -119,3 +119,71 @@ class TestParseMessages:
         data = frames((0x82, b"12345"))
         assert self.parse(data, max_size=4) == (0, [])
         assert self.parse(data, max_size=5) == (len(data), [b"12345"])
+
+
+class TestApplyMask:
+    """The C loop's block sizes, unaligned input, and the GIL-releasing size."""
+
+    @pytest.mark.parametrize(
+        "length", [*range(70), 1023, 1024, 1025, 256 * 1024 - 1, 256 * 1024, 256 * 1024 + 5]
+    )
+    def test_c_matches_python(self, length: int) -> None:
+        data = os.urandom(length)
+        assert _speedups.apply_mask(data, MASK) == ws13.utils.apply_mask(data, MASK)
+
+    @pytest.mark.parametrize("offset", range(1, 8))
+    def test_unaligned_views(self, offset: int) -> None:
+        data = os.urandom(1000)
+        view = memoryview(bytearray(data))[offset:]
+        assert _speedups.apply_mask(view, MASK) == ws13.utils.apply_mask(data[offset:], MASK)
+
+
+class _Falsy:
+    def __bool__(self) -> bool:
+        raise RuntimeError("no truth value")
+
+
+# The messages PyArg_ParseTuple gave before the functions took METH_FASTCALL, and
+# (last) the check of pos, which then went unchecked to an out-of-bounds read.
+ARGUMENT_ERRORS = [
+    ("apply_mask", (b"a",), TypeError, "apply_mask() takes exactly 2 arguments (1 given)"),
+    ("apply_mask", ("str", MASK), TypeError, "a bytes-like object is required, not 'str'"),
+    ("apply_mask", (b"ab", None), TypeError, "a bytes-like object is required, not 'NoneType'"),
+    ("apply_mask", (b"ab", bytearray(b"abcde")), ValueError, "mask must contain 4 bytes"),
+    ("build_frame", (1, b""), TypeError, "build_frame() takes exactly 3 arguments (2 given)"),
+    ("build_frame", ("x", b"", None), TypeError, "'str' object cannot be interpreted as an"),
+    ("build_frame", (2**31, b"", None), OverflowError, "signed integer is greater than maximum"),
+    ("build_frame", (-(2**31) - 1, b"", None), OverflowError, "integer is less than minimum"),
+    ("build_frame", (1, "s", None), TypeError, "a bytes-like object is required, not 'str'"),
+    ("build_frame", (1, b"", bytearray(MASK)), ValueError, "mask must contain 4 bytes"),
+    ("parse_messages", (b"", 0, 1, -1), TypeError, "takes exactly 5 arguments (4 given)"),
+    ("parse_messages", (b"", 0.0, 1, -1, []), TypeError, "'float' object cannot be interpreted"),
+    ("parse_messages", (b"", 2**70, 1, -1, []), OverflowError, "too large to convert to C ssize_t"),
+    ("parse_messages", (b"", 0, _Falsy(), -1, []), RuntimeError, "no truth value"),
+    ("parse_messages", (b"", 0, 1, -1, ()), TypeError, "argument 5 must be list, not tuple"),
+    ("parse_messages", (b"", 0, 1, -1, None), TypeError, "argument 5 must be list, not None"),
+    ("parse_messages", (b"\x82\x00", -1, 0, -1, []), ValueError, "pos must not be negative"),
+]
+
+
+class TestArguments:
+    @pytest.mark.parametrize(("name", "args", "exc", "message"), ARGUMENT_ERRORS)
+    def test_errors(self, name: str, args: tuple[object, ...], exc: type, message: str) -> None:
+        with pytest.raises(exc) as info:
+            getattr(_speedups, name)(*args)
+        assert message in str(info.value)
+
+    @pytest.mark.parametrize("name", ["apply_mask", "build_frame", "parse_messages"])
+    def test_no_keywords(self, name: str) -> None:
+        with pytest.raises(TypeError, match=rf"^{name}\(\) takes no keyword arguments$"):
+            getattr(_speedups, name)(data=b"")
+
+    @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+    def test_bytes_like(self, kind: type) -> None:
+        payload = bytes(range(200))
+        frame = ws13.utils.build_frame(0x82, payload, MASK)
+        assert _speedups.build_frame(0x82, kind(payload), MASK) == frame
+        assert _speedups.apply_mask(kind(payload), kind(MASK)) == frame[8:]
+        out: list[str | bytes] = []
+        assert _speedups.parse_messages(kind(frame * 2), 0, 0x80, -1, out) == 2 * len(frame)
+        assert out == [payload, payload]
