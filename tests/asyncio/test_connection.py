@@ -605,7 +605,6 @@ class AttributeTests(ServerClientTestCase):
         assert client.local_address is None
         assert client.remote_address is None
 
-
     async def test_tcp_nodelay_on_both_sides(self) -> None:
         # Small messages must not wait for Nagle's algorithm: the event loop
         # sets TCP_NODELAY on every TCP socket, and ws13 relies on it.

@@ -18,6 +18,7 @@ from ..http11 import Request, Response
 from ..uri import parse_uri
 from ..version import USER_AGENT
 from .connection import Connection
+from .timers import Keepalive
 
 __all__ = ["ClientConnection", "connect", "unix_connect"]
 
@@ -152,8 +153,7 @@ class connect:
                 protocol,
                 additional_headers=additional_headers,
                 user_agent=user_agent,
-                ping_interval=ping_interval,
-                ping_timeout=ping_timeout,
+                keepalive=None if ping_interval is None else Keepalive(ping_interval, ping_timeout),
                 close_timeout=close_timeout,
                 max_queue=max_queue,
                 write_limit=write_limit,

@@ -24,6 +24,7 @@ from ..frames import CloseCode, Frame, Opcode
 from ..http11 import Request, Response
 from ..protocol import CLOSED, OPEN, SEND_EOF, Protocol, Side, State
 from .messages import MessageQueue
+from .timers import Keepalive
 
 __all__ = ["OK_CLOSE_CODES", "Connection", "Data"]
 
@@ -41,9 +42,9 @@ class Connection(asyncio.Protocol):
 
     Args:
         protocol: the sans-I/O core, ``ClientProtocol`` or ``ServerProtocol``.
-        ping_interval: seconds between keepalive pings; ``None`` disables them.
-        ping_timeout: seconds to wait for the pong before closing with 1011;
-            ``None`` waits forever.
+        keepalive: the pings that keep it alive, shared by the connections of
+            a server (``ping_interval`` / ``ping_timeout`` of ``serve()`` and
+            ``connect()``); ``None`` sends none.
         close_timeout: seconds to wait for the closing handshake and the TCP
             close before aborting the connection.
         max_queue: received messages buffered before reading pauses (``None``
@@ -61,7 +62,8 @@ class Connection(asyncio.Protocol):
         "_closed",
         "_drain_waiter",
         "_fragmenting",
-        "_keepalive_timer",
+        "_keepalive",
+        "_keepalive_ping",
         "_lost",
         "_messages",
         "_paused_writing",
@@ -72,8 +74,6 @@ class Connection(asyncio.Protocol):
         "latency",
         "logger",
         "loop",
-        "ping_interval",
-        "ping_timeout",
         "protocol",
         "transport",
         "write_limit",
@@ -83,15 +83,15 @@ class Connection(asyncio.Protocol):
         self,
         protocol: Protocol,
         *,
-        ping_interval: float | None = 20,
-        ping_timeout: float | None = 20,
+        keepalive: Keepalive[Connection] | None = None,
         close_timeout: float | None = 10,
         max_queue: int | None = 16,
         write_limit: int = 2**16,
     ) -> None:
         self.protocol = protocol
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
+        self._keepalive = keepalive
+        # The payload of the keepalive ping waiting for its pong, if any.
+        self._keepalive_ping: bytes | None = None
         self.close_timeout = close_timeout
         self.write_limit = write_limit
         self.logger = protocol.logger
@@ -103,13 +103,14 @@ class Connection(asyncio.Protocol):
         self._messages = MessageQueue(self, self.loop, max_queue)
         self._paused_writing = False
         self._drain_waiter: asyncio.Future[None] | None = None
-        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        # Pings waiting for their pong: payload -> (waiter, time sent); the
+        # waiter is None for keepalive pings. Made by the first ping.
+        self._pings: dict[bytes, tuple[asyncio.Future[float] | None, float]] | None = None
         # Made by the first wait_closed() while the connection is open: most
         # connections never need it.
         self._closed: asyncio.Future[None] | None = None
         self._lost = False
         self._close_timer: asyncio.TimerHandle | None = None
-        self._keepalive_timer: asyncio.TimerHandle | None = None
         # Created on the first fragmented send: most connections never need it.
         self._send_lock: asyncio.Lock | None = None
         self._fragmenting = False
@@ -120,6 +121,16 @@ class Connection(asyncio.Protocol):
     def state(self) -> State:
         """CONNECTING, OPEN, CLOSING or CLOSED."""
         return self.protocol.state
+
+    @property
+    def ping_interval(self) -> float | None:
+        """Seconds between keepalive pings; ``None`` when there are none."""
+        return None if self._keepalive is None else self._keepalive.interval
+
+    @property
+    def ping_timeout(self) -> float | None:
+        """Seconds a keepalive ping waits for its pong before closing with 1011."""
+        return None if self._keepalive is None else self._keepalive.timeout
 
     @property
     def request(self) -> Request | None:
@@ -380,18 +391,27 @@ class Connection(asyncio.Protocol):
         if self.protocol.state is not OPEN:
             raise self._closed_exc()
         if data is None:
-            payload = os.urandom(4)
-            while payload in self._pings:
-                payload = os.urandom(4)
+            payload = self._new_ping_payload()
         else:
             payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-            if payload in self._pings:
+            if self._pings is not None and payload in self._pings:
                 raise ConcurrencyError("a ping with the same data is already waiting for its pong")
         waiter: asyncio.Future[float] = self.loop.create_future()
+        self._send_ping(payload, waiter)
+        return waiter
+
+    def _new_ping_payload(self) -> bytes:
+        payload = os.urandom(4)
+        while self._pings is not None and payload in self._pings:
+            payload = os.urandom(4)
+        return payload
+
+    def _send_ping(self, payload: bytes, waiter: asyncio.Future[float] | None) -> None:
+        if self._pings is None:
+            self._pings = {}
         self.protocol.send_ping(payload)
         self._pings[payload] = (waiter, self.loop.time())
         self._flush()
-        return waiter
 
     async def pong(self, data: str | bytes = b"") -> None:
         """Send an unsolicited Pong (a one-way heartbeat)."""
@@ -500,16 +520,23 @@ class Connection(asyncio.Protocol):
         """Handle the opening handshake event; subclasses override."""
 
     def _acknowledge_pings(self, data: bytes) -> None:
-        if data not in self._pings:
+        pings = self._pings
+        if pings is None or data not in pings:
             return  # An unsolicited pong is fine (section 5.5.3).
         now = self.loop.time()
-        for key in list(self._pings):
-            waiter, sent_at = self._pings.pop(key)
-            if not waiter.done():
+        for key in list(pings):
+            waiter, sent_at = pings.pop(key)
+            if waiter is not None and not waiter.done():
                 waiter.set_result(now - sent_at)
+            if key == self._keepalive_ping:
+                self._keepalive_ping = None
+                assert self._keepalive is not None
+                self._keepalive.answered(self)
             if key == data:
                 self.latency = now - sent_at
                 break
+        if not pings:
+            self._pings = None
 
     def pause_receiving(self) -> None:
         """Stop reading from the network (the receive queue is full)."""
@@ -529,28 +556,21 @@ class Connection(asyncio.Protocol):
             raise self._closed_exc()
 
     def _start_keepalive(self) -> None:
-        if self.ping_interval is not None:
-            self._keepalive_timer = self.loop.call_later(self.ping_interval, self._keepalive)
+        if self._keepalive is not None:
+            self._keepalive.start(self)
 
-    def _keepalive(self) -> None:
-        """Send a keepalive ping, then check for its pong after ``ping_timeout``.
-
-        Timer callbacks rather than a task: an idle connection costs one timer.
-        """
+    def _send_keepalive_ping(self) -> bool:
+        """Send a keepalive ping (``Keepalive`` calls this); False once not OPEN."""
         if self.protocol.state is not OPEN:
-            return
-        waiter = self.ping()
-        if self.ping_timeout is not None:
-            self._keepalive_timer = self.loop.call_later(
-                self.ping_timeout, self._keepalive_check, waiter
-            )
-        else:
-            self._start_keepalive()
+            return False
+        # No future: nobody awaits a keepalive ping; its pong is matched by payload.
+        payload = self._new_ping_payload()
+        self._keepalive_ping = payload
+        self._send_ping(payload, None)
+        return True
 
-    def _keepalive_check(self, waiter: asyncio.Future[float]) -> None:
-        if waiter.done():
-            self._start_keepalive()
-            return
+    def _keepalive_timed_out(self) -> None:
+        """The keepalive ping's pong didn't come within ``ping_timeout``."""
         if self.protocol.state is OPEN:
             if self.debug:
                 self.logger.debug("! keepalive ping timed out")
@@ -612,16 +632,19 @@ class Connection(asyncio.Protocol):
             protocol.data_to_send()
             self._handle_events()
         self.transport = None
-        for timer in (self._close_timer, self._keepalive_timer):
-            if timer is not None:
-                timer.cancel()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        if self._keepalive is not None:
+            self._keepalive.stop(self)
         closed = self._closed_exc()
         self._messages.close(closed)
-        for waiter, _ in self._pings.values():
-            if not waiter.done():
-                waiter.set_exception(closed)
-                waiter.exception()  # mark retrieved: nobody may await a keepalive ping
-        self._pings.clear()
+        if self._pings is not None:
+            for waiter, _ in self._pings.values():
+                if waiter is not None and not waiter.done():
+                    waiter.set_exception(closed)
+                    # Mark it retrieved: the caller of ping() may not await it.
+                    waiter.exception()
+            self._pings = None
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
         self._lost = True

@@ -19,6 +19,7 @@ from ..protocol import CONNECTING, OPEN
 from ..server import ServerProtocol, SubprotocolSelector
 from ..version import USER_AGENT
 from .connection import Connection
+from .timers import Deadlines, Keepalive
 
 __all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
 
@@ -34,14 +35,13 @@ ProcessRequest = Callable[
 class ServerConnection(Connection):
     """A connection accepted by a ``Server``; the argument of the handler."""
 
-    __slots__ = ("_open_timer", "handler_task", "server")
+    __slots__ = ("handler_task", "server")
 
     protocol: ServerProtocol
 
     def __init__(self, protocol: ServerProtocol, server: Server, **kwargs: Any) -> None:
         super().__init__(protocol, **kwargs)
         self.server = server
-        self._open_timer: asyncio.TimerHandle | None = None
         self.handler_task: asyncio.Task[None] | None = None
 
     def respond(self, status: int, text: str) -> Response:
@@ -51,8 +51,8 @@ class ServerConnection(Connection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.server.connections.add(self)
-        if self.server.open_timeout is not None:
-            self._open_timer = self.loop.call_later(self.server.open_timeout, self._open_timed_out)
+        if self.server.opening is not None:
+            self.server.opening.add(self)
 
     def _open_timed_out(self) -> None:
         if self.protocol.state is CONNECTING and self.transport is not None:
@@ -94,9 +94,8 @@ class ServerConnection(Connection):
             if self.protocol.handshake_exc is not None:
                 self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
         self.protocol.send_response(response)
-        if self._open_timer is not None:
-            self._open_timer.cancel()
-            self._open_timer = None
+        if self.server.opening is not None:
+            self.server.opening.discard(self)
         if self.protocol.state is OPEN:
             self._start_keepalive()
             self.handler_task = self.loop.create_task(self._run_handler())
@@ -119,9 +118,8 @@ class ServerConnection(Connection):
         if self.protocol.handshake_exc is not None and self.protocol.request is None:
             # A malformed request: the core answered 4xx and closed.
             self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
-        if self._open_timer is not None:
-            self._open_timer.cancel()
-            self._open_timer = None
+        if self.server.opening is not None:
+            self.server.opening.discard(self)
         self.server.connections.discard(self)
 
 
@@ -144,6 +142,13 @@ class Server:
         self.handler = handler
         self.process_request = process_request
         self.open_timeout = open_timeout
+        #: Connections still in the opening handshake, each aborted after
+        #: ``open_timeout``: one loop timer for all of them.
+        self.opening: Deadlines[ServerConnection] | None = (
+            None
+            if open_timeout is None
+            else Deadlines(open_timeout, ServerConnection._open_timed_out)
+        )
         self.logger = logger or logging.getLogger("ws13.server")
         self.connections: set[ServerConnection] = set()
         self.server: asyncio.Server | None = None
@@ -298,6 +303,10 @@ class serve:
         self.unix = unix
         self.kwargs = kwargs
         server = self.server
+        # One keepalive (two loop timers) for all the server's connections.
+        keepalive: Keepalive[Connection] | None = (
+            None if ping_interval is None else Keepalive(ping_interval, ping_timeout)
+        )
 
         def factory() -> ServerConnection:
             protocol = ServerProtocol(
@@ -312,8 +321,7 @@ class serve:
             return ServerConnection(
                 protocol,
                 server,
-                ping_interval=ping_interval,
-                ping_timeout=ping_timeout,
+                keepalive=keepalive,
                 close_timeout=close_timeout,
                 max_queue=max_queue,
                 write_limit=write_limit,
