@@ -452,8 +452,7 @@ class Protocol:
             for extension in reversed(self.extensions):
                 frame = extension.decode(frame, max_size=remaining)
         except PayloadTooBig as exc:
-            self.parser_exc = exc
-            self.fail(CloseCode.MESSAGE_TOO_BIG, f"message too big; limit is {self.max_size} bytes")
+            self._fail_too_big(exc)
             return
         except ProtocolError as exc:
             self.parser_exc = exc
@@ -508,10 +507,16 @@ class Protocol:
             return False
         return True
 
-    def _fail_too_big(self, size: int) -> None:
-        self.parser_exc = PayloadTooBig(
-            f"message of at least {size} bytes exceeds max_size={self.max_size} "
-            "(pass a larger max_size, or None, to accept it)"
+    def _fail_too_big(self, size: int | PayloadTooBig) -> None:
+        """Fail with 1009 for a message over ``max_size``: its size so far, or
+        the extension's exception."""
+        self.parser_exc = (
+            size
+            if isinstance(size, PayloadTooBig)
+            else PayloadTooBig(
+                f"message of at least {size} bytes exceeds max_size={self.max_size} "
+                "(pass a larger max_size, or None, to accept it)"
+            )
         )
         self.fail(CloseCode.MESSAGE_TOO_BIG, f"message too big; limit is {self.max_size} bytes")
 

@@ -123,22 +123,14 @@ class PerMessageDeflate(Extension):
         limit = 0 if max_size is None else max_size + 1
         try:
             data = decoder.decompress(frame.data, limit)
-            if decoder.unconsumed_tail or (max_size is not None and len(data) > max_size):
-                raise PayloadTooBig(
-                    f"decompressed message exceeds max_size ({max_size} more bytes allowed)"
-                )
+            _check_inflated(decoder, len(data), max_size)
             if frame.fin:
                 # Section 7.2.2: append 0x00 0x00 0xff 0xff to the payload of
                 # the message, then decompress.
                 if limit:
                     limit = max(1, limit - len(data))
                 tail = decoder.decompress(_EMPTY_UNCOMPRESSED_BLOCK, limit)
-                if decoder.unconsumed_tail or (
-                    max_size is not None and len(data) + len(tail) > max_size
-                ):
-                    raise PayloadTooBig(
-                        f"decompressed message exceeds max_size ({max_size} more bytes allowed)"
-                    )
+                _check_inflated(decoder, len(data) + len(tail), max_size)
                 if tail:
                     data += tail
         except zlib.error as exc:
@@ -189,6 +181,14 @@ class PerMessageDeflate(Extension):
             -bits,
             settings.get("memLevel", max(1, min(9, bits - 7))),
             strategy,
+        )
+
+
+def _check_inflated(decoder: Any, size: int, max_size: int | None) -> None:
+    """Raise PayloadTooBig if decompression stopped at its limit or went over ``max_size``."""
+    if decoder.unconsumed_tail or (max_size is not None and size > max_size):
+        raise PayloadTooBig(
+            f"decompressed message exceeds max_size ({max_size} more bytes allowed)"
         )
 
 
