@@ -165,6 +165,8 @@ class HubPeer(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed = False
+        #: Why the connection failed, once it did (for the bench's error message).
+        self.failure: str | None = None
 
     def connection_made(self, transport: Any) -> None:  # uvloop's isn't an asyncio.Transport
         self.transport = transport
@@ -172,10 +174,14 @@ class HubPeer(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.failure is None:
+            self.failure = f"connection lost: {exc or 'closed by the server'}"
         if not self.ready.done():
             self.ready.set_exception(BenchError(f"connection lost during setup: {exc}"))
 
     def fail(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = reason
         if not self.ready.done():
             self.ready.set_exception(BenchError(reason))
         if self.transport is not None:

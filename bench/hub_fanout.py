@@ -370,6 +370,10 @@ async def run_cluster(args: argparse.Namespace, redis: bool) -> list[dict[str, A
         for i, phase in enumerate(phases):
             if i:
                 await asyncio.sleep(1.0)
+            if publisher.closed:
+                raise BenchError(
+                    f"the publisher's connection to node 1 failed: {publisher.failure}"
+                )
             publisher.publish(phase, i)
             results, _, _ = await wait_delivered(cluster, [phase], n)
         count, largest, bins = merge(results, phases)
@@ -391,9 +395,11 @@ async def run_cluster(args: argparse.Namespace, redis: bool) -> list[dict[str, A
             delay = started + seq / args.rate - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            publisher.publish("t", seq)
             if publisher.closed:
-                raise BenchError("node 1 closed the publisher's connection")
+                raise BenchError(
+                    f"the publisher's connection to node 1 failed: {publisher.failure}"
+                )
+            publisher.publish("t", seq)
         results, wall_end, cut = await wait_delivered(cluster, ["t"], n * total)
         servers_after = cluster.server_cpu_time()
         wall = wall_end - wall_start
