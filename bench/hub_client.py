@@ -221,7 +221,8 @@ class HubPeer(asyncio.Protocol):
                 self.transport.write(client_frame(0xA, payload))
             elif opcode == 8:
                 code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-                self.fail(f"the server closed the connection with code {code}")
+                reason = payload[2:].decode(errors="replace")
+                self.fail(f"the server closed the connection with code {code} {reason}".rstrip())
                 return
 
     def on_setup(self, payload: bytes) -> None:

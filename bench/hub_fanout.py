@@ -315,6 +315,12 @@ class Cluster:
         for subscribers in self.subscribers:
             self.sampled += subscribers.read("connecting its subscribers")["sampled"]
 
+    def publisher_failed(self, reason: str | None) -> BenchError:
+        """The error for a lost publisher connection, with node 1's last log lines."""
+        process = next(process for name, process, _ in self.servers if name == "node 1")
+        log = tail(self.procs.log_of(process), 2000)
+        return BenchError(f"publisher connection to node 1 failed: {reason}; node 1 log: {log}")
+
     @property
     def node1(self) -> int:
         return next(port for name, _, port in self.servers if name == "node 1")
@@ -371,9 +377,7 @@ async def run_cluster(args: argparse.Namespace, redis: bool) -> list[dict[str, A
             if i:
                 await asyncio.sleep(1.0)
             if publisher.closed:
-                raise BenchError(
-                    f"the publisher's connection to node 1 failed: {publisher.failure}"
-                )
+                raise cluster.publisher_failed(publisher.failure)
             publisher.publish(phase, i)
             results, _, _ = await wait_delivered(cluster, [phase], n)
         count, largest, bins = merge(results, phases)
@@ -396,9 +400,7 @@ async def run_cluster(args: argparse.Namespace, redis: bool) -> list[dict[str, A
             if delay > 0:
                 await asyncio.sleep(delay)
             if publisher.closed:
-                raise BenchError(
-                    f"the publisher's connection to node 1 failed: {publisher.failure}"
-                )
+                raise cluster.publisher_failed(publisher.failure)
             publisher.publish("t", seq)
         results, wall_end, cut = await wait_delivered(cluster, ["t"], n * total)
         servers_after = cluster.server_cpu_time()

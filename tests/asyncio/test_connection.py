@@ -367,6 +367,34 @@ class PingTests(ServerClientTestCase):
             assert client.state is OPEN
             await wait(client.close())
 
+    async def test_keepalive_waits_while_reading_is_paused(self) -> None:
+        # A handler that doesn't read fills the queue and reading pauses: the
+        # pongs then sit unread behind the messages. That is the server's
+        # own slowness, not a dead peer: no 1011 for it.
+        release = asyncio.Event()
+
+        async def slow(connection: ServerConnection) -> None:
+            await release.wait()
+            async for message in connection:
+                await connection.send(message)
+
+        server = await self.start_server(
+            slow, max_queue=2, ping_interval=10 * MS, ping_timeout=20 * MS
+        )
+        client = await self.connect_to(server)
+        server_side = await self.server_side()
+        for i in range(4):
+            await client.send(str(i))
+        await wait_for_condition(lambda: server_side._messages.paused)
+        await asyncio.sleep(100 * MS)  # five ping intervals, five timeouts
+        assert server_side.state is OPEN
+        release.set()
+        assert [await wait(client.recv()) for _ in range(4)] == ["0", "1", "2", "3"]
+        # Reading again: pings resume and their pongs are read.
+        latency = server_side.latency
+        await wait_for_condition(lambda: server_side.latency != latency)
+        assert server_side.state is OPEN
+
 
 class CloseTests(ServerClientTestCase):
     async def test_close_codes_are_none_while_open(self) -> None:

@@ -89,10 +89,15 @@ class FakeConnection:
         self.answers = answers
         self.pings = 0
         self.timed_out = False
+        self.skipping = False
+        self.skipped = 0
         self.keepalive: Keepalive[FakeConnection] | None = None
 
-    def _send_keepalive_ping(self) -> bool:
+    def _send_keepalive_ping(self) -> bool | None:
         if self.timed_out:
+            return None
+        if self.skipping:
+            self.skipped += 1
             return False
         self.pings += 1
         if self.answers:
@@ -134,6 +139,14 @@ class KeepaliveTests(unittest.IsolatedAsyncioTestCase):
         connection = self.make(None, answers=False)
         await asyncio.sleep(4.5 * DELAY)
         assert connection.pings >= 2
+        assert not connection.timed_out
+
+    async def test_skipped_pings_have_no_deadline(self) -> None:
+        connection = self.make(DELAY / 2, answers=False)
+        connection.skipping = True
+        await asyncio.sleep(4.5 * DELAY)
+        assert connection.skipped >= 2
+        assert connection.pings == 0
         assert not connection.timed_out
 
     async def test_stop(self) -> None:

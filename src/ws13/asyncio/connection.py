@@ -542,6 +542,11 @@ class Connection(asyncio.Protocol):
         """Stop reading from the network (the receive queue is full)."""
         if self.transport is not None:
             self.transport.pause_reading()
+        if self._keepalive is not None:
+            # The pong may be sitting unread behind the messages the
+            # application hasn't consumed: we are the slow side, not the
+            # peer. Stop waiting for it; pings resume with reading.
+            self._keepalive.answered(self)
 
     def resume_receiving(self) -> None:
         """Read from the network again."""
@@ -559,9 +564,15 @@ class Connection(asyncio.Protocol):
         if self._keepalive is not None:
             self._keepalive.start(self)
 
-    def _send_keepalive_ping(self) -> bool:
-        """Send a keepalive ping (``Keepalive`` calls this); False once not OPEN."""
+    def _send_keepalive_ping(self) -> bool | None:
+        """Send a keepalive ping (``Keepalive`` calls this).
+
+        Returns True when sent, False when skipped because reading is paused
+        (a pong couldn't be read), None once the connection isn't OPEN.
+        """
         if self.protocol.state is not OPEN:
+            return None
+        if self._messages.paused:
             return False
         # No future: nobody awaits a keepalive ping; its pong is matched by payload.
         payload = self._new_ping_payload()

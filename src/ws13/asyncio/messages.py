@@ -61,6 +61,11 @@ class MessageQueue:
         self._paused = False
         self._exc: BaseException | None = None
 
+    @property
+    def paused(self) -> bool:
+        """Whether the queue has paused reading (it holds ``high`` messages or more)."""
+        return self._paused
+
     def __len__(self) -> int:
         return 0 if self._queue is None else len(self._queue)
 

@@ -107,7 +107,7 @@ class Deadlines(Generic[K]):
 class KeptAlive(Protocol):
     """What ``Keepalive`` needs from a connection."""
 
-    def _send_keepalive_ping(self) -> bool: ...
+    def _send_keepalive_ping(self) -> bool | None: ...
 
     def _keepalive_timed_out(self) -> None: ...
 
@@ -123,6 +123,10 @@ class Keepalive(Generic[C]):
     connection calls ``answered()`` when it is), the connection's
     ``_keepalive_timed_out()`` runs. A ping isn't sent while the previous
     one still waits for its pong. Two ``Deadlines`` serve all connections.
+
+    The connection's ``_send_keepalive_ping()`` returns True when it sent a
+    ping, False when it skipped this one (e.g. it isn't reading), None when
+    it is closing: then its pings stop.
     """
 
     __slots__ = ("_pings", "_pongs", "interval", "timeout")
@@ -157,9 +161,12 @@ class Keepalive(Generic[C]):
         if pongs is not None and connection in pongs:
             # The last ping is still unanswered: its own deadline decides.
             self._pings.add(connection)
-        elif connection._send_keepalive_ping():
+        else:
+            sent = connection._send_keepalive_ping()
+            if sent is None:
+                return
             self._pings.add(connection)
-            if pongs is not None:
+            if sent and pongs is not None:
                 pongs.add(connection)
 
     def _pong_due(self, connection: C) -> None:
