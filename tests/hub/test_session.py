@@ -75,6 +75,22 @@ class CoalescingTests(HubTestCase):
         for ws in clients:
             self.assertEqual([(await recv_json(ws))["data"] for _ in range(4)], [0, 1, 2, 3])
 
+    async def test_after_a_long_flush_the_next_one_waits_and_batches(self) -> None:
+        # After a flush that took long (thousands of subscribers), publishes of
+        # the following iterations leave together, one write per subscriber.
+        hub, server = await self.start_hub()
+        ws = await self.raw(server)
+        await self.request(ws, op="subscribe", id=1, channel="ticker")
+        writes = record_writes(session_of(hub, ws))
+        hub.flusher._next = asyncio.get_running_loop().time() + 0.05
+        for i in range(3):
+            await hub.publish("ticker", i)
+            await asyncio.sleep(0)  # a new loop iteration each time
+        self.assertEqual([(await recv_json(ws))["data"] for _ in range(3)], [0, 1, 2])
+        self.assertEqual(len(writes), 1)
+        # A short flush doesn't delay the next one.
+        self.assertEqual(hub.flusher._next, 0.0)
+
     async def test_replies_and_pushes_keep_their_order(self) -> None:
         _, server = await self.start_hub()
         ws = await self.raw(server)

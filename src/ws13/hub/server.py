@@ -554,9 +554,10 @@ class Hub:
         frame = text_frame(_encode_entry(entry))
         droppable = channel.options.policy is Policy.DROP_OLDEST
         delivered = 0
+        push = Session.push  # the hot loop of a fan-out: one lookup, not one per subscriber
         for session, held in channel.subs.items():
             if held is None:
-                session.push(frame, droppable=droppable)
+                push(session, frame, droppable)
                 delivered += 1
             else:
                 held.append(entry)
