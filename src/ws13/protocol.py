@@ -215,7 +215,7 @@ class Protocol:
         """Decide whether the next data can take the fast paths.
 
         ``_plain_send``: whole messages go out as one frame built in one call
-        (``frame_message``). ``_fast_recv``: ``receive_data`` hands the bytes
+        (``_frame_message``). ``_fast_recv``: ``receive_data`` hands the bytes
         to the C parser first. Both need an OPEN connection without
         extensions, tracer or debug logging; receiving also needs nothing
         buffered or half-parsed. Called wherever one of these changes, so the

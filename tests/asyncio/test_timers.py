@@ -73,12 +73,6 @@ class DeadlinesTests(unittest.IsolatedAsyncioTestCase):
         assert self.expired == ["b"]
         assert [str(error["exception"]) for error in errors] == ["boom"]
 
-    async def test_close(self) -> None:
-        self.deadlines.add("a")
-        self.deadlines.close()
-        await asyncio.sleep(3 * DELAY)
-        assert self.expired == []
-
     def test_delay_must_be_positive(self) -> None:
         with pytest.raises(ValueError, match="positive"):
             Deadlines(0, print)

@@ -75,13 +75,6 @@ class Deadlines(Generic[K]):
         """
         self._entries.pop(key, None)
 
-    def close(self) -> None:
-        """Forget every waiting key and cancel the loop timer."""
-        self._entries.clear()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     def _fire(self) -> None:
         self._timer = None
         loop = self._loop

@@ -199,14 +199,13 @@ class Session:
     def _push_over(self, droppable: bool) -> None:
         """``push()`` when the queue is over its bound or draining."""
         queue = self._queue
-        hub = self.hub
         if self._drainer is None:
             # A full batch goes out now if the socket takes it, as it would
             # have frame by frame; only what it refuses counts against the bound.
             self._flush()
             if self._drainer is None:
                 return
-        while len(queue) > hub.max_queue or self._queued_bytes > hub.max_queue_bytes:
+        while len(queue) > self._max_frames or self._queued_bytes > self._max_bytes:
             if not droppable or not self._drop_oldest():
                 self.kick(CloseCode.TRY_AGAIN_LATER, "slow consumer")
                 return
