@@ -59,11 +59,12 @@ def _check_limits(lines: list[bytes], header_lines: int) -> None:
         )
 
 
-def _split_head(data: bytes | bytearray) -> tuple[list[bytes], int] | None:
-    """Split the head of an HTTP message into lines; ``None`` if it is incomplete.
+def _split_head(data: bytes | bytearray) -> tuple[str, int] | None:
+    """Find the head of an HTTP message; ``None`` if it is incomplete.
 
-    Returns the lines (without the final empty line) and the size of the head.
-    Accepts bare LF line ends, as RFC 7230 section 3.5 allows.
+    Returns the head as Latin-1 text, each line with its line end, without
+    the final empty line, and the size of the head in bytes (empty line
+    included). Accepts bare LF line ends, as RFC 7230 section 3.5 allows.
     """
     end = data.find(b"\n\r\n")
     size = end + 3
@@ -76,9 +77,14 @@ def _split_head(data: bytes | bytearray) -> tuple[list[bytes], int] | None:
         partial = bytes(data).split(b"\n")
         _check_limits([line.removesuffix(b"\r") for line in partial], len(partial) - 1)
         return None
-    lines = [line.removesuffix(b"\r") for line in bytes(data[: end + 1]).split(b"\n")[:-1]]
-    _check_limits(lines, len(lines))
-    return lines, size
+    head = data[: end + 1].decode("latin-1")
+    if size > MAX_LINE_LENGTH:
+        # Only a head this long can hold a line over the limit.
+        lines = [line.removesuffix("\r").encode("latin-1") for line in head.split("\n")[:-1]]
+        _check_limits(lines, len(lines))
+    else:
+        _check_limits([], head.count("\n"))
+    return head, size
 
 
 # Header names and values seen again and again (Host, Upgrade: websocket,
@@ -102,21 +108,37 @@ def _shared(text: str) -> str:
 # RFC 7230 section 3.2: header-field = field-name ":" OWS field-value OWS, with
 # field-name a token and field-value visible characters, spaces, tabs and
 # obs-text. One match per line checks all of it (the value's trailing OWS is
-# stripped afterwards).
-_HEADER_LINE = re.compile(rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*([\x09\x20-\x7e\x80-\xff]*)")
+# stripped afterwards). The text is the head decoded as Latin-1, so obs-text
+# is \x80-\xff. Anchored at line starts and unable to cross a line end, a
+# match is a whole line: every line is valid when there are as many matches
+# as lines, and findall() does them all in one call.
+_HEADER_LINE = re.compile(
+    r"^([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*)\r?\n", re.M
+)
 
 
-def _parse_headers(lines: list[bytes]) -> Headers:
+def _parse_headers(block: str) -> Headers:
+    """Parse header lines, each ending with its line end (``_split_head()``'s text)."""
+    fields = _HEADER_LINE.findall(block)
+    if len(fields) != block.count("\n"):
+        for line in block.split("\n")[:-1]:
+            if _HEADER_LINE.fullmatch(line + "\n") is None:
+                line = line.removesuffix("\r")
+                raise InvalidMessage(f"invalid HTTP header line: {line.encode('latin-1')!r}")
     flat: list[str] = []
-    match = _HEADER_LINE.fullmatch
-    for line in lines:
-        parsed = match(line)
-        if parsed is None:
-            raise InvalidMessage(f"invalid HTTP header line: {line!r}")
-        name = _shared(parsed[1].decode("ascii"))
-        value = parsed[2].rstrip(b" \t").decode("latin-1")
-        flat += (name, value if name.lower() in _UNSHARED else _shared(value))
+    shared = _SHARED.get
+    for name, value in fields:
+        name = shared(name) or _shared(name)
+        value = value.rstrip(" \t")
+        if name.lower() not in _UNSHARED:
+            value = shared(value) or _shared(value)
+        flat += (name, value)
     return Headers.from_flat(flat)
+
+
+# RFC 7230 section 5.3.1: origin-form = absolute-path [ "?" query ], visible
+# ASCII only (RFC 3986 leaves no room for spaces or controls).
+_TARGET = re.compile(r"/[\x21-\x7e]*")
 
 
 @dataclasses.dataclass(slots=True)
@@ -144,25 +166,24 @@ class Request:
         split = _split_head(data)
         if split is None:
             return None
-        lines, size = split
-        parts = lines[0].split(b" ")
+        head, size = split
+        line, _, block = head.partition("\n")
+        line = line.removesuffix("\r")
+        parts = line.split(" ")
         if len(parts) != 3:
-            raise InvalidMessage(f"invalid HTTP request line: {lines[0]!r}")
+            raise InvalidMessage(f"invalid HTTP request line: {line.encode('latin-1')!r}")
         method, target, version = parts
-        if version not in (b"HTTP/1.1",):
-            if version.startswith(b"HTTP/"):
+        if version != "HTTP/1.1":
+            if version.startswith("HTTP/"):
                 raise InvalidMessage(
-                    f"unsupported protocol: {version.decode('latin-1')}; expected HTTP/1.1",
-                    status=505,
+                    f"unsupported protocol: {version}; expected HTTP/1.1", status=505
                 )
-            raise InvalidMessage(f"invalid HTTP request line: {lines[0]!r}")
-        if method != b"GET":
-            raise InvalidMessage(
-                f"unsupported method: {method.decode('latin-1')}; expected GET", status=405
-            )
-        if not target.startswith(b"/") or any(b < 0x21 or b > 0x7E for b in target):
-            raise InvalidMessage(f"invalid request target: {target!r}")
-        return cls(target.decode("ascii"), _parse_headers(lines[1:])), size
+            raise InvalidMessage(f"invalid HTTP request line: {line.encode('latin-1')!r}")
+        if method != "GET":
+            raise InvalidMessage(f"unsupported method: {method}; expected GET", status=405)
+        if _TARGET.fullmatch(target) is None:
+            raise InvalidMessage(f"invalid request target: {target.encode('latin-1')!r}")
+        return cls(target, _parse_headers(block)), size
 
     def serialize(self) -> bytes:
         return f"GET {self.path} HTTP/1.1\r\n".encode() + self.headers.serialize()
@@ -190,15 +211,19 @@ class Response:
             if eof:
                 raise InvalidMessage("connection closed during the opening handshake")
             return None
-        lines, size = split
-        version, _, rest = lines[0].partition(b" ")
-        code, _, reason = rest.partition(b" ")
-        if version != b"HTTP/1.1":
-            raise InvalidMessage(f"unsupported HTTP version in response: {lines[0]!r}")
-        if len(code) != 3 or not code.isdigit():
-            raise InvalidMessage(f"invalid HTTP status line: {lines[0]!r}")
+        head, size = split
+        line, _, block = head.partition("\n")
+        line = line.removesuffix("\r")
+        version, _, rest = line.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if version != "HTTP/1.1":
+            raise InvalidMessage(
+                f"unsupported HTTP version in response: {line.encode('latin-1')!r}"
+            )
+        if len(code) != 3 or not (code.isascii() and code.isdigit()):
+            raise InvalidMessage(f"invalid HTTP status line: {line.encode('latin-1')!r}")
         status = int(code)
-        headers = _parse_headers(lines[1:])
+        headers = _parse_headers(block)
         body = b""
         if status != 101 and not (100 <= status < 200) and status not in (204, 304):
             length_header = headers.get("Content-Length")
@@ -229,7 +254,7 @@ class Response:
             else:
                 body = bytes(data[size:])
                 size = len(data)
-        return cls(status, reason.decode("latin-1"), headers, body), size
+        return cls(status, reason, headers, body), size
 
     @classmethod
     def text(cls, status: int, body: str, headers: Headers | None = None) -> Response:
@@ -243,5 +268,5 @@ class Response:
         return cls(status, reason_phrase(status), response_headers, payload)
 
     def serialize(self) -> bytes:
-        head = f"HTTP/1.1 {self.status_code} {self.reason_phrase}\r\n".encode()
-        return head + self.headers.serialize() + self.body
+        head = f"HTTP/1.1 {self.status_code} {self.reason_phrase}\r\n{self.headers}"
+        return head.encode() + self.body if self.body else head.encode()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import logging
 from collections.abc import Callable, Sequence
@@ -150,23 +149,15 @@ class ServerProtocol(Protocol):
             return self.reject(
                 exc.status, f"Failed to open a WebSocket connection: {exc}.\n", headers
             )
-        headers = Headers.from_flat(
-            [
-                "Upgrade",
-                "websocket",
-                "Connection",
-                "Upgrade",
-                "Sec-WebSocket-Accept",
-                accept_key(key),
-            ]
-        )
+        flat = ["Upgrade", "websocket", "Connection", "Upgrade"]
+        flat += ("Sec-WebSocket-Accept", accept_key(key))
         if extensions_header is not None:
-            headers["Sec-WebSocket-Extensions"] = extensions_header
+            flat += ("Sec-WebSocket-Extensions", extensions_header)
         if protocol_header is not None:
-            headers["Sec-WebSocket-Protocol"] = protocol_header
+            flat += ("Sec-WebSocket-Protocol", protocol_header)
         if self.server_header is not None:
-            headers["Server"] = self.server_header
-        return Response(101, "Switching Protocols", headers)
+            flat += ("Server", self.server_header)
+        return Response(101, "Switching Protocols", Headers.from_flat(flat))
 
     def _check_request(self, request: Request) -> tuple[str, str | None, str | None]:
         """Validate the opening handshake (section 4.2.1).
@@ -174,24 +165,29 @@ class ServerProtocol(Protocol):
         Returns the Sec-WebSocket-Key, and the Sec-WebSocket-Protocol and
         Sec-WebSocket-Extensions answers, ``None`` for headers not to send.
         """
-        # One pass over the headers, then a dict lookup per check.
+        # One pass over the headers, then a dict lookup per check. The usual
+        # single "Upgrade" / "websocket" values skip the token-list parser.
         index = request.headers.index()
         empty: list[str] = []
         hosts = index.get("host", empty)
         if len(hosts) != 1:
             raise InvalidHeader("Host", _joined(hosts))
         values = index.get("connection", empty)
-        if not any(token.lower() == "upgrade" for token in parse_token_list(values, "Connection")):
+        if not (len(values) == 1 and values[0].lower() == "upgrade") and not any(
+            token.lower() == "upgrade" for token in parse_token_list(values, "Connection")
+        ):
             raise InvalidUpgrade("Connection", _joined(values), status=426)
         values = index.get("upgrade", empty)
-        if not any(token.lower() == "websocket" for token in parse_token_list(values, "Upgrade")):
+        if not (len(values) == 1 and values[0].lower() == "websocket") and not any(
+            token.lower() == "websocket" for token in parse_token_list(values, "Upgrade")
+        ):
             raise InvalidUpgrade("Upgrade", _joined(values), status=426)
         keys = index.get("sec-websocket-key", empty)
         if len(keys) != 1:
             raise InvalidHeader("Sec-WebSocket-Key", _joined(keys))
         try:
-            raw_key = base64.b64decode(keys[0].encode(), validate=True)
-        except binascii.Error:
+            raw_key = binascii.a2b_base64(keys[0], strict_mode=True)
+        except ValueError:  # binascii.Error, or a non-ASCII str
             raise InvalidHeader("Sec-WebSocket-Key", keys[0]) from None
         # Section 4.2.1: "a base64-encoded value that, when decoded, is 16 bytes in length."
         if len(raw_key) != 16:
@@ -203,9 +199,8 @@ class ServerProtocol(Protocol):
             origin = index.get("origin", empty)
             if len(origin) > 1 or (origin[0] if origin else None) not in self.origins:
                 raise InvalidOrigin(_joined(origin))
-        offered = parse_token_list(
-            index.get("sec-websocket-protocol", empty), "Sec-WebSocket-Protocol"
-        )
+        values = index.get("sec-websocket-protocol", empty)
+        offered = parse_token_list(values, "Sec-WebSocket-Protocol") if values else empty
         if self.select_subprotocol is not None:
             chosen = self.select_subprotocol(request, offered)
             if chosen is not None and chosen not in offered:
@@ -213,8 +208,10 @@ class ServerProtocol(Protocol):
                     f"select_subprotocol returned {chosen!r}, which the client didn't offer",
                     status=500,
                 )
-        else:
+        elif offered:
             chosen = next((p for p in self.available_subprotocols if p in offered), None)
+        else:
+            chosen = None
         self.subprotocol = chosen
         offers = index.get("sec-websocket-extensions")
         return keys[0], chosen, None if offers is None else self._negotiate_extensions(offers)

@@ -6,7 +6,7 @@ one of the two. Keep both in step: the test suite runs the same tests on both.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import os
 import struct
@@ -21,7 +21,7 @@ def generate_key() -> str:
 
     RFC 6455 section 4.1: "The nonce MUST be selected randomly for each connection."
     """
-    return base64.b64encode(os.urandom(16)).decode()
+    return binascii.b2a_base64(os.urandom(16), newline=False).decode()
 
 
 def accept_key(key: str) -> str:
@@ -29,7 +29,7 @@ def accept_key(key: str) -> str:
 
     RFC 6455 section 1.3: base64 of the SHA-1 of the key concatenated with the GUID.
     """
-    return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+    return binascii.b2a_base64(hashlib.sha1(key.encode() + GUID).digest(), newline=False).decode()
 
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:

@@ -19,6 +19,7 @@ from tests.asyncio.helpers import (
     TIMEOUT,
     RawServer,
     ServerClientTestCase,
+    echo,
     raw_client,
     read_frame,
     wait_for_condition,
@@ -565,6 +566,28 @@ class CloseTests(ServerClientTestCase):
                 pass
         finally:
             writer.close()
+
+    async def test_close_timeouts_share_one_deadline_per_server(self) -> None:
+        # Every connection of a server waits on the same close_timeout
+        # deadlines (one loop timer), not on a timer of its own.
+        server = await self.start_server(close_timeout=5)
+        await self.connect_to(server)
+        await self.connect_to(server)
+        first, second = list(server.connections)
+        assert first._closing is second._closing
+        assert first.close_timeout == second.close_timeout == 5
+        # Setting it on one connection leaves the others alone.
+        first.close_timeout = 1
+        assert (first.close_timeout, second.close_timeout) == (1, 5)
+        first.close_timeout = None
+        assert first.close_timeout is None
+
+    async def test_close_timeout_must_be_positive(self) -> None:
+        for value in (0, -1):
+            with pytest.raises(ValueError, match="close_timeout must be positive"):
+                serve(echo, "127.0.0.1", 0, close_timeout=value)
+            with pytest.raises(ValueError, match="close_timeout must be positive"):
+                connect("ws://127.0.0.1:1/", close_timeout=value).factory()
 
 
 class PreEncodedFrameTests(ServerClientTestCase):

@@ -17,7 +17,7 @@ from ..frames import CloseCode
 from ..http11 import Request, Response
 from ..uri import parse_uri
 from ..version import USER_AGENT
-from .connection import Connection
+from .connection import Connection, closing_deadlines
 from .timers import Keepalive
 
 __all__ = ["ClientConnection", "connect", "unix_connect"]
@@ -154,7 +154,7 @@ class connect:
                 additional_headers=additional_headers,
                 user_agent=user_agent,
                 keepalive=None if ping_interval is None else Keepalive(ping_interval, ping_timeout),
-                close_timeout=close_timeout,
+                closing=closing_deadlines(close_timeout),
                 max_queue=max_queue,
                 write_limit=write_limit,
             )

@@ -24,7 +24,7 @@ from ..frames import CloseCode, Frame, Opcode
 from ..http11 import Request, Response
 from ..protocol import CLOSED, OPEN, SEND_EOF, Protocol, Side, State
 from .messages import MessageQueue
-from .timers import Keepalive
+from .timers import Deadlines, Keepalive
 
 __all__ = ["OK_CLOSE_CODES", "Connection", "Data"]
 
@@ -45,8 +45,9 @@ class Connection(asyncio.Protocol):
         keepalive: the pings that keep it alive, shared by the connections of
             a server (``ping_interval`` / ``ping_timeout`` of ``serve()`` and
             ``connect()``); ``None`` sends none.
-        close_timeout: seconds to wait for the closing handshake and the TCP
-            close before aborting the connection.
+        closing: the ``close_timeout`` deadline (seconds to wait for the
+            closing handshake and the TCP close before aborting), shared by
+            the connections of a server; ``None`` waits without limit.
         max_queue: received messages buffered before reading pauses (``None``
             for no limit).
         write_limit: write-buffer high-water mark in bytes; ``send()`` waits
@@ -58,8 +59,9 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "__dict__",
         "__weakref__",
-        "_close_timer",
         "_closed",
+        "_closing",
+        "_closing_started",
         "_drain_waiter",
         "_fragmenting",
         "_keepalive",
@@ -69,7 +71,6 @@ class Connection(asyncio.Protocol):
         "_paused_writing",
         "_pings",
         "_send_lock",
-        "close_timeout",
         "debug",
         "latency",
         "logger",
@@ -84,7 +85,7 @@ class Connection(asyncio.Protocol):
         protocol: Protocol,
         *,
         keepalive: Keepalive[Connection] | None = None,
-        close_timeout: float | None = 10,
+        closing: Deadlines[Connection] | None = None,
         max_queue: int | None = 16,
         write_limit: int = 2**16,
     ) -> None:
@@ -92,7 +93,7 @@ class Connection(asyncio.Protocol):
         self._keepalive = keepalive
         # The payload of the keepalive ping waiting for its pong, if any.
         self._keepalive_ping: bytes | None = None
-        self.close_timeout = close_timeout
+        self._closing = closing
         self.write_limit = write_limit
         self.logger = protocol.logger
         self.debug = protocol.debug
@@ -110,7 +111,8 @@ class Connection(asyncio.Protocol):
         # connections never need it.
         self._closed: asyncio.Future[None] | None = None
         self._lost = False
-        self._close_timer: asyncio.TimerHandle | None = None
+        # Whether the close_timeout deadline runs (the closing handshake started).
+        self._closing_started = False
         # Created on the first fragmented send: most connections never need it.
         self._send_lock: asyncio.Lock | None = None
         self._fragmenting = False
@@ -126,6 +128,23 @@ class Connection(asyncio.Protocol):
     def ping_interval(self) -> float | None:
         """Seconds between keepalive pings; ``None`` when there are none."""
         return None if self._keepalive is None else self._keepalive.interval
+
+    @property
+    def close_timeout(self) -> float | None:
+        """Seconds to wait for the closing handshake and the TCP close; then abort."""
+        return None if self._closing is None else self._closing.delay
+
+    @close_timeout.setter
+    def close_timeout(self, value: float | None) -> None:
+        # This connection only: it leaves the server's shared deadlines. A
+        # deadline already running restarts with the new value.
+        started = self._closing_started
+        if started and self._closing is not None:
+            self._closing.discard(self)
+        self._closing = closing_deadlines(value)
+        self._closing_started = False
+        if started:
+            self._start_close_timer()
 
     @property
     def ping_timeout(self) -> float | None:
@@ -470,7 +489,7 @@ class Connection(asyncio.Protocol):
         protocol = self.protocol
         if not protocol._writes:
             # Nothing to write: the common case after reading data frames.
-            if self._close_timer is None and protocol._state is not OPEN:
+            if not self._closing_started and protocol._state is not OPEN:
                 self._check_close_timer()
             return
         transport = self.transport
@@ -484,7 +503,7 @@ class Connection(asyncio.Protocol):
                 transport = None
             else:
                 transport.write(data)
-        if self._close_timer is None and protocol._state is not OPEN:
+        if not self._closing_started and protocol._state is not OPEN:
             self._check_close_timer()
 
     def _check_close_timer(self) -> None:
@@ -492,8 +511,9 @@ class Connection(asyncio.Protocol):
             self._start_close_timer()
 
     def _start_close_timer(self) -> None:
-        if self.close_timeout is not None and not self._lost:
-            self._close_timer = self.loop.call_later(self.close_timeout, self._abort)
+        if self._closing is not None and not self._lost:
+            self._closing_started = True
+            self._closing.add(self)
 
     def _abort(self) -> None:
         if self.transport is not None:
@@ -643,8 +663,8 @@ class Connection(asyncio.Protocol):
             protocol.data_to_send()
             self._handle_events()
         self.transport = None
-        if self._close_timer is not None:
-            self._close_timer.cancel()
+        if self._closing_started and self._closing is not None:
+            self._closing.discard(self)
         if self._keepalive is not None:
             self._keepalive.stop(self)
         closed = self._closed_exc()
@@ -663,6 +683,15 @@ class Connection(asyncio.Protocol):
             self._closed.set_result(None)
         if self.debug:
             self.logger.debug("= connection closed: %s", closed)
+
+
+def closing_deadlines(close_timeout: float | None) -> Deadlines[Connection] | None:
+    """The ``closing`` deadlines of ``Connection`` for a ``close_timeout``."""
+    if close_timeout is None:
+        return None
+    if close_timeout <= 0:
+        raise ValueError(f"close_timeout must be positive (or None), not {close_timeout}")
+    return Deadlines(close_timeout, Connection._abort)
 
 
 async def _as_async(iterator: Iterable[Data]) -> AsyncIterator[Data]:

@@ -15,10 +15,10 @@ from ..extensions.base import ServerExtensionFactory
 from ..extensions.permessage_deflate import enable_server_permessage_deflate
 from ..frames import CloseCode
 from ..http11 import Request, Response
-from ..protocol import CONNECTING, OPEN
+from ..protocol import CLOSED, CONNECTING, OPEN
 from ..server import ServerProtocol, SubprotocolSelector
 from ..version import USER_AGENT
-from .connection import Connection
+from .connection import Connection, closing_deadlines
 from .timers import Deadlines, Keepalive
 
 __all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
@@ -111,7 +111,10 @@ class ServerConnection(Connection):
             self.logger.error("connection handler failed", exc_info=True)
             await self.close(CloseCode.INTERNAL_ERROR)
             return
-        await self.close()
+        if self.protocol.state is not CLOSED:
+            await self.close()
+        # else both Close frames are exchanged and the server already closes
+        # TCP (section 7.1.1): nothing to wait for.
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -307,6 +310,10 @@ class serve:
         keepalive: Keepalive[Connection] | None = (
             None if ping_interval is None else Keepalive(ping_interval, ping_timeout)
         )
+        # One loop timer for all the close_timeout deadlines too.
+        closing = closing_deadlines(close_timeout)
+        # The server's logger, looked up once rather than per connection.
+        logger = server.logger
 
         def factory() -> ServerConnection:
             protocol = ServerProtocol(
@@ -322,7 +329,7 @@ class serve:
                 protocol,
                 server,
                 keepalive=keepalive,
-                close_timeout=close_timeout,
+                closing=closing,
                 max_queue=max_queue,
                 write_limit=write_limit,
             )
