@@ -503,19 +503,30 @@ async def handshakes(
 
     workers = [asyncio.ensure_future(worker()) for _ in range(spec["hs_concurrency"])]
     await asyncio.sleep(spec["warmup"])
-    c0, cpu0, ccpu0, t0 = count, proc_cpu(pid), self_cpu(), time.perf_counter()
-    await asyncio.sleep(spec["hs_duration"])
-    c1, cpu1, ccpu1, t1 = count, proc_cpu(pid), self_cpu(), time.perf_counter()
+    # Several back-to-back windows; the best one (most handshakes/s, the least
+    # disturbed on a noisy machine) is reported, every window is kept.
+    windows: list[dict[str, Any]] = []
+    for _ in range(spec.get("hs_windows", 1)):
+        c0, cpu0, ccpu0, t0 = count, proc_cpu(pid), self_cpu(), time.perf_counter()
+        await asyncio.sleep(spec["hs_duration"])
+        c1, cpu1, ccpu1, t1 = count, proc_cpu(pid), self_cpu(), time.perf_counter()
+        n = c1 - c0
+        windows.append(
+            {
+                "handshakes": n,
+                "handshakes_per_s": n / (t1 - t0),
+                "hs_server_cpu_us": 1e6 * (cpu1 - cpu0) / n if n else None,
+                "hs_server_cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0),
+                "hs_client_cpu_pct": 100 * (ccpu1 - ccpu0) / (t1 - t0),
+            }
+        )
     running = False
     await asyncio.wait(workers, timeout=10)
-    n = c1 - c0
+    best = max(windows, key=lambda w: w["handshakes_per_s"])
     return {
-        "handshakes": n,
-        "handshakes_per_s": n / (t1 - t0),
-        "hs_server_cpu_us": 1e6 * (cpu1 - cpu0) / n if n else None,
-        "hs_server_cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0),
-        "hs_client_cpu_pct": 100 * (ccpu1 - ccpu0) / (t1 - t0),
+        **best,
         "hs_failures": failures,
+        "hs_windows": [round(w["handshakes_per_s"]) for w in windows],
     }
 
 

@@ -359,7 +359,9 @@ def render(results: dict[str, Any], chart_name: str | None) -> str:
                 "client), server VmRSS before and after. Then handshakes: "
                 f"{params.get('handshake_concurrency')} concurrent workers each connect, "
                 "do the opening handshake, send Close and wait for the server to close TCP, "
-                f"for {params.get('handshake_duration_s')} s.",
+                f"for {params.get('handshake_windows', 1)} back-to-back windows of "
+                f"{params.get('handshake_duration_s')} s; the table shows each server's best "
+                "window (all of them are in the JSON, `hs_windows`).",
                 "",
             ]
             rows = []

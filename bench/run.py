@@ -254,6 +254,7 @@ class Bench:
         self.many = 20 if q else 100
         self.idle_conns = args.idle_conns or (1000 if q else 10000)
         self.hs_duration = 0.2 if q else 3.0
+        self.hs_windows = 1 if q else max(3, args.repeat)
         self.profile_duration = 1.0 if q else 10.0
         self.results: dict[str, Any] = {}
 
@@ -266,6 +267,7 @@ class Bench:
             "many_conns": self.many,
             "idle_conns": self.idle_conns,
             "handshake_duration_s": self.hs_duration,
+            "handshake_windows": self.hs_windows,
             "handshake_concurrency": self.args.hs_concurrency,
             "server_cpu": self.server_cpu,
             "client_cpu": self.client_cpu,
@@ -374,6 +376,7 @@ class Bench:
                 "conns": self.idle_conns,
                 "batch": 200,
                 "hs_duration": self.hs_duration,
+                "hs_windows": self.hs_windows,
                 "hs_concurrency": self.args.hs_concurrency,
                 "extra": 120,
             }
