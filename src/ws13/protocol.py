@@ -46,6 +46,11 @@ FrameTracer = Callable[[bool, bytes, bytes], None]
 #: (half-closed where the transport supports it) after writing what came before.
 SEND_EOF = b""
 
+#: Unmasked payloads larger than this go out as a header and the payload
+#: itself, two buffers the transport writes together, rather than copied into
+#: one frame: above a few KiB the copy costs more than the extra buffer.
+COPY_MAX = 4096
+
 
 class Side(enum.IntEnum):
     SERVER = 0
@@ -653,7 +658,7 @@ class Protocol:
         mask = None if keys is None else keys.next()
         if self._tracer is not None:
             self._tracer(True, encode_header(first_byte, len(payload), mask), payload)
-        if mask is None and len(payload) > 4096:
+        if mask is None and len(payload) > COPY_MAX:
             # A large unmasked payload goes out as its own buffer, not copied.
             self._writes.append(encode_header(first_byte, len(payload), None))
             self._writes.append(payload)
@@ -706,6 +711,14 @@ class Protocol:
         if isinstance(message, str):
             return build_frame(0x81, message.encode(), None if keys is None else keys.next())
         return build_frame(0x82, message, None if keys is None else keys.next())
+
+    def _frame_parts(self, message: str | bytes) -> tuple[bytes, bytes]:
+        """``_frame_message`` for a payload over ``COPY_MAX`` on an unmasking
+        (server) side: the header and the payload, to write without joining."""
+        if isinstance(message, str):
+            payload = message.encode()
+            return encode_header(0x81, len(payload), None), payload
+        return encode_header(0x82, len(message), None), message
 
     def send_continuation(self, data: bytes | bytearray | memoryview, fin: bool) -> None:
         """Send the next fragment of a message started with ``fin=False``."""

@@ -36,7 +36,7 @@ from ws13.exceptions import (
     InvalidState,
 )
 from ws13.frames import Close
-from ws13.protocol import CLOSED, OPEN
+from ws13.protocol import CLOSED, COPY_MAX, OPEN
 from ws13.utils import encode_header
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x0, 0x1, 0x2, 0x8, 0x9
@@ -72,6 +72,17 @@ class SendRecvTests(ServerClientTestCase):
         await client.send(b"")
         assert await wait(client.recv()) == ""
         assert await wait(client.recv()) == b""
+
+    async def test_sizes_around_the_copy_limit(self) -> None:
+        # The echo server's frames: one copied buffer up to COPY_MAX, a header
+        # and the payload as two buffers above it (RFC 6455 section 5.2
+        # lengths: 7-bit, 16-bit and 64-bit).
+        client = await self.connect_to(await self.start_server())
+        for size in (125, COPY_MAX, COPY_MAX + 1, 65535, 65536, 200_000):
+            for message in ("é" * (size // 2), b"\x01" * size):
+                with self.subTest(size=size, type=type(message).__name__):
+                    await client.send(message)
+                    assert await wait(client.recv()) == message
 
     async def test_order_is_kept(self) -> None:
         client = await self.connect_to(await self.start_server())

@@ -22,7 +22,7 @@ from ..exceptions import (
 )
 from ..frames import CloseCode, Frame, Opcode
 from ..http11 import Request, Response
-from ..protocol import CLOSED, OPEN, SEND_EOF, Protocol, Side, State
+from ..protocol import CLOSED, COPY_MAX, OPEN, SEND_EOF, Protocol, Side, State
 from .messages import MessageQueue
 from .timers import Deadlines, Keepalive
 
@@ -242,7 +242,12 @@ class Connection(asyncio.Protocol):
             kind = type(message)
             if (kind is str or kind is bytes) and not protocol._writes:
                 assert self.transport is not None  # OPEN implies connected
-                self.transport.write(protocol._frame_message(message))  # type: ignore[arg-type]
+                if len(message) <= COPY_MAX or protocol._mask_keys is not None:  # type: ignore[arg-type]
+                    self.transport.write(protocol._frame_message(message))  # type: ignore[arg-type]
+                else:
+                    # A large unmasked payload goes out as its own buffer
+                    # beside its header, not copied into one frame.
+                    self.transport.writelines(protocol._frame_parts(message))  # type: ignore[arg-type]
                 if self._paused_writing:
                     await self._drain()
                 return
