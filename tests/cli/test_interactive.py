@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from tests.cli.helpers import ENV, TIMEOUT, WS13, CLITestCase
+from tests.cli.helpers import ENV, TIMEOUT, WS13, CLITestCase, wait_for_port
 
 #: ANSI escape sequences prompt_toolkit draws with (CSI ..., OSC ...), removed
 #: before matching; the \x1b[6n cursor position request is answered.
@@ -154,6 +154,28 @@ class InteractiveTests(CLITestCase):
         self.stop_server(server)
         terminal.expect("= connection closed: 1001 server shutting down")
         assert terminal.wait() == 0
+
+    def test_reconnect(self) -> None:
+        # --reconnect at the prompt: the server goes away, the session says so,
+        # retries with backoff, and carries on with a server on the same port.
+        server, port = self.start_server()
+        uri = f"ws://127.0.0.1:{port}/echo"
+        terminal = self.terminal([*WS13, "connect", uri, "--reconnect"])
+        terminal.expect(f"= connected to {uri}")
+        terminal.type("before")
+        terminal.expect("< before")
+        self.stop_server(server)
+        terminal.expect("= connection closed: 1001 server shutting down")
+        terminal.expect("ws13: reconnecting in 0.5 s")
+        again = self.start("serve", "--port", str(port), stdout=subprocess.DEVNULL)
+        wait_for_port(port, again)
+        terminal.expect(f"= connected to {uri}")
+        terminal.type("after")
+        terminal.expect("< after")
+        terminal.type("/quit")
+        terminal.expect("= connection closed: 1000")
+        assert terminal.wait() == 0, terminal.screen
+        assert "Traceback" not in terminal.screen
 
     def test_bad_commands(self) -> None:
         terminal = self.terminal([*WS13, "connect", self.uri])

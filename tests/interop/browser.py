@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -85,10 +86,12 @@ class Chromium:
     Args:
         compression: passed to ``ws13.asyncio.connect`` for the DevTools
             connection (Chromium's DevTools server accepts permessage-deflate).
+        flags: command-line flags added to ``FLAGS``.
     """
 
-    def __init__(self, *, compression: str | None = None) -> None:
+    def __init__(self, *, compression: str | None = None, flags: Sequence[str] = ()) -> None:
         self.compression = compression
+        self.flags = list(flags)
         self.process: subprocess.Popen[bytes] | None = None
         self.connection: ClientConnection | None = None
         #: The ``ws://`` URL Chromium printed.
@@ -127,7 +130,7 @@ class Chromium:
             # Its own session, so teardown can kill the whole process group
             # (zygotes, renderers, the network service) by the browser's pid.
             self.process = subprocess.Popen(
-                [executable(), *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+                [executable(), *FLAGS, *self.flags, f"--user-data-dir={profile}", "about:blank"],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,

@@ -22,11 +22,16 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import unittest
 from typing import Any
+
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.cli.helpers import ENV, wait_for_port
 from tests.utils import MS, free_port
@@ -72,19 +77,28 @@ def parse_header(header: bytes) -> dict[str, Any]:
 
 
 class LabPageTests(unittest.IsolatedAsyncioTestCase):
+    #: The page's scheme; its WebSocket URL's is the matching ws / wss.
+    scheme = "http"
+
     async def asyncSetUp(self) -> None:
         self.port = free_port()
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by cleanup)
         self.addCleanup(self.log.close)
         self.server = subprocess.Popen(
-            [sys.executable, "-m", "ws13", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "ws13", "serve", "--port", str(self.port), *self.serve_args()],
             stdout=subprocess.DEVNULL,
             stderr=self.log,
             env=ENV,
         )
         self.addCleanup(self.stop_server)
         await asyncio.to_thread(wait_for_port, self.port, self.server)
-        self.browser = await self.enterAsyncContext(Chromium())
+        self.browser = await self.enterAsyncContext(Chromium(flags=self.browser_flags()))
+
+    def serve_args(self) -> list[str]:
+        return []
+
+    def browser_flags(self) -> list[str]:
+        return []
 
     def stop_server(self) -> None:
         if self.server.poll() is None:
@@ -151,10 +165,11 @@ class LabPageTests(unittest.IsolatedAsyncioTestCase):
             {"width": 1360, "height": 860, "deviceScaleFactor": 1, "mobile": False},
             page.session,
         )
-        await page.navigate(f"http://127.0.0.1:{self.port}/")
+        await page.navigate(f"{self.scheme}://127.0.0.1:{self.port}/")
         await self.wait_for(page, "lab.inspectorId")
         url = await self.js(page, "document.getElementById('url').value")
-        self.assertEqual(url, f"ws://127.0.0.1:{self.port}/echo")
+        ws_scheme = "wss" if self.scheme == "https" else "ws"
+        self.assertEqual(url, f"{ws_scheme}://127.0.0.1:{self.port}/echo")
 
         await self.js(page, "document.getElementById('connect').click()")
         await self.wait_for(page, "lab.ws && lab.ws.readyState === 1")
@@ -294,6 +309,35 @@ class LabPageTests(unittest.IsolatedAsyncioTestCase):
         png = base64.b64decode(shot["data"])
         self.assertEqual(png[:8], b"\x89PNG\r\n\x1a\n")
         path = os.environ.get("WS13_SCREENSHOT")
-        if path:
+        if path and self.scheme == "http":
             with open(path, "wb") as file:
                 file.write(png)
+
+
+class LabPageTLSTests(LabPageTests):
+    """The same, with ``ws13 serve --tls-cert/--tls-key``: the page over
+    https:// and its WebSocket over wss://, through Chromium's own TLS stack.
+
+    The certificate is made by trustme for 127.0.0.1; Chromium accepts it
+    because its public key's SHA-256 is pinned with
+    ``--ignore-certificate-errors-spki-list`` (this key only, not any error).
+    """
+
+    scheme = "https"
+
+    def serve_args(self) -> list[str]:
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1")
+        directory = tempfile.mkdtemp(prefix="ws13-tls-")
+        self.addCleanup(shutil.rmtree, directory)
+        cert_path = os.path.join(directory, "cert.pem")
+        key_path = os.path.join(directory, "key.pem")
+        cert.cert_chain_pems[0].write_to_path(cert_path)
+        cert.private_key_pem.write_to_path(key_path)
+        loaded = x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes())
+        spki = loaded.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        self.spki_hash = base64.b64encode(hashlib.sha256(spki).digest()).decode()
+        return ["--tls-cert", cert_path, "--tls-key", key_path]
+
+    def browser_flags(self) -> list[str]:
+        return [f"--ignore-certificate-errors-spki-list={self.spki_hash}"]
