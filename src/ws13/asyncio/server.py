@@ -301,6 +301,11 @@ class serve:
             extensions = enable_server_permessage_deflate(extensions)
         elif compression is not None:
             raise ValueError(f"unsupported compression: {compression!r}; use 'deflate' or None")
+        # Tuples, made once: ServerProtocol keeps a tuple as it is, so every
+        # connection shares these instead of copying them.
+        extensions = None if extensions is None else tuple(extensions)
+        origins = None if origins is None else tuple(origins)
+        subprotocols = None if subprotocols is None else tuple(subprotocols)
         self.host = host
         self.port = port
         self.unix = unix
