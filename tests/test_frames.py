@@ -6,6 +6,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.rfc6455 import (
+    BINARY_64K_HEADER,
+    BINARY_256_HEADER,
+    FRAGMENT_HEL,
+    FRAGMENT_LO,
+    MASK,
+    MASKED_HELLO,
+    MASKED_PONG,
+    UNMASKED_HELLO,
+    UNMASKED_PING,
+)
 from ws13.exceptions import PayloadTooBig, ProtocolError
 from ws13.frames import (
     CLOSE_CODE_EXPLANATIONS,
@@ -16,18 +27,6 @@ from ws13.frames import (
     encode_header,
     is_valid_close_code,
 )
-
-MASK = bytes.fromhex("37fa213d")
-
-# RFC 6455 section 5.7 examples.
-UNMASKED_HELLO = bytes.fromhex("810548656c6c6f")
-MASKED_HELLO = bytes.fromhex("818537fa213d7f9f4d5158")
-FRAGMENT_HEL = bytes.fromhex("010348656c")
-FRAGMENT_LO = bytes.fromhex("80026c6f")
-UNMASKED_PING = bytes.fromhex("890548656c6c6f")
-MASKED_PONG = bytes.fromhex("8a8537fa213d7f9f4d5158")
-BINARY_256 = bytes.fromhex("827e0100")
-BINARY_64K = bytes.fromhex("827f0000000000010000")
 
 
 class TestSection5_2BaseFraming:
@@ -151,7 +150,7 @@ class TestSection5_2BaseFraming:
 
     def test_max_size_checked_before_payload_arrives(self) -> None:
         with pytest.raises(PayloadTooBig):
-            Frame.parse(BINARY_64K, mask=False, max_size=65535)
+            Frame.parse(BINARY_64K_HEADER, mask=False, max_size=65535)
 
     @given(
         st.sampled_from([Opcode.CONT, Opcode.TEXT, Opcode.BINARY]),
@@ -212,16 +211,16 @@ class TestSection5_7Examples:
 
     def test_256_bytes_binary_16_bit_length(self) -> None:
         payload = bytes(range(256))
-        assert Frame(Opcode.BINARY, payload).serialize() == BINARY_256 + payload
-        assert Frame.parse(BINARY_256 + payload, mask=False) == (
+        assert Frame(Opcode.BINARY, payload).serialize() == BINARY_256_HEADER + payload
+        assert Frame.parse(BINARY_256_HEADER + payload, mask=False) == (
             Frame(Opcode.BINARY, payload),
             260,
         )
 
     def test_64k_binary_64_bit_length(self) -> None:
         payload = bytes(range(256)) * 256
-        assert Frame(Opcode.BINARY, payload).serialize() == BINARY_64K + payload
-        assert Frame.parse(BINARY_64K + payload, mask=False) == (
+        assert Frame(Opcode.BINARY, payload).serialize() == BINARY_64K_HEADER + payload
+        assert Frame.parse(BINARY_64K_HEADER + payload, mask=False) == (
             Frame(Opcode.BINARY, payload),
             65546,
         )

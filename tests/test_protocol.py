@@ -13,6 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.rfc6455 import (
+    BINARY_64K_HEADER,
+    BINARY_256_HEADER,
+    FRAGMENT_HEL,
+    FRAGMENT_LO,
+    MASK,
+    MASKED_HELLO,
+    MASKED_PONG,
+    UNMASKED_HELLO,
+    UNMASKED_PING,
+)
 from ws13.exceptions import InvalidState, PayloadTooBig, ProtocolError
 from ws13.frames import Close, CloseCode, Frame, Opcode
 from ws13.protocol import (
@@ -29,18 +40,6 @@ from ws13.protocol import (
     State,
 )
 from ws13.utils import apply_mask
-
-MASK = bytes.fromhex("37fa213d")
-
-# RFC 6455 section 5.7 examples.
-UNMASKED_HELLO = bytes.fromhex("810548656c6c6f")
-MASKED_HELLO = bytes.fromhex("818537fa213d7f9f4d5158")
-FRAGMENT_HEL = bytes.fromhex("010348656c")
-FRAGMENT_LO = bytes.fromhex("80026c6f")
-UNMASKED_PING = bytes.fromhex("890548656c6c6f")
-MASKED_PONG = bytes.fromhex("8a8537fa213d7f9f4d5158")
-BINARY_256_HEADER = bytes.fromhex("827e0100")
-BINARY_64K_HEADER = bytes.fromhex("827f0000000000010000")
 
 
 def frame(opcode: int, data: bytes = b"", *, fin: bool = True, rsv: int = 0) -> bytes:

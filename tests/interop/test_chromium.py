@@ -24,6 +24,7 @@ from ws13.http11 import Request, Response
 
 from ..utils import MS
 from .browser import Chromium, Page
+from .echo import RecordingEcho, stop_server
 
 TIMEOUT = 60_000 * MS
 MAX_SIZE = 16 * 2**20
@@ -118,13 +119,11 @@ def serve_page(connection: ServerConnection, request: Request) -> Response | Non
     return Response.text(200, PAGE, Headers([("Content-Type", "text/html; charset=utf-8")]))
 
 
-class ChromiumTests(unittest.IsolatedAsyncioTestCase):
+class ChromiumTests(RecordingEcho, unittest.IsolatedAsyncioTestCase):
     """ws13.asyncio.serve ← new WebSocket() in a Chromium page."""
 
     async def asyncSetUp(self) -> None:
-        #: Server-side connections, and (type, UTF-8 length) of each message received.
-        self.connections: list[ServerConnection] = []
-        self.received: list[tuple[str, int]] = []
+        self.start_recording()
         self.browser = await self.enterAsyncContext(Chromium())
 
     async def start(self, **kwargs: Any) -> Page:
@@ -137,27 +136,10 @@ class ChromiumTests(unittest.IsolatedAsyncioTestCase):
             process_request=serve_page,
             **kwargs,
         )
-        self.addAsyncCleanup(self.stop, server)
+        self.addAsyncCleanup(stop_server, server, TIMEOUT)
         self.origin = f"http://127.0.0.1:{server.port}"
         self.ws_url = f"ws://127.0.0.1:{server.port}/echo"
         return await self.browser.new_page(self.origin + "/")
-
-    async def stop(self, server: Server) -> None:
-        server.close()
-        await wait(server.wait_closed())
-
-    async def handler(self, connection: ServerConnection) -> None:
-        """Echo; "close 4000" makes the server close with 4000 "bye"."""
-        self.connections.append(connection)
-        async for message in connection:
-            if isinstance(message, str):
-                self.received.append(("str", len(message.encode())))
-            else:
-                self.received.append(("bytes", len(message)))
-            if message == "close 4000":
-                await connection.close(4000, "bye")
-                return
-            await connection.send(message)
 
     async def run_js(self, page: Page, body: str) -> Any:
         """Run ``body`` (an async function's body, with JS_HELPERS and WS_URL in scope)."""

@@ -23,6 +23,7 @@ from ws13.asyncio.server import Server, ServerConnection
 from ws13.exceptions import ConnectionClosedError
 
 from ..utils import MS
+from .echo import RecordingEcho, stop_server
 
 NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
 TIMEOUT = 60_000 * MS
@@ -102,7 +103,7 @@ def messages() -> list[str | bytes]:
     return result
 
 
-class TheirClientOurServerTests(unittest.IsolatedAsyncioTestCase):
+class TheirClientOurServerTests(RecordingEcho, unittest.IsolatedAsyncioTestCase):
     """node client.mjs (ws.WebSocket) → ws13.asyncio.serve."""
 
     @classmethod
@@ -110,28 +111,10 @@ class TheirClientOurServerTests(unittest.IsolatedAsyncioTestCase):
         install_ws()
 
     async def asyncSetUp(self) -> None:
-        self.connections: list[ServerConnection] = []
-        self.received: list[tuple[str, int]] = []
+        self.start_recording()
         server: Server = await serve(self.handler, "127.0.0.1", 0, max_size=MAX_SIZE)
-        self.addAsyncCleanup(self.stop, server)
+        self.addAsyncCleanup(stop_server, server, TIMEOUT)
         self.url = f"ws://127.0.0.1:{server.port}/"
-
-    async def stop(self, server: Server) -> None:
-        server.close()
-        await wait(server.wait_closed())
-
-    async def handler(self, connection: ServerConnection) -> None:
-        """Echo; "close 4000" makes the server close with 4000 "bye"."""
-        self.connections.append(connection)
-        async for message in connection:
-            if isinstance(message, str):
-                self.received.append(("str", len(message.encode())))
-            else:
-                self.received.append(("bytes", len(message)))
-            if message == "close 4000":
-                await connection.close(4000, "bye")
-                return
-            await connection.send(message)
 
     async def run_client(self, mode: str, options: Any = True) -> dict[str, Any]:
         """Run node/client.mjs in ``mode`` with these perMessageDeflate options."""

@@ -19,6 +19,7 @@ from websockets.asyncio.client import connect as their_connect
 from websockets.asyncio.server import ServerConnection as TheirServerConnection
 from websockets.asyncio.server import serve as their_serve
 
+from tests.interop.echo import stop_server
 from tests.utils import MS
 from ws13.asyncio.client import connect
 from ws13.asyncio.server import ServerConnection, serve
@@ -48,12 +49,8 @@ class TheirClientOurServerTests(unittest.IsolatedAsyncioTestCase):
 
     async def start(self, handler: Callable[[ServerConnection], Awaitable[None]] = our_echo) -> str:
         server = await serve(handler, "127.0.0.1", 0, max_size=MAX_SIZE)
-        self.addAsyncCleanup(self.stop, server)
+        self.addAsyncCleanup(stop_server, server, TIMEOUT)
         return f"ws://127.0.0.1:{server.port}/"
-
-    async def stop(self, server: Any) -> None:
-        server.close()
-        await wait(server.wait_closed())
 
     async def test_text_and_binary(self) -> None:
         uri = await self.start()
@@ -190,13 +187,9 @@ class OurClientTheirServerTests(unittest.IsolatedAsyncioTestCase):
         self, handler: Callable[[TheirServerConnection], Awaitable[None]] = their_echo
     ) -> str:
         server = await their_serve(handler, "127.0.0.1", 0, max_size=MAX_SIZE)
-        self.addAsyncCleanup(self.stop, server)
+        self.addAsyncCleanup(stop_server, server, TIMEOUT)
         port = server.sockets[0].getsockname()[1]
         return f"ws://127.0.0.1:{port}/"
-
-    async def stop(self, server: Any) -> None:
-        server.close()
-        await wait(server.wait_closed())
 
     async def test_text_and_binary(self) -> None:
         uri = await self.start()
