@@ -47,3 +47,18 @@ def test_micro_quick() -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout)
+
+
+def test_inprocess_quick() -> None:
+    for loop in ([], ["--asyncio"]):
+        result = subprocess.run(
+            [sys.executable, str(REPO / "bench" / "inprocess.py"), "--quick", *loop],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        lines = result.stdout.splitlines()
+        assert lines[0].startswith("server handshake + close: "), result.stdout
+        assert lines[1].startswith("echo, async for + send: "), result.stdout
