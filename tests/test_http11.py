@@ -169,6 +169,17 @@ class TestLimits:
             Request.parse(b"GET / HTTP/1.1\r\n" + headers)
         assert exc_info.value.status == 431
 
+    @pytest.mark.timeout(30)
+    def test_many_bad_lines_of_blanks(self) -> None:
+        # The largest head the limits allow, every header line blanks then a
+        # NUL: refused with 400. (A parser that backtracked over each split of
+        # the blanks took minutes here, and held its event loop as long.)
+        line = b"X:" + b" " * (http11.MAX_LINE_LENGTH - 3) + b"\x00"
+        head = b"GET / HTTP/1.1\r\n" + (line + b"\r\n") * http11.MAX_NUM_HEADERS + b"\r\n"
+        with pytest.raises(InvalidMessage, match="invalid HTTP header line") as exc_info:
+            Request.parse(head)
+        assert exc_info.value.status == 400
+
     def test_limits_are_read_at_parse_time(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(http11, "MAX_NUM_HEADERS", 1)
         parse_request(b"GET / HTTP/1.1\r\nA: 1\r\n\r\n")

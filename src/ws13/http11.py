@@ -111,9 +111,12 @@ def _shared(text: str) -> str:
 # stripped afterwards). The text is the head decoded as Latin-1, so obs-text
 # is \x80-\xff. Anchored at line starts and unable to cross a line end, a
 # match is a whole line: every line is valid when there are as many matches
-# as lines, and findall() does them all in one call.
+# as lines, and findall() does them all in one call. The leading OWS is
+# possessive (*+): the value may start with the same characters, and a bad
+# line of thousands of spaces would otherwise be retried at every split
+# between the two, quadratic work per line.
 _HEADER_LINE = re.compile(
-    r"^([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*)\r?\n", re.M
+    r"^([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*+([\t\x20-\x7e\x80-\xff]*)\r?\n", re.M
 )
 
 

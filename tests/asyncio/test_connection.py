@@ -598,7 +598,12 @@ class CloseTests(ServerClientTestCase):
             with pytest.raises(ValueError, match="close_timeout must be positive"):
                 serve(echo, "127.0.0.1", 0, close_timeout=value)
             with pytest.raises(ValueError, match="close_timeout must be positive"):
-                connect("ws://127.0.0.1:1/", close_timeout=value).factory()
+                connect("ws://127.0.0.1:1/", close_timeout=value)
+        # A bad value set on a connection changes nothing.
+        client = await self.connect_to(await self.start_server(), close_timeout=5)
+        with pytest.raises(ValueError, match="close_timeout must be positive"):
+            client.close_timeout = 0
+        assert client.close_timeout == 5
 
 
 class PreEncodedFrameTests(ServerClientTestCase):

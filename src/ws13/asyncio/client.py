@@ -17,7 +17,7 @@ from ..frames import CloseCode
 from ..http11 import Request, Response
 from ..uri import parse_uri
 from ..version import USER_AGENT
-from .connection import Connection, closing_deadlines
+from .connection import Connection, check_close_timeout, closing_deadlines
 from .timers import Keepalive
 
 __all__ = ["ClientConnection", "connect", "unix_connect"]
@@ -125,6 +125,8 @@ class connect:
         **kwargs: Any,
     ) -> None:
         self.uri = parse_uri(uri)
+        # Checked here, not when the factory runs after TCP connected.
+        check_close_timeout(close_timeout)
         if ssl is not None and not self.uri.secure:
             raise InvalidURI(uri, "ssl= was given for a ws:// URI; use wss://")
         if self.uri.secure and ssl is None:

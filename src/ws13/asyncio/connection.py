@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
@@ -27,6 +28,14 @@ from .messages import MessageQueue
 from .timers import Deadlines, Keepalive
 
 __all__ = ["OK_CLOSE_CODES", "Connection", "Data"]
+
+#: Whether ``transport.writelines()`` keeps flow control: not with the selector
+#: transport of CPython 3.12.0-3.12.8 and 3.13.0-3.13.1 (gh-127655, it never
+#: calls ``pause_writing``), where large messages are copied into one frame.
+_WRITELINES_OK = not (
+    (3, 12, 0) <= sys.version_info[:3] < (3, 12, 9)
+    or (3, 13, 0) <= sys.version_info[:3] < (3, 13, 2)
+)
 
 Data = str | bytes | bytearray | memoryview
 OK_CLOSE_CODES = frozenset(
@@ -138,10 +147,11 @@ class Connection(asyncio.Protocol):
     def close_timeout(self, value: float | None) -> None:
         # This connection only: it leaves the server's shared deadlines. A
         # deadline already running restarts with the new value.
+        closing = closing_deadlines(value)  # a bad value raises before any change
         started = self._closing_started
         if started and self._closing is not None:
             self._closing.discard(self)
-        self._closing = closing_deadlines(value)
+        self._closing = closing
         self._closing_started = False
         if started:
             self._start_close_timer()
@@ -242,11 +252,17 @@ class Connection(asyncio.Protocol):
             kind = type(message)
             if (kind is str or kind is bytes) and not protocol._writes:
                 assert self.transport is not None  # OPEN implies connected
-                if len(message) <= COPY_MAX or protocol._mask_keys is not None:  # type: ignore[arg-type]
+                if (
+                    len(message) <= COPY_MAX  # type: ignore[arg-type]
+                    or protocol._mask_keys is not None
+                    or not _WRITELINES_OK
+                ):
                     self.transport.write(protocol._frame_message(message))  # type: ignore[arg-type]
                 else:
                     # A large unmasked payload goes out as its own buffer
-                    # beside its header, not copied into one frame.
+                    # beside its header, not copied into one frame: one
+                    # writelines(), one system call (two write() calls would
+                    # make two on uvloop).
                     self.transport.writelines(protocol._frame_parts(message))  # type: ignore[arg-type]
                 if self._paused_writing:
                     await self._drain()
@@ -690,13 +706,16 @@ class Connection(asyncio.Protocol):
             self.logger.debug("= connection closed: %s", closed)
 
 
+def check_close_timeout(close_timeout: float | None) -> None:
+    """Raise ValueError unless ``close_timeout`` is positive or None."""
+    if close_timeout is not None and not close_timeout > 0:
+        raise ValueError(f"close_timeout must be positive (or None), not {close_timeout}")
+
+
 def closing_deadlines(close_timeout: float | None) -> Deadlines[Connection] | None:
     """The ``closing`` deadlines of ``Connection`` for a ``close_timeout``."""
-    if close_timeout is None:
-        return None
-    if close_timeout <= 0:
-        raise ValueError(f"close_timeout must be positive (or None), not {close_timeout}")
-    return Deadlines(close_timeout, Connection._abort)
+    check_close_timeout(close_timeout)
+    return None if close_timeout is None else Deadlines(close_timeout, Connection._abort)
 
 
 async def _as_async(iterator: Iterable[Data]) -> AsyncIterator[Data]:

@@ -184,10 +184,13 @@ class Server:
         for connection in connections:
             if connection.protocol.state is CONNECTING and connection.transport is not None:
                 connection.transport.close()
+        # close() on a connection already closing just waits for its TCP
+        # close: the grace period covers those too (a handler may have
+        # returned while its connection's last bytes still drain).
         closing = [
             asyncio.ensure_future(c.close(code, "server shutting down"))
             for c in connections
-            if c.protocol.state is OPEN
+            if c.protocol.state is not CONNECTING and not c._lost
         ]
         tasks = [c.handler_task for c in connections if c.handler_task is not None]
         pending = [t for t in [*closing, *tasks] if not t.done()]
