@@ -84,6 +84,23 @@ class SendRecvTests(ServerClientTestCase):
                     await client.send(message)
                     assert await wait(client.recv()) == message
 
+    async def test_large_send_as_the_transport_closes(self) -> None:
+        # The transport is closing but the connection isn't lost yet (the core
+        # is still OPEN): a large send() goes through write(), which knows
+        # the transport is closing; nothing raises, the peer sees the loss.
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def close_then_send(connection: ServerConnection) -> None:
+            assert connection.transport is not None
+            connection.transport.close()
+            await connection.send(b"x" * (COPY_MAX + 1))
+            sent.set_result(None)
+
+        client = await self.connect_to(await self.start_server(close_then_send))
+        await wait(sent)
+        with pytest.raises(ConnectionClosedError):
+            await wait(client.recv())
+
     async def test_order_is_kept(self) -> None:
         client = await self.connect_to(await self.start_server())
         for i in range(100):

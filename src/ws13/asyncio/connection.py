@@ -32,6 +32,9 @@ __all__ = ["OK_CLOSE_CODES", "Connection", "Data"]
 #: Whether ``transport.writelines()`` keeps flow control: not with the selector
 #: transport of CPython 3.12.0-3.12.8 and 3.13.0-3.13.1 (gh-127655, it never
 #: calls ``pause_writing``), where large messages are copied into one frame.
+#: Nor is it used on a closing transport: the same transport's
+#: ``writelines()`` doesn't check that the connection was lost (gh-136234)
+#: and could watch a socket about to be closed; ``write()`` does.
 _WRITELINES_OK = not (
     (3, 12, 0) <= sys.version_info[:3] < (3, 12, 9)
     or (3, 13, 0) <= sys.version_info[:3] < (3, 13, 2)
@@ -256,6 +259,7 @@ class Connection(asyncio.Protocol):
                     len(message) <= COPY_MAX  # type: ignore[arg-type]
                     or protocol._mask_keys is not None
                     or not _WRITELINES_OK
+                    or self.transport.is_closing()
                 ):
                     self.transport.write(protocol._frame_message(message))  # type: ignore[arg-type]
                 else:
