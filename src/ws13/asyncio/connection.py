@@ -518,16 +518,27 @@ class Connection(asyncio.Protocol):
                 self._check_close_timer()
             return
         transport = self.transport
-        for data in protocol.data_to_send():
-            if transport is None:
-                break
-            if data is SEND_EOF or not data:
+        writes = protocol.data_to_send()
+        if transport is not None:
+            end = len(writes)
+            if SEND_EOF in writes:
+                end = writes.index(SEND_EOF)
+            if end == 1:
+                transport.write(writes[0])
+            elif end > 1:
+                # Several buffers (a large frame's header and payload, a pong
+                # and a message...): one writelines(), one system call, where
+                # it keeps flow control (see _WRITELINES_OK).
+                if _WRITELINES_OK and not transport.is_closing():
+                    transport.writelines(writes[:end])
+                else:
+                    for data in writes[:end]:
+                        transport.write(data)
+            if end < len(writes):
                 # Section 7.1.1: the server closes TCP first. transport.close()
-                # flushes the buffer before closing the socket.
+                # flushes the buffer before closing the socket; nothing after
+                # SEND_EOF is written.
                 transport.close()
-                transport = None
-            else:
-                transport.write(data)
         if not self._closing_started and protocol._state is not OPEN:
             self._check_close_timer()
 
