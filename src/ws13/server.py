@@ -165,22 +165,17 @@ class ServerProtocol(Protocol):
         Returns the Sec-WebSocket-Key, and the Sec-WebSocket-Protocol and
         Sec-WebSocket-Extensions answers, ``None`` for headers not to send.
         """
-        # One pass over the headers, then a dict lookup per check. The usual
-        # single "Upgrade" / "websocket" values skip the token-list parser.
+        # One pass over the headers, then a dict lookup per check.
         index = request.headers.index()
         empty: list[str] = []
         hosts = index.get("host", empty)
         if len(hosts) != 1:
             raise InvalidHeader("Host", _joined(hosts))
         values = index.get("connection", empty)
-        if not (len(values) == 1 and values[0].lower() == "upgrade") and not any(
-            token.lower() == "upgrade" for token in parse_token_list(values, "Connection")
-        ):
+        if not _has_token(values, "Connection", "upgrade"):
             raise InvalidUpgrade("Connection", _joined(values), status=426)
         values = index.get("upgrade", empty)
-        if not (len(values) == 1 and values[0].lower() == "websocket") and not any(
-            token.lower() == "websocket" for token in parse_token_list(values, "Upgrade")
-        ):
+        if not _has_token(values, "Upgrade", "websocket"):
             raise InvalidUpgrade("Upgrade", _joined(values), status=426)
         keys = index.get("sec-websocket-key", empty)
         if len(keys) != 1:
@@ -279,6 +274,14 @@ class ServerProtocol(Protocol):
             # Nothing more is read: drop what the refused request left behind.
             self._handshake_buffer.clear()
             self._discarding = True
+
+
+def _has_token(values: list[str], header: str, token: str) -> bool:
+    """Whether a ``1#token`` header's values list ``token`` (lower-case), in any case."""
+    # The usual single value ("Upgrade", "websocket") skips the token-list parser.
+    if len(values) == 1 and values[0].lower() == token:
+        return True
+    return any(item.lower() == token for item in parse_token_list(values, header))
 
 
 def _joined(values: list[str]) -> str | None:
