@@ -129,13 +129,10 @@ def _parse_headers(block: str) -> Headers:
                 line = line.removesuffix("\r")
                 raise InvalidMessage(f"invalid HTTP header line: {line.encode('latin-1')!r}")
     flat: list[str] = []
-    shared = _SHARED.get
     for name, value in fields:
-        name = shared(name) or _shared(name)
+        name = _shared(name)
         value = value.rstrip(" \t")
-        if name.lower() not in _UNSHARED:
-            value = shared(value) or _shared(value)
-        flat += (name, value)
+        flat += (name, value if name.lower() in _UNSHARED else _shared(value))
     return Headers.from_flat(flat)
 
 
