@@ -712,6 +712,14 @@ class Protocol:
             return build_frame(0x81, message.encode(), None if keys is None else keys.next())
         return build_frame(0x82, message, None if keys is None else keys.next())
 
+    def _frame_parts(self, message: str | bytes) -> tuple[bytes, bytes]:
+        """``_frame_message`` for a payload over ``COPY_MAX`` on an unmasking
+        (server) side: the header and the payload, to write without joining."""
+        if isinstance(message, str):
+            payload = message.encode()
+            return encode_header(0x81, len(payload), None), payload
+        return encode_header(0x82, len(message), None), message
+
     def send_continuation(self, data: bytes | bytearray | memoryview, fin: bool) -> None:
         """Send the next fragment of a message started with ``fin=False``."""
         self._check_open()

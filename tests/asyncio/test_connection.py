@@ -86,9 +86,8 @@ class SendRecvTests(ServerClientTestCase):
 
     async def test_large_send_as_the_transport_closes(self) -> None:
         # The transport is closing but the connection isn't lost yet (the core
-        # is still OPEN): a large send()'s header and payload go through
-        # write(), which knows the transport is closing, not writelines();
-        # nothing raises, the peer sees the loss.
+        # is still OPEN): a large send() goes through write(), which knows
+        # the transport is closing; nothing raises, the peer sees the loss.
         sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         async def close_then_send(connection: ServerConnection) -> None:

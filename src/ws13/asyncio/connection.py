@@ -31,7 +31,7 @@ __all__ = ["OK_CLOSE_CODES", "Connection", "Data"]
 
 #: Whether ``transport.writelines()`` keeps flow control: not with the selector
 #: transport of CPython 3.12.0-3.12.8 and 3.13.0-3.13.1 (gh-127655, it never
-#: calls ``pause_writing``), where ``_flush()`` writes each buffer instead.
+#: calls ``pause_writing``), where large messages are copied into one frame.
 #: Nor is it used on a closing transport: the same transport's
 #: ``writelines()`` doesn't check that the connection was lost (gh-136234)
 #: and could watch a socket about to be closed; ``write()`` does.
@@ -253,16 +253,21 @@ class Connection(asyncio.Protocol):
         if protocol._plain_send and not self._fragmenting:
             # The hot path: a whole str or bytes message, one frame, one write.
             kind = type(message)
-            # A larger unmasked payload takes the general path below, which
-            # writes it beside its header rather than copying it into one
-            # frame (_write_frame, then one writelines() in _flush).
-            if (
-                (kind is str or kind is bytes)
-                and not protocol._writes
-                and (len(message) <= COPY_MAX or protocol._mask_keys is not None)  # type: ignore[arg-type]
-            ):
+            if (kind is str or kind is bytes) and not protocol._writes:
                 assert self.transport is not None  # OPEN implies connected
-                self.transport.write(protocol._frame_message(message))  # type: ignore[arg-type]
+                if (
+                    len(message) <= COPY_MAX  # type: ignore[arg-type]
+                    or protocol._mask_keys is not None
+                    or not _WRITELINES_OK
+                    or self.transport.is_closing()
+                ):
+                    self.transport.write(protocol._frame_message(message))  # type: ignore[arg-type]
+                else:
+                    # A large unmasked payload goes out as its own buffer
+                    # beside its header, not copied into one frame: one
+                    # writelines(), one system call (two write() calls would
+                    # make two on uvloop).
+                    self.transport.writelines(protocol._frame_parts(message))  # type: ignore[arg-type]
                 if self._paused_writing:
                     await self._drain()
                 return
