@@ -40,6 +40,12 @@ _WRITELINES_OK = not (
     or (3, 13, 0) <= sys.version_info[:3] < (3, 13, 2)
 )
 
+
+def _can_writelines(transport: asyncio.WriteTransport) -> bool:
+    """Whether ``transport.writelines()`` may be used (see ``_WRITELINES_OK``)."""
+    return _WRITELINES_OK and not transport.is_closing()
+
+
 Data = str | bytes | bytearray | memoryview
 OK_CLOSE_CODES = frozenset(
     {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
@@ -258,8 +264,7 @@ class Connection(asyncio.Protocol):
                 if (
                     len(message) <= COPY_MAX  # type: ignore[arg-type]
                     or protocol._mask_keys is not None
-                    or not _WRITELINES_OK
-                    or self.transport.is_closing()
+                    or not _can_writelines(self.transport)
                 ):
                     self.transport.write(protocol._frame_message(message))  # type: ignore[arg-type]
                 else:
@@ -528,8 +533,8 @@ class Connection(asyncio.Protocol):
             elif end > 1:
                 # Several buffers (a large frame's header and payload, a pong
                 # and a message...): one writelines(), one system call, where
-                # it keeps flow control (see _WRITELINES_OK).
-                if _WRITELINES_OK and not transport.is_closing():
+                # it keeps flow control (see _can_writelines).
+                if _can_writelines(transport):
                     transport.writelines(writes[:end])
                 else:
                     for data in writes[:end]:
