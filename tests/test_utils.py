@@ -1,8 +1,9 @@
-"""Tests for ws13.utils (and the ws13._accel selector): keys and masking."""
+"""Tests for ws13.utils (and the ws13._accel selector): keys, masking, UTF-8."""
 
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 
 import pytest
@@ -14,8 +15,9 @@ from ws13.utils import MaskKeys, accept_key, generate_key
 
 try:
     from ws13._speedups import apply_mask as c_apply_mask
+    from ws13._speedups import utf8_check as c_utf8_check
 except ImportError:  # built without a C compiler: only the pure-Python tests run
-    c_apply_mask = None
+    c_apply_mask = c_utf8_check = None
 
 
 def reference_mask(data: bytes, mask: bytes) -> bytes:
@@ -126,3 +128,151 @@ class TestSection5_3MaskKeys:
 
     def test_independent_instances(self) -> None:
         assert MaskKeys().next() != MaskKeys().next()
+
+
+# RFC 3629 section 4: the valid byte sequences, at the edges of their ranges.
+VALID_UTF8 = [
+    "",
+    "ascii only",
+    "\x7f\x80",
+    "\u07ff\u0800",
+    "\ud7ff\ue000",
+    "\uffff\U00010000",
+    "\U0010ffff",
+    "caf\u00e9 \u20ac \U0001f600 " * 20,
+]
+
+# Invalid sequences, each cut just after the byte that makes it invalid: a
+# validator must fail there, before any later byte arrives.
+INVALID_UTF8 = [
+    b"\x80",  # a continuation byte with no lead byte
+    b"\xbf",
+    b"\xc0",  # C0, C1: only overlong two-byte forms
+    b"\xc1",
+    b"\xf5",  # F5-FF: beyond U+10FFFF or never used
+    b"\xff",
+    b"\xc3\x41",  # a lead byte followed by ASCII
+    b"\xe0\x80",  # overlong three-byte form
+    b"\xe0\x9f",
+    b"\xed\xa0",  # UTF-16 surrogates D800-DFFF
+    b"\xed\xbf",
+    b"\xf0\x80",  # overlong four-byte form
+    b"\xf0\x8f",
+    b"\xf4\x90",  # above U+10FFFF
+    b"\xe2\x82\x41",  # third byte not a continuation
+    b"\xf0\x90\x80\xc0",
+]
+
+
+def first_bad_byte(data: bytes) -> int | None:
+    """The index of the byte where ``data`` stops being a prefix of valid UTF-8."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data":
+            return None
+        return exc.end if exc.reason == "invalid continuation byte" else exc.start
+    return None
+
+
+class TestRFC3629Utf8Check:
+    utf8_check = staticmethod(utils.utf8_check)
+
+    def feed(self, pieces: list[bytes]) -> list[int]:
+        states, state = [], 0
+        for piece in pieces:
+            state = self.utf8_check(piece, state)
+            states.append(state)
+            if state < 0:
+                break
+        return states
+
+    @pytest.mark.parametrize("text", VALID_UTF8)
+    def test_valid(self, text: str) -> None:
+        assert self.utf8_check(text.encode()) == 0
+
+    @pytest.mark.parametrize("text", VALID_UTF8)
+    def test_valid_split_anywhere(self, text: str) -> None:
+        data = text.encode()
+        for cut in range(len(data) + 1):
+            assert self.feed([data[:cut], data[cut:]])[-1] == 0
+        assert self.feed([bytes((b,)) for b in data])[-1:] in ([], [0])
+
+    @pytest.mark.parametrize("data", INVALID_UTF8)
+    def test_invalid_fails_at_the_bad_byte(self, data: bytes) -> None:
+        assert self.utf8_check(data) == -1
+        assert self.utf8_check(b"ok " + data + b" more") == -1
+        # Byte by byte: valid (maybe incomplete) until the last byte, then -1.
+        states = self.feed([bytes((b,)) for b in data])
+        assert states[-1] == -1
+        assert len(states) == len(data)
+
+    @pytest.mark.parametrize("char", ["\u00e9", "\u20ac", "\U0001f600"])
+    def test_incomplete_character(self, char: str) -> None:
+        data = char.encode()
+        state = self.utf8_check(b"abc" + data[:-1])
+        assert state > 0
+        assert state & 0xFF == len(data) - 1
+        assert self.utf8_check(data[-1:], state) == 0
+        assert self.utf8_check(b"x", state) == -1
+
+    def test_bytes_like(self) -> None:
+        data = "\u20ac".encode()
+        assert self.utf8_check(bytearray(data)) == 0
+        assert self.utf8_check(memoryview(b"x" + data)[1:]) == 0
+
+    @pytest.mark.parametrize("state", [-1, 5, 0x300, 0x4101, 0xC3 << 8 | 2, 1 << 40])
+    def test_state_must_be_one_it_returns(self, state: int) -> None:
+        with pytest.raises(ValueError, match="invalid UTF-8 state"):
+            self.utf8_check(b"", state)
+
+    # The subclass runs this test with another utf8_check on purpose.
+    @settings(suppress_health_check=[HealthCheck.differing_executors])
+    @given(
+        st.one_of(
+            st.binary(max_size=64),
+            st.text(max_size=40).map(lambda t: t.encode("utf-8", "surrogatepass")),
+        ),
+        st.lists(st.integers(min_value=0, max_value=64), max_size=4),
+    )
+    def test_matches_python_decoder(self, data: bytes, cuts: list[int]) -> None:
+        bounds = sorted({0, len(data), *(min(c, len(data)) for c in cuts)})
+        pieces = [data[a:b] for a, b in itertools.pairwise(bounds)]
+        states = self.feed(pieces)
+        bad = first_bad_byte(data)
+        if bad is None:
+            valid = states[-1:] in ([], [0])
+            assert valid == (data.decode("utf-8", "ignore").encode() == data)
+        else:
+            # The piece that holds the first bad byte is the one that fails.
+            failed = len(states) - 1
+            assert states[-1] == -1
+            assert bounds[failed] <= bad < bounds[failed + 1]
+
+
+if c_utf8_check is not None:
+
+    class TestRFC3629Utf8CheckSpeedups(TestRFC3629Utf8Check):
+        utf8_check = staticmethod(c_utf8_check)
+
+        @settings(suppress_health_check=[HealthCheck.differing_executors])
+        @given(st.binary(max_size=64), st.integers(min_value=0, max_value=64))
+        def test_same_states_as_python(self, data: bytes, cut: int) -> None:
+            first = utils.utf8_check(data[:cut])
+            assert c_utf8_check(data[:cut]) == first
+            if first >= 0:
+                assert c_utf8_check(data[cut:], first) == utils.utf8_check(data[cut:], first)
+
+        def test_long_input_releases_the_gil(self) -> None:
+            # Past 256 KiB the scan runs without the GIL; same result.
+            data = ("x" * 99 + "\u20ac").encode() * 3000
+            assert c_utf8_check(data) == 0
+            assert c_utf8_check(data + b"\xff") == -1
+
+        def test_arguments(self) -> None:
+            with pytest.raises(TypeError):
+                c_utf8_check("text")  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="1 or 2 arguments"):
+                c_utf8_check()  # type: ignore[call-arg]
+            with pytest.raises(TypeError, match="no keyword arguments"):
+                c_utf8_check(b"", state=0)  # type: ignore[call-arg]

@@ -15,7 +15,10 @@
  * frames, fragments, errors, an incomplete frame) is handled there, so all
  * protocol decisions stay in one place. A negative pos is a ValueError.
  *
- * All three are called once per message or per read, mostly on small
+ * utf8_check(data, state=0) -> int: incremental UTF-8 validation for
+ * fragmented and partly received text; twin of utils.utf8_check.
+ *
+ * All of them are called once per message or per read, mostly on small
  * payloads, so the per-call overhead matters as much as the loops: they are
  * METH_FASTCALL (no argument tuple), read exact bytes in place (no buffer
  * protocol round trip), and only release the GIL for large payloads. The
@@ -395,6 +398,159 @@ error:
     return NULL;
 }
 
+/* UTF-8 validation (RFC 3629 section 4), in the state format of
+ * utils.utf8_check: 0 at a character boundary, else the count (1-3) of the
+ * incomplete character's bytes in the low byte and those bytes above it.
+ * Returns that state for the input's end, or -1 as soon as a byte makes the
+ * input invalid whatever follows (a cut-off sequence whose bytes so far are
+ * a valid prefix is not an error yet). */
+static long long
+utf8_scan(const unsigned char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+
+    while (i < n) {
+        unsigned char c = s[i];
+        unsigned char lo = 0x80, hi = 0xBF;
+        Py_ssize_t need, avail, j;
+
+        if (c < 0x80) {
+            /* The ASCII run: 16 bytes per step, then byte by byte. */
+#ifdef WS13_SSE2
+            while (i + 16 <= n &&
+                   _mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(s + i))) == 0) {
+                i += 16;
+            }
+#else
+            while (i + 8 <= n) {
+                uint64_t word;
+                memcpy(&word, s + i, 8);
+                if (word & UINT64_C(0x8080808080808080)) {
+                    break;
+                }
+                i += 8;
+            }
+#endif
+            while (i < n && s[i] < 0x80) {
+                i++;
+            }
+            continue;
+        }
+        /* C0, C1 would be overlong; F5-FF would exceed U+10FFFF. */
+        if (c < 0xC2 || c > 0xF4) {
+            return -1;
+        }
+        need = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+        /* The second byte's range excludes overlongs (E0, F0), UTF-16
+         * surrogates (ED) and code points above U+10FFFF (F4). */
+        if (c == 0xE0) {
+            lo = 0xA0;
+        }
+        else if (c == 0xED) {
+            hi = 0x9F;
+        }
+        else if (c == 0xF0) {
+            lo = 0x90;
+        }
+        else if (c == 0xF4) {
+            hi = 0x8F;
+        }
+        avail = n - i < need ? n - i : need;
+        if (avail >= 2 && (s[i + 1] < lo || s[i + 1] > hi)) {
+            return -1;
+        }
+        for (j = 2; j < avail; j++) {
+            if ((s[i + j] & 0xC0) != 0x80) {
+                return -1;
+            }
+        }
+        if (avail < need) {
+            long long state = (long long)avail;
+            for (j = 0; j < avail; j++) {
+                state |= (long long)s[i + j] << (8 * (j + 1));
+            }
+            return state;
+        }
+        i += need;
+    }
+    return 0;
+}
+
+/* The pending bytes a state holds; their count, or -1 if `state` is not one
+ * utf8_scan can return for them (checked, so that a bad argument can't make
+ * the code below read the wrong number of bytes). */
+static int
+utf8_pending(long long state, unsigned char *tmp)
+{
+    int k = (int)(state & 0xFF), j;
+
+    if (state <= 0 || k > 3 || (state >> (8 * (k + 1))) != 0) {
+        return -1;
+    }
+    for (j = 0; j < k; j++) {
+        tmp[j] = (unsigned char)(state >> (8 * (j + 1)));
+    }
+    return utf8_scan(tmp, k) == state ? k : -1;
+}
+
+static PyObject *
+utf8_check(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_buffer data;
+    long long state = 0;
+    Py_ssize_t used = 0;
+    const unsigned char *s;
+
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        PyErr_SetString(PyExc_TypeError, "utf8_check() takes no keyword arguments");
+        return NULL;
+    }
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "utf8_check() takes 1 or 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (get_bytes_like(args[0], &data) < 0) {
+        return NULL;
+    }
+    s = (const unsigned char *)data.buf;
+    if (nargs == 2) {
+        unsigned char tmp[4];
+        long long given = PyLong_AsLongLong(args[1]);
+        int k;
+
+        if (given == 0 && !PyErr_Occurred()) {
+            state = 0;
+        }
+        else if ((given == -1 && PyErr_Occurred()) || (k = utf8_pending(given, tmp)) < 0) {
+            if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_ValueError, "invalid UTF-8 state");
+            }
+            release_bytes_like(&data);
+            return NULL;
+        }
+        else {
+            /* Finish the pending character with the first bytes of `data`. */
+            int need = tmp[0] < 0xE0 ? 2 : tmp[0] < 0xF0 ? 3 : 4;
+            used = need - k < data.len ? need - k : data.len;
+            memcpy(tmp + k, s, (size_t)used);
+            state = utf8_scan(tmp, k + used);
+        }
+    }
+    if (state == 0) {
+        if (data.len - used < RELEASE_GIL_MIN) {
+            state = utf8_scan(s + used, data.len - used);
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            state = utf8_scan(s + used, data.len - used);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    release_bytes_like(&data);
+    return PyLong_FromLongLong(state);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL | METH_KEYWORDS,
      "apply_mask(data, mask) -> bytes\n\nXOR data with the 4-byte mask repeated."},
@@ -403,6 +559,9 @@ static PyMethodDef speedups_methods[] = {
     {"parse_messages", (PyCFunction)(void (*)(void))parse_messages, METH_FASTCALL | METH_KEYWORDS,
      "parse_messages(data, pos, expect_mask, max_size, out) -> int\n\n"
      "Append the whole single-frame messages at data[pos:] to out; return the new position."},
+    {"utf8_check", (PyCFunction)(void (*)(void))utf8_check, METH_FASTCALL | METH_KEYWORDS,
+     "utf8_check(data, state=0) -> int\n\n"
+     "Check the next piece of a UTF-8 stream; return the new state, or -1 if invalid."},
     {NULL, NULL, 0, NULL},
 };
 

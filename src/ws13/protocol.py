@@ -14,13 +14,12 @@ for the control frames Ping, Pong and Close, plus the handshake ``Request`` or
 
 from __future__ import annotations
 
-import codecs
 import enum
 import logging
 from collections.abc import Callable
 from typing import Union
 
-from ._accel import apply_mask, build_frame, parse_messages
+from ._accel import apply_mask, build_frame, parse_messages, utf8_check
 from .exceptions import InvalidState, PayloadTooBig, ProtocolError
 from .extensions.base import Extension
 from .frames import Close, CloseCode, Frame, Opcode, is_valid_close_code
@@ -33,7 +32,7 @@ __all__ = ["SEND_EOF", "Event", "FrameTracer", "Protocol", "Side", "State"]
 # for each: set_extensions() and the start of a fragmented message assign
 # new lists.
 _NO_EXTENSIONS: list[Extension] = []
-_NO_PARTS: list[str] | list[bytes] = []
+_NO_PARTS: list[bytes] = []
 
 Event = Union[str, bytes, Frame, Request, Response]
 
@@ -72,19 +71,6 @@ CONNECTING, OPEN, CLOSING, CLOSED = State.CONNECTING, State.OPEN, State.CLOSING,
 _OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
 _OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
 _CONTROL = {_OP_CLOSE: Opcode.CLOSE, _OP_PING: Opcode.PING, _OP_PONG: Opcode.PONG}
-_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
-
-
-def _check_pending_utf8(decoder: codecs.IncrementalDecoder) -> None:
-    """Raise UnicodeDecodeError if the bytes ``decoder`` holds can't start a character.
-
-    CPython's incremental UTF-8 decoder accepts ED A0-BF (a UTF-16 surrogate,
-    invalid in UTF-8) until a third byte arrives; fail at the second, like
-    every other invalid sequence.
-    """
-    pending = decoder.getstate()[0]
-    if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
-        raise UnicodeDecodeError("utf-8", pending, 0, 2, "invalid continuation byte")
 
 
 def _rotate(mask: bytes, offset: int) -> bytes:
@@ -108,7 +94,6 @@ class Protocol:
     # Slots: an idle server connection must stay small (a few KiB in all).
     __slots__ = (
         "_buffer",
-        "_decoder",
         "_discarding",
         "_events",
         "_expect_mask",
@@ -124,6 +109,7 @@ class Protocol:
         "_send_fragmented",
         "_state",
         "_tracer",
+        "_utf8",
         "_writes",
         "close_rcvd",
         "close_rcvd_then_sent",
@@ -182,9 +168,11 @@ class Protocol:
         self._msg_rsv = 0
         # The message being reassembled from fragments (RFC 6455 section 5.4).
         self._msg_opcode = 0
-        self._msg_parts: list[str] | list[bytes] = _NO_PARTS
+        self._msg_parts: list[bytes] = _NO_PARTS
         self._msg_size = 0
-        self._decoder: codecs.IncrementalDecoder | None = None
+        # Where UTF-8 validation of a fragmented or partly received text
+        # message stands (utils.utf8_check's state: 0 at a character boundary).
+        self._utf8 = 0
         # Bytes of the frame at the head of the buffer already UTF-8 checked.
         self._partial_done = 0
         # Whether a fragmented message we send is in progress.
@@ -534,25 +522,27 @@ class Protocol:
         done = self._partial_done
         if end - head <= done:
             return
-        if self._decoder is None:
-            self._decoder = _Utf8Decoder()
+        if not self._msg_opcode:
             self._msg_opcode = _OP_TEXT
             self._msg_parts = []
-        piece = data[head + done : end]
         if self._expect_mask:
-            piece = apply_mask(piece, _rotate(bytes(data[head - 4 : head]), done))
-        try:
-            text = self._decoder.decode(piece, False)
-            _check_pending_utf8(self._decoder)
-        except UnicodeDecodeError as exc:
-            self._fail_utf8(exc)
+            piece = apply_mask(data[head + done : end], _rotate(bytes(data[head - 4 : head]), done))
+        else:
+            piece = bytes(data[head + done : end])
+        state = utf8_check(piece, self._utf8)
+        if state < 0:
+            self._fail_utf8("invalid byte sequence")
             return
-        self._msg_parts.append(text)  # type: ignore[arg-type]
+        self._utf8 = state
+        self._msg_parts.append(piece)
         self._msg_size += end - head - done
         self._partial_done = end - head
 
-    def _fail_utf8(self, exc: UnicodeDecodeError) -> None:
-        self.parser_exc = ProtocolError(f"invalid UTF-8 in text message: {exc.reason}")
+    def _fail_utf8(self, reason: str) -> None:
+        # Section 8.1: "When an endpoint is to interpret a byte stream as UTF-8
+        # but finds that the byte stream is not, in fact, a valid UTF-8 stream,
+        # that endpoint MUST _Fail the WebSocket Connection_."
+        self.parser_exc = ProtocolError(f"invalid UTF-8 in text message: {reason}")
         self.fail(CloseCode.INVALID_DATA, "invalid UTF-8")
 
     def _receive_data_frame(self, b0: int, opcode: int, payload: bytes, length: int) -> None:
@@ -567,36 +557,30 @@ class Protocol:
                 try:
                     self._events.append(payload.decode("utf-8"))
                 except UnicodeDecodeError as exc:
-                    self._fail_utf8(exc)
+                    self._fail_utf8(exc.reason)
             else:
                 self._events.append(payload)
             return
         if not self._msg_opcode:
             self._msg_opcode = opcode
             self._msg_parts = []
-            if opcode == _OP_TEXT:
-                self._decoder = _Utf8Decoder()
         self._msg_size += length - partial
-        if self._msg_opcode == _OP_TEXT:
-            assert self._decoder is not None
-            try:
-                text = self._decoder.decode(payload, bool(fin))
-                _check_pending_utf8(self._decoder)
-            except UnicodeDecodeError as exc:
-                self._fail_utf8(exc)
+        self._msg_parts.append(payload)
+        text = self._msg_opcode == _OP_TEXT
+        if text:
+            # Each fragment is checked as it arrives (fail fast), the whole
+            # message decoded once at the end.
+            state = utf8_check(payload, self._utf8)
+            if state < 0 or (fin and state):
+                self._fail_utf8("invalid byte sequence" if state < 0 else "unexpected end of data")
                 return
-            self._msg_parts.append(text)  # type: ignore[arg-type]
-            if fin:
-                self._events.append("".join(self._msg_parts))  # type: ignore[arg-type]
-        else:
-            self._msg_parts.append(payload)  # type: ignore[arg-type]
-            if fin:
-                self._events.append(b"".join(self._msg_parts))  # type: ignore[arg-type]
+            self._utf8 = state
         if fin:
+            message = b"".join(self._msg_parts)
+            self._events.append(message.decode("utf-8") if text else message)
             self._msg_opcode = 0
             self._msg_parts = _NO_PARTS
             self._msg_size = 0
-            self._decoder = None
 
     def _receive_control(self, opcode: int, payload: bytes) -> None:
         frame = Frame(_CONTROL[opcode], payload)
@@ -616,7 +600,7 @@ class Protocol:
                 self.fail(CloseCode.PROTOCOL_ERROR, str(exc))
                 return
             except UnicodeDecodeError as exc:
-                self._fail_utf8(exc)
+                self._fail_utf8(exc.reason)
                 return
             self.close_rcvd = close
             if self._state is OPEN:

@@ -7,11 +7,20 @@ one of the two. Keep both in step: the test suite runs the same tests on both.
 from __future__ import annotations
 
 import binascii
+import codecs
 import hashlib
 import os
 import struct
 
-__all__ = ["MaskKeys", "accept_key", "apply_mask", "build_frame", "encode_header", "generate_key"]
+__all__ = [
+    "MaskKeys",
+    "accept_key",
+    "apply_mask",
+    "build_frame",
+    "encode_header",
+    "generate_key",
+    "utf8_check",
+]
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -78,6 +87,43 @@ def build_frame(
     if mask is None:
         return header + payload
     return header + apply_mask(payload, mask)
+
+
+def utf8_check(data: bytes | bytearray | memoryview, state: int = 0) -> int:
+    """Check the next piece of a UTF-8 stream; return the new state, or -1 if invalid.
+
+    ``state`` carries an incomplete character from the previous piece: 0 at a
+    character boundary, else its length (1-3) in the low byte and its bytes
+    in the next three, first byte lowest. The stream is valid UTF-8 when every
+    piece returns a state >= 0 and the last one returns 0.
+
+    Invalid means no continuation can make it valid, so a bad sequence fails
+    at its first bad byte even if it is cut off there (RFC 6455 section
+    8.1: an endpoint that receives invalid UTF-8 "MUST _Fail the WebSocket
+    Connection_"; Autobahn 6.4 checks that this happens before the rest of
+    a message arrives).
+    """
+    if state:
+        count = state & 0xFF
+        # Only a state this function returns: garbage would shift the stream.
+        if state < 0 or not 1 <= count <= 3 or state >> 8 * (count + 1):
+            raise ValueError("invalid UTF-8 state")
+        pending = (state >> 8).to_bytes(count, "little")
+        if utf8_check(pending) != state:
+            raise ValueError("invalid UTF-8 state")
+        data = pending + bytes(data)
+    try:
+        _, consumed = codecs.utf_8_decode(data, "strict", False)
+    except UnicodeDecodeError:
+        return -1
+    rest = bytes(data[consumed:])
+    if not rest:
+        return 0
+    # CPython's decoder holds ED A0-BF (a UTF-16 surrogate, never valid in
+    # UTF-8) until a third byte arrives; every other bad prefix already raised.
+    if len(rest) >= 2 and rest[0] == 0xED and rest[1] >= 0xA0:
+        return -1
+    return len(rest) | int.from_bytes(rest, "little") << 8
 
 
 class MaskKeys:
