@@ -1282,6 +1282,21 @@ class TestChunking:
         assert receiver.data_to_send() == [*pongs, b"\x88\x02\x03\xe8", SEND_EOF]
         assert receiver.parser_exc is None
 
+    @pytest.mark.parametrize("opcode", [0x1, 0x2])
+    def test_large_frame_in_segments_completes_on_its_last_byte(self, opcode: int) -> None:
+        # A 64 KiB frame in 1448-byte TCP segments (the reads a real network
+        # gives), then a Ping whose first byte comes with the frame's last.
+        payload = b"0123456789abcdef" * 4096
+        frame_end = len(masked(opcode, payload))
+        wire = masked(opcode, payload) + masked(0x9, b"hi")
+        receiver = server(max_size=None)
+        for start in range(0, frame_end - 1, 1448):
+            assert receive(receiver, wire[start : min(start + 1448, frame_end - 1)]) == []
+        message = payload.decode() if opcode == 0x1 else payload
+        assert receive(receiver, wire[frame_end - 1 : frame_end + 1]) == [message]
+        assert receive(receiver, wire[frame_end + 1 :]) == [Frame(Opcode.PING, b"hi")]
+        assert sent_frames(receiver) == [Frame(Opcode.PONG, b"hi")]
+
     def test_bytewise_equals_one_chunk(self) -> None:
         wire = (
             FRAGMENT_HEL

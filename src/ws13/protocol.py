@@ -103,6 +103,7 @@ class Protocol:
         "_msg_parts",
         "_msg_rsv",
         "_msg_size",
+        "_need",
         "_partial_done",
         "_plain_send",
         "_rsv_allowed",
@@ -156,6 +157,10 @@ class Protocol:
         self._events: list[Event] = []
         self._writes: list[bytes] = []
         self._buffer = bytearray()
+        # The buffer size at which the frame at its head is complete, when
+        # nothing needs to look at that frame before (0: parse every read).
+        # A large frame arrives in many reads: up to one per TCP segment.
+        self._need = 0
         self._discarding = False
         self._expect_mask = 0x80 if side is SERVER else 0
         self._mask_keys = MaskKeys() if side is CLIENT else None
@@ -298,6 +303,8 @@ class Protocol:
         buffer = self._buffer
         if buffer:
             buffer += data
+            if len(buffer) < self._need:
+                return
             data = buffer
         pos = self._parse_frames(data, pos)
         if self._discarding:
@@ -345,6 +352,7 @@ class Protocol:
         """
         end_data = len(data)
         expect_mask = self._expect_mask
+        self._need = 0
         fast = parse_messages
         max_size = -1 if self.max_size is None else self.max_size
         while end_data - pos >= 2 and not self._discarding:
@@ -395,21 +403,22 @@ class Protocol:
                     and not (b0 & 0x70 or (opcode == _OP_CONT and self._msg_rsv))
                 ):
                     self._check_partial_text(data, b0, head, end_data)
+                else:
+                    # Nothing to check before the frame is complete.
+                    self._need = end - pos
                 break
             if self._tracer is not None:
                 self._trace_received(data, pos, head, end, expect_mask)
-            payload = data[head:end]
+            # A memoryview, so that a buffered frame is copied once, not
+            # sliced out of the buffer first.
+            done = self._partial_done
             if expect_mask:
                 mask = bytes(data[head - 4 : head])
-                done = self._partial_done
-                if done:
-                    payload = apply_mask(payload[done:], _rotate(mask, done))
-                else:
-                    payload = apply_mask(payload, mask)
-            elif self._partial_done:
-                payload = bytes(payload[self._partial_done :])
+                payload = apply_mask(
+                    memoryview(data)[head + done : end], _rotate(mask, done) if done else mask
+                )
             else:
-                payload = bytes(payload)
+                payload = bytes(memoryview(data)[head + done : end])
             pos = end
             if self.extensions:
                 self._receive_extended(b0, opcode, payload, length)

@@ -319,6 +319,26 @@ class TestSection5Handshake:
         client.receive_data(wire)
         assert client.events_received() == [b"\x00" * 5000]
 
+    def test_compressed_frames_in_segments(self) -> None:
+        # Compressed frames split into small reads, back to back: each message
+        # arrives when its frame's last byte does.
+        client, server = handshake(
+            [ClientPerMessageDeflateFactory()], [ServerPerMessageDeflateFactory()]
+        )
+        messages = [os.urandom(5000), bytes(range(256)) * 64, "caf\u00e9 " * 3000, b"x"]
+        for message in messages:
+            if isinstance(message, str):
+                client.send_text(message)
+            else:
+                client.send_binary(message)
+        wire = b"".join(client.data_to_send())
+        received = []
+        for start in range(0, len(wire), 100):
+            server.receive_data(wire[start : start + 100])
+            received += server.events_received()
+        assert received == messages
+        assert server.parser_exc is None
+
     def test_server_takes_fallback_offer(self) -> None:
         # The first offer is invalid (declined); the fallback one is accepted.
         _, server = handshake(
