@@ -226,6 +226,11 @@ class TestRFC3629Utf8Check:
         with pytest.raises(ValueError, match="invalid UTF-8 state"):
             self.utf8_check(b"", state)
 
+    def test_state_is_positional(self) -> None:
+        # As in the C twin, which takes no keyword arguments.
+        with pytest.raises(TypeError):
+            self.utf8_check(b"", state=0)  # type: ignore[misc]
+
     # The subclass runs this test with another utf8_check on purpose.
     @settings(suppress_health_check=[HealthCheck.differing_executors])
     @given(

@@ -22,6 +22,7 @@ from typing import Union
 from ._accel import apply_mask, build_frame, parse_messages, utf8_check
 from .exceptions import InvalidState, PayloadTooBig, ProtocolError
 from .extensions.base import Extension
+from .extensions.permessage_deflate import PerMessageDeflate
 from .frames import Close, CloseCode, Frame, Opcode, is_valid_close_code
 from .http11 import Request, Response
 from .utils import MaskKeys, encode_header
@@ -94,6 +95,7 @@ class Protocol:
     # Slots: an idle server connection must stay small (a few KiB in all).
     __slots__ = (
         "_buffer",
+        "_deflate",
         "_discarding",
         "_events",
         "_expect_mask",
@@ -166,6 +168,7 @@ class Protocol:
         self._mask_keys = MaskKeys() if side is CLIENT else None
         #: Extensions negotiated during the opening handshake.
         self.extensions: list[Extension] = _NO_EXTENSIONS
+        self._deflate: PerMessageDeflate | None = None
         # Reserved bits that negotiated extensions may set (0x40 = RSV1).
         self._rsv_allowed = 0
         # Whether the message being received had a reserved bit set on its
@@ -190,6 +193,14 @@ class Protocol:
     def set_extensions(self, extensions: list[Extension]) -> None:
         """Activate the extensions negotiated in the opening handshake."""
         self.extensions = extensions
+        # permessage-deflate alone (what browsers negotiate): whole messages
+        # skip the general extension loop and its Frame objects. Not for a
+        # subclass, which may override encode() or decode().
+        self._deflate = (
+            extensions[0]
+            if len(extensions) == 1 and type(extensions[0]) is PerMessageDeflate
+            else None
+        )
         self._rsv_allowed = 0
         for extension in extensions:
             self._rsv_allowed |= extension.rsv_bits
@@ -409,19 +420,29 @@ class Protocol:
                 break
             if self._tracer is not None:
                 self._trace_received(data, pos, head, end, expect_mask)
-            # A memoryview, so that a buffered frame is copied once, not
-            # sliced out of the buffer first.
-            done = self._partial_done
+            start = head + self._partial_done
+            mask = b""
             if expect_mask:
                 mask = bytes(data[head - 4 : head])
-                payload = apply_mask(
-                    memoryview(data)[head + done : end], _rotate(mask, done) if done else mask
-                )
+                if start > head:
+                    mask = _rotate(mask, start - head)
+            if end - start <= COPY_MAX:
+                piece = data[start:end]
+                payload = apply_mask(piece, mask) if expect_mask else bytes(piece)
             else:
-                payload = bytes(memoryview(data)[head + done : end])
+                # Through a memoryview, so that a large buffered frame is
+                # copied once, not sliced out of the buffer first; released
+                # at once, since the buffer can't be resized while exported
+                # (CPython frees it anyway, a tracing GC wouldn't).
+                with memoryview(data) as view, view[start:end] as large:
+                    payload = apply_mask(large, mask) if expect_mask else bytes(large)
             pos = end
             if self.extensions:
-                self._receive_extended(b0, opcode, payload, length)
+                if self._deflate is not None and b0 & 0xF0 == 0xC0 and opcode < 8:
+                    # FIN and RSV1 on a data frame: a whole compressed message.
+                    self._receive_deflated(opcode, payload)
+                else:
+                    self._receive_extended(b0, opcode, payload, length)
             elif opcode >= 8:
                 self._receive_control(opcode, payload)
             else:
@@ -466,6 +487,21 @@ class Protocol:
             # The part already UTF-8 checked (uncompressed frames only) counts in the size.
             decoded = len(frame.data) + self._partial_done
             self._receive_data_frame(0x80 if frame.fin else 0, opcode, frame.data, decoded)
+
+    def _receive_deflated(self, opcode: int, payload: bytes) -> None:
+        """``_receive_extended`` for a whole compressed message with
+        permessage-deflate alone: the same checks and errors, no Frame objects."""
+        assert self._deflate is not None
+        try:
+            data = self._deflate.decode_message(payload, self.max_size)
+        except PayloadTooBig as exc:
+            self._fail_too_big(exc)
+            return
+        except ProtocolError as exc:
+            self.parser_exc = exc
+            self.fail(CloseCode.PROTOCOL_ERROR, str(exc))
+            return
+        self._receive_data_frame(0x80, opcode, data, len(data))
 
     def _check_header(self, b0: int, b1: int, opcode: int, length: int, expect_mask: int) -> bool:
         """Validate a frame header as soon as it is known; fail and return False if bad."""
@@ -635,7 +671,14 @@ class Protocol:
             self.logger.debug(
                 "> %s", Frame(Opcode(first_byte & 0x0F), payload, bool(first_byte & 0x80))
             )
-        if self.extensions:
+        deflate = self._deflate
+        if deflate is not None and (first_byte == 0x81 or first_byte == 0x82):
+            # A whole message with permessage-deflate alone (see set_extensions).
+            compressed = deflate.encode_message(payload, compress)
+            if compressed is not None:
+                payload = compressed
+                first_byte |= 0x40
+        elif self.extensions:
             frame = Frame(Opcode(first_byte & 0x0F), payload, bool(first_byte & 0x80))
             for extension in self.extensions:
                 frame = extension.encode(frame, compress=compress)

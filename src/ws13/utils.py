@@ -89,7 +89,7 @@ def build_frame(
     return header + apply_mask(payload, mask)
 
 
-def utf8_check(data: bytes | bytearray | memoryview, state: int = 0) -> int:
+def utf8_check(data: bytes | bytearray | memoryview, state: int = 0, /) -> int:
     """Check the next piece of a UTF-8 stream; return the new state, or -1 if invalid.
 
     ``state`` carries an incomplete character from the previous piece: 0 at a

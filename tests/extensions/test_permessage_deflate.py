@@ -20,6 +20,8 @@ from ws13.protocol import CLIENT, OPEN, SERVER, Protocol
 from ws13.server import ServerProtocol
 from ws13.uri import parse_uri
 
+MASK = b"\x01\x02\x03\x04"
+
 
 def pair(**kwargs: object) -> tuple[PerMessageDeflate, PerMessageDeflate]:
     """A sender and a receiver extension with matching parameters."""
@@ -409,3 +411,77 @@ class TestBombs:
         frame = sender.encode(Frame(Opcode.TEXT, "ünïcode ".encode() * 50))
         protocol.receive_data(frame.serialize(mask=b"\x01\x02\x03\x04"))
         assert protocol.events_received() == ["ünïcode " * 50]
+
+
+class TestProtocolWholeMessages:
+    """permessage-deflate alone: whole messages skip the general extension loop.
+
+    The same wire bytes, checks and errors as the general path.
+    """
+
+    def pair(self) -> tuple[Protocol, Protocol]:
+        client = Protocol(CLIENT, max_size=2**20)
+        client.set_extensions([PerMessageDeflate(False, False, 15, 15)])
+        server = Protocol(SERVER, max_size=2**20)
+        server.set_extensions([PerMessageDeflate(False, False, 15, 15)])
+        return client, server
+
+    def test_whole_and_fragmented_messages_share_the_context(self) -> None:
+        client, server = self.pair()
+        client.send_text("héllo " * 100)
+        client.send_text(b"fragmented " * 20, fin=False)
+        client.send_continuation(b"message " * 20, fin=True)
+        client.send_binary(b"tiny")  # under the threshold: not compressed
+        client.send_binary(bytes(1000), compress=False)
+        client.send_binary(bytes(1000))
+        wire = client.data_to_send()
+        assert [frame[0] for frame in wire] == [0xC1, 0x41, 0x80, 0x82, 0x82, 0xC2]
+        server.receive_data(b"".join(wire))
+        assert server.events_received() == [
+            "héllo " * 100,
+            "fragmented " * 20 + "message " * 20,
+            b"tiny",
+            bytes(1000),
+            bytes(1000),
+        ]
+        assert server.parser_exc is None
+
+    def test_invalid_deflate_data_fails_with_1002(self) -> None:
+        _, server = self.pair()
+        server.receive_data(Frame(Opcode.BINARY, b"\xff\xff\xff", rsv1=True).serialize(mask=MASK))
+        assert server.close_sent is not None
+        assert server.close_sent.code == CloseCode.PROTOCOL_ERROR
+        assert isinstance(server.parser_exc, ProtocolError)
+        assert "invalid DEFLATE data" in str(server.parser_exc)
+
+    def test_invalid_utf8_in_compressed_text_fails_with_1007(self) -> None:
+        _, server = self.pair()
+        sender = PerMessageDeflate(False, False, 15, 15, threshold=0)
+        frame = sender.encode(Frame(Opcode.TEXT, b"caf\xe9 " * 10))
+        server.receive_data(frame.serialize(mask=MASK))
+        assert server.close_sent is not None
+        assert server.close_sent.code == CloseCode.INVALID_DATA
+        assert server.events_received() == []
+
+    def test_subclass_keeps_the_general_path(self) -> None:
+        seen: list[str] = []
+
+        class Counting(PerMessageDeflate):
+            def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+                seen.append("decode")
+                return super().decode(frame, max_size=max_size)
+
+            def encode(self, frame: Frame, *, compress: bool = True) -> Frame:
+                seen.append("encode")
+                return super().encode(frame, compress=compress)
+
+        client, _ = self.pair()
+        server = Protocol(SERVER)
+        server.set_extensions([Counting(False, False, 15, 15)])
+        client.send_text("x" * 100)
+        server.receive_data(b"".join(client.data_to_send()))
+        assert server.events_received() == ["x" * 100]
+        server.send_text("y" * 100)
+        client.receive_data(b"".join(server.data_to_send()))
+        assert client.events_received() == ["y" * 100]
+        assert seen == ["decode", "encode"]

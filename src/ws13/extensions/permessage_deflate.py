@@ -117,14 +117,25 @@ class PerMessageDeflate(Extension):
             if not frame.rsv1:
                 return frame
             self._decoding = True
-            if self._decoder is None:
-                self._decoder = zlib.decompressobj(wbits=-self.remote_max_window_bits)
+        return Frame(opcode, self._inflate(frame.data, frame.fin, max_size), frame.fin)
+
+    def decode_message(self, data: bytes, max_size: int | None) -> bytes:
+        """Inflate a whole compressed message that came in one frame (FIN and RSV1 set).
+
+        ``decode()`` for the common case, without its Frame objects: the
+        protocol's fast path when this is the only extension.
+        """
+        return self._inflate(data, True, max_size)
+
+    def _inflate(self, data: bytes, fin: bool, max_size: int | None) -> bytes:
         decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = zlib.decompressobj(wbits=-self.remote_max_window_bits)
         limit = 0 if max_size is None else max_size + 1
         try:
-            data = decoder.decompress(frame.data, limit)
+            data = decoder.decompress(data, limit)
             _check_inflated(decoder, len(data), max_size)
-            if frame.fin:
+            if fin:
                 # Section 7.2.2: append 0x00 0x00 0xff 0xff to the payload of
                 # the message, then decompress.
                 if limit:
@@ -135,11 +146,11 @@ class PerMessageDeflate(Extension):
                     data += tail
         except zlib.error as exc:
             raise ProtocolError(f"invalid DEFLATE data: {exc}") from None
-        if frame.fin:
+        if fin:
             self._decoding = False
             if self.remote_no_context_takeover:
                 self._decoder = None
-        return Frame(opcode, data, frame.fin)
+        return data
 
     def encode(self, frame: Frame, *, compress: bool = True) -> Frame:
         opcode = frame.opcode
@@ -156,18 +167,32 @@ class PerMessageDeflate(Extension):
                 self._encoding = None if frame.fin else False
                 return frame
             self._encoding = True
-            if self._encoder is None:
-                self._encoder = self._new_encoder()
+        data = self._deflate(frame.data, frame.fin)
+        return Frame(opcode, data, frame.fin, rsv1=opcode is not Opcode.CONT)
+
+    def encode_message(self, data: bytes, compress: bool = True) -> bytes | None:
+        """Compress a whole message sent as one frame; ``None``: send it as it is.
+
+        ``encode()`` for the common case, without its Frame objects. The
+        caller sets RSV1 on the frame when the result isn't ``None``.
+        """
+        if not compress or len(data) < self.threshold:
+            return None
+        return self._deflate(data, True)
+
+    def _deflate(self, data: bytes, fin: bool) -> bytes:
         encoder = self._encoder
-        data = encoder.compress(frame.data) + encoder.flush(zlib.Z_SYNC_FLUSH)
-        if frame.fin:
+        if encoder is None:
+            encoder = self._encoder = self._new_encoder()
+        data = encoder.compress(data) + encoder.flush(zlib.Z_SYNC_FLUSH)
+        if fin:
             # Section 7.2.1: remove the 4 octets 0x00 0x00 0xff 0xff at the tail.
             if data.endswith(_EMPTY_UNCOMPRESSED_BLOCK):
                 data = data[:-4]
             self._encoding = None
             if self.local_no_context_takeover:
                 self._encoder = None
-        return Frame(opcode, data, frame.fin, rsv1=opcode is not Opcode.CONT)
+        return data
 
     def _new_encoder(self) -> Any:
         bits = self.local_max_window_bits
