@@ -11,10 +11,12 @@ Clients (``spec["client"]``):
 * ``picows`` — the default load client for every server: picows's Cython
   WebSocket client, driven from its frame callback (no coroutine per message),
   so it costs a few microseconds of CPU per round trip.
+* ``raw`` — ``rawdeflate.RawDeflateClient``, a minimal permessage-deflate
+  client (zlib and plain Python): the default for the permessage-deflate
+  case, which picows can't drive.
 * ``ws13`` / ``websockets`` — the libraries' own asyncio clients
-  (``await ws.send(m); await ws.recv()`` per round trip): used for the
-  permessage-deflate case, which needs a client that negotiates compression,
-  and for case 5, ws13's client as the load generator.
+  (``await ws.send(m); await ws.recv()`` per round trip): case 5 (ws13's
+  client as the load generator) and, on request, the permessage-deflate case.
 * handshakes and idle connections use ``RawClient`` below, a minimal
   hand-written WebSocket client over ``asyncio.Protocol`` (one precomputed
   request, a check for ``101``, a masked Close frame), so that the client's
@@ -247,6 +249,10 @@ async def picows_roundtrip(spec: dict[str, Any], payload: bytes, window: Window)
 
 
 def library_connect(client: str, deflate: bool):  # type: ignore[no-untyped-def]
+    if client == "raw" and deflate:
+        from rawdeflate import open_raw_deflate
+
+        return open_raw_deflate
     if client == "ws13":
         from ws13.asyncio import connect
 

@@ -443,11 +443,18 @@ def render(results: dict[str, Any], chart_name: str | None) -> str:
     if "deflate" in cases:
         lines += ["## 6. permessage-deflate", ""]
         for label, servers in cases["deflate"].items():
+            client = params.get("deflate_client")
+            described = (
+                "`bench/rawdeflate.py`, a minimal zlib client offering "
+                "`permessage-deflate; client_max_window_bits` as browsers do,"
+                if client == "raw"
+                else f"the `{client}` client"
+            )
             lines += [
-                f"{label}; compression on in server and client (the "
-                f"`{params.get('deflate_client')}` client for every server, library defaults "
-                "otherwise; Node's ws with `threshold: 128`). RSS per connection: after each "
-                "connection exchanged 5 messages, vs before opening them. Then round trips.",
+                f"{label}; compression on in server and client ({described} for every "
+                "server; library defaults otherwise; Node's ws with `threshold: 128`). RSS per "
+                "connection: after each connection exchanged 5 messages, vs before opening "
+                "them. Then round trips.",
                 "",
             ]
             rows = []

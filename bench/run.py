@@ -688,7 +688,12 @@ def main() -> int:
         default=0,
         help="before each server, wait up to this many seconds for other load < 25%% of a CPU",
     )
-    parser.add_argument("--deflate-client", default="websockets", choices=["websockets", "ws13"])
+    parser.add_argument(
+        "--deflate-client",
+        default="raw",
+        choices=["raw", "websockets", "ws13"],
+        help="case 6's client: raw (bench/rawdeflate.py, the default), websockets or ws13",
+    )
     parser.add_argument(
         "--output", help="results JSON (bench/results/latest.json; quick: quick.json)"
     )
