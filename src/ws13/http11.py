@@ -83,7 +83,11 @@ def _split_head(data: bytes | bytearray) -> tuple[str, int] | None:
         lines = [line.removesuffix("\r").encode("latin-1") for line in head.split("\n")[:-1]]
         _check_limits(lines, len(lines))
     else:
-        _check_limits([], head.count("\n"))
+        # Only the number of lines can be over its limit (checked here, the
+        # call costs more than the count on every handshake).
+        count = head.count("\n")
+        if count > MAX_NUM_HEADERS + 1:
+            _check_limits([], count)
     return head, size
 
 
