@@ -474,12 +474,8 @@ class Protocol:
         try:
             for extension in reversed(self.extensions):
                 frame = extension.decode(frame, max_size=remaining)
-        except PayloadTooBig as exc:
-            self._fail_too_big(exc)
-            return
-        except ProtocolError as exc:
-            self.parser_exc = exc
-            self.fail(CloseCode.PROTOCOL_ERROR, str(exc))
+        except (PayloadTooBig, ProtocolError) as exc:
+            self._fail_extension(exc)
             return
         if opcode >= 8:
             self._receive_control(opcode, frame.data)
@@ -494,14 +490,18 @@ class Protocol:
         assert self._deflate is not None
         try:
             data = self._deflate.decode_message(payload, self.max_size)
-        except PayloadTooBig as exc:
-            self._fail_too_big(exc)
-            return
-        except ProtocolError as exc:
-            self.parser_exc = exc
-            self.fail(CloseCode.PROTOCOL_ERROR, str(exc))
+        except (PayloadTooBig, ProtocolError) as exc:
+            self._fail_extension(exc)
             return
         self._receive_data_frame(0x80, opcode, data, len(data))
+
+    def _fail_extension(self, exc: PayloadTooBig | ProtocolError) -> None:
+        """Fail for an extension's error: 1009 past max_size, else 1002."""
+        if isinstance(exc, PayloadTooBig):
+            self._fail_too_big(exc)
+        else:
+            self.parser_exc = exc
+            self.fail(CloseCode.PROTOCOL_ERROR, str(exc))
 
     def _check_header(self, b0: int, b1: int, opcode: int, length: int, expect_mask: int) -> bool:
         """Validate a frame header as soon as it is known; fail and return False if bad."""
