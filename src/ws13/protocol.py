@@ -438,8 +438,10 @@ class Protocol:
                     payload = apply_mask(large, mask) if expect_mask else bytes(large)
             pos = end
             if self.extensions:
-                if self._deflate is not None and b0 & 0xF0 == 0xC0 and opcode < 8:
-                    # FIN and RSV1 on a data frame: a whole compressed message.
+                if self._deflate is not None and (b0 == 0xC1 or b0 == 0xC2):
+                    # FIN and RSV1 on a text or binary frame: a whole
+                    # compressed message (RSV1 on a continuation is an error
+                    # that decode() reports).
                     self._receive_deflated(opcode, payload)
                 else:
                     self._receive_extended(b0, opcode, payload, length)

@@ -454,6 +454,22 @@ class TestProtocolWholeMessages:
         assert isinstance(server.parser_exc, ProtocolError)
         assert "invalid DEFLATE data" in str(server.parser_exc)
 
+    def test_rsv1_on_a_final_continuation_fails_with_1002(self) -> None:
+        # Section 6.1: the bit is set on a message's first frame only. A final
+        # continuation with RSV1 isn't a whole compressed message: no bypass
+        # of this check, nor of max_size for the message so far.
+        _, server = self.pair()
+        compressor = zlib.compressobj(wbits=-15)
+        tail = compressor.compress(b"B" * 100) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        server.receive_data(
+            Frame(Opcode.BINARY, b"A" * 90, fin=False).serialize(mask=MASK)
+            + Frame(Opcode.CONT, tail[:-4], rsv1=True).serialize(mask=MASK)
+        )
+        assert server.events_received() == []
+        assert server.close_sent == Close(
+            CloseCode.PROTOCOL_ERROR, "RSV1 set on a continuation frame"
+        )
+
     def test_invalid_utf8_in_compressed_text_fails_with_1007(self) -> None:
         _, server = self.pair()
         sender = PerMessageDeflate(False, False, 15, 15, threshold=0)
