@@ -80,6 +80,27 @@ def _rotate(mask: bytes, offset: int) -> bytes:
     return mask[shift:] + mask[:shift]
 
 
+def _payload(data: bytes | bytearray, head: int, start: int, end: int, masked: int) -> bytes:
+    """``data[start:end]``, part of the payload that starts at ``head``, unmasked.
+
+    The masking key is the 4 bytes before ``head`` when ``masked``. Large
+    pieces are read through a memoryview, so that a buffered frame is copied
+    once, not sliced out of the buffer first; released at once, since the
+    buffer can't be resized while exported (CPython frees it anyway, a
+    tracing GC wouldn't).
+    """
+    mask = b""
+    if masked:
+        mask = bytes(data[head - 4 : head])
+        if start > head:
+            mask = _rotate(mask, start - head)
+    if end - start <= COPY_MAX:
+        piece = data[start:end]
+        return apply_mask(piece, mask) if masked else bytes(piece)
+    with memoryview(data) as view, view[start:end] as large:
+        return apply_mask(large, mask) if masked else bytes(large)
+
+
 class Protocol:
     """The WebSocket protocol state machine for one side of one connection.
 
@@ -420,22 +441,7 @@ class Protocol:
                 break
             if self._tracer is not None:
                 self._trace_received(data, pos, head, end, expect_mask)
-            start = head + self._partial_done
-            mask = b""
-            if expect_mask:
-                mask = bytes(data[head - 4 : head])
-                if start > head:
-                    mask = _rotate(mask, start - head)
-            if end - start <= COPY_MAX:
-                piece = data[start:end]
-                payload = apply_mask(piece, mask) if expect_mask else bytes(piece)
-            else:
-                # Through a memoryview, so that a large buffered frame is
-                # copied once, not sliced out of the buffer first; released
-                # at once, since the buffer can't be resized while exported
-                # (CPython frees it anyway, a tracing GC wouldn't).
-                with memoryview(data) as view, view[start:end] as large:
-                    payload = apply_mask(large, mask) if expect_mask else bytes(large)
+            payload = _payload(data, head, head + self._partial_done, end, expect_mask)
             pos = end
             if self.extensions:
                 if self._deflate is not None and (b0 == 0xC1 or b0 == 0xC2):
@@ -455,10 +461,7 @@ class Protocol:
         self, data: bytes | bytearray, start: int, head: int, end: int, masked: int
     ) -> None:
         assert self._tracer is not None
-        payload = bytes(data[head:end])
-        if masked:
-            payload = apply_mask(payload, bytes(data[head - 4 : head]))
-        self._tracer(False, bytes(data[start:head]), payload)
+        self._tracer(False, bytes(data[start:head]), _payload(data, head, head, end, masked))
 
     def _receive_extended(self, b0: int, opcode: int, payload: bytes, length: int) -> None:
         """Run a received frame through the negotiated extensions, then handle it."""
@@ -572,10 +575,7 @@ class Protocol:
         if not self._msg_opcode:
             self._msg_opcode = _OP_TEXT
             self._msg_parts = []
-        if self._expect_mask:
-            piece = apply_mask(data[head + done : end], _rotate(bytes(data[head - 4 : head]), done))
-        else:
-            piece = bytes(data[head + done : end])
+        piece = _payload(data, head, head + done, end, self._expect_mask)
         state = utf8_check(piece, self._utf8)
         if state < 0:
             self._fail_utf8("invalid byte sequence")
