@@ -244,8 +244,10 @@ class Protocol:
     def _update_fast_paths(self) -> None:
         """Decide whether the next data can take the fast paths.
 
-        ``_plain_send``: whole messages go out as one frame built in one call
-        (``_frame_message``). ``_fast_recv``: ``receive_data`` hands the bytes
+        ``_plain_send``: the I/O layer may build a whole message's frame
+        itself (``build_frame`` with ``_mask_keys``) and write it, instead of
+        ``send_text``/``send_binary`` and ``data_to_send()``, while nothing
+        else is waiting to be sent. ``_fast_recv``: ``receive_data`` hands the bytes
         to the C parser first. Both need an OPEN connection without
         extensions, tracer or debug logging; receiving also needs nothing
         buffered or half-parsed. Called wherever one of these changes, so the
@@ -323,15 +325,20 @@ class Protocol:
                 -1 if self.max_size is None else self.max_size,
                 self._events,
             )
-            if pos == len(data):
-                return
-        else:
-            if self._discarding:
-                return
-            if self._state is CONNECTING:
-                self._receive_handshake_data(data)
-                return
-            pos = 0
+            if pos != len(data):
+                self._receive_rest(data, pos)
+            return
+        if self._discarding:
+            return
+        if self._state is CONNECTING:
+            self._receive_handshake_data(data)
+            return
+        self._receive_rest(data, 0)
+
+    def _receive_rest(self, data: bytes | bytearray, pos: int) -> None:
+        """``receive_data`` past the fast path: buffer, parse, frame by frame,
+        what C left from ``pos`` on (a partial frame, a fragment, a control
+        frame, or everything when the fast path is off)."""
         buffer = self._buffer
         if buffer:
             buffer += data
@@ -735,28 +742,6 @@ class Protocol:
             self._send_fragmented = True
             self._plain_send = False
         self._write_frame((0x80 if fin else 0) | _OP_BINARY, bytes(data), compress)
-
-    def _frame_message(self, message: str | bytes) -> bytes:
-        """Return a whole message as one frame to write at once: str as text, bytes as binary.
-
-        The fast twin of ``send_text`` / ``send_binary`` followed by
-        ``data_to_send()``, for the I/O layer's hot path. Only valid while
-        ``_plain_send`` is true and ``data_to_send()`` has nothing waiting
-        (the caller checks both), so no state changes and writes keep their
-        order.
-        """
-        keys = self._mask_keys
-        if isinstance(message, str):
-            return build_frame(0x81, message.encode(), None if keys is None else keys.next())
-        return build_frame(0x82, message, None if keys is None else keys.next())
-
-    def _frame_parts(self, message: str | bytes) -> tuple[bytes, bytes]:
-        """``_frame_message`` for a payload over ``COPY_MAX`` on an unmasking
-        (server) side: the header and the payload, to write without joining."""
-        if isinstance(message, str):
-            payload = message.encode()
-            return encode_header(0x81, len(payload), None), payload
-        return encode_header(0x82, len(message), None), message
 
     def send_continuation(self, data: bytes | bytearray | memoryview, fin: bool) -> None:
         """Send the next fragment of a message started with ``fin=False``."""

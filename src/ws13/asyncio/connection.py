@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
+from .._accel import build_frame, parse_messages
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -24,6 +25,7 @@ from ..exceptions import (
 from ..frames import CloseCode, Frame, Opcode
 from ..http11 import Request, Response
 from ..protocol import CLOSED, COPY_MAX, OPEN, SEND_EOF, Protocol, Side, State
+from ..utils import encode_header
 from .messages import MessageQueue
 from .timers import Deadlines, Keepalive
 
@@ -236,8 +238,16 @@ class Connection(asyncio.Protocol):
             message = messages.get_nowait()
             if message is not None:
                 return message
+        # MessageQueue.wait() inlined.
+        if messages._exc is not None:
+            if isinstance(messages._exc, ConnectionClosedOK):
+                raise StopAsyncIteration
+            raise messages._exc
+        waiter = messages._waiter
+        if waiter is not None and not waiter.done():
+            raise ConcurrencyError("another coroutine is already waiting for the next message")
+        waiter = messages._waiter = messages._loop.create_future()
         try:
-            waiter = messages.wait()
             return await waiter
         except asyncio.CancelledError:
             messages.cancelled(waiter)
@@ -261,18 +271,25 @@ class Connection(asyncio.Protocol):
             kind = type(message)
             if (kind is str or kind is bytes) and not protocol._writes:
                 assert self.transport is not None  # OPEN implies connected
-                if (
-                    len(message) <= COPY_MAX  # type: ignore[arg-type]
-                    or protocol._mask_keys is not None
-                    or not _can_writelines(self.transport)
-                ):
-                    self.transport.write(protocol._frame_message(message))  # type: ignore[arg-type]
+                # Protocol.send_text() / send_binary() + data_to_send() for a
+                # whole message, with nothing in between (see _plain_send).
+                if kind is str:
+                    opcode = 0x81
+                    payload: bytes = message.encode()  # type: ignore[union-attr]
+                else:
+                    opcode = 0x82
+                    payload = message  # type: ignore[assignment]
+                keys = protocol._mask_keys
+                if keys is not None:
+                    self.transport.write(build_frame(opcode, payload, keys.next()))
+                elif len(payload) <= COPY_MAX or not _can_writelines(self.transport):
+                    self.transport.write(build_frame(opcode, payload, None))
                 else:
                     # A large unmasked payload goes out as its own buffer
                     # beside its header, not copied into one frame: one
                     # writelines(), one system call (two write() calls would
                     # make two on uvloop).
-                    self.transport.writelines(protocol._frame_parts(message))  # type: ignore[arg-type]
+                    self.transport.writelines((encode_header(opcode, len(payload), None), payload))
                 if self._paused_writing:
                     await self._drain()
                 return
@@ -663,7 +680,20 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
-        protocol.receive_data(data)
+        if protocol._fast_recv:
+            # Protocol.receive_data()'s fast path inlined: C parses the
+            # whole single-frame messages straight into the event list.
+            pos = parse_messages(  # type: ignore[misc]
+                data,
+                0,
+                protocol._expect_mask,
+                -1 if protocol.max_size is None else protocol.max_size,
+                protocol._events,
+            )
+            if pos != len(data):
+                protocol._receive_rest(data, pos)
+        else:
+            protocol.receive_data(data)
         if protocol._writes or protocol._state is not OPEN:
             self._flush()
         # _handle_events() inlined for the common case: only messages arrived.
