@@ -16,7 +16,15 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-SERVER_ORDER = ["ws13", "websockets", "aiohttp", "picows", "raw-asyncio", "node-ws"]
+SERVER_ORDER = [
+    "ws13",
+    "websockets",
+    "aiohttp",
+    "picows",
+    "raw-asyncio",
+    "raw-asyncio-task",
+    "node-ws",
+]
 
 
 # -- formatting ---------------------------------------------------------------

@@ -37,7 +37,15 @@ ROOT = Path(os.environ.get("WS13_BENCH_ROOT") or BENCH.parent).resolve()
 NODE_DIR = BENCH / "node"
 RESULTS = ROOT / "bench" / "results"
 
-ALL_SERVERS = ["ws13", "websockets", "aiohttp", "picows", "raw-asyncio", "node-ws"]
+ALL_SERVERS = [
+    "ws13",
+    "websockets",
+    "aiohttp",
+    "picows",
+    "raw-asyncio",
+    "raw-asyncio-task",
+    "node-ws",
+]
 DEFLATE_SERVERS = ["ws13", "websockets", "aiohttp", "node-ws"]
 ROUNDTRIP_CASES = ["1conn", "100conn", "large"]
 ALL_CASES = ["1conn", "100conn", "large", "idle", "clients", "deflate", "micro", "profile"]
@@ -185,7 +193,7 @@ def available_servers(requested: list[str]) -> dict[str, str | None]:
             elif not (NODE_DIR / "node_modules" / "ws").is_dir():
                 reason = npm_install()
         else:
-            module = "ws13" if name == "raw-asyncio" else name
+            module = "ws13" if name.startswith("raw-asyncio") else name
             if (
                 importlib.util.find_spec(module) is None
                 or importlib.util.find_spec("uvloop") is None

@@ -2,7 +2,8 @@
 
 Usage: python bench/servers.py NAME [--port P] [--deflate] [--cpu N]
 
-NAME is one of ws13, websockets, aiohttp, picows, raw-asyncio. (Node's ``ws``
+NAME is one of ws13, websockets, aiohttp, picows, raw-asyncio,
+raw-asyncio-task. (Node's ``ws``
 server is bench/node/server.js.) Every server listens on 127.0.0.1 (port 0
 picks a free port), echoes each message back as it came on any path, runs on
 uvloop, and prints ``READY <port>`` on stdout once it accepts connections.
@@ -265,8 +266,7 @@ class RawEcho(asyncio.Protocol):
                     out.append(bytes((0x8A, length)) + payload)
                 elif opcode == 0x8:  # Close: echo it, close TCP first (server side)
                     out.append(bytes((0x88, length)) + payload)
-                    transport.writelines(out)
-                    transport.close()
+                    self._finish(out)
                     return
                 continue
             if length < 126:
@@ -280,10 +280,68 @@ class RawEcho(asyncio.Protocol):
             self.offset = 0
             self.remaining = length
         if out:
-            if len(out) <= 4 and len(out[-1]) < 4096:
-                transport.write(b"".join(out))
-            else:
-                transport.writelines(out)
+            self._send(out)
+
+    def _finish(self, out: list[bytes]) -> None:
+        """Write the last echoes and the Close, then close TCP (server side)."""
+        RawEcho._send(self, out)
+        assert self.transport is not None
+        self.transport.close()
+
+    def _send(self, out: list[bytes]) -> None:
+        assert self.transport is not None
+        if len(out) <= 4 and len(out[-1]) < 4096:
+            self.transport.write(b"".join(out))
+        else:
+            self.transport.writelines(out)
+
+
+class RawTaskEcho(RawEcho):
+    """RawEcho with the echo written by a task that is woken once per read.
+
+    The same work as raw-asyncio plus what an ``await``-per-message API costs
+    on asyncio and nothing else: a future per wake-up, its ``set_result``
+    (a ``call_soon``) and a task step. No WebSocket library's ``async for``
+    can be cheaper than this on the same loop, so it is the floor that the
+    high-level API is compared with, beside picows's callback API. A Close
+    writes what is pending first.
+    """
+
+    __slots__ = ("pending", "task", "waiter")
+
+    def __init__(self, apply_mask) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(apply_mask)
+        self.pending: list[bytes] = []
+        self.waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        super().connection_made(transport)
+        self.task = asyncio.get_running_loop().create_task(self._echo())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def _finish(self, out: list[bytes]) -> None:
+        out, self.pending = self.pending + out, []
+        super()._finish(out)
+
+    def _send(self, out: list[bytes]) -> None:
+        self.pending += out
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            waiter.set_result(None)
+
+    async def _echo(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self.pending:
+                self.waiter = loop.create_future()
+                await self.waiter
+            out, self.pending = self.pending, []
+            super()._send(out)
 
 
 async def run_raw(port: int, deflate: bool) -> None:
@@ -296,12 +354,23 @@ async def run_raw(port: int, deflate: bool) -> None:
     await asyncio.Future()
 
 
+async def run_raw_task(port: int, deflate: bool) -> None:
+    if deflate:
+        raise SystemExit("raw-asyncio-task does not implement permessage-deflate")
+    apply_mask = _load_mask()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: RawTaskEcho(apply_mask), HOST, port, backlog=BACKLOG)
+    ready(server.sockets[0].getsockname()[1])
+    await asyncio.Future()
+
+
 SERVERS = {
     "ws13": run_ws13,
     "websockets": run_websockets,
     "aiohttp": run_aiohttp,
     "picows": run_picows,
     "raw-asyncio": run_raw,
+    "raw-asyncio-task": run_raw_task,
 }
 
 

@@ -32,7 +32,20 @@ def test_run_quick(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads(output.read_text())
-    assert results
+    # Every Python server echoed in every round-trip case (a failure there is
+    # reported in the results, not in the exit status).
+    for case in ("1conn", "100conn", "large"):
+        for size, servers in results["cases"][case].items():
+            for name in (
+                "ws13",
+                "websockets",
+                "aiohttp",
+                "picows",
+                "raw-asyncio",
+                "raw-asyncio-task",
+            ):
+                assert "error" not in servers[name], (case, size, name, servers[name])
+                assert servers[name]["msgs"] > 0, (case, size, name)
     assert (tmp_path / "quick.md").read_text().startswith("#")
     assert (tmp_path / "quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
