@@ -217,9 +217,10 @@ class Connection(asyncio.Protocol):
         ConcurrencyError if another coroutine is already in ``recv()``.
         """
         messages = self._messages
-        message = messages.get_nowait()
-        if message is not None:
-            return message
+        if messages._queue:
+            message = messages.get_nowait()
+            if message is not None:
+                return message
         waiter = messages.wait()
         try:
             return await waiter
