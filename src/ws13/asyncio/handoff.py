@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import types
 
 # Private, but in every CPython asyncio since 3.7: what a task's own step calls.
@@ -49,7 +50,11 @@ from .messages import Message, MessageQueue
 
 __all__ = ["Handoff"]
 
-current_task = asyncio.current_task
+if sys.version_info >= (3, 12):
+    current_task = asyncio.current_task  # C
+else:
+    # 3.11's asyncio.current_task() is a Python function around this dict.
+    current_task = asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
 
 # What release() yields while data_received() runs the coroutine.
 _RELEASE = object()
