@@ -26,7 +26,6 @@ from ..frames import CloseCode, Frame, Opcode
 from ..http11 import Request, Response
 from ..protocol import CLOSED, COPY_MAX, OPEN, SEND_EOF, Protocol, Side, State
 from ..utils import encode_header
-from .handoff import Handoff
 from .messages import MessageQueue
 from .timers import Deadlines, Keepalive
 
@@ -85,7 +84,6 @@ class Connection(asyncio.Protocol):
         "_closing_started",
         "_drain_waiter",
         "_fragmenting",
-        "_handoff",
         "_keepalive",
         "_keepalive_ping",
         "_lost",
@@ -138,8 +136,6 @@ class Connection(asyncio.Protocol):
         # Created on the first fragmented send: most connections never need it.
         self._send_lock: asyncio.Lock | None = None
         self._fragmenting = False
-        # Set by a server connection whose handler takes messages synchronously.
-        self._handoff: Handoff | None = None
 
     # -- properties ----------------------------------------------------------
 
@@ -225,10 +221,6 @@ class Connection(asyncio.Protocol):
             message = messages.get_nowait()
             if message is not None:
                 return message
-        handoff = self._handoff
-        if handoff is not None and handoff.parks():
-            messages.check_wait()
-            return await handoff.wait(messages)
         waiter = messages.wait()
         try:
             return await waiter
@@ -255,12 +247,6 @@ class Connection(asyncio.Protocol):
         waiter = messages._waiter
         if waiter is not None and not waiter.done():
             raise ConcurrencyError("another coroutine is already waiting for the next message")
-        handoff = self._handoff
-        if handoff is not None and handoff.parks():
-            try:
-                return await handoff.wait(messages)
-            except ConnectionClosedOK:
-                raise StopAsyncIteration from None
         waiter = messages._waiter = messages._loop.create_future()
         try:
             return await waiter
@@ -722,9 +708,7 @@ class Connection(asyncio.Protocol):
                     if waiter is not None and not waiter.done():
                         # MessageQueue.put() inlined: a reader is waiting.
                         messages._waiter = None
-                        handoff = self._handoff
-                        if handoff is None or not handoff.step(waiter, event):
-                            waiter.set_result(event)
+                        waiter.set_result(event)
                     else:
                         messages.put(event)
                 else:

@@ -111,17 +111,13 @@ class MessageQueue:
         ConcurrencyError if another coroutine is already waiting. A reader
         cancelled while waiting calls ``cancelled(waiter)``.
         """
-        self.check_wait()
-        waiter = self._waiter = self._loop.create_future()
-        return waiter
-
-    def check_wait(self) -> None:
-        """Raise what ``wait()`` raises: the close's exception, or ConcurrencyError."""
         if self._exc is not None:
             raise self._exc
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             raise ConcurrencyError("another coroutine is already waiting for the next message")
+        waiter = self._waiter = self._loop.create_future()
+        return waiter
 
     def cancelled(self, waiter: asyncio.Future[Message]) -> None:
         """The reader waiting on ``waiter`` was cancelled.

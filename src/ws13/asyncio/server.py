@@ -19,7 +19,6 @@ from ..protocol import CLOSED, CONNECTING, OPEN
 from ..server import ServerProtocol, SubprotocolSelector
 from ..version import USER_AGENT
 from .connection import Connection, closing_deadlines
-from .handoff import Handoff
 from .timers import Deadlines, Keepalive
 
 __all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
@@ -99,11 +98,7 @@ class ServerConnection(Connection):
             self.server.opening.discard(self)
         if self.protocol.state is OPEN:
             self._start_keepalive()
-            if Handoff.usable(self.loop):
-                self._handoff = Handoff(self.loop, self._run_handler())
-                self.handler_task = self._handoff.task
-            else:
-                self.handler_task = self.loop.create_task(self._run_handler())
+            self.handler_task = self.loop.create_task(self._run_handler())
         self._flush()
         self._handle_events()
 
@@ -116,10 +111,6 @@ class ServerConnection(Connection):
             self.logger.error("connection handler failed", exc_info=True)
             await self.close(CloseCode.INTERNAL_ERROR)
             return
-        finally:
-            if self._handoff is not None:
-                # The task, not data_received(), ends the coroutine.
-                await self._handoff.release()
         if self.protocol.state is not CLOSED:
             await self.close()
         # else both Close frames are exchanged and the server already closes
