@@ -2,8 +2,8 @@
 
 Usage: python bench/servers.py NAME [--port P] [--deflate] [--cpu N]
 
-NAME is one of ws13, websockets, aiohttp, picows, raw-asyncio,
-raw-asyncio-task. (Node's ``ws``
+NAME is one of ws13, ws13-callback, websockets, aiohttp, picows, raw-asyncio,
+raw-asyncio-task, floor-callback, floor-task, floor-coro. (Node's ``ws``
 server is bench/node/server.js.) Every server listens on 127.0.0.1 (port 0
 picks a free port), echoes each message back as it came on any path, runs on
 uvloop, and prints ``READY <port>`` on stdout once it accepts connections.
@@ -20,6 +20,9 @@ import os
 import resource
 import socket
 import sys
+import types
+from collections.abc import Generator
+from typing import Any
 
 HOST = "127.0.0.1"
 MAX_SIZE = 64 * 2**20  # large enough for the 1 MiB case everywhere
@@ -40,6 +43,26 @@ async def run_ws13(port: int, deflate: bool) -> None:
     async def echo(ws):  # type: ignore[no-untyped-def]
         async for message in ws:
             await ws.send(message)
+
+    server = await serve(
+        echo,
+        HOST,
+        port,
+        compression="deflate" if deflate else None,
+        max_size=MAX_SIZE,
+        backlog=BACKLOG,
+    )
+    ready(server.port)
+    await asyncio.Future()
+
+
+async def run_ws13_callback(port: int, deflate: bool) -> None:
+    """ws13's callback API: set_message_handler() + send_nowait(), no task per message."""
+    from ws13.asyncio import serve
+
+    async def echo(ws):  # type: ignore[no-untyped-def]
+        ws.set_message_handler(ws.send_nowait)
+        await ws.wait_closed()
 
     server = await serve(
         echo,
@@ -364,13 +387,137 @@ async def run_raw_task(port: int, deflate: bool) -> None:
     await asyncio.Future()
 
 
+# -- floors: ws13's C parser and framer under three ways of running the echo --
+
+
+class FloorCallback(RawEcho):
+    """The echo written from ``data_received`` itself, as a callback API does.
+
+    Frames are parsed by ws13's C ``parse_messages`` and built by its C
+    ``build_frame``; anything else (a partial frame, a control frame) goes to
+    RawEcho's Python code. With floor-task and floor-coro, it tells what the
+    way the application code is *run* costs per message, apart from parsing
+    and framing: ``bench/instructions.py`` counts them.
+    """
+
+    __slots__ = ("events",)
+
+    def __init__(self, apply_mask) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(apply_mask)
+        self.events: list[str | bytes] = []
+
+    def _frames(self, data: bytes) -> None:
+        if self.remaining or self.parts:
+            super()._frames(data)
+            return
+        events = self.events
+        pos = _parse_messages(data, 0, 1, -1, events)
+        if events:
+            self.events = []
+            for message in events:
+                self._message(message)
+        if pos < len(data):
+            super()._frames(data[pos:])
+
+    def _message(self, message: str | bytes) -> None:
+        assert self.transport is not None
+        if type(message) is str:
+            self.transport.write(_build_frame(0x81, message.encode(), None))
+        else:
+            self.transport.write(_build_frame(0x82, message, None))
+
+
+class FloorTask(FloorCallback):
+    """FloorCallback with each message handed to a task through a future:
+    what ``async for message in ws`` costs on asyncio at the least."""
+
+    __slots__ = ("task", "waiter")
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        super().connection_made(transport)
+        self.waiter: asyncio.Future[str | bytes] | None = None
+        self.task = asyncio.get_running_loop().create_task(self._echo())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.task.cancel()
+
+    def _message(self, message: str | bytes) -> None:
+        waiter = self.waiter
+        self.waiter = None
+        if waiter is None:  # a second message in one read: the bench never sends one
+            super()._message(message)
+        else:
+            waiter.set_result(message)
+
+    async def _echo(self) -> None:
+        loop = asyncio.get_running_loop()
+        send = super()._message
+        while True:
+            waiter = self.waiter = loop.create_future()
+            send(await waiter)
+
+
+class FloorCoro(FloorCallback):
+    """FloorCallback with each message sent into a coroutine from
+    ``data_received``, no task or future per message: the least that any
+    ``await``-style API that is stepped directly could cost."""
+
+    __slots__ = ("coro",)
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        super().connection_made(transport)
+        self.coro = self._echo()
+        self.coro.send(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.coro.close()
+
+    def _message(self, message: str | bytes) -> None:
+        self.coro.send(message)
+
+    async def _echo(self) -> None:
+        send = super()._message
+        while True:
+            send(await _next_message())
+
+
+@types.coroutine
+def _next_message() -> Generator[None, str | bytes, str | bytes]:
+    return (yield)
+
+
+_parse_messages: Any = None
+_build_frame: Any = None
+
+
+def floor_server(cls: type[RawEcho]):  # type: ignore[no-untyped-def]
+    async def run(port: int, deflate: bool) -> None:
+        global _parse_messages, _build_frame
+        from ws13._accel import build_frame, parse_messages
+
+        _parse_messages, _build_frame = parse_messages, build_frame
+        if deflate:
+            raise SystemExit("the floor servers do not implement permessage-deflate")
+        apply_mask = _load_mask()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: cls(apply_mask), HOST, port, backlog=BACKLOG)
+        ready(server.sockets[0].getsockname()[1])
+        await asyncio.Future()
+
+    return run
+
+
 SERVERS = {
     "ws13": run_ws13,
+    "ws13-callback": run_ws13_callback,
     "websockets": run_websockets,
     "aiohttp": run_aiohttp,
     "picows": run_picows,
     "raw-asyncio": run_raw,
     "raw-asyncio-task": run_raw_task,
+    "floor-callback": floor_server(FloorCallback),
+    "floor-task": floor_server(FloorTask),
+    "floor-coro": floor_server(FloorCoro),
 }
 
 

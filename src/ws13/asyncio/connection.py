@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, cast
 
 from .._accel import build_frame, parse_messages
@@ -84,10 +84,12 @@ class Connection(asyncio.Protocol):
         "_closing_started",
         "_drain_waiter",
         "_fragmenting",
+        "_handler_paused",
         "_keepalive",
         "_keepalive_ping",
         "_lost",
         "_messages",
+        "_on_message",
         "_paused_writing",
         "_pings",
         "_send_lock",
@@ -136,6 +138,11 @@ class Connection(asyncio.Protocol):
         # Created on the first fragmented send: most connections never need it.
         self._send_lock: asyncio.Lock | None = None
         self._fragmenting = False
+        # set_message_handler(): the callback that takes messages instead of
+        # the queue, and whether reading is paused because its sends filled
+        # the write buffer.
+        self._on_message: Callable[[str | bytes], object] | None = None
+        self._handler_paused = False
 
     # -- properties ----------------------------------------------------------
 
@@ -221,6 +228,8 @@ class Connection(asyncio.Protocol):
             message = messages.get_nowait()
             if message is not None:
                 return message
+        if self._on_message is not None:
+            raise ConcurrencyError("messages go to the handler given to set_message_handler()")
         waiter = messages.wait()
         try:
             return await waiter
@@ -247,6 +256,8 @@ class Connection(asyncio.Protocol):
         waiter = messages._waiter
         if waiter is not None and not waiter.done():
             raise ConcurrencyError("another coroutine is already waiting for the next message")
+        if self._on_message is not None:
+            raise ConcurrencyError("messages go to the handler given to set_message_handler()")
         waiter = messages._waiter = messages._loop.create_future()
         try:
             return await waiter
@@ -255,6 +266,72 @@ class Connection(asyncio.Protocol):
             raise
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
+
+    def set_message_handler(self, handler: Callable[[str | bytes], object] | None) -> None:
+        """Have ``handler(message)`` called with each message instead of queueing it.
+
+        The lower-level callback API, for the last microseconds per message:
+        ``handler`` runs from the transport's ``data_received()``, without a
+        task switch, a future or a queue. It must not block; to answer, it
+        calls ``send_nowait()``. Messages already queued are passed to it at
+        once, in order. While a handler is set, ``recv()`` and ``async for``
+        raise ConcurrencyError, and reading pauses whenever the write buffer
+        is above ``write_limit`` (resuming below a quarter of it), so a peer
+        that sends without reading can't grow the buffer by more than what
+        one read brings. An exception from ``handler`` is logged and closes
+        the connection with 1011; ConnectionClosed (from ``send_nowait()``
+        once closing) is not logged; after either, later messages are
+        dropped. ``None`` sends messages to the queue again. A server's
+        connection still closes when its ``serve()`` handler returns: that
+        handler awaits ``wait_closed()``.
+
+        Raises ConcurrencyError if a coroutine is waiting in ``recv()``.
+        """
+        waiter = self._messages._waiter
+        if handler is not None and waiter is not None and not waiter.done():
+            raise ConcurrencyError("a coroutine is waiting in recv()")
+        self._on_message = handler
+        if handler is None:
+            if self._handler_paused:
+                self._handler_paused = False
+                if not self._messages.paused:
+                    self.resume_receiving()
+            return
+        messages = self._messages
+        while self._on_message is handler:
+            message = messages.get_nowait()
+            if message is None:
+                break
+            self._call_handler(message)
+        if self._paused_writing:
+            self._pause_for_handler()
+
+    def _call_handler(self, message: str | bytes) -> None:
+        assert self._on_message is not None
+        try:
+            self._on_message(message)
+        except Exception as exc:
+            self._handler_failed(exc)
+
+    def _handler_failed(self, exc: Exception) -> None:
+        """The message handler raised ``exc``: drop later messages; close unless closing."""
+        self._on_message = _drop
+        if isinstance(exc, ConnectionClosed):
+            # Its send_nowait() found the connection closing: normal, as
+            # ConnectionClosed escaping a serve() handler is.
+            return
+        self.logger.error("message handler failed", exc_info=exc)
+        if self.protocol.state is OPEN:
+            self.protocol.send_close(CloseCode.INTERNAL_ERROR)
+            self._flush()
+            # Read the peer's Close even if the handler's sends filled the buffer.
+            self.resume_receiving()
+
+    def _pause_for_handler(self) -> None:
+        # Not once closing: the peer's Close must still be read.
+        if not self._handler_paused and self.protocol._state is OPEN:
+            self._handler_paused = True
+            self.pause_receiving()
 
     # -- sending -------------------------------------------------------------
 
@@ -267,54 +344,105 @@ class Connection(asyncio.Protocol):
         closing, TypeError for anything else.
         """
         protocol = self.protocol
-        if protocol._plain_send and not self._fragmenting:
-            # The hot path: a whole str or bytes message, one frame, one write.
-            kind = type(message)
-            if (kind is str or kind is bytes) and not protocol._writes:
-                assert self.transport is not None  # OPEN implies connected
-                # Protocol.send_text() / send_binary() + data_to_send() for a
-                # whole message, with nothing in between (see _plain_send).
-                if kind is str:
-                    opcode = 0x81
-                    payload: bytes = message.encode()  # type: ignore[union-attr]
-                else:
-                    opcode = 0x82
-                    payload = message  # type: ignore[assignment]
-                keys = protocol._mask_keys
-                if keys is not None:
-                    self.transport.write(build_frame(opcode, payload, keys.next()))
-                elif len(payload) <= COPY_MAX or not _can_writelines(self.transport):
-                    self.transport.write(build_frame(opcode, payload, None))
-                else:
-                    # A large unmasked payload goes out as its own buffer
-                    # beside its header, not copied into one frame: one
-                    # writelines(), one system call (two write() calls would
-                    # make two on uvloop).
-                    self.transport.writelines((encode_header(opcode, len(payload), None), payload))
-                if self._paused_writing:
-                    await self._drain()
-                return
+        kind = type(message)
+        if (
+            protocol._plain_send
+            and (kind is str or kind is bytes)
+            and not protocol._writes
+            and not self._fragmenting
+        ):
+            # The hot path: send_nowait()'s own lines, inlined, because
+            # calling it here cost 19,628 -> 20,439 instructions per echo
+            # (bench/instructions.py, ws13, 1 conn, 32 B).
+            assert self.transport is not None  # OPEN implies connected
+            if kind is str:
+                opcode = 0x81
+                payload: bytes = message.encode()  # type: ignore[union-attr]
+            else:
+                opcode = 0x82
+                payload = message  # type: ignore[assignment]
+            keys = protocol._mask_keys
+            if keys is not None:
+                self.transport.write(build_frame(opcode, payload, keys.next()))
+            elif len(payload) <= COPY_MAX or not _can_writelines(self.transport):
+                self.transport.write(build_frame(opcode, payload, None))
+            else:
+                self.transport.writelines((encode_header(opcode, len(payload), None), payload))
+            if self._paused_writing:
+                await self._drain()
+            return
+        if kind is str or kind is bytes or isinstance(message, (str, bytes, bytearray, memoryview)):
+            if self._fragmenting:
+                # A fragmented send() is under way: this message goes after it.
+                assert self._send_lock is not None
+                async with self._send_lock:
+                    pass
+            self.send_nowait(message)  # type: ignore[arg-type]
+            if self._paused_writing:
+                await self._drain()
+        elif isinstance(message, Mapping):
+            # A dict is iterable too: without this its keys went out as fragments.
+            raise TypeError("message must be str or bytes-like, not a mapping")
+        elif isinstance(message, (Iterable, AsyncIterable)):
+            if self.protocol._state is not OPEN:
+                raise self._closed_exc()
+            await self._send_fragments(message)  # type: ignore[arg-type]
+        else:
+            raise TypeError(f"message must be str or bytes-like, not {kind.__name__}")
+
+    def send_nowait(self, message: Data) -> None:
+        """Send a whole message now, without waiting: ``str`` as text, bytes-like as binary.
+
+        For code that can't await, such as a ``set_message_handler()``
+        callback. What the socket doesn't take at once stays in the write
+        buffer, which this never waits for: a connection whose messages come
+        to a handler stops reading while that buffer is above
+        ``write_limit``, so an echo can't be made to buffer without bound;
+        elsewhere, ``await send()`` (or ``wait_writable()``) is what keeps it
+        bounded. Raises ConnectionClosed once the connection is closing,
+        ConcurrencyError during a fragmented ``send()``, TypeError for
+        anything but str and bytes-like.
+        """
+        protocol = self.protocol
+        kind = type(message)
+        if (
+            protocol._plain_send
+            and (kind is str or kind is bytes)
+            and not protocol._writes
+            and not self._fragmenting
+        ):
+            # The hot path: Protocol.send_text() / send_binary() +
+            # data_to_send() for a whole message, with nothing in between
+            # (see _plain_send): one frame, one write.
+            assert self.transport is not None  # OPEN implies connected
+            if kind is str:
+                opcode = 0x81
+                payload: bytes = message.encode()  # type: ignore[union-attr]
+            else:
+                opcode = 0x82
+                payload = message  # type: ignore[assignment]
+            keys = protocol._mask_keys
+            if keys is not None:
+                self.transport.write(build_frame(opcode, payload, keys.next()))
+            elif len(payload) <= COPY_MAX or not _can_writelines(self.transport):
+                self.transport.write(build_frame(opcode, payload, None))
+            else:
+                # A large unmasked payload goes out as its own buffer beside
+                # its header, not copied into one frame: one writelines(), one
+                # system call (two write() calls would make two on uvloop).
+                self.transport.writelines((encode_header(opcode, len(payload), None), payload))
+            return
         if self._fragmenting:
-            assert self._send_lock is not None
-            async with self._send_lock:
-                pass
+            raise ConcurrencyError("send_nowait() during a fragmented send()")
         if protocol._state is not OPEN:
             raise self._closed_exc()
         if isinstance(message, str):
             protocol.send_text(message.encode("utf-8"))
         elif isinstance(message, (bytes, bytearray, memoryview)):
             protocol.send_binary(message)
-        elif isinstance(message, Mapping):
-            # A dict is iterable too: without this its keys went out as fragments.
-            raise TypeError("message must be str or bytes-like, not a mapping")
-        elif isinstance(message, (Iterable, AsyncIterable)):
-            await self._send_fragments(message)  # type: ignore[arg-type]
-            return
         else:
-            raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+            raise TypeError(f"message must be str or bytes-like, not {kind.__name__}")
         self._flush()
-        if self._paused_writing:
-            await self._drain()
 
     async def _send_fragments(self, fragments: Iterable[Data] | AsyncIterable[Data]) -> None:
         if self._send_lock is None:
@@ -583,7 +711,10 @@ class Connection(asyncio.Protocol):
     def _handle_events(self) -> None:
         for event in self.protocol.events_received():
             if type(event) is str or type(event) is bytes:
-                self._messages.put(event)
+                if self._on_message is not None:
+                    self._call_handler(event)
+                else:
+                    self._messages.put(event)
             else:
                 self._handle_event(event)
 
@@ -651,7 +782,7 @@ class Connection(asyncio.Protocol):
         """
         if self.protocol.state is not OPEN:
             return None
-        if self._messages.paused:
+        if self._messages.paused or self._handler_paused:
             return False
         # No future: nobody awaits a keepalive ping; its pong is matched by payload.
         payload = self._new_ping_payload()
@@ -704,6 +835,14 @@ class Connection(asyncio.Protocol):
             messages = self._messages
             for event in events:
                 if type(event) is str or type(event) is bytes:
+                    handler = self._on_message
+                    if handler is not None:
+                        # _call_handler() inlined: a call costs more than the rest.
+                        try:
+                            handler(event)
+                        except Exception as exc:
+                            self._handler_failed(exc)
+                        continue
                     waiter = messages._waiter
                     if waiter is not None and not waiter.done():
                         # MessageQueue.put() inlined: a reader is waiting.
@@ -722,9 +861,15 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._paused_writing = True
+        if self._on_message is not None:
+            self._pause_for_handler()
 
     def resume_writing(self) -> None:
         self._paused_writing = False
+        if self._handler_paused:
+            self._handler_paused = False
+            if not self._messages.paused:
+                self.resume_receiving()
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
 
@@ -767,6 +912,10 @@ def closing_deadlines(close_timeout: float | None) -> Deadlines[Connection] | No
     """The ``closing`` deadlines of ``Connection`` for a ``close_timeout``."""
     check_close_timeout(close_timeout)
     return None if close_timeout is None else Deadlines(close_timeout, Connection._abort)
+
+
+def _drop(message: str | bytes) -> None:
+    """The message handler after the one given failed: the connection is closing."""
 
 
 async def _as_async(iterator: Iterable[Data]) -> AsyncIterator[Data]:

@@ -1,0 +1,343 @@
+"""Server cost per message that doesn't move with the machine: instructions and system calls.
+
+Usage: python bench/instructions.py [--servers ws13,picows,...] [--conns 1,100]
+                                    [--sizes 32] [--messages 3000] [--syscalls] [--quick]
+
+On a shared VM the timed benchmark (``run.py``) moves by 10-20 % between runs,
+more than most single changes to a hot path are worth. This one counts: each
+echo server of ``servers.py`` runs under ``valgrind --tool=callgrind``, which
+counts the user-space instructions it executes, whatever else the machine is
+doing. A plain asyncio client (in this process) opens the connections and does
+a fixed number of round trips on each; the server runs twice, with a few and
+with many messages, and the difference divided by the extra messages is the
+cost of one message, with start-up, imports and handshakes cancelled out.
+``PYTHONHASHSEED=0`` makes a run repeat to the instruction (checked: the same
+count twice, to within ~0.1 %).
+
+What it leaves out: the kernel's work (the system calls themselves) and
+everything that makes one instruction cost more than another (cache misses,
+page faults). ``--syscalls`` runs the same load under ``strace -f -c`` instead,
+for the system calls per message; every server on uvloop makes three per
+round trip at one connection (read, write, epoll_pwait) and a little over two
+at 100 connections, so user-space instructions are what separates them.
+
+The floor servers (``floor-callback``, ``floor-coro``, ``floor-task``) parse
+and frame with ws13's C speedups and differ only in how the echo is run: from
+``data_received`` itself (a callback API), from a coroutine stepped by
+``data_received``, or from a task woken through a future per message (what
+``async for message in ws`` costs on asyncio at the least).
+
+Writes ``bench/results/instructions.json`` and ``docs/instructions.md``
+(``--quick``: ``bench/results/instructions-quick.*``). Needs valgrind (and
+strace for ``--syscalls``): ``apt-get install valgrind strace``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = Path(os.environ.get("WS13_BENCH_ROOT") or BENCH.parent).resolve()
+RESULTS = ROOT / "bench" / "results"
+
+ALL_SERVERS = [
+    "ws13",
+    "ws13-callback",
+    "picows",
+    "aiohttp",
+    "websockets",
+    "raw-asyncio",
+    "raw-asyncio-task",
+    "floor-callback",
+    "floor-coro",
+    "floor-task",
+]
+REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+KEY = b"\x37\xfa\x21\x3d"
+# Close 1000, masked with KEY.
+CLOSE = bytes([0x88, 0x82]) + KEY + bytes([0x03 ^ KEY[0], 0xE8 ^ KEY[1]])
+START_TIMEOUT = 120.0
+
+
+def masked_frame(size: int) -> tuple[bytes, int]:
+    """A masked binary frame of ``size`` bytes, and the size of its unmasked echo."""
+    payload = bytes(i % 251 for i in range(size))
+    masked = bytes(b ^ KEY[i % 4] for i, b in enumerate(payload))
+    if size < 126:
+        return bytes([0x82, 0x80 | size]) + KEY + masked, 2 + size
+    if size < 65536:
+        return bytes([0x82, 0xFE]) + size.to_bytes(2, "big") + KEY + masked, 4 + size
+    return bytes([0x82, 0xFF]) + size.to_bytes(8, "big") + KEY + masked, 10 + size
+
+
+async def round_trips(port: int, conns: int, per_conn: int, size: int) -> None:
+    frame, reply = masked_frame(size)
+
+    async def one() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(REQUEST)
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise RuntimeError(f"handshake refused: {head[:40]!r}")
+        for _ in range(per_conn):
+            writer.write(frame)
+            await reader.readexactly(reply)
+        writer.write(CLOSE)
+        await asyncio.wait_for(reader.read(), START_TIMEOUT)  # the server's Close, then EOF
+        writer.close()
+
+    await asyncio.gather(*(one() for _ in range(conns)))
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def measure_once(tool: str, server: str, conns: int, per_conn: int, size: int) -> Any:
+    """Run ``server`` under ``tool`` for ``per_conn`` round trips per connection."""
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "out")
+        if tool == "callgrind":
+            wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        else:
+            wrapper = ["strace", "-f", "-c", "-o", out]
+        proc = subprocess.Popen(
+            [*wrapper, sys.executable, str(BENCH / "servers.py"), server, "--port", "0"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            # A shell's background job starts with SIGINT ignored, and a child
+            # inherits that: without this, the server would never stop.
+            preexec_fn=_default_sigint,
+        )
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("READY"):
+                raise RuntimeError(f"{server} did not start: {line!r}")
+            asyncio.run(round_trips(int(line.split()[1]), conns, per_conn, size))
+        finally:
+            # SIGINT to the Python process (strace's child, or valgrind itself,
+            # which forwards it): servers.py exits normally and the tool
+            # writes its totals.
+            target = proc.pid
+            if tool == "strace":
+                children = subprocess.run(
+                    ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+                ).stdout.split()
+                if children:
+                    target = int(children[0])
+            time.sleep(0.2)
+            os.kill(target, signal.SIGINT)
+            proc.wait(START_TIMEOUT)
+        text = Path(out).read_text()
+    if tool == "callgrind":
+        match = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+        if match is None:
+            raise RuntimeError("no totals in callgrind's output")
+        return int(match.group(1))
+    calls: dict[str, int] = {}
+    for row in text.splitlines():
+        fields = row.split()
+        # % time, seconds, usecs/call, calls, [errors,] syscall
+        if len(fields) >= 5 and fields[0][0].isdigit() and fields[-1] != "total":
+            calls[fields[-1]] = int(fields[3])
+    return calls
+
+
+def measure(server: str, conns: int, size: int, base: int, full: int, syscalls: bool) -> Any:
+    messages = conns * (full - base)
+    low = measure_once("callgrind", server, conns, base, size)
+    high = measure_once("callgrind", server, conns, full, size)
+    result: dict[str, Any] = {"instructions_per_msg": (high - low) / messages}
+    if syscalls:
+        low_calls = measure_once("strace", server, conns, base, size)
+        high_calls = measure_once("strace", server, conns, full, size)
+        per = {
+            name: (high_calls.get(name, 0) - low_calls.get(name, 0)) / messages
+            for name in set(low_calls) | set(high_calls)
+        }
+        result["syscalls_per_msg"] = sum(per.values())
+        result["syscalls"] = {k: round(v, 3) for k, v in sorted(per.items()) if abs(v) >= 0.005}
+    return result
+
+
+def tool_version(command: list[str]) -> str:
+    try:
+        return subprocess.run(command, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "not found"
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": sys.version.split()[0]}
+    for name in ("ws13", "picows", "aiohttp", "websockets", "uvloop"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    found["valgrind"] = tool_version(["valgrind", "--version"])
+    return found
+
+
+def fmt(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def report(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    lines = [
+        "# Instructions per message",
+        "",
+        "Generated by `bench/instructions.py` (see its docstring); don't edit by hand.",
+        f"Raw results: `{meta['json']}`.",
+        "",
+        f"Command: `{meta['command']}` ({meta['date']}, {meta['elapsed_s']:.0f} s)",
+        "",
+        "User-space instructions the echo server executes per round trip (read a",
+        "masked binary message, write it back), counted by callgrind over "
+        f"{meta['messages']:,} extra round trips per case, PYTHONHASHSEED=0: the same",
+        "code gives the same count on any machine state. The kernel's work is not in",
+        "it (every server here makes the same system calls per message; see",
+        "*syscalls/msg* where measured). Every server runs on uvloop, compression off.",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+        "",
+    ]
+    show_calls = any("syscalls_per_msg" in r for r in results["cases"])
+    head = "| server | conns | size | instructions/msg | vs picows |"
+    rule = "| --- | --- | --- | --- | --- |"
+    if show_calls:
+        head += " syscalls/msg |"
+        rule += " --- |"
+    lines += [head, rule]
+    picows = {
+        (r["conns"], r["size"]): r["instructions_per_msg"]
+        for r in results["cases"]
+        if r["server"] == "picows" and "instructions_per_msg" in r
+    }
+    for r in results["cases"]:
+        if "error" in r:
+            row = f"| {r['server']} | {r['conns']} | {r['size']} B | error: {r['error']} | |"
+            lines.append(row + (" |" if show_calls else ""))
+            continue
+        ref = picows.get((r["conns"], r["size"]))
+        ratio = f"{r['instructions_per_msg'] / ref:.2f}x" if ref else "n/a"
+        row = (
+            f"| {r['server']} | {r['conns']} | {r['size']} B | "
+            f"{fmt(r['instructions_per_msg'])} | {ratio} |"
+        )
+        if show_calls:
+            calls = r.get("syscalls")
+            detail = ", ".join(f"{k} {v:g}" for k, v in calls.items()) if calls else ""
+            total = r.get("syscalls_per_msg")
+            row += f" {total:.2f} ({detail}) |" if total is not None else " |"
+        lines.append(row)
+    lines += [
+        "",
+        "The floor servers parse and frame with ws13's C speedups and differ only",
+        "in how the echo is run: `floor-callback` from `data_received` itself (a",
+        "callback API such as picows's), `floor-coro` from a coroutine that",
+        "`data_received` steps, `floor-task` from a task woken through a future",
+        "per message (the least an `async for message in ws` API costs on",
+        "asyncio).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--servers", default=",".join(ALL_SERVERS))
+    parser.add_argument("--conns", default="1,100", help="comma-separated connection counts")
+    parser.add_argument("--sizes", default="32", help="comma-separated message sizes (bytes)")
+    parser.add_argument(
+        "--messages", type=int, default=3000, help="extra round trips counted per case (3000)"
+    )
+    parser.add_argument("--syscalls", action="store_true", help="strace the same loads too")
+    parser.add_argument("--quick", action="store_true", help="ws13, 1 conn, 30 messages: smoke")
+    parser.add_argument("--output", help="results JSON")
+    parser.add_argument("--report", help="Markdown report ('' for none)")
+    args = parser.parse_args()
+    if args.quick:
+        args.servers, args.conns, args.messages = "ws13", "1", 30
+    if args.output is None:
+        name = "instructions-quick" if args.quick else "instructions"
+        args.output = str(RESULTS / f"{name}.json")
+    if args.report is None:
+        args.report = str(
+            RESULTS / "instructions-quick.md" if args.quick else ROOT / "docs" / "instructions.md"
+        )
+    for tool in ("valgrind",) + (("strace",) if args.syscalls else ()):
+        if shutil.which(tool) is None:
+            print(f"instructions.py: {tool} not found (apt-get install {tool})", file=sys.stderr)
+            return 2
+    servers = [s for s in args.servers.split(",") if s]
+    unknown = sorted(set(servers) - set(ALL_SERVERS))
+    if unknown:
+        print(f"instructions.py: unknown servers {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    cases: list[dict[str, Any]] = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        for conns in (int(c) for c in args.conns.split(",")):
+            per_conn = max(2, args.messages // conns)
+            base = max(1, per_conn // 10)
+            for server in servers:
+                case: dict[str, Any] = {"server": server, "conns": conns, "size": size}
+                try:
+                    case.update(measure(server, conns, size, base, base + per_conn, args.syscalls))
+                except Exception as exc:  # reported, not fatal: a peer library may be missing
+                    case["error"] = f"{type(exc).__name__}: {exc}"
+                cases.append(case)
+                shown = case.get("instructions_per_msg")
+                print(
+                    f"{server:18} {conns:4} conn {size:7} B  "
+                    + (f"{shown:10,.0f} instructions/msg" if shown else case.get("error", "")),
+                    flush=True,
+                )
+    output = Path(args.output)
+    results = {
+        "meta": {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": "python bench/instructions.py " + " ".join(sys.argv[1:]),
+            "elapsed_s": time.monotonic() - started,
+            "messages": args.messages,
+            "versions": versions(),
+            "json": str(output.relative_to(ROOT)) if output.is_relative_to(ROOT) else str(output),
+        },
+        "cases": cases,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=1) + "\n")
+    if args.report:
+        Path(args.report).write_text(report(results))
+        print(f"wrote {args.report}")
+    failed = [c for c in cases if "error" in c and c["server"] == "ws13"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
