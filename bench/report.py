@@ -18,6 +18,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 SERVER_ORDER = [
     "ws13",
+    "ws13-callback",
     "websockets",
     "aiohttp",
     "picows",
@@ -28,6 +29,21 @@ SERVER_ORDER = [
 
 
 # -- formatting ---------------------------------------------------------------
+
+
+def callback_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """ws13-callback against picows in the round-trip cases: reported beside the targets."""
+    rows = []
+    for case_name, key, what in (
+        ("1conn", "msgs_per_s", "msgs/s"),
+        ("100conn", "server_cpu_us_per_msg", "server CPU/msg"),
+    ):
+        for size, case in (get(results, case_name) or {}).items():
+            mine, theirs = case.get("ws13-callback") or {}, case.get("picows") or {}
+            r = ratio(mine.get(key), theirs.get(key))
+            if r is not None:
+                rows.append((f"{case_name} {size}, {what}", f"{r:.2f}x"))
+    return rows
 
 
 def num(value: Any, digits: int = 0) -> str:
@@ -343,6 +359,15 @@ def render(results: dict[str, Any], chart_name: str | None) -> str:
             lines += ["Not judged on a smoke run.", ""]
             target_rows = [(t, m, "n/a") for t, m, _ in target_rows]
         lines += table(["target", "measured", "verdict"], [list(r) for r in target_rows])
+    beside = callback_rows(results)
+    if beside:
+        lines += [
+            "Beside the targets (never instead): ws13's callback API, "
+            "`ws.set_message_handler(ws.send_nowait)`, no task switch per message "
+            "(`ws13-callback` in the tables below), against picows's callback API:",
+            "",
+        ]
+        lines += table(["case", "ws13-callback / picows"], [list(r) for r in beside])
 
     if "1conn" in cases:
         lines += ["## 1. One connection, round trips", ""]

@@ -39,6 +39,7 @@ RESULTS = ROOT / "bench" / "results"
 
 ALL_SERVERS = [
     "ws13",
+    "ws13-callback",
     "websockets",
     "aiohttp",
     "picows",
@@ -193,7 +194,7 @@ def available_servers(requested: list[str]) -> dict[str, str | None]:
             elif not (NODE_DIR / "node_modules" / "ws").is_dir():
                 reason = npm_install()
         else:
-            module = "ws13" if name.startswith("raw-asyncio") else name
+            module = "ws13" if name.startswith(("raw-asyncio", "ws13")) else name
             if (
                 importlib.util.find_spec(module) is None
                 or importlib.util.find_spec("uvloop") is None

@@ -28,6 +28,8 @@ command -v node >/dev/null || APT_PACKAGES+=(nodejs)
 command -v npm >/dev/null || APT_PACKAGES+=(npm)
 # A real Redis for the hub's Redis backplane tests (tests/hub/ start their own).
 command -v redis-server >/dev/null || APT_PACKAGES+=(redis-server)
+# valgrind for bench/instructions.py's smoke test (callgrind).
+command -v valgrind >/dev/null || APT_PACKAGES+=(valgrind)
 if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "apt-get install ${APT_PACKAGES[*]}"

@@ -38,6 +38,7 @@ def test_run_quick(tmp_path: Path) -> None:
         for size, servers in results["cases"][case].items():
             for name in (
                 "ws13",
+                "ws13-callback",
                 "websockets",
                 "aiohttp",
                 "picows",
@@ -75,3 +76,27 @@ def test_inprocess_quick() -> None:
         lines = result.stdout.splitlines()
         assert lines[0].startswith("server handshake + close: "), result.stdout
         assert lines[1].startswith("echo, async for + send: "), result.stdout
+
+
+def test_instructions_quick(tmp_path: Path) -> None:
+    output = tmp_path / "instructions.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "instructions.py"),
+            "--quick",
+            "--output",
+            str(output),
+            "--report",
+            str(tmp_path / "instructions.md"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (case,) = json.loads(output.read_text())["cases"]
+    assert case["server"] == "ws13"
+    assert case["instructions_per_msg"] > 0
+    assert (tmp_path / "instructions.md").read_text().startswith("# Instructions per message")
