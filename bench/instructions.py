@@ -16,8 +16,12 @@ count twice, to within ~0.1 %).
 
 What it leaves out: the kernel's work (the system calls themselves) and
 everything that makes one instruction cost more than another (cache misses,
-page faults). ``--syscalls`` runs the same load under ``strace -f -c`` instead,
-for the system calls per message; every server on uvloop makes three per
+page faults). And large copies count far more than they cost: glibc's
+``memcpy`` copies big blocks with ``rep movsb``, which callgrind counts once
+per byte, so a 64 KiB message's one copy into a new ``bytes`` shows as 65,536
+instructions. Read large-message rows for what else they show, not as times.
+``--syscalls`` runs the same load under ``strace -f -c`` instead, for the
+system calls per message; every server on uvloop makes three per
 round trip at one connection (read, write, epoll_pwait) and a little over two
 at 100 connections, so user-space instructions are what separates them.
 
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import re
@@ -45,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +79,7 @@ KEY = b"\x37\xfa\x21\x3d"
 # Close 1000, masked with KEY.
 CLOSE = bytes([0x88, 0x82]) + KEY + bytes([0x03 ^ KEY[0], 0xE8 ^ KEY[1]])
 START_TIMEOUT = 120.0
+HANDSHAKES_BASE = 10
 
 
 def masked_frame(size: int) -> tuple[bytes, int]:
@@ -105,12 +112,18 @@ async def round_trips(port: int, conns: int, per_conn: int, size: int) -> None:
     await asyncio.gather(*(one() for _ in range(conns)))
 
 
+async def handshakes(port: int, count: int) -> None:
+    """``count`` connections, one after the other: open, handshake, Close, EOF."""
+    for _ in range(count):
+        await round_trips(port, 1, 0, 0)
+
+
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def measure_once(tool: str, server: str, conns: int, per_conn: int, size: int) -> Any:
-    """Run ``server`` under ``tool`` for ``per_conn`` round trips per connection."""
+def measure_once(tool: str, server: str, load: Callable[[int], Awaitable[None]]) -> Any:
+    """Run ``server`` under ``tool`` while ``load(port)`` runs against it."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out")
@@ -133,7 +146,7 @@ def measure_once(tool: str, server: str, conns: int, per_conn: int, size: int) -
             line = proc.stdout.readline()
             if not line.startswith("READY"):
                 raise RuntimeError(f"{server} did not start: {line!r}")
-            asyncio.run(round_trips(int(line.split()[1]), conns, per_conn, size))
+            asyncio.run(load(int(line.split()[1])))
         finally:
             # SIGINT to the Python process (strace's child, or valgrind itself,
             # which forwards it): servers.py exits normally and the tool
@@ -163,16 +176,22 @@ def measure_once(tool: str, server: str, conns: int, per_conn: int, size: int) -
     return calls
 
 
-def measure(server: str, conns: int, size: int, base: int, full: int, syscalls: bool) -> Any:
-    messages = conns * (full - base)
-    low = measure_once("callgrind", server, conns, base, size)
-    high = measure_once("callgrind", server, conns, full, size)
-    result: dict[str, Any] = {"instructions_per_msg": (high - low) / messages}
+def measure(
+    server: str,
+    low_load: Callable[[int], Awaitable[None]],
+    high_load: Callable[[int], Awaitable[None]],
+    units: int,
+    syscalls: bool,
+) -> Any:
+    """Instructions (and system calls) per unit: ``high_load`` does ``units`` more."""
+    low = measure_once("callgrind", server, low_load)
+    high = measure_once("callgrind", server, high_load)
+    result: dict[str, Any] = {"instructions_per_msg": (high - low) / units}
     if syscalls:
-        low_calls = measure_once("strace", server, conns, base, size)
-        high_calls = measure_once("strace", server, conns, full, size)
+        low_calls = measure_once("strace", server, low_load)
+        high_calls = measure_once("strace", server, high_load)
         per = {
-            name: (high_calls.get(name, 0) - low_calls.get(name, 0)) / messages
+            name: (high_calls.get(name, 0) - low_calls.get(name, 0)) / units
             for name in set(low_calls) | set(high_calls)
         }
         result["syscalls_per_msg"] = sum(per.values())
@@ -204,6 +223,28 @@ def fmt(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def _table(
+    head: list[str], rows: list[tuple[list[str], dict[str, Any], float | None]], calls: bool
+) -> list[str]:
+    """Markdown rows: the label cells, the count, its ratio to ``ref``, system calls."""
+    if calls:
+        head = [*head, "syscalls"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for labels, r, ref in rows:
+        if "error" in r:
+            cells = [*labels, f"error: {r['error']}", ""]
+        else:
+            count = r["instructions_per_msg"]
+            cells = [*labels, fmt(count), f"{count / ref:.2f}x" if ref else "n/a"]
+        if calls:
+            per = r.get("syscalls") or {}
+            total = r.get("syscalls_per_msg")
+            detail = ", ".join(f"{k} {v:g}" for k, v in per.items())
+            cells.append(f"{total:.2f} ({detail})" if total is not None else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def report(results: dict[str, Any]) -> str:
     meta = results["meta"]
     lines = [
@@ -215,44 +256,45 @@ def report(results: dict[str, Any]) -> str:
         f"Command: `{meta['command']}` ({meta['date']}, {meta['elapsed_s']:.0f} s)",
         "",
         "User-space instructions the echo server executes per round trip (read a",
-        "masked binary message, write it back), counted by callgrind over "
+        "masked binary message, write it back), counted by callgrind over",
         f"{meta['messages']:,} extra round trips per case, PYTHONHASHSEED=0: the same",
         "code gives the same count on any machine state. The kernel's work is not in",
         "it (every server here makes the same system calls per message; see",
         "*syscalls/msg* where measured). Every server runs on uvloop, compression off.",
+        "Large copies are overstated: callgrind counts `rep movsb` (glibc's memcpy",
+        "for big blocks) once per byte.",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         "",
     ]
     show_calls = any("syscalls_per_msg" in r for r in results["cases"])
-    head = "| server | conns | size | instructions/msg | vs picows |"
-    rule = "| --- | --- | --- | --- | --- |"
-    if show_calls:
-        head += " syscalls/msg |"
-        rule += " --- |"
-    lines += [head, rule]
+    echoes = [r for r in results["cases"] if r.get("kind", "echo") == "echo"]
+    opens = [r for r in results["cases"] if r.get("kind") == "handshake"]
     picows = {
         (r["conns"], r["size"]): r["instructions_per_msg"]
-        for r in results["cases"]
+        for r in echoes
         if r["server"] == "picows" and "instructions_per_msg" in r
     }
-    for r in results["cases"]:
-        if "error" in r:
-            row = f"| {r['server']} | {r['conns']} | {r['size']} B | error: {r['error']} | |"
-            lines.append(row + (" |" if show_calls else ""))
-            continue
+    rows = []
+    for r in echoes:
         ref = picows.get((r["conns"], r["size"]))
-        ratio = f"{r['instructions_per_msg'] / ref:.2f}x" if ref else "n/a"
-        row = (
-            f"| {r['server']} | {r['conns']} | {r['size']} B | "
-            f"{fmt(r['instructions_per_msg'])} | {ratio} |"
+        rows.append(([r["server"], str(r["conns"]), f"{r['size']} B"], r, ref))
+    lines += _table(["server", "conns", "size", "instructions/msg", "vs picows"], rows, show_calls)
+    if opens:
+        ref = next(
+            (r.get("instructions_per_msg") for r in opens if r["server"] == "websockets"), None
         )
-        if show_calls:
-            calls = r.get("syscalls")
-            detail = ", ".join(f"{k} {v:g}" for k, v in calls.items()) if calls else ""
-            total = r.get("syscalls_per_msg")
-            row += f" {total:.2f} ({detail}) |" if total is not None else " |"
-        lines.append(row)
+        lines += [
+            "",
+            "Per connection: open, opening handshake, Close from the client, the",
+            "server's Close and TCP close (one connection at a time).",
+            "",
+        ]
+        lines += _table(
+            ["server", "instructions/connection", "vs websockets"],
+            [([r["server"]], r, ref) for r in opens],
+            show_calls,
+        )
     lines += [
         "",
         "The floor servers parse and frame with ws13's C speedups and differ only",
@@ -276,13 +318,19 @@ def main() -> int:
     parser.add_argument(
         "--messages", type=int, default=3000, help="extra round trips counted per case (3000)"
     )
+    parser.add_argument(
+        "--handshakes",
+        type=int,
+        default=300,
+        help="extra connections counted (open, handshake, Close) per server; 0: none (300)",
+    )
     parser.add_argument("--syscalls", action="store_true", help="strace the same loads too")
     parser.add_argument("--quick", action="store_true", help="ws13, 1 conn, 30 messages: smoke")
     parser.add_argument("--output", help="results JSON")
     parser.add_argument("--report", help="Markdown report ('' for none)")
     args = parser.parse_args()
     if args.quick:
-        args.servers, args.conns, args.messages = "ws13", "1", 30
+        args.servers, args.conns, args.messages, args.handshakes = "ws13", "1", 30, 5
     if args.output is None:
         name = "instructions-quick" if args.quick else "instructions"
         args.output = str(RESULTS / f"{name}.json")
@@ -306,9 +354,24 @@ def main() -> int:
             per_conn = max(2, args.messages // conns)
             base = max(1, per_conn // 10)
             for server in servers:
-                case: dict[str, Any] = {"server": server, "conns": conns, "size": size}
+                case: dict[str, Any] = {
+                    "kind": "echo",
+                    "server": server,
+                    "conns": conns,
+                    "size": size,
+                }
                 try:
-                    case.update(measure(server, conns, size, base, base + per_conn, args.syscalls))
+                    case.update(
+                        measure(
+                            server,
+                            functools.partial(round_trips, conns=conns, per_conn=base, size=size),
+                            functools.partial(
+                                round_trips, conns=conns, per_conn=base + per_conn, size=size
+                            ),
+                            conns * per_conn,
+                            args.syscalls,
+                        )
+                    )
                 except Exception as exc:  # reported, not fatal: a peer library may be missing
                     case["error"] = f"{type(exc).__name__}: {exc}"
                 cases.append(case)
@@ -318,6 +381,27 @@ def main() -> int:
                     + (f"{shown:10,.0f} instructions/msg" if shown else case.get("error", "")),
                     flush=True,
                 )
+    for server in servers if args.handshakes else ():
+        case = {"kind": "handshake", "server": server}
+        try:
+            case.update(
+                measure(
+                    server,
+                    functools.partial(handshakes, count=HANDSHAKES_BASE),
+                    functools.partial(handshakes, count=HANDSHAKES_BASE + args.handshakes),
+                    args.handshakes,
+                    args.syscalls,
+                )
+            )
+        except Exception as exc:
+            case["error"] = f"{type(exc).__name__}: {exc}"
+        cases.append(case)
+        shown = case.get("instructions_per_msg")
+        print(
+            f"{server:18} handshake + close  "
+            + (f"{shown:10,.0f} instructions" if shown else case.get("error", "")),
+            flush=True,
+        )
     output = Path(args.output)
     results = {
         "meta": {
