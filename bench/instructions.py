@@ -199,6 +199,33 @@ def measure(
     return result
 
 
+def run_case(
+    case: dict[str, Any],
+    low: Callable[[int], Awaitable[None]],
+    high: Callable[[int], Awaitable[None]],
+    units: int,
+    syscalls: bool,
+    unit: str,
+) -> dict[str, Any]:
+    """``measure()`` ``case["server"]`` into ``case``; print a line; errors go in the case."""
+    try:
+        case.update(measure(case["server"], low, high, units, syscalls))
+    except Exception as exc:  # reported, not fatal: a peer library may be missing
+        case["error"] = f"{type(exc).__name__}: {exc}"
+    what = (
+        f"{case['conns']:4} conn {case['size']:7} B"
+        if case["kind"] == "echo"
+        else "handshake + close"
+    )
+    shown = case.get("instructions_per_msg")
+    print(
+        f"{case['server']:18} {what}  "
+        + (f"{shown:10,.0f} {unit}" if shown else case.get("error", "")),
+        flush=True,
+    )
+    return case
+
+
 def tool_version(command: list[str]) -> str:
     try:
         return subprocess.run(command, capture_output=True, text=True).stdout.strip()
@@ -354,54 +381,19 @@ def main() -> int:
             per_conn = max(2, args.messages // conns)
             base = max(1, per_conn // 10)
             for server in servers:
-                case: dict[str, Any] = {
-                    "kind": "echo",
-                    "server": server,
-                    "conns": conns,
-                    "size": size,
-                }
-                try:
-                    case.update(
-                        measure(
-                            server,
-                            functools.partial(round_trips, conns=conns, per_conn=base, size=size),
-                            functools.partial(
-                                round_trips, conns=conns, per_conn=base + per_conn, size=size
-                            ),
-                            conns * per_conn,
-                            args.syscalls,
-                        )
-                    )
-                except Exception as exc:  # reported, not fatal: a peer library may be missing
-                    case["error"] = f"{type(exc).__name__}: {exc}"
-                cases.append(case)
-                shown = case.get("instructions_per_msg")
-                print(
-                    f"{server:18} {conns:4} conn {size:7} B  "
-                    + (f"{shown:10,.0f} instructions/msg" if shown else case.get("error", "")),
-                    flush=True,
+                low = functools.partial(round_trips, conns=conns, per_conn=base, size=size)
+                high = functools.partial(
+                    round_trips, conns=conns, per_conn=base + per_conn, size=size
+                )
+                case = {"kind": "echo", "server": server, "conns": conns, "size": size}
+                cases.append(
+                    run_case(case, low, high, conns * per_conn, args.syscalls, "instructions/msg")
                 )
     for server in servers if args.handshakes else ():
+        low = functools.partial(handshakes, count=HANDSHAKES_BASE)
+        high = functools.partial(handshakes, count=HANDSHAKES_BASE + args.handshakes)
         case = {"kind": "handshake", "server": server}
-        try:
-            case.update(
-                measure(
-                    server,
-                    functools.partial(handshakes, count=HANDSHAKES_BASE),
-                    functools.partial(handshakes, count=HANDSHAKES_BASE + args.handshakes),
-                    args.handshakes,
-                    args.syscalls,
-                )
-            )
-        except Exception as exc:
-            case["error"] = f"{type(exc).__name__}: {exc}"
-        cases.append(case)
-        shown = case.get("instructions_per_msg")
-        print(
-            f"{server:18} handshake + close  "
-            + (f"{shown:10,.0f} instructions" if shown else case.get("error", "")),
-            flush=True,
-        )
+        cases.append(run_case(case, low, high, args.handshakes, args.syscalls, "instructions"))
     output = Path(args.output)
     results = {
         "meta": {

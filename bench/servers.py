@@ -38,34 +38,30 @@ def ready(port: int) -> None:
 
 
 async def run_ws13(port: int, deflate: bool) -> None:
-    from ws13.asyncio import serve
+    """ws13's headline API: async for message in ws: await ws.send(message)."""
 
     async def echo(ws):  # type: ignore[no-untyped-def]
         async for message in ws:
             await ws.send(message)
 
-    server = await serve(
-        echo,
-        HOST,
-        port,
-        compression="deflate" if deflate else None,
-        max_size=MAX_SIZE,
-        backlog=BACKLOG,
-    )
-    ready(server.port)
-    await asyncio.Future()
+    await serve_ws13(echo, port, deflate)
 
 
 async def run_ws13_callback(port: int, deflate: bool) -> None:
     """ws13's callback API: set_message_handler() + send_nowait(), no task per message."""
-    from ws13.asyncio import serve
 
     async def echo(ws):  # type: ignore[no-untyped-def]
         ws.set_message_handler(ws.send_nowait)
         await ws.wait_closed()
 
+    await serve_ws13(echo, port, deflate)
+
+
+async def serve_ws13(handler, port: int, deflate: bool) -> None:  # type: ignore[no-untyped-def]
+    from ws13.asyncio import serve
+
     server = await serve(
-        echo,
+        handler,
         HOST,
         port,
         compression="deflate" if deflate else None,

@@ -96,7 +96,9 @@ def test_instructions_quick(tmp_path: Path) -> None:
         cwd=REPO,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    (case,) = json.loads(output.read_text())["cases"]
-    assert case["server"] == "ws13"
-    assert case["instructions_per_msg"] > 0
+    echo, handshake = json.loads(output.read_text())["cases"]
+    assert (echo["kind"], echo["server"]) == ("echo", "ws13")
+    assert echo["instructions_per_msg"] > 0
+    assert (handshake["kind"], handshake["server"]) == ("handshake", "ws13")
+    assert handshake["instructions_per_msg"] > echo["instructions_per_msg"]
     assert (tmp_path / "instructions.md").read_text().startswith("# Instructions per message")
