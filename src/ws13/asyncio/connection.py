@@ -292,10 +292,7 @@ class Connection(asyncio.Protocol):
             raise ConcurrencyError("a coroutine is waiting in recv()")
         self._on_message = handler
         if handler is None:
-            if self._handler_paused:
-                self._handler_paused = False
-                if not self._messages.paused:
-                    self.resume_receiving()
+            self._unpause_for_handler()
             return
         messages = self._messages
         while self._on_message is handler:
@@ -326,6 +323,13 @@ class Connection(asyncio.Protocol):
             self._flush()
             # Read the peer's Close even if the handler's sends filled the buffer.
             self.resume_receiving()
+
+    def _unpause_for_handler(self) -> None:
+        # Reading stays paused if the queue paused it too.
+        if self._handler_paused:
+            self._handler_paused = False
+            if not self._messages.paused:
+                self.resume_receiving()
 
     def _pause_for_handler(self) -> None:
         # Not once closing: the peer's Close must still be read.
@@ -866,10 +870,7 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused_writing = False
-        if self._handler_paused:
-            self._handler_paused = False
-            if not self._messages.paused:
-                self.resume_receiving()
+        self._unpause_for_handler()
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
 
