@@ -59,6 +59,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = Path(os.environ.get("WS13_BENCH_ROOT") or BENCH.parent).resolve()
 RESULTS = ROOT / "bench" / "results"
 
+#: The servers of ``ALL_SERVERS`` that implement permessage-deflate.
+DEFLATE_SERVERS = ["ws13", "ws13-callback", "aiohttp", "websockets"]
 ALL_SERVERS = [
     "ws13",
     "ws13-callback",
@@ -112,6 +114,26 @@ async def round_trips(port: int, conns: int, per_conn: int, size: int) -> None:
     await asyncio.gather(*(one() for _ in range(conns)))
 
 
+async def deflate_round_trips(port: int, conns: int, per_conn: int, size: int) -> None:
+    """Round trips of ``size`` bytes of varied JSON text, compressed (``rawdeflate``'s client)."""
+    sys.path.insert(0, str(BENCH))
+    from loadclient import make_texts
+    from rawdeflate import open_raw_deflate
+
+    messages = make_texts(size)
+
+    async def one() -> None:
+        ws = await open_raw_deflate(f"ws://127.0.0.1:{port}/")
+        for i in range(per_conn):
+            message = messages[i % len(messages)]
+            await ws.send(message)
+            if await ws.recv() != message:
+                raise RuntimeError("the echo differs from the message")
+        await ws.close()
+
+    await asyncio.gather(*(one() for _ in range(conns)))
+
+
 async def handshakes(port: int, count: int) -> None:
     """``count`` connections, one after the other: open, handshake, Close, EOF."""
     for _ in range(count):
@@ -122,7 +144,9 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def measure_once(tool: str, server: str, load: Callable[[int], Awaitable[None]]) -> Any:
+def measure_once(
+    tool: str, server: str, load: Callable[[int], Awaitable[None]], deflate: bool = False
+) -> Any:
     """Run ``server`` under ``tool`` while ``load(port)`` runs against it."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +156,8 @@ def measure_once(tool: str, server: str, load: Callable[[int], Awaitable[None]])
         else:
             wrapper = ["strace", "-f", "-c", "-o", out]
         proc = subprocess.Popen(
-            [*wrapper, sys.executable, str(BENCH / "servers.py"), server, "--port", "0"],
+            [*wrapper, sys.executable, str(BENCH / "servers.py"), server, "--port", "0"]
+            + (["--deflate"] if deflate else []),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -182,14 +207,15 @@ def measure(
     high_load: Callable[[int], Awaitable[None]],
     units: int,
     syscalls: bool,
+    deflate: bool = False,
 ) -> Any:
     """Instructions (and system calls) per unit: ``high_load`` does ``units`` more."""
-    low = measure_once("callgrind", server, low_load)
-    high = measure_once("callgrind", server, high_load)
+    low = measure_once("callgrind", server, low_load, deflate)
+    high = measure_once("callgrind", server, high_load, deflate)
     result: dict[str, Any] = {"instructions_per_msg": (high - low) / units}
     if syscalls:
-        low_calls = measure_once("strace", server, low_load)
-        high_calls = measure_once("strace", server, high_load)
+        low_calls = measure_once("strace", server, low_load, deflate)
+        high_calls = measure_once("strace", server, high_load, deflate)
         per = {
             name: (high_calls.get(name, 0) - low_calls.get(name, 0)) / units
             for name in set(low_calls) | set(high_calls)
@@ -208,14 +234,15 @@ def run_case(
     unit: str,
 ) -> dict[str, Any]:
     """``measure()`` ``case["server"]`` into ``case``; print a line; errors go in the case."""
+    deflate = case["kind"] == "deflate"
     try:
-        case.update(measure(case["server"], low, high, units, syscalls))
+        case.update(measure(case["server"], low, high, units, syscalls, deflate))
     except Exception as exc:  # reported, not fatal: a peer library may be missing
         case["error"] = f"{type(exc).__name__}: {exc}"
     what = (
-        f"{case['conns']:4} conn {case['size']:7} B"
-        if case["kind"] == "echo"
-        else "handshake + close"
+        "handshake + close"
+        if case["kind"] == "handshake"
+        else f"{case['conns']:4} conn {case['size']:7} B" + (" deflate" * deflate)
     )
     shown = case.get("instructions_per_msg")
     print(
@@ -297,6 +324,7 @@ def report(results: dict[str, Any]) -> str:
     show_calls = any("syscalls_per_msg" in r for r in results["cases"])
     echoes = [r for r in results["cases"] if r.get("kind", "echo") == "echo"]
     opens = [r for r in results["cases"] if r.get("kind") == "handshake"]
+    deflates = [r for r in results["cases"] if r.get("kind") == "deflate"]
     picows = {
         (r["conns"], r["size"]): r["instructions_per_msg"]
         for r in echoes
@@ -320,6 +348,31 @@ def report(results: dict[str, Any]) -> str:
         lines += _table(
             ["server", "instructions/connection", "vs websockets"],
             [([r["server"]], r, ref) for r in opens],
+            show_calls,
+        )
+    if deflates:
+        websockets = {
+            (r["conns"], r["size"]): r["instructions_per_msg"]
+            for r in deflates
+            if r["server"] == "websockets" and "instructions_per_msg" in r
+        }
+        lines += [
+            "",
+            "With permessage-deflate: JSON text echoed compressed both ways, from",
+            "`bench/rawdeflate.py`'s client (what browsers offer, zlib level 6 in the",
+            "window the server grants), each server with its own defaults.",
+            "",
+        ]
+        lines += _table(
+            ["server", "conns", "size", "instructions/msg", "vs websockets"],
+            [
+                (
+                    [r["server"], str(r["conns"]), f"{r['size']} B"],
+                    r,
+                    websockets.get((r["conns"], r["size"])),
+                )
+                for r in deflates
+            ],
             show_calls,
         )
     lines += [
@@ -351,6 +404,11 @@ def main() -> int:
         default=300,
         help="extra connections counted (open, handshake, Close) per server; 0: none (300)",
     )
+    parser.add_argument(
+        "--deflate-sizes",
+        default="1024",
+        help="JSON text sizes (bytes) echoed compressed, at each --conns; '' for none (1024)",
+    )
     parser.add_argument("--syscalls", action="store_true", help="strace the same loads too")
     parser.add_argument("--quick", action="store_true", help="ws13, 1 conn, 30 messages: smoke")
     parser.add_argument("--output", help="results JSON")
@@ -358,6 +416,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.servers, args.conns, args.messages, args.handshakes = "ws13", "1", 30, 5
+        args.deflate_sizes = "1024"
     if args.output is None:
         name = "instructions-quick" if args.quick else "instructions"
         args.output = str(RESULTS / f"{name}.json")
@@ -376,16 +435,20 @@ def main() -> int:
         return 2
     started = time.monotonic()
     cases: list[dict[str, Any]] = []
-    for size in (int(s) for s in args.sizes.split(",")):
+    loads = [("echo", round_trips, s, servers) for s in args.sizes.split(",") if s]
+    deflating = [s for s in servers if s in DEFLATE_SERVERS]
+    loads += [
+        ("deflate", deflate_round_trips, s, deflating) for s in args.deflate_sizes.split(",") if s
+    ]
+    for kind, load, size_text, names in loads:
+        size = int(size_text)
         for conns in (int(c) for c in args.conns.split(",")):
             per_conn = max(2, args.messages // conns)
             base = max(1, per_conn // 10)
-            for server in servers:
-                low = functools.partial(round_trips, conns=conns, per_conn=base, size=size)
-                high = functools.partial(
-                    round_trips, conns=conns, per_conn=base + per_conn, size=size
-                )
-                case = {"kind": "echo", "server": server, "conns": conns, "size": size}
+            for server in names:
+                low = functools.partial(load, conns=conns, per_conn=base, size=size)
+                high = functools.partial(load, conns=conns, per_conn=base + per_conn, size=size)
+                case = {"kind": kind, "server": server, "conns": conns, "size": size}
                 cases.append(
                     run_case(case, low, high, conns * per_conn, args.syscalls, "instructions/msg")
                 )

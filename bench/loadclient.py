@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import resource
 import sys
 import time
@@ -103,6 +104,31 @@ def make_payload(size: int, text: bool) -> bytes:
             i += 1
         return "".join(out).encode()[:size].decode("utf-8", "ignore").encode()
     return (bytes(range(256)) * (size // 256 + 1))[:size]
+
+
+def make_texts(size: int, count: int = 64) -> list[str]:
+    """``count`` different JSON-like texts of about ``size`` bytes: the deflate case's messages.
+
+    Ticker-like records whose ids, symbols and prices vary (seeded, so every
+    run and every server gets the same ones). One text sent again and again
+    would measure the compressor's window, not the server: a repeat within
+    the window compresses to a few bytes, so larger windows won by a factor
+    that real, varied traffic doesn't show.
+    """
+    rng = random.Random(size)
+    texts = []
+    for _ in range(count):
+        records: list[str] = []
+        while sum(map(len, records)) < size:
+            symbol = rng.choice(("ETH-USD", "BTC-USD", "SOL-EUR", "ADA-USD"))
+            records.append(
+                f'{{"id": {rng.randrange(10**6)}, "user": "user-{rng.randrange(1000)}", '
+                f'"event": "price_update", "symbol": "{symbol}", '
+                f'"bid": {rng.uniform(1000, 5000):.2f}, "ask": {rng.uniform(1000, 5000):.2f}, '
+                '"tags": ["a", "b", "ünïcode"]}, '
+            )
+        texts.append("".join(records).encode()[:size].decode("utf-8", "ignore"))
+    return texts
 
 
 # -- the round-trip window ----------------------------------------------------
@@ -271,15 +297,18 @@ def library_connect(client: str, deflate: bool):  # type: ignore[no-untyped-def]
 
 
 async def coroutine_roundtrips(
-    connections: list[Any], message: Any, window: Window, warmup: float, duration: float
+    connections: list[Any], messages: list[Any], window: Window, warmup: float, duration: float
 ) -> None:
+    """Each connection sends ``messages`` in turn, each after the echo of the one before."""
     perf = time.perf_counter_ns
     latencies = window.latencies
     record_latency = window.record_latency
-    size = len(message)
+    count = len(messages)
 
-    async def worker(ws: Any) -> None:
+    async def worker(ws: Any, i: int) -> None:
         while window.running:
+            message = messages[i % count]
+            i += 1
             t0 = perf()
             await ws.send(message)
             echo = await ws.recv()
@@ -287,10 +316,10 @@ async def coroutine_roundtrips(
                 window.count += 1
                 if record_latency:
                     latencies.append(perf() - t0)
-            if len(echo) != size:
+            if len(echo) != len(message):
                 window.errors += 1
 
-    tasks = [asyncio.ensure_future(worker(ws)) for ws in connections]
+    tasks = [asyncio.ensure_future(worker(ws, i)) for i, ws in enumerate(connections)]
     await run_window(window, warmup, duration)
     await asyncio.wait(tasks, timeout=10)
 
@@ -304,7 +333,7 @@ async def library_roundtrip(spec: dict[str, Any], payload: bytes, window: Window
     url = f"ws://127.0.0.1:{spec['port']}/"
     message: Any = payload.decode() if spec.get("text") else payload
     connections = [await open_ws(url) for _ in range(spec["conns"])]
-    await coroutine_roundtrips(connections, message, window, spec["warmup"], spec["duration"])
+    await coroutine_roundtrips(connections, [message], window, spec["warmup"], spec["duration"])
     await close_all(connections)
 
 
@@ -330,35 +359,35 @@ async def mode_deflate(spec: dict[str, Any]) -> dict[str, Any]:
     pid = spec["server_pid"]
     open_ws = library_connect(spec["client"], True)
     url = f"ws://127.0.0.1:{spec['port']}/"
-    message = make_payload(spec["size"], True).decode()
+    messages = make_texts(spec["size"])
 
     # Warm up the server (imports, zlib, first allocations), then let it settle.
     warm = [await open_ws(url) for _ in range(5)]
     for ws in warm:
         for _ in range(spec["exchanges"]):
-            await ws.send(message)
+            await ws.send(messages[0])
             await ws.recv()
     await close_all(warm)
     await asyncio.sleep(spec.get("settle", 1.0))
     rss0 = proc_rss(pid)
     connections = [await open_ws(url) for _ in range(spec["conns"])]
     for ws in connections:
-        for _ in range(spec["exchanges"]):
-            await ws.send(message)
+        for i in range(spec["exchanges"]):
+            await ws.send(messages[i % len(messages)])
             await ws.recv()
     extensions = _negotiated(connections[0])
     await asyncio.sleep(spec.get("settle", 1.0))
     rss1 = proc_rss(pid)
 
     window = Window(pid, spec.get("latency", True))
-    await coroutine_roundtrips(connections, message, window, spec["warmup"], spec["duration"])
+    await coroutine_roundtrips(connections, messages, window, spec["warmup"], spec["duration"])
     await close_all(connections)
     result = window.result()
     result.update(
         server_rss_before=rss0,
         server_rss_after=rss1,
         rss_per_conn=(rss1 - rss0) / spec["conns"],
-        message_bytes=len(message.encode()),
+        message_bytes=len(messages[0].encode()),
         extensions=extensions,
     )
     return result

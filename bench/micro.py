@@ -98,8 +98,10 @@ def bench_calls(budget: float) -> dict[str, Any]:
     cases: dict[str, Callable[[], object]] = {
         "build_frame, 125 B, masked": lambda: _speedups.build_frame(0x82, payload, mask),
         "build_frame, 125 B, unmasked": lambda: _speedups.build_frame(0x82, payload, None),
-        "parse_messages, 125 B binary": lambda: _speedups.parse_messages(binary, 0, 1, -1, []),
-        "parse_messages, 32 B text": lambda: _speedups.parse_messages(text, 0, 1, -1, []),
+        "parse_messages, 125 B binary": lambda: _speedups.parse_messages(
+            binary, 0, 1, -1, [], None
+        ),
+        "parse_messages, 32 B text": lambda: _speedups.parse_messages(text, 0, 1, -1, [], None),
     }
     return {name: 1e9 / best_rate(fn, 1, budget) for name, fn in cases.items()}
 

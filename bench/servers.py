@@ -407,7 +407,7 @@ class FloorCallback(RawEcho):
             super()._frames(data)
             return
         events = self.events
-        pos = _parse_messages(data, 0, 1, -1, events)
+        pos = _parse_messages(data, 0, 1, -1, events, None)
         if events:
             self.events = []
             for message in events:

@@ -14,6 +14,7 @@ import ws13.utils
 # The C module is built by scripts/test.sh (WS13_BUILD_EXTENSION=yes), so these
 # tests of the C twins against the pure-Python references always run.
 from ws13 import _speedups
+from ws13.exceptions import ProtocolError
 from ws13.frames import Frame, Opcode
 
 
@@ -78,7 +79,7 @@ class TestParseMessages:
         self, data: bytes, expect_mask: int = 0x80, max_size: int = -1
     ) -> tuple[int, list[str | bytes]]:
         out: list[str | bytes] = []
-        pos = _speedups.parse_messages(data, 0, expect_mask, max_size, out)
+        pos = _speedups.parse_messages(data, 0, expect_mask, max_size, out, None)
         return pos, out
 
     def test_consecutive_messages(self) -> None:
@@ -121,6 +122,78 @@ class TestParseMessages:
         assert self.parse(data, max_size=5) == (len(data), [b"12345"])
 
 
+def _upper(payload: bytes, max_size: int) -> bytes:
+    return payload.upper()
+
+
+class TestParseMessagesInflate:
+    """With an ``inflate`` callable, whole compressed frames (FIN + RSV1) go through it."""
+
+    def parse(
+        self, data: bytes, inflate: object, expect_mask: int = 0x80, max_size: int = 100
+    ) -> tuple[int, list[str | bytes]]:
+        out: list[str | bytes] = []
+        pos = _speedups.parse_messages(data, 0, expect_mask, max_size, out, inflate)
+        return pos, out
+
+    def test_compressed_frames_are_inflated_plain_ones_not(self) -> None:
+        calls: list[tuple[bytes, int]] = []
+
+        def inflate(payload: bytes, max_size: int) -> bytes:
+            calls.append((payload, max_size))
+            return payload.upper()
+
+        data = frames((0xC1, "héllo".encode()), (0x82, b"plain"), (0xC2, b"bin"))
+        assert self.parse(data, inflate) == (len(data), ["HéLLO", b"plain", b"BIN"])
+        # Unmasked before inflating; max_size passed as given.
+        assert calls == [("héllo".encode(), 100), (b"bin", 100)]
+
+    def test_unmasked_for_clients(self) -> None:
+        data = frames((0xC2, b"abc"), masked=False)
+        assert self.parse(data, _upper, expect_mask=0) == (len(data), [b"ABC"])
+
+    @pytest.mark.parametrize(
+        "stop",
+        [
+            (0xC9, b"ping"),  # RSV1 on a control frame
+            (0x41, b"frag"),  # RSV1 without FIN
+            (0xC0, b"cont"),  # RSV1 on a continuation
+            (0xE1, b"rsv2"),  # RSV1 and RSV2
+        ],
+    )
+    def test_stops_at_what_python_must_decide(self, stop: tuple[int, bytes]) -> None:
+        first = frames((0xC2, b"ok"))
+        data = first + frames(stop)
+        assert self.parse(data, _upper) == (len(first), [b"OK"])
+
+    def test_without_inflate_compressed_frames_stop(self) -> None:
+        data = frames((0xC2, b"ok"))
+        assert self.parse(data, None) == (0, [])
+
+    def test_inflate_errors_propagate_after_earlier_messages(self) -> None:
+        def inflate(payload: bytes, max_size: int) -> bytes:
+            raise ProtocolError("bad data")
+
+        out: list[str | bytes] = []
+        data = frames((0x82, b"ok"), (0xC2, b"x"))
+        with pytest.raises(ProtocolError, match="bad data"):
+            _speedups.parse_messages(data, 0, 0x80, -1, out, inflate)
+        assert out == [b"ok"]
+
+    def test_inflated_text_must_be_utf8(self) -> None:
+        # The decompressor has consumed the frame: the caller fails with 1007.
+        with pytest.raises(UnicodeDecodeError):
+            self.parse(frames((0xC1, b"x")), lambda payload, max_size: b"caf\xe9")
+
+    def test_inflate_must_return_bytes(self) -> None:
+        with pytest.raises(TypeError, match="inflate\\(\\) must return bytes, not str"):
+            self.parse(frames((0xC2, b"x")), lambda payload, max_size: "text")
+
+    def test_inflate_must_be_callable(self) -> None:
+        with pytest.raises(TypeError, match="argument 6 must be callable or None, not int"):
+            self.parse(b"", 1)
+
+
 class TestApplyMask:
     """The C loop's block sizes, unaligned input, and the GIL-releasing size."""
 
@@ -156,13 +229,23 @@ ARGUMENT_ERRORS = [
     ("build_frame", (-(2**31) - 1, b"", None), OverflowError, "integer is less than minimum"),
     ("build_frame", (1, "s", None), TypeError, "a bytes-like object is required, not 'str'"),
     ("build_frame", (1, b"", bytearray(MASK)), ValueError, "mask must contain 4 bytes"),
-    ("parse_messages", (b"", 0, 1, -1), TypeError, "takes exactly 5 arguments (4 given)"),
-    ("parse_messages", (b"", 0.0, 1, -1, []), TypeError, "'float' object cannot be interpreted"),
-    ("parse_messages", (b"", 2**70, 1, -1, []), OverflowError, "too large to convert to C ssize_t"),
-    ("parse_messages", (b"", 0, _Falsy(), -1, []), RuntimeError, "no truth value"),
-    ("parse_messages", (b"", 0, 1, -1, ()), TypeError, "argument 5 must be list, not tuple"),
-    ("parse_messages", (b"", 0, 1, -1, None), TypeError, "argument 5 must be list, not None"),
-    ("parse_messages", (b"\x82\x00", -1, 0, -1, []), ValueError, "pos must not be negative"),
+    ("parse_messages", (b"", 0, 1, -1, []), TypeError, "takes exactly 6 arguments (5 given)"),
+    (
+        "parse_messages",
+        (b"", 0.0, 1, -1, [], None),
+        TypeError,
+        "'float' object cannot be interpreted",
+    ),
+    (
+        "parse_messages",
+        (b"", 2**70, 1, -1, [], None),
+        OverflowError,
+        "too large to convert to C ssize_t",
+    ),
+    ("parse_messages", (b"", 0, _Falsy(), -1, [], None), RuntimeError, "no truth value"),
+    ("parse_messages", (b"", 0, 1, -1, (), None), TypeError, "argument 5 must be list, not tuple"),
+    ("parse_messages", (b"", 0, 1, -1, None, None), TypeError, "argument 5 must be list, not None"),
+    ("parse_messages", (b"\x82\x00", -1, 0, -1, [], None), ValueError, "pos must not be negative"),
 ]
 
 
@@ -185,5 +268,5 @@ class TestArguments:
         assert _speedups.build_frame(0x82, kind(payload), MASK) == frame
         assert _speedups.apply_mask(kind(payload), kind(MASK)) == frame[8:]
         out: list[str | bytes] = []
-        assert _speedups.parse_messages(kind(frame * 2), 0, 0x80, -1, out) == 2 * len(frame)
+        assert _speedups.parse_messages(kind(frame * 2), 0, 0x80, -1, out, None) == 2 * len(frame)
         assert out == [payload, payload]

@@ -19,7 +19,8 @@ USING_SPEEDUPS = False
 
 #: The C fast path of ``Protocol._parse_frames`` (whose general loop is its
 #: pure-Python twin), or ``None`` in pure Python.
-parse_messages: Callable[[bytes | bytearray, int, int, int, list[Any]], int] | None
+_Inflate = Callable[[bytes, int], bytes]
+parse_messages: Callable[[bytes | bytearray, int, int, int, list[Any], _Inflate | None], int] | None
 parse_messages = None
 
 if not os.environ.get("WS13_NO_EXTENSIONS"):

@@ -6,14 +6,21 @@
  * build_frame(first_byte, payload, mask) -> bytes: header + (masked) payload
  * in one allocation; twin of utils.build_frame.
  *
- * parse_messages(data, pos, expect_mask, max_size, out) -> int: the fast
- * path of Protocol._parse_frames, which is its pure-Python twin. It consumes
- * consecutive complete frames that are whole messages (FIN, no RSV bit, TEXT
- * or BINARY, masked as expected, within max_size, valid UTF-8 for text),
- * appends each message (str or bytes) to `out`, and returns the position of
- * the first frame it leaves to the Python code: anything else (control
- * frames, fragments, errors, an incomplete frame) is handled there, so all
- * protocol decisions stay in one place. A negative pos is a ValueError.
+ * parse_messages(data, pos, expect_mask, max_size, out, inflate) -> int: the
+ * fast path of Protocol._parse_frames, which is its pure-Python twin. It
+ * consumes consecutive complete frames that are whole messages (FIN, no RSV
+ * bit, TEXT or BINARY, masked as expected, within max_size, valid UTF-8 for
+ * text), appends each message (str or bytes) to `out`, and returns the
+ * position of the first frame it leaves to the Python code: anything else
+ * (control frames, fragments, errors, an incomplete frame) is handled there,
+ * so all protocol decisions stay in one place. A negative pos is a
+ * ValueError. With permessage-deflate alone, `inflate` is
+ * PerMessageDeflate.decode_message (else None): a whole frame with FIN and
+ * RSV1 (a whole compressed message) goes to inflate(payload, max_size), and
+ * what it returns is the message's data. Its exceptions (PayloadTooBig,
+ * ProtocolError), and a UnicodeDecodeError for compressed text that isn't
+ * UTF-8, propagate: the decompressor has consumed the frame, so the Python
+ * path can't take it again, and the caller fails the connection.
  *
  * utf8_check(data, state=0) -> int: incremental UTF-8 validation for
  * fragmented and partly received text; twin of utils.utf8_check.
@@ -266,16 +273,53 @@ done:
     return result;
 }
 
+/* A whole compressed message for parse_messages: unmask the payload into a
+ * new bytes, inflate(payload, max_size) it, and decode it when it is text.
+ * Sets *message and returns 0, or returns -1 with an exception set. */
+static int
+inflate_message(PyObject *inflate, const unsigned char *payload, Py_ssize_t length,
+                const unsigned char *mask, int opcode, PyObject *max_size, PyObject **message)
+{
+    PyObject *call_args[2], *data;
+
+    call_args[0] = PyBytes_FromStringAndSize(mask ? NULL : (const char *)payload, length);
+    if (call_args[0] == NULL) {
+        return -1;
+    }
+    if (mask) {
+        xor_mask(payload, (unsigned char *)PyBytes_AS_STRING(call_args[0]), length, mask);
+    }
+    call_args[1] = max_size;
+    data = PyObject_Vectorcall(inflate, call_args, 2, NULL);
+    Py_DECREF(call_args[0]);
+    if (data == NULL) {
+        return -1;
+    }
+    if (!PyBytes_Check(data)) {
+        PyErr_Format(PyExc_TypeError, "inflate() must return bytes, not %.50s",
+                     Py_TYPE(data)->tp_name);
+        Py_DECREF(data);
+        return -1;
+    }
+    if (opcode == 2) {
+        *message = data;
+        return 0;
+    }
+    *message = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), NULL);
+    Py_DECREF(data);
+    return *message == NULL ? -1 : 0;
+}
+
 static PyObject *
 parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     Py_buffer data;
     Py_ssize_t pos, max_size;
     int expect_mask;
-    PyObject *out;
+    PyObject *out, *inflate;
     unsigned char stack[4096];
 
-    if (check_nargs("parse_messages", nargs, kwnames, 5) < 0 ||
+    if (check_nargs("parse_messages", nargs, kwnames, 6) < 0 ||
         get_bytes_like(args[0], &data) < 0) {
         return NULL;
     }
@@ -287,6 +331,13 @@ parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
     if (!PyList_Check(out)) {
         PyErr_Format(PyExc_TypeError, "parse_messages() argument 5 must be list, not %.50s",
                      out == Py_None ? "None" : Py_TYPE(out)->tp_name);
+        goto error;
+    }
+    inflate = args[5] == Py_None ? NULL : args[5];
+    if (inflate != NULL && !PyCallable_Check(inflate)) {
+        PyErr_Format(PyExc_TypeError,
+                     "parse_messages() argument 6 must be callable or None, not %.50s",
+                     Py_TYPE(inflate)->tp_name);
         goto error;
     }
     if (pos < 0) {
@@ -305,9 +356,15 @@ parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
             uint64_t length = b1 & 0x7F;
             const unsigned char *payload;
             PyObject *message;
+            /* RFC 7692 section 6: RSV1 on the first frame marks a compressed
+             * message; with FIN, this frame is all of it. */
+            int compressed = (b0 & 0xF0) == 0xC0;
 
-            if ((b0 & 0xF0) != 0x80 || (opcode != 1 && opcode != 2)) {
+            if (compressed ? inflate == NULL : (b0 & 0xF0) != 0x80) {
                 break;  /* not FIN, RSV set, or not a data frame: Python decides */
+            }
+            if (opcode != 1 && opcode != 2) {
+                break;  /* RSV1 on a control frame is an error Python reports */
             }
             if (((b1 & 0x80) != 0) != (expect_mask != 0)) {
                 break;
@@ -343,7 +400,14 @@ parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
                 break;  /* incomplete */
             }
             payload = buf + head;
-            if (expect_mask) {
+            if (compressed) {
+                if (inflate_message(inflate, payload, (Py_ssize_t)length,
+                                    expect_mask ? buf + head - 4 : NULL, opcode, args[3],
+                                    &message) < 0) {
+                    goto error;
+                }
+            }
+            else if (expect_mask) {
                 const unsigned char *mask = buf + head - 4;
                 if (opcode == 2) {
                     message = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
@@ -557,7 +621,7 @@ static PyMethodDef speedups_methods[] = {
     {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL | METH_KEYWORDS,
      "build_frame(first_byte, payload, mask) -> bytes\n\nA whole frame: header and payload."},
     {"parse_messages", (PyCFunction)(void (*)(void))parse_messages, METH_FASTCALL | METH_KEYWORDS,
-     "parse_messages(data, pos, expect_mask, max_size, out) -> int\n\n"
+     "parse_messages(data, pos, expect_mask, max_size, out, inflate) -> int\n\n"
      "Append the whole single-frame messages at data[pos:] to out; return the new position."},
     {"utf8_check", (PyCFunction)(void (*)(void))utf8_check, METH_FASTCALL | METH_KEYWORDS,
      "utf8_check(data, state=0) -> int\n\n"

@@ -1,8 +1,15 @@
+from collections.abc import Callable
+
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes: ...
 def build_frame(
     first_byte: int, payload: bytes | bytearray | memoryview, mask: bytes | None
 ) -> bytes: ...
 def parse_messages(
-    data: bytes | bytearray, pos: int, expect_mask: int, max_size: int, out: list[str | bytes]
+    data: bytes | bytearray,
+    pos: int,
+    expect_mask: int,
+    max_size: int,
+    out: list[str | bytes],
+    inflate: Callable[[bytes, int], bytes] | None,
 ) -> int: ...
 def utf8_check(data: bytes | bytearray | memoryview, state: int = 0, /) -> int: ...

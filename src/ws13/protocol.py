@@ -52,6 +52,11 @@ SEND_EOF = b""
 COPY_MAX = 4096
 
 
+#: What ``parse_messages`` raises from a compressed message it consumed
+#: (see ``Protocol._fail_inflated``): the connection fails, it doesn't crash.
+INFLATE_ERRORS = (PayloadTooBig, ProtocolError, UnicodeDecodeError)
+
+
 class Side(enum.IntEnum):
     SERVER = 0
     CLIENT = 1
@@ -121,6 +126,7 @@ class Protocol:
         "_events",
         "_expect_mask",
         "_fast_recv",
+        "_inflate",
         "_mask_keys",
         "_msg_opcode",
         "_msg_parts",
@@ -190,6 +196,8 @@ class Protocol:
         #: Extensions negotiated during the opening handshake.
         self.extensions: list[Extension] = _NO_EXTENSIONS
         self._deflate: PerMessageDeflate | None = None
+        # The C fast path's inflate callable: _deflate.decode_message, or None.
+        self._inflate: Callable[[bytes, int], bytes] | None = None
         # Reserved bits that negotiated extensions may set (0x40 = RSV1).
         self._rsv_allowed = 0
         # Whether the message being received had a reserved bit set on its
@@ -222,6 +230,7 @@ class Protocol:
             if len(extensions) == 1 and type(extensions[0]) is PerMessageDeflate
             else None
         )
+        self._inflate = None if self._deflate is None else self._deflate.decode_message
         self._rsv_allowed = 0
         for extension in extensions:
             self._rsv_allowed |= extension.rsv_bits
@@ -247,14 +256,21 @@ class Protocol:
         ``_plain_send``: the I/O layer may build a whole message's frame
         itself (``build_frame`` with ``_mask_keys``) and write it, instead of
         ``send_text``/``send_binary`` and ``data_to_send()``, while nothing
-        else is waiting to be sent. ``_fast_recv``: ``receive_data`` hands the bytes
-        to the C parser first. Both need an OPEN connection without
-        extensions, tracer or debug logging; receiving also needs nothing
-        buffered or half-parsed. Called wherever one of these changes, so the
-        hot paths test one flag instead of six conditions.
+        else is waiting to be sent; when ``_deflate`` is set, it compresses
+        the message with ``_deflate.encode_message()`` first and sets RSV1 if
+        that returns bytes. ``_fast_recv``: ``receive_data`` hands the bytes
+        to the C parser first (which inflates whole compressed messages with
+        ``_inflate``). Both need an OPEN connection with no extension but
+        permessage-deflate alone, no tracer and no debug logging; receiving
+        also needs nothing buffered or half-parsed. Called wherever one of
+        these changes, so the hot paths test one flag instead of six
+        conditions.
         """
         plain = (
-            self._state is OPEN and not self.extensions and self._tracer is None and not self.debug
+            self._state is OPEN
+            and (not self.extensions or self._deflate is not None)
+            and self._tracer is None
+            and not self.debug
         )
         self._plain_send = plain and not self._send_fragmented
         self._fast_recv = (
@@ -318,13 +334,20 @@ class Protocol:
         """
         if self._fast_recv:
             # The common case: C consumes the whole single-frame messages.
-            pos = parse_messages(  # type: ignore[misc]
-                data,
-                0,
-                self._expect_mask,
-                -1 if self.max_size is None else self.max_size,
-                self._events,
-            )
+            # (_parse_fast() is these lines for the general loop; not called
+            # here, where a call costs more than the rest of a small message.)
+            try:
+                pos = parse_messages(  # type: ignore[misc]
+                    data,
+                    0,
+                    self._expect_mask,
+                    -1 if self.max_size is None else self.max_size,
+                    self._events,
+                    self._inflate,
+                )
+            except INFLATE_ERRORS as exc:
+                self._fail_inflated(exc)
+                return
             if pos != len(data):
                 self._receive_rest(data, pos)
             return
@@ -392,21 +415,21 @@ class Protocol:
         end_data = len(data)
         expect_mask = self._expect_mask
         self._need = 0
-        fast = parse_messages
-        max_size = -1 if self.max_size is None else self.max_size
+        fast = parse_messages is not None
         while end_data - pos >= 2 and not self._discarding:
             if (
-                fast is not None
+                fast
                 and not self._msg_opcode
                 and not self._partial_done
-                and not self.extensions
+                and (not self.extensions or self._deflate is not None)
                 and self._tracer is None
                 and not self.debug
             ):
                 # C consumes the whole single-frame messages; the code below
                 # handles what it leaves: control frames, fragments, errors.
-                pos = fast(data, pos, expect_mask, max_size, self._events)
-                if end_data - pos < 2:
+                pos = self._parse_fast(data, pos)
+                # Failing the connection clears the buffer, which may be data.
+                if end_data - pos < 2 or self._discarding:
                     break
             b0 = data[pos]
             b1 = data[pos + 1]
@@ -463,6 +486,28 @@ class Protocol:
             else:
                 self._receive_data_frame(b0, opcode, payload, length)
         return pos
+
+    def _parse_fast(self, data: bytes | bytearray, pos: int) -> int:
+        """The C parser from ``pos``: where it stopped (anywhere once it failed the connection)."""
+        try:
+            return parse_messages(  # type: ignore[misc]
+                data,
+                pos,
+                self._expect_mask,
+                -1 if self.max_size is None else self.max_size,
+                self._events,
+                self._inflate,
+            )
+        except INFLATE_ERRORS as exc:
+            self._fail_inflated(exc)
+            return len(data)
+
+    def _fail_inflated(self, exc: PayloadTooBig | ProtocolError | UnicodeDecodeError) -> None:
+        """Fail for what ``parse_messages`` raised from a compressed message."""
+        if isinstance(exc, UnicodeDecodeError):
+            self._fail_utf8(exc.reason)
+        else:
+            self._fail_extension(exc)
 
     def _trace_received(
         self, data: bytes | bytearray, start: int, head: int, end: int, masked: int

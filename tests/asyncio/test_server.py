@@ -463,3 +463,42 @@ class ServerCloseFrameTests(ServerClientTestCase):
             assert await wait(reader.read()) == b""
         finally:
             writer.close()
+
+
+class CompressionTests(ServerClientTestCase):
+    """RFC 7692 on the server's fast paths: permessage-deflate alone, as browsers negotiate."""
+
+    async def test_echo_is_compressed_both_ways(self) -> None:
+        server = await self.start_server()
+        seen: list[tuple[bool, bytes]] = []
+        client = await self.connect_to(server)
+        assert client.response is not None
+        assert client.response.headers["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
+        # The client's tracer sees its frames (the server's paths stay fast).
+        client.protocol.tracer = lambda sent, header, payload: seen.append((sent, header))
+        messages: list[str | bytes] = ["héllo wörld " * 100, bytes(5000), "tiny", b"\x00" * 40]
+        for message in messages:
+            await client.send(message)
+            assert await wait(client.recv()) == message
+        # Section 6: RSV1 (0x40) on every message at or over the 32-byte threshold.
+        assert [header[0] for sent, header in seen if sent] == [0xC1, 0xC2, 0x81, 0xC2]
+        assert [header[0] for sent, header in seen if not sent] == [0xC1, 0xC2, 0x81, 0xC2]
+
+    async def test_uncompressed_peer_is_echoed_uncompressed(self) -> None:
+        server = await self.start_server()
+        client = await self.connect_to(server, compression=None)
+        assert client.response is not None
+        assert "Sec-WebSocket-Extensions" not in client.response.headers
+        await client.send("x" * 1000)
+        assert await wait(client.recv()) == "x" * 1000
+
+    async def test_bad_compressed_data_closes_with_1002(self) -> None:
+        server = await self.start_server()
+        client = await self.connect_to(server)
+        # A compressed (RSV1) binary frame whose payload isn't DEFLATE data.
+        assert client.transport is not None
+        client.transport.write(encode_frame(0x42, b"\xff\xff\xff", mask=True))
+        with pytest.raises(ConnectionClosedError) as raised:
+            await wait(client.recv())
+        assert raised.value.rcvd is not None
+        assert raised.value.rcvd.code == 1002

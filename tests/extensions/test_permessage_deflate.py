@@ -479,6 +479,61 @@ class TestProtocolWholeMessages:
         assert server.close_sent.code == CloseCode.INVALID_DATA
         assert server.events_received() == []
 
+    def test_messages_before_a_bad_compressed_message_are_delivered(self) -> None:
+        client, server = self.pair()
+        client.send_text("first " * 50)
+        client.send_binary(b"second")
+        wire = b"".join(client.data_to_send())
+        bad = Frame(Opcode.BINARY, b"\xff\xff\xff", rsv1=True).serialize(mask=MASK)
+        after = Frame(Opcode.BINARY, b"never").serialize(mask=MASK)
+        server.receive_data(wire + bad + after)
+        assert server.events_received() == ["first " * 50, b"second"]
+        assert server.close_sent is not None
+        assert server.close_sent.code == CloseCode.PROTOCOL_ERROR
+
+    def test_compressed_messages_around_a_ping_in_one_read(self) -> None:
+        client, server = self.pair()
+        client.send_text("before " * 30)
+        client.send_ping(b"are you there")
+        client.send_binary(bytes(3000))
+        server.receive_data(b"".join(client.data_to_send()))
+        events = server.events_received()
+        assert events[0] == "before " * 30
+        assert events[1] == Frame(Opcode.PING, b"are you there")
+        assert events[2] == bytes(3000)
+        # Section 5.5.2: the Pong goes out with the Ping's application data.
+        assert server.data_to_send() == [Frame(Opcode.PONG, b"are you there").serialize()]
+
+    def test_compressed_message_over_max_size_fails_with_1009(self) -> None:
+        client, server = self.pair()
+        client.send_binary(bytes(2**20 + 1))  # compresses to about 1 KiB
+        wire = b"".join(client.data_to_send())
+        assert len(wire) < 2000
+        server.receive_data(wire)
+        assert server.events_received() == []
+        assert server.close_sent is not None
+        assert server.close_sent.code == CloseCode.MESSAGE_TOO_BIG
+        assert isinstance(server.parser_exc, PayloadTooBig)
+
+    def test_compressed_message_at_max_size_arrives(self) -> None:
+        client, server = self.pair()
+        client.send_binary(bytes(2**20))
+        server.receive_data(b"".join(client.data_to_send()))
+        assert server.events_received() == [bytes(2**20)]
+        assert server.close_sent is None
+
+    def test_invalid_utf8_after_a_good_message_fails_with_1007(self) -> None:
+        client, server = self.pair()
+        client.send_text("good " * 20)
+        sender_wire = b"".join(client.data_to_send())
+        sender = PerMessageDeflate(False, False, 15, 15, threshold=0)
+        # A fresh compressor: its output doesn't refer back, valid in any context.
+        bad = sender.encode(Frame(Opcode.TEXT, b"caf\xe9 " * 10)).serialize(mask=MASK)
+        server.receive_data(sender_wire + bad)
+        assert server.events_received() == ["good " * 20]
+        assert server.close_sent == Close(CloseCode.INVALID_DATA, "invalid UTF-8")
+        assert "invalid UTF-8 in text message" in str(server.parser_exc)
+
     def test_subclass_keeps_the_general_path(self) -> None:
         seen: list[str] = []
 

@@ -24,7 +24,7 @@ from ..exceptions import (
 )
 from ..frames import CloseCode, Frame, Opcode
 from ..http11 import Request, Response
-from ..protocol import CLOSED, COPY_MAX, OPEN, SEND_EOF, Protocol, Side, State
+from ..protocol import CLOSED, COPY_MAX, INFLATE_ERRORS, OPEN, SEND_EOF, Protocol, Side, State
 from ..utils import encode_header
 from .messages import MessageQueue
 from .timers import Deadlines, Keepalive
@@ -365,6 +365,12 @@ class Connection(asyncio.Protocol):
             else:
                 opcode = 0x82
                 payload = message  # type: ignore[assignment]
+            deflate = protocol._deflate
+            if deflate is not None:
+                compressed = deflate.encode_message(payload)
+                if compressed is not None:
+                    payload = compressed
+                    opcode |= 0x40  # RFC 7692 section 6: RSV1 marks a compressed message
             keys = protocol._mask_keys
             if keys is not None:
                 self.transport.write(build_frame(opcode, payload, keys.next()))
@@ -425,6 +431,14 @@ class Connection(asyncio.Protocol):
             else:
                 opcode = 0x82
                 payload = message  # type: ignore[assignment]
+            deflate = protocol._deflate
+            if deflate is not None:
+                # permessage-deflate alone (see _plain_send): compress the
+                # whole message, as Protocol._write_frame() would.
+                compressed = deflate.encode_message(payload)
+                if compressed is not None:
+                    payload = compressed
+                    opcode |= 0x40  # RFC 7692 section 6: RSV1 marks a compressed message
             keys = protocol._mask_keys
             if keys is not None:
                 self.transport.write(build_frame(opcode, payload, keys.next()))
@@ -819,15 +833,20 @@ class Connection(asyncio.Protocol):
         if protocol._fast_recv:
             # Protocol.receive_data()'s fast path inlined: C parses the
             # whole single-frame messages straight into the event list.
-            pos = parse_messages(  # type: ignore[misc]
-                data,
-                0,
-                protocol._expect_mask,
-                -1 if protocol.max_size is None else protocol.max_size,
-                protocol._events,
-            )
-            if pos != len(data):
-                protocol._receive_rest(data, pos)
+            try:
+                pos = parse_messages(  # type: ignore[misc]
+                    data,
+                    0,
+                    protocol._expect_mask,
+                    -1 if protocol.max_size is None else protocol.max_size,
+                    protocol._events,
+                    protocol._inflate,
+                )
+            except INFLATE_ERRORS as exc:
+                protocol._fail_inflated(exc)
+            else:
+                if pos != len(data):
+                    protocol._receive_rest(data, pos)
         else:
             protocol.receive_data(data)
         if protocol._writes or protocol._state is not OPEN:
