@@ -334,20 +334,8 @@ class Protocol:
         """
         if self._fast_recv:
             # The common case: C consumes the whole single-frame messages.
-            # (_parse_fast() is these lines for the general loop; not called
-            # here, where a call costs more than the rest of a small message.)
-            try:
-                pos = parse_messages(  # type: ignore[misc]
-                    data,
-                    0,
-                    self._expect_mask,
-                    -1 if self.max_size is None else self.max_size,
-                    self._events,
-                    self._inflate,
-                )
-            except INFLATE_ERRORS as exc:
-                self._fail_inflated(exc)
-                return
+            # (The asyncio layer inlines this in its data_received().)
+            pos = self._parse_fast(data, 0)
             if pos != len(data):
                 self._receive_rest(data, pos)
             return
@@ -488,7 +476,7 @@ class Protocol:
         return pos
 
     def _parse_fast(self, data: bytes | bytearray, pos: int) -> int:
-        """The C parser from ``pos``: where it stopped (anywhere once it failed the connection)."""
+        """The C parser from ``pos``: where it stopped (the end once it failed the connection)."""
         try:
             return parse_messages(  # type: ignore[misc]
                 data,

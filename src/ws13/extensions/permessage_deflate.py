@@ -125,47 +125,23 @@ class PerMessageDeflate(Extension):
         ``decode()`` for the common case, without its Frame objects: the
         protocol's fast path when this is the only extension, which the C
         frame parser calls for each such frame. ``max_size`` ``None`` or
-        negative: no limit. One ``decompress()`` call for the payload and
-        the tail, where ``_inflate()`` needs two for a fragment.
+        negative: no limit.
         """
-        decoder = self._decoder
-        if decoder is None:
-            decoder = self._decoder = zlib.decompressobj(wbits=-self.remote_max_window_bits)
-        if max_size is not None and max_size < 0:
-            max_size = None
-        try:
-            # Section 7.2.2: append 0x00 0x00 0xff 0xff to the payload of the
-            # message, then decompress.
-            data = decoder.decompress(
-                data + _EMPTY_UNCOMPRESSED_BLOCK, 0 if max_size is None else max_size + 1
-            )
-        except zlib.error as exc:
-            raise ProtocolError(f"invalid DEFLATE data: {exc}") from None
-        _check_inflated(decoder, len(data), max_size)
-        self._decoding = False
-        if self.remote_no_context_takeover:
-            self._decoder = None
-        return data
+        return self._inflate(data, True, None if max_size is None or max_size < 0 else max_size)
 
     def _inflate(self, data: bytes, fin: bool, max_size: int | None) -> bytes:
         decoder = self._decoder
         if decoder is None:
             decoder = self._decoder = zlib.decompressobj(wbits=-self.remote_max_window_bits)
-        limit = 0 if max_size is None else max_size + 1
+        if fin:
+            # Section 7.2.2: append 0x00 0x00 0xff 0xff to the payload of the
+            # message, then decompress (one call for both).
+            data += _EMPTY_UNCOMPRESSED_BLOCK
         try:
-            data = decoder.decompress(data, limit)
-            _check_inflated(decoder, len(data), max_size)
-            if fin:
-                # Section 7.2.2: append 0x00 0x00 0xff 0xff to the payload of
-                # the message, then decompress.
-                if limit:
-                    limit = max(1, limit - len(data))
-                tail = decoder.decompress(_EMPTY_UNCOMPRESSED_BLOCK, limit)
-                _check_inflated(decoder, len(data) + len(tail), max_size)
-                if tail:
-                    data += tail
+            data = decoder.decompress(data, 0 if max_size is None else max_size + 1)
         except zlib.error as exc:
             raise ProtocolError(f"invalid DEFLATE data: {exc}") from None
+        _check_inflated(decoder, len(data), max_size)
         if fin:
             self._decoding = False
             if self.remote_no_context_takeover:
