@@ -15,9 +15,10 @@ from ws13.utils import MaskKeys, accept_key, generate_key
 
 try:
     from ws13._speedups import apply_mask as c_apply_mask
+    from ws13._speedups import encode_text as c_encode_text
     from ws13._speedups import utf8_check as c_utf8_check
 except ImportError:  # built without a C compiler: only the pure-Python tests run
-    c_apply_mask = c_utf8_check = None
+    c_apply_mask = c_utf8_check = c_encode_text = None
 
 
 def reference_mask(data: bytes, mask: bytes) -> bytes:
@@ -281,3 +282,56 @@ if c_utf8_check is not None:
                 c_utf8_check()  # type: ignore[call-arg]
             with pytest.raises(TypeError, match="no keyword arguments"):
                 c_utf8_check(b"", state=0)  # type: ignore[call-arg]
+
+
+# Latin-1 texts around the C loop's 16-character blocks: all ASCII, one
+# character above U+007F at each place in and between blocks, all above.
+ENCODE_TEXTS = [
+    "",
+    "plain ASCII",
+    "x" * 16,
+    "x" * 15 + "\u00e9",
+    "\u00e9" + "x" * 16,
+    "x" * 16 + "\u00ff" + "y" * 16,
+    "\u0080" * 33,
+    '{"tags": ["a", "b", "\u00fcn\u00efcode"]}' * 30,
+    "\u00a0\u00df\u00e7" * 7,
+    "caf\u00e9 \u20ac",  # beyond Latin-1: CPython's encoder
+    "\u65e5\u672c\u8a9e",
+    "emoji \U0001f600",
+]
+
+
+class TestRFC3629Section3EncodeText:
+    """UTF-8 of a text message's str, as ``str.encode`` makes it."""
+
+    encode_text = staticmethod(utils.encode_text)
+
+    @pytest.mark.parametrize("text", ENCODE_TEXTS)
+    def test_same_bytes_as_str_encode(self, text: str) -> None:
+        assert self.encode_text(text) == text.encode("utf-8")
+
+    @settings(suppress_health_check=[HealthCheck.differing_executors])
+    @given(st.text(alphabet=st.characters(max_codepoint=0xFF), max_size=80))
+    def test_any_latin1_text(self, text: str) -> None:
+        assert self.encode_text(text) == text.encode("utf-8")
+
+    def test_lone_surrogate_is_an_error(self) -> None:
+        with pytest.raises(UnicodeEncodeError, match="surrogates not allowed"):
+            self.encode_text("a\ud800b")
+
+    def test_only_str(self) -> None:
+        with pytest.raises(TypeError):
+            self.encode_text(b"bytes")  # type: ignore[arg-type]
+
+
+if c_encode_text is not None:
+
+    class TestRFC3629Section3EncodeTextSpeedups(TestRFC3629Section3EncodeText):
+        encode_text = staticmethod(c_encode_text)
+
+        def test_str_subclass(self) -> None:
+            class Text(str):
+                pass
+
+            assert c_encode_text(Text("\u00e9t\u00e9")) == "\u00e9t\u00e9".encode()

@@ -11,9 +11,16 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .utils import apply_mask, build_frame, utf8_check
+from .utils import apply_mask, build_frame, encode_text, utf8_check
 
-__all__ = ["USING_SPEEDUPS", "apply_mask", "build_frame", "parse_messages", "utf8_check"]
+__all__ = [
+    "USING_SPEEDUPS",
+    "apply_mask",
+    "build_frame",
+    "encode_text",
+    "parse_messages",
+    "utf8_check",
+]
 
 USING_SPEEDUPS = False
 
@@ -25,7 +32,7 @@ parse_messages = None
 
 if not os.environ.get("WS13_NO_EXTENSIONS"):
     try:
-        from ._speedups import apply_mask, build_frame, utf8_check
+        from ._speedups import apply_mask, build_frame, encode_text, utf8_check
         from ._speedups import parse_messages as _parse_messages
     except ImportError:
         pass

@@ -25,6 +25,11 @@
  * utf8_check(data, state=0) -> int: incremental UTF-8 validation for
  * fragmented and partly received text; twin of utils.utf8_check.
  *
+ * encode_text(text) -> bytes: text.encode("utf-8"), faster for a str of
+ * Latin-1 characters that aren't all ASCII (such as "ünïcode" in JSON), which
+ * CPython encodes a character at a time (~9 instructions each): here 16
+ * characters at a time while they are ASCII. Other str go to CPython's encoder.
+ *
  * All of them are called once per message or per read, mostly on small
  * payloads, so the per-call overhead matters as much as the loops: they are
  * METH_FASTCALL (no argument tuple), read exact bytes in place (no buffer
@@ -615,6 +620,90 @@ utf8_check(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
     return PyLong_FromLongLong(state);
 }
 
+/* Number of bytes >= 0x80 in s[0:n]. */
+static Py_ssize_t
+count_high(const unsigned char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0, high = 0;
+#ifdef WS13_SSE2
+    for (; i + 16 <= n; i += 16) {
+        unsigned int bits = (unsigned int)_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(s + i)));
+        while (bits) {
+            bits &= bits - 1;
+            high++;
+        }
+    }
+#endif
+    for (; i < n; i++) {
+        high += s[i] >> 7;
+    }
+    return high;
+}
+
+/* UTF-8 of the n Latin-1 characters s into out (n + count_high(s, n) bytes):
+ * U+0080-U+00FF become two bytes, 110000xx 10xxxxxx. */
+static void
+latin1_to_utf8(const unsigned char *s, Py_ssize_t n, unsigned char *out)
+{
+    Py_ssize_t i = 0;
+
+    while (i < n) {
+#ifdef WS13_SSE2
+        if (i + 16 <= n) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+            if (_mm_movemask_epi8(v) == 0) {
+                _mm_storeu_si128((__m128i *)out, v);
+                out += 16;
+                i += 16;
+                continue;
+            }
+        }
+#endif
+        {
+            /* Up to 16 characters (the rest of this block) one at a time. */
+            Py_ssize_t end = i + 16 < n ? i + 16 : n;
+            for (; i < end; i++) {
+                unsigned char c = s[i];
+                if (c < 0x80) {
+                    *out++ = c;
+                }
+                else {
+                    *out++ = (unsigned char)(0xC0 | (c >> 6));
+                    *out++ = (unsigned char)(0x80 | (c & 0x3F));
+                }
+            }
+        }
+    }
+}
+
+static PyObject *
+encode_text(PyObject *self, PyObject *text)
+{
+    const unsigned char *s;
+    Py_ssize_t n;
+    PyObject *out;
+
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "encode_text() argument must be str, not %.200s",
+                     Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    n = PyUnicode_GET_LENGTH(text);
+    if (PyUnicode_IS_ASCII(text)) {
+        return PyBytes_FromStringAndSize((const char *)PyUnicode_DATA(text), n);
+    }
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) {
+        /* Beyond U+00FF: CPython's encoder, its errors for lone surrogates included. */
+        return PyUnicode_AsUTF8String(text);
+    }
+    s = PyUnicode_1BYTE_DATA(text);
+    out = PyBytes_FromStringAndSize(NULL, n + count_high(s, n));
+    if (out != NULL) {
+        latin1_to_utf8(s, n, (unsigned char *)PyBytes_AS_STRING(out));
+    }
+    return out;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL | METH_KEYWORDS,
      "apply_mask(data, mask) -> bytes\n\nXOR data with the 4-byte mask repeated."},
@@ -626,6 +715,8 @@ static PyMethodDef speedups_methods[] = {
     {"utf8_check", (PyCFunction)(void (*)(void))utf8_check, METH_FASTCALL | METH_KEYWORDS,
      "utf8_check(data, state=0) -> int\n\n"
      "Check the next piece of a UTF-8 stream; return the new state, or -1 if invalid."},
+    {"encode_text", (PyCFunction)encode_text, METH_O,
+     "encode_text(text) -> bytes\n\ntext.encode('utf-8')."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Union
 
-from ._accel import apply_mask, build_frame, parse_messages, utf8_check
+from ._accel import apply_mask, build_frame, encode_text, parse_messages, utf8_check
 from .exceptions import InvalidState, PayloadTooBig, ProtocolError
 from .extensions.base import Extension
 from .extensions.permessage_deflate import PerMessageDeflate
@@ -758,7 +758,7 @@ class Protocol:
         if self._send_fragmented:
             raise InvalidState("a fragmented message is in progress; send continuations")
         if isinstance(data, str):
-            data = data.encode("utf-8")
+            data = encode_text(data)
         if not fin:
             self._send_fragmented = True
             self._plain_send = False

@@ -14,7 +14,7 @@ import sys
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, cast
 
-from .._accel import build_frame, parse_messages
+from .._accel import build_frame, encode_text, parse_messages
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -361,7 +361,7 @@ class Connection(asyncio.Protocol):
             assert self.transport is not None  # OPEN implies connected
             if kind is str:
                 opcode = 0x81
-                payload: bytes = message.encode()  # type: ignore[union-attr]
+                payload: bytes = encode_text(message)  # type: ignore[arg-type]
             else:
                 opcode = 0x82
                 payload = message  # type: ignore[assignment]
@@ -427,7 +427,7 @@ class Connection(asyncio.Protocol):
             assert self.transport is not None  # OPEN implies connected
             if kind is str:
                 opcode = 0x81
-                payload: bytes = message.encode()  # type: ignore[union-attr]
+                payload: bytes = encode_text(message)  # type: ignore[arg-type]
             else:
                 opcode = 0x82
                 payload = message  # type: ignore[assignment]
@@ -455,7 +455,7 @@ class Connection(asyncio.Protocol):
         if protocol._state is not OPEN:
             raise self._closed_exc()
         if isinstance(message, str):
-            protocol.send_text(message.encode("utf-8"))
+            protocol.send_text(encode_text(message))
         elif isinstance(message, (bytes, bytearray, memoryview)):
             protocol.send_binary(message)
         else:
@@ -480,7 +480,7 @@ class Connection(asyncio.Protocol):
                 pending: bytes | None = None
                 async for item in iterator:
                     if isinstance(item, str):
-                        item_text, data = True, item.encode("utf-8")
+                        item_text, data = True, encode_text(item)
                     elif isinstance(item, (bytes, bytearray, memoryview)):
                         item_text, data = False, bytes(item)
                     else:

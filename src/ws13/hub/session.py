@@ -24,6 +24,7 @@ import secrets
 import time  # noqa: TID251 - the publish rate limit needs a clock
 from typing import TYPE_CHECKING, Any
 
+from .._accel import encode_text
 from ..asyncio.server import ServerConnection
 from ..exceptions import ConnectionClosed
 from ..frames import CloseCode, encode_header
@@ -43,7 +44,7 @@ logger = logging.getLogger("ws13.hub")
 
 def text_frame(text: str) -> bytes:
     """A complete unmasked text frame for ``text``, as a server sends it."""
-    payload = text.encode("utf-8")
+    payload = encode_text(text)
     return encode_header(0x81, len(payload), None) + payload
 
 
