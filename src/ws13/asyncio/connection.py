@@ -3,7 +3,9 @@
 ``Connection`` is an ``asyncio.Protocol``: bytes from the transport go into
 ``self.protocol``; the bytes it wants written go to the transport; complete
 messages go to a bounded queue that ``recv()`` reads. Timeouts, keepalive and
-flow control live here, never in the core.
+flow control live here, never in the core. Its base class ``Sender``
+(``sending.py``) has the sends most connections never make: fragmented
+messages and frames pre-encoded for broadcasting.
 """
 
 from __future__ import annotations
@@ -18,15 +20,14 @@ from .._accel import build_frame, encode_text, parse_messages
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
-    ConnectionClosedError,
     ConnectionClosedOK,
-    InvalidState,
 )
 from ..frames import CloseCode, Frame, Opcode
 from ..http11 import Request, Response
-from ..protocol import CLOSED, COPY_MAX, INFLATE_ERRORS, OPEN, SEND_EOF, Protocol, Side, State
+from ..protocol import CLOSED, COPY_MAX, INFLATE_ERRORS, OPEN, SEND_EOF, Protocol, State
 from ..utils import encode_header
 from .messages import MessageQueue
+from .sending import OK_CLOSE_CODES, Data, Sender
 from .timers import Deadlines, Keepalive
 
 __all__ = ["OK_CLOSE_CODES", "Connection", "Data"]
@@ -48,13 +49,7 @@ def _can_writelines(transport: asyncio.WriteTransport) -> bool:
     return _WRITELINES_OK and not transport.is_closing()
 
 
-Data = str | bytes | bytearray | memoryview
-OK_CLOSE_CODES = frozenset(
-    {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
-)
-
-
-class Connection(asyncio.Protocol):
+class Connection(Sender):
     """A WebSocket connection driven by asyncio.
 
     You get one from ``ws13.asyncio.connect()`` or as the argument of a
@@ -82,8 +77,6 @@ class Connection(asyncio.Protocol):
         "_closed",
         "_closing",
         "_closing_started",
-        "_drain_waiter",
-        "_fragmenting",
         "_handler_paused",
         "_keepalive",
         "_keepalive_ping",
@@ -92,7 +85,6 @@ class Connection(asyncio.Protocol):
         "_on_message",
         "_paused_writing",
         "_pings",
-        "_send_lock",
         "debug",
         "latency",
         "logger",
@@ -462,138 +454,6 @@ class Connection(asyncio.Protocol):
             raise TypeError(f"message must be str or bytes-like, not {kind.__name__}")
         self._flush()
 
-    async def _send_fragments(self, fragments: Iterable[Data] | AsyncIterable[Data]) -> None:
-        if self._send_lock is None:
-            self._send_lock = asyncio.Lock()
-        async with self._send_lock:
-            self._fragmenting = True
-            sent_first = False
-            try:
-                iterator = (
-                    aiter(fragments)
-                    if isinstance(fragments, AsyncIterable)
-                    else _as_async(fragments)
-                )
-                text: bool | None = None
-                # Each fragment waits for the next one to learn whether it is
-                # the last (FIN), so a generator can be sent lazily.
-                pending: bytes | None = None
-                async for item in iterator:
-                    if isinstance(item, str):
-                        item_text, data = True, encode_text(item)
-                    elif isinstance(item, (bytes, bytearray, memoryview)):
-                        item_text, data = False, bytes(item)
-                    else:
-                        raise TypeError("fragments must be str or bytes-like")
-                    if text is None:
-                        text = item_text
-                    elif text != item_text:
-                        raise TypeError("all fragments of a message must be str or all bytes")
-                    if pending is not None:
-                        self._send_fragment(pending, text, first=not sent_first, fin=False)
-                        sent_first = True
-                        await self._drain_if_needed()
-                    pending = data
-                if pending is not None:
-                    assert text is not None
-                    self._send_fragment(pending, text, first=not sent_first, fin=True)
-                    await self._drain_if_needed()
-            except BaseException:
-                # A message can't be left half-sent: fail the connection.
-                if sent_first and self.protocol.state is OPEN:
-                    self.protocol.fail(CloseCode.INTERNAL_ERROR, "error while sending fragments")
-                    self._flush()
-                raise
-            finally:
-                self._fragmenting = False
-
-    def _send_fragment(self, data: bytes, text: bool, *, first: bool, fin: bool) -> None:
-        protocol = self.protocol
-        if protocol._state is not OPEN:
-            raise self._closed_exc()
-        if not first:
-            protocol.send_continuation(data, fin=fin)
-        elif text:
-            protocol.send_text(data, fin=fin)
-        else:
-            protocol.send_binary(data, fin=fin)
-        self._flush()
-
-    async def _drain_if_needed(self) -> None:
-        if self._paused_writing:
-            await self._drain()
-
-    # -- pre-encoded frames, for broadcasting -------------------------------
-
-    @property
-    def writable(self) -> bool:
-        """True while OPEN and the write buffer is under ``write_limit``.
-
-        A broadcaster writes with ``send_frame_nowait()`` while this is true and
-        queues (or drops) otherwise, then calls ``wait_writable()``.
-        """
-        return self.protocol._state is OPEN and not self._paused_writing
-
-    def send_frame_nowait(self, frame: bytes) -> None:
-        """Write a complete frame that was encoded once for many connections.
-
-        ``frame`` is a whole unmasked data frame with FIN set and the RSV bits
-        clear, e.g. ``encode_header(0x81, len(payload), None) + payload`` for
-        text. Only a server sends unmasked frames, so this is for server-side
-        connections. With permessage-deflate negotiated the frame goes out
-        uncompressed, which RFC 7692 section 6 allows, so the same bytes suit
-        every connection. No backpressure is applied: check ``writable``.
-
-        Raises ConnectionClosed unless OPEN; InvalidState on a client
-        connection or while a fragmented message is being sent.
-        """
-        self._check_pre_encoded()
-        if self.debug or self.protocol.tracer is not None:
-            self._trace_pre_encoded(frame)
-        if self.transport is not None:
-            self.transport.write(frame)
-
-    def send_frames_nowait(self, frames: list[bytes]) -> None:
-        """Write several pre-encoded frames (see ``send_frame_nowait``) in one write.
-
-        A broadcaster that queued frames for a connection while it was busy
-        sends them together: one system call instead of one per frame.
-        """
-        self._check_pre_encoded()
-        if self.debug or self.protocol.tracer is not None:
-            for frame in frames:
-                self._trace_pre_encoded(frame)
-        if self.transport is not None:
-            self.transport.write(b"".join(frames))
-
-    def _check_pre_encoded(self) -> None:
-        protocol = self.protocol
-        if protocol._state is not OPEN:
-            raise self._closed_exc()
-        if protocol.side is not Side.SERVER:
-            raise InvalidState("only a server sends pre-encoded, unmasked frames")
-        if self._fragmenting or protocol._send_fragmented:
-            raise InvalidState("a fragmented message is in progress")
-
-    def _trace_pre_encoded(self, frame: bytes) -> None:
-        length = frame[1] & 0x7F
-        head = 2 if length < 126 else 4 if length == 126 else 10
-        if self.debug:
-            opcode = Opcode(frame[0] & 0x0F)
-            self.logger.debug("> %s [pre-encoded]", Frame(opcode, frame[head:]))
-        if self.protocol.tracer is not None:
-            self.protocol.tracer(True, frame[:head], frame[head:])
-
-    async def wait_writable(self) -> None:
-        """Wait until the write buffer is under ``write_limit``.
-
-        Raises ConnectionClosed if the connection closes first.
-        """
-        if self.protocol._state is not OPEN:
-            raise self._closed_exc()
-        if self._paused_writing:
-            await self._drain()
-
     def ping(self, data: str | bytes | None = None) -> asyncio.Future[float]:
         """Send a Ping; return a future that resolves with the round-trip time in seconds.
 
@@ -661,20 +521,6 @@ class Connection(asyncio.Protocol):
         if self._closed is None:
             self._closed = self.loop.create_future()
         await asyncio.shield(self._closed)
-
-    def _closed_exc(self) -> ConnectionClosed:
-        protocol = self.protocol
-        rcvd, sent = protocol.close_rcvd, protocol.close_sent
-        if (
-            rcvd is not None
-            and sent is not None
-            and rcvd.code in OK_CLOSE_CODES
-            and sent.code in OK_CLOSE_CODES
-        ):
-            return ConnectionClosedOK(rcvd, sent, protocol.close_rcvd_then_sent)
-        exc = ConnectionClosedError(rcvd, sent, protocol.close_rcvd_then_sent)
-        exc.__cause__ = protocol.parser_exc
-        return exc
 
     # -- the glue ------------------------------------------------------------
 
@@ -780,13 +626,6 @@ class Connection(asyncio.Protocol):
         """Read from the network again."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
-
-    async def _drain(self) -> None:
-        if self._drain_waiter is None or self._drain_waiter.done():
-            self._drain_waiter = self.loop.create_future()
-        await asyncio.shield(self._drain_waiter)
-        if self.transport is None:
-            raise self._closed_exc()
 
     def _start_keepalive(self) -> None:
         if self._keepalive is not None:
@@ -936,8 +775,3 @@ def closing_deadlines(close_timeout: float | None) -> Deadlines[Connection] | No
 
 def _drop(message: str | bytes) -> None:
     """The message handler after the one given failed: the connection is closing."""
-
-
-async def _as_async(iterator: Iterable[Data]) -> AsyncIterator[Data]:
-    for item in iterator:
-        yield item
