@@ -39,6 +39,7 @@ CORE = [
     "ws13.server",
     "ws13.uri",
     "ws13.version",
+    "ws13.writer",
 ]
 
 

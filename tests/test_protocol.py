@@ -2,7 +2,9 @@
 
 Server-side tests feed masked frames (as a client sends them); client-side
 tests feed unmasked frames (as a server sends them). Byte strings come from
-RFC 6455 section 5.7 wherever it has an example.
+RFC 6455 section 5.7 wherever it has an example. ``Protocol``'s sending half
+is its base class ``FrameWriter`` (ws13/writer.py); it is tested here through
+``Protocol``, by RFC section, with the rest of the state machine.
 """
 
 from __future__ import annotations

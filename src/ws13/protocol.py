@@ -19,15 +19,36 @@ import logging
 from collections.abc import Callable
 from typing import Union
 
-from ._accel import apply_mask, build_frame, encode_text, parse_messages, utf8_check
+from ._accel import apply_mask, parse_messages, utf8_check
 from .exceptions import InvalidState, PayloadTooBig, ProtocolError
 from .extensions.base import Extension
 from .extensions.permessage_deflate import PerMessageDeflate
 from .frames import Close, CloseCode, Frame, Opcode, is_valid_close_code
 from .http11 import Request, Response
-from .utils import MaskKeys, encode_header
+from .utils import MaskKeys
+from .writer import (
+    COPY_MAX,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    SEND_EOF,
+    FrameTracer,
+    FrameWriter,
+)
 
-__all__ = ["SEND_EOF", "Event", "FrameTracer", "Protocol", "Side", "State"]
+__all__ = [
+    "COPY_MAX",
+    "INFLATE_ERRORS",
+    "SEND_EOF",
+    "Event",
+    "FrameTracer",
+    "Protocol",
+    "Side",
+    "State",
+]
 
 # Shared and never mutated, so an idle connection doesn't own an empty list
 # for each: set_extensions() and the start of a fragmented message assign
@@ -36,21 +57,6 @@ _NO_EXTENSIONS: list[Extension] = []
 _NO_PARTS: list[bytes] = []
 
 Event = Union[str, bytes, Frame, Request, Response]
-
-#: ``tracer(outgoing, header, payload)`` sees every frame as it crosses the
-#: wire: ``header`` is the raw frame header (with the masking key, if any) and
-#: ``payload`` the unmasked payload as sent (compressed, if RSV1 says so).
-FrameTracer = Callable[[bool, bytes, bytes], None]
-
-#: Returned by ``data_to_send()`` when the transport should be closed
-#: (half-closed where the transport supports it) after writing what came before.
-SEND_EOF = b""
-
-#: Unmasked payloads larger than this go out as a header and the payload
-#: itself, two buffers the transport writes together, rather than copied into
-#: one frame: above a few KiB the copy costs more than the extra buffer.
-COPY_MAX = 4096
-
 
 #: What ``parse_messages`` raises from a compressed message it consumed
 #: (see ``Protocol._fail_inflated``): the connection fails, it doesn't crash.
@@ -74,9 +80,7 @@ class State(enum.IntEnum):
 SERVER, CLIENT = Side.SERVER, Side.CLIENT
 CONNECTING, OPEN, CLOSING, CLOSED = State.CONNECTING, State.OPEN, State.CLOSING, State.CLOSED
 
-_OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
-_OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
-_CONTROL = {_OP_CLOSE: Opcode.CLOSE, _OP_PING: Opcode.PING, _OP_PONG: Opcode.PONG}
+_CONTROL = {OP_CLOSE: Opcode.CLOSE, OP_PING: Opcode.PING, OP_PONG: Opcode.PONG}
 
 
 def _rotate(mask: bytes, offset: int) -> bytes:
@@ -106,7 +110,7 @@ def _payload(data: bytes | bytearray, head: int, start: int, end: int, masked: i
         return apply_mask(large, mask) if masked else bytes(large)
 
 
-class Protocol:
+class Protocol(FrameWriter):
     """The WebSocket protocol state machine for one side of one connection.
 
     Args:
@@ -134,9 +138,7 @@ class Protocol:
         "_msg_size",
         "_need",
         "_partial_done",
-        "_plain_send",
         "_rsv_allowed",
-        "_send_fragmented",
         "_state",
         "_tracer",
         "_utf8",
@@ -145,7 +147,6 @@ class Protocol:
         "close_rcvd_then_sent",
         "close_sent",
         "debug",
-        "eof_sent",
         "extensions",
         "handshake_exc",
         "logger",
@@ -448,9 +449,9 @@ class Protocol:
             end = head + length
             if end > end_data:
                 if (
-                    opcode <= _OP_TEXT
-                    and (opcode == _OP_TEXT or self._msg_opcode == _OP_TEXT)
-                    and not (b0 & 0x70 or (opcode == _OP_CONT and self._msg_rsv))
+                    opcode <= OP_TEXT
+                    and (opcode == OP_TEXT or self._msg_opcode == OP_TEXT)
+                    and not (b0 & 0x70 or (opcode == OP_CONT and self._msg_rsv))
                 ):
                     self._check_partial_text(data, b0, head, end_data)
                 else:
@@ -505,7 +506,7 @@ class Protocol:
 
     def _receive_extended(self, b0: int, opcode: int, payload: bytes, length: int) -> None:
         """Run a received frame through the negotiated extensions, then handle it."""
-        if opcode in (_OP_TEXT, _OP_BINARY):
+        if opcode in (OP_TEXT, OP_BINARY):
             self._msg_rsv = b0 & 0x70
         frame = Frame(
             Opcode(opcode),
@@ -574,10 +575,10 @@ class Protocol:
                 self.fail(CloseCode.PROTOCOL_ERROR, "fragmented control frame")
                 return False
             return True
-        if opcode > _OP_BINARY:
+        if opcode > OP_BINARY:
             self.fail(CloseCode.PROTOCOL_ERROR, f"invalid opcode: {opcode:#x}")
             return False
-        if opcode == _OP_CONT:
+        if opcode == OP_CONT:
             if not self._msg_opcode:
                 self.fail(CloseCode.PROTOCOL_ERROR, "unexpected continuation frame")
                 return False
@@ -613,7 +614,7 @@ class Protocol:
         if end - head <= done:
             return
         if not self._msg_opcode:
-            self._msg_opcode = _OP_TEXT
+            self._msg_opcode = OP_TEXT
             self._msg_parts = []
         piece = _payload(data, head, head + done, end, self._expect_mask)
         state = utf8_check(piece, self._utf8)
@@ -640,7 +641,7 @@ class Protocol:
         self._partial_done = 0
         if fin and not self._msg_opcode:
             # The common case: a whole message in one frame.
-            if opcode == _OP_TEXT:
+            if opcode == OP_TEXT:
                 try:
                     self._events.append(payload.decode("utf-8"))
                 except UnicodeDecodeError as exc:
@@ -653,7 +654,7 @@ class Protocol:
             self._msg_parts = []
         self._msg_size += length - partial
         self._msg_parts.append(payload)
-        text = self._msg_opcode == _OP_TEXT
+        text = self._msg_opcode == OP_TEXT
         if text:
             # Each fragment is checked as it arrives (fail fast), the whole
             # message decoded once at the end.
@@ -673,13 +674,13 @@ class Protocol:
         frame = Frame(_CONTROL[opcode], payload)
         if self.debug:
             self.logger.debug("< %s", frame)
-        if opcode == _OP_PING:
+        if opcode == OP_PING:
             # Section 5.5.2: "Upon receipt of a Ping frame, an endpoint MUST
             # send a Pong frame in response, unless it already received a
             # Close frame. ... the "Application data" field of the Ping frame"
             if self._state is OPEN or self._state is CLOSING:
-                self._write_frame(0x80 | _OP_PONG, payload)
-        elif opcode == _OP_CLOSE:
+                self._write_frame(0x80 | OP_PONG, payload)
+        elif opcode == OP_CLOSE:
             try:
                 close = Close.parse(payload)
             except ProtocolError as exc:
@@ -707,74 +708,9 @@ class Protocol:
 
     # -- data out ------------------------------------------------------------
 
-    def _write_frame(self, first_byte: int, payload: bytes, compress: bool = True) -> None:
-        if self.debug:
-            # Logged as the application sent it: before compression and masking.
-            self.logger.debug(
-                "> %s", Frame(Opcode(first_byte & 0x0F), payload, bool(first_byte & 0x80))
-            )
-        deflate = self._deflate
-        if deflate is not None and (first_byte == 0x81 or first_byte == 0x82):
-            # A whole message with permessage-deflate alone (see set_extensions).
-            compressed = deflate.encode_message(payload, compress)
-            if compressed is not None:
-                payload = compressed
-                first_byte |= 0x40
-        elif self.extensions:
-            frame = Frame(Opcode(first_byte & 0x0F), payload, bool(first_byte & 0x80))
-            for extension in self.extensions:
-                frame = extension.encode(frame, compress=compress)
-            payload = frame.data
-            first_byte = (
-                (0x80 if frame.fin else 0)
-                | (0x40 if frame.rsv1 else 0)
-                | (0x20 if frame.rsv2 else 0)
-                | (0x10 if frame.rsv3 else 0)
-                | frame.opcode
-            )
-        keys = self._mask_keys
-        mask = None if keys is None else keys.next()
-        if self._tracer is not None:
-            self._tracer(True, encode_header(first_byte, len(payload), mask), payload)
-        if mask is None and len(payload) > COPY_MAX:
-            # A large unmasked payload goes out as its own buffer, not copied.
-            self._writes.append(encode_header(first_byte, len(payload), None))
-            self._writes.append(payload)
-        else:
-            self._writes.append(build_frame(first_byte, payload, mask))
-
     def _check_open(self) -> None:
         if self._state is not OPEN:
             raise InvalidState(f"connection is {self._state.name}; cannot send data")
-
-    def send_text(self, data: bytes | str, fin: bool = True, *, compress: bool = True) -> None:
-        """Send a text frame: the whole message, or its first fragment when ``fin`` is False.
-
-        ``str`` is encoded as UTF-8; ``bytes`` must already be UTF-8.
-        ``compress=False`` sends this message uncompressed even when
-        permessage-deflate is on.
-        """
-        self._check_open()
-        if self._send_fragmented:
-            raise InvalidState("a fragmented message is in progress; send continuations")
-        if isinstance(data, str):
-            data = encode_text(data)
-        if not fin:
-            self._send_fragmented = True
-            self._plain_send = False
-        self._write_frame((0x80 if fin else 0) | _OP_TEXT, data, compress)
-
-    def send_binary(
-        self, data: bytes | bytearray | memoryview, fin: bool = True, *, compress: bool = True
-    ) -> None:
-        """Send a binary frame: the whole message, or its first fragment (see ``send_text``)."""
-        self._check_open()
-        if self._send_fragmented:
-            raise InvalidState("a fragmented message is in progress; send continuations")
-        if not fin:
-            self._send_fragmented = True
-            self._plain_send = False
-        self._write_frame((0x80 if fin else 0) | _OP_BINARY, bytes(data), compress)
 
     def send_continuation(self, data: bytes | bytearray | memoryview, fin: bool) -> None:
         """Send the next fragment of a message started with ``fin=False``."""
@@ -784,21 +720,7 @@ class Protocol:
         if fin:
             self._send_fragmented = False
             self._update_fast_paths()
-        self._write_frame((0x80 if fin else 0) | _OP_CONT, bytes(data))
-
-    def send_ping(self, data: bytes = b"") -> None:
-        """Send a Ping frame; the payload is at most 125 bytes."""
-        self._check_open()
-        if len(data) > 125:
-            raise ValueError("a ping payload is at most 125 bytes")
-        self._write_frame(0x80 | _OP_PING, bytes(data))
-
-    def send_pong(self, data: bytes = b"") -> None:
-        """Send an unsolicited Pong frame (a one-way heartbeat); at most 125 bytes."""
-        self._check_open()
-        if len(data) > 125:
-            raise ValueError("a pong payload is at most 125 bytes")
-        self._write_frame(0x80 | _OP_PONG, bytes(data))
+        self._write_frame((0x80 if fin else 0) | OP_CONT, bytes(data))
 
     def send_close(self, code: int | None = None, reason: str = "") -> None:
         """Start the closing handshake with ``code`` and ``reason``.
@@ -823,15 +745,8 @@ class Protocol:
     def _send_close(self, close: Close | None) -> None:
         payload = b"" if close is None else close.serialize()
         self.close_sent = Close(CloseCode.NO_STATUS_RCVD, "") if close is None else close
-        self._write_frame(0x80 | _OP_CLOSE, payload)
+        self._write_frame(0x80 | OP_CLOSE, payload)
         self.state = CLOSING
-
-    def send_eof(self) -> None:
-        """Ask for the TCP connection to be closed after what is already queued."""
-        if self.eof_sent:
-            raise InvalidState("EOF was already sent")
-        self.eof_sent = True
-        self._writes.append(SEND_EOF)
 
     def fail(self, code: int, reason: str = "") -> None:
         """Fail the WebSocket connection (RFC 6455 section 7.1.7).
