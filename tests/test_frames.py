@@ -93,6 +93,19 @@ class TestSection5_2BaseFraming:
         expected[1] |= 0x80
         assert masked == bytes(expected) + MASK
 
+    @pytest.mark.parametrize(
+        ("frame", "first_byte"),
+        [
+            (Frame(Opcode.TEXT, b""), 0x81),
+            (Frame(Opcode.CONT, b"", fin=False), 0x00),
+            (Frame(Opcode.BINARY, b"", rsv1=True), 0xC2),
+            (Frame(Opcode.PING, b"", rsv2=True, rsv3=True), 0xB9),
+        ],
+    )
+    def test_first_byte_is_fin_rsv_opcode(self, frame: Frame, first_byte: int) -> None:
+        assert frame.first_byte == first_byte
+        assert frame.serialize()[0] == first_byte
+
     @pytest.mark.parametrize("length", [125, 126, 65535, 65536])
     def test_serialize_length_boundaries(self, length: int) -> None:
         data = Frame(Opcode.BINARY, b"\x00" * length).serialize()

@@ -122,16 +122,20 @@ class Frame:
         cont = "" if self.fin else " [continued]"
         return f"{self.opcode.name} {shown} [{len(data)} bytes]{cont}"
 
-    def serialize(self, *, mask: bytes | None = None) -> bytes:
-        """Encode this frame; ``mask`` is the 4-byte masking key of a client."""
-        first = (
+    @property
+    def first_byte(self) -> int:
+        """The header's first byte: FIN, RSV1-3 and the opcode (RFC 6455 section 5.2)."""
+        return (
             (0x80 if self.fin else 0)
             | (0x40 if self.rsv1 else 0)
             | (0x20 if self.rsv2 else 0)
             | (0x10 if self.rsv3 else 0)
             | self.opcode
         )
-        header = encode_header(first, len(self.data), mask)
+
+    def serialize(self, *, mask: bytes | None = None) -> bytes:
+        """Encode this frame; ``mask`` is the 4-byte masking key of a client."""
+        header = encode_header(self.first_byte, len(self.data), mask)
         payload = self.data if mask is None else apply_mask(self.data, mask)
         return header + payload
 

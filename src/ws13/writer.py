@@ -95,13 +95,7 @@ class FrameWriter:
             for extension in self.extensions:
                 frame = extension.encode(frame, compress=compress)
             payload = frame.data
-            first_byte = (
-                (0x80 if frame.fin else 0)
-                | (0x40 if frame.rsv1 else 0)
-                | (0x20 if frame.rsv2 else 0)
-                | (0x10 if frame.rsv3 else 0)
-                | frame.opcode
-            )
+            first_byte = frame.first_byte
         keys = self._mask_keys
         mask = None if keys is None else keys.next()
         if self._tracer is not None:
