@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import http.client
 import os
 import tempfile
+import weakref
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -185,6 +189,60 @@ class HandlerTests(ServerClientTestCase):
             await wait(client.close(4000))
             await wait(done)
             await wait(client.wait_closed())
+
+    async def test_closed_connections_are_freed_without_the_garbage_collector(self) -> None:
+        # A reference cycle (the connection and its message queue, the close
+        # exception's traceback, a handler bound to the connection) would
+        # leave every closed connection to the cyclic garbage collector.
+        async def iterate(ws: ServerConnection) -> None:
+            async for message in ws:
+                await ws.send(message)
+
+        async def callback(ws: ServerConnection) -> None:
+            ws.set_message_handler(ws.send_nowait)
+            await ws.wait_closed()
+
+        async def crash(ws: ServerConnection) -> None:
+            await ws.recv()
+            raise RuntimeError("boom")
+
+        for handler in (iterate, callback, crash):
+            with self.subTest(handler=handler.__name__):
+                await self.check_freed(handler)
+
+    async def check_freed(self, handler: Callable[[ServerConnection], Awaitable[None]]) -> None:
+        server_side: list[weakref.ref[ServerConnection]] = []
+
+        async def recording(ws: ServerConnection) -> None:
+            server_side.append(weakref.ref(ws))
+            await handler(ws)
+
+        async with serve(recording, "127.0.0.1", 0) as server:
+            gc.disable()
+            try:
+                client = await asyncio.wait_for(connect(f"ws://127.0.0.1:{server.port}/"), TIMEOUT)
+                with contextlib.ExitStack() as stack:
+                    logs = None
+                    if handler.__name__ == "crash":
+                        logs = stack.enter_context(self.assertLogs("ws13.server", "ERROR"))
+                    await client.send("x")
+                    with contextlib.suppress(ConnectionClosedError):
+                        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "x"
+                    await asyncio.wait_for(client.close(), TIMEOUT)
+                if logs is not None:
+                    # The log record holds the exception, and so the handler's frames.
+                    assert [r.getMessage() for r in logs.records] == ["connection handler failed"]
+                    logs.records.clear()
+                await wait_for_condition(lambda: bool(server_side) and not server_side[0]())
+                if handler.__name__ != "crash":
+                    # (After an error close, the ConnectionClosedError that
+                    # recv() raised keeps recv()'s frame, and so the client,
+                    # in its traceback: the queue holds it for the next recv().)
+                    client_side = weakref.ref(client)
+                    del client
+                    assert client_side() is None
+            finally:
+                gc.enable()
 
     async def test_max_size(self) -> None:
         server = await self.start_server(max_size=1000)

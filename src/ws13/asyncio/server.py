@@ -105,8 +105,11 @@ class ServerConnection(Connection):
     async def _run_handler(self) -> None:
         try:
             await self.server.handler(self)
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as exc:
+            # The connection's queue may keep this exception: without its
+            # traceback (the handler's frames, which refer to the connection)
+            # there is no reference cycle for the garbage collector to free.
+            exc.__traceback__ = None
         except Exception:
             self.logger.error("connection handler failed", exc_info=True)
             await self.close(CloseCode.INTERNAL_ERROR)
