@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import traceback
 import unittest
 
 import pytest
@@ -95,6 +96,29 @@ class MessageQueueTests(unittest.IsolatedAsyncioTestCase):
         # And again: a closed queue stays closed.
         with pytest.raises(ConnectionClosedOK):
             await self.queue.get()
+
+    async def test_closed_queue_raises_without_growing_the_traceback(self) -> None:
+        exc = ConnectionClosedOK(None, None)
+        self.queue.close(exc)
+        depths = []
+        for _ in range(3):
+            with pytest.raises(ConnectionClosedOK) as raised:
+                await self.queue.get()
+            depths.append(len(traceback.extract_tb(raised.value.__traceback__)))
+        # Each raise starts a new traceback instead of adding to the last one.
+        assert depths[0] == depths[1] == depths[2]
+
+    async def test_close_lets_go_of_the_flow(self) -> None:
+        # The flow is the connection: holding it made a reference cycle.
+        for _ in range(4):
+            self.queue.put("x")
+        assert self.queue.paused
+        self.queue.close(ConnectionClosedOK(None, None))
+        assert not self.queue.paused
+        assert not isinstance(self.queue._flow, RecordingFlow)
+        for _ in range(4):
+            assert self.queue.get_nowait() == "x"
+        assert self.calls == ["pause"]
 
     async def test_close_wakes_waiting_reader(self) -> None:
         getter = asyncio.ensure_future(self.queue.get())

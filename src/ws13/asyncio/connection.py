@@ -244,7 +244,7 @@ class Connection(Sender):
         if messages._exc is not None:
             if isinstance(messages._exc, ConnectionClosedOK):
                 raise StopAsyncIteration
-            raise messages._exc
+            raise messages._exc.with_traceback(None)  # see MessageQueue.wait()
         waiter = messages._waiter
         if waiter is not None and not waiter.done():
             raise ConcurrencyError("another coroutine is already waiting for the next message")
