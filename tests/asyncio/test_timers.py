@@ -1,7 +1,8 @@
 """Tests for ws13.asyncio.timers: shared deadlines and keepalive.
 
 These run on a real event loop with short delays; they check what expires
-and in which order, never how fast.
+and in which order, never how fast: each waits for what it expects
+(``wait_for_condition``), so a slow machine only makes them slower.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import unittest
 
 import pytest
 
+from tests.asyncio.helpers import wait_for_condition
 from tests.utils import MS
 from ws13.asyncio.timers import Deadlines, Keepalive
 
@@ -26,7 +28,7 @@ class DeadlinesTests(unittest.IsolatedAsyncioTestCase):
         for key in "abc":
             self.deadlines.add(key)
         assert len(self.deadlines) == 3
-        await asyncio.sleep(3 * DELAY)
+        await wait_for_condition(lambda: len(self.expired) == 3)
         assert self.expired == ["a", "b", "c"]
         assert len(self.deadlines) == 0
 
@@ -36,15 +38,15 @@ class DeadlinesTests(unittest.IsolatedAsyncioTestCase):
         self.deadlines.discard("a")
         self.deadlines.discard("missing")
         assert "a" not in self.deadlines
-        await asyncio.sleep(3 * DELAY)
+        # "a" would have expired before "b".
+        await wait_for_condition(lambda: bool(self.expired))
         assert self.expired == ["b"]
 
     async def test_add_again_restarts_the_wait(self) -> None:
         self.deadlines.add("a")
         self.deadlines.add("b")
-        await asyncio.sleep(DELAY / 2)
         self.deadlines.add("a")  # now due after "b"
-        await asyncio.sleep(3 * DELAY)
+        await wait_for_condition(lambda: len(self.expired) == 2)
         assert self.expired == ["b", "a"]
 
     async def test_callback_may_add_again(self) -> None:
@@ -55,8 +57,9 @@ class DeadlinesTests(unittest.IsolatedAsyncioTestCase):
 
         deadlines: Deadlines[str] = Deadlines(DELAY, again)
         deadlines.add("a")
-        await asyncio.sleep(6 * DELAY)
+        await wait_for_condition(lambda: len(self.expired) == 3)
         assert self.expired == ["a", "a", "a"]
+        assert len(deadlines) == 0
 
     async def test_failing_callback_does_not_stop_the_others(self) -> None:
         def fail_on_a(key: str) -> None:
@@ -69,7 +72,7 @@ class DeadlinesTests(unittest.IsolatedAsyncioTestCase):
         deadlines: Deadlines[str] = Deadlines(DELAY, fail_on_a)
         deadlines.add("a")
         deadlines.add("b")
-        await asyncio.sleep(3 * DELAY)
+        await wait_for_condition(lambda: bool(self.expired))
         assert self.expired == ["b"]
         assert [str(error["exception"]) for error in errors] == ["boom"]
 
@@ -112,34 +115,31 @@ class KeepaliveTests(unittest.IsolatedAsyncioTestCase):
 
     async def test_pings_every_interval_while_answered(self) -> None:
         connection = self.make(DELAY, answers=True)
-        await asyncio.sleep(5.5 * DELAY)
-        assert connection.pings >= 3
+        await wait_for_condition(lambda: connection.pings >= 3)
         assert not connection.timed_out
 
     async def test_times_out_without_pong(self) -> None:
         connection = self.make(DELAY / 2, answers=False)
-        await asyncio.sleep(3 * DELAY)
-        assert connection.timed_out
+        await wait_for_condition(lambda: connection.timed_out)
         assert connection.pings == 1
 
     async def test_no_second_ping_while_the_first_waits(self) -> None:
         # A timeout longer than the interval: the next ping waits for the pong.
-        connection = self.make(10 * DELAY, answers=False)
-        await asyncio.sleep(5 * DELAY)
+        connection = self.make(100 * DELAY, answers=False)
+        await wait_for_condition(lambda: connection.pings == 1)
+        await asyncio.sleep(4 * DELAY)
         assert connection.pings == 1
         assert not connection.timed_out
 
     async def test_no_timeout(self) -> None:
         connection = self.make(None, answers=False)
-        await asyncio.sleep(4.5 * DELAY)
-        assert connection.pings >= 2
+        await wait_for_condition(lambda: connection.pings >= 2)
         assert not connection.timed_out
 
     async def test_skipped_pings_have_no_deadline(self) -> None:
         connection = self.make(DELAY / 2, answers=False)
         connection.skipping = True
-        await asyncio.sleep(4.5 * DELAY)
-        assert connection.skipped >= 2
+        await wait_for_condition(lambda: connection.skipped >= 2)
         assert connection.pings == 0
         assert not connection.timed_out
 
