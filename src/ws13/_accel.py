@@ -15,6 +15,7 @@ from .utils import apply_mask, build_frame, encode_text, utf8_check
 
 __all__ = [
     "USING_SPEEDUPS",
+    "StepperCore",
     "apply_mask",
     "build_frame",
     "encode_text",
@@ -29,10 +30,14 @@ USING_SPEEDUPS = False
 _Inflate = Callable[[bytes, int], bytes]
 parse_messages: Callable[[bytes | bytearray, int, int, int, list[Any], _Inflate | None], int] | None
 parse_messages = None
+#: The C twin of ``ws13.asyncio._stepcore.StepperCore``, or ``None`` in pure
+#: Python (``stepping.py`` then uses that one; importing it here would
+#: import ws13.asyncio, which imports this module).
+StepperCore: Any = None
 
 if not os.environ.get("WS13_NO_EXTENSIONS"):
     try:
-        from ._speedups import apply_mask, build_frame, encode_text, utf8_check
+        from ._speedups import StepperCore, apply_mask, build_frame, encode_text, utf8_check
         from ._speedups import parse_messages as _parse_messages
     except ImportError:
         pass

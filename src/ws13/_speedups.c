@@ -25,6 +25,9 @@
  * utf8_check(data, state=0) -> int: incremental UTF-8 validation for
  * fragmented and partly received text; twin of utils.utf8_check.
  *
+ * StepperCore, in _stepper.c: what a server handler's task waits on for a
+ * message, stepped from data_received(); twin of ws13/asyncio/_stepcore.py.
+ *
  * encode_text(text) -> bytes: text.encode("utf-8"), faster for a str of
  * Latin-1 characters that aren't all ASCII (such as "ünïcode" in JSON), which
  * CPython encodes a character at a time (~9 instructions each): here 16
@@ -720,7 +723,11 @@ static PyMethodDef speedups_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* _stepper.c */
+int ws13_add_stepper(PyObject *module);
+
 static PyModuleDef_Slot speedups_slots[] = {
+    {Py_mod_exec, ws13_add_stepper},
 #ifdef Py_mod_gil
     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif

@@ -1,4 +1,8 @@
 from collections.abc import Callable
+from typing import Any
+
+#: The C twin of ws13.asyncio._stepcore.StepperCore.
+StepperCore: Any
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes: ...
 def build_frame(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from asyncio import current_task
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, cast
 
@@ -28,6 +29,7 @@ from ..protocol import CLOSED, COPY_MAX, INFLATE_ERRORS, OPEN, SEND_EOF, Protoco
 from ..utils import encode_header
 from .messages import MessageQueue
 from .sending import OK_CLOSE_CODES, Data, Sender
+from .stepping import Stepper
 from .timers import Deadlines, Keepalive
 
 __all__ = ["OK_CLOSE_CODES", "Connection", "Data"]
@@ -85,6 +87,7 @@ class Connection(Sender):
         "_on_message",
         "_paused_writing",
         "_pings",
+        "_stepper",
         "debug",
         "latency",
         "logger",
@@ -135,6 +138,10 @@ class Connection(Sender):
         # the write buffer.
         self._on_message: Callable[[str | bytes], object] | None = None
         self._handler_paused = False
+        # What the task that serve() runs the handler in waits on for a
+        # message, stepped from data_received() (stepping.py); None for
+        # other connections and other tasks.
+        self._stepper: Stepper | None = None
 
     # -- properties ----------------------------------------------------------
 
@@ -222,7 +229,10 @@ class Connection(Sender):
                 return message
         if self._on_message is not None:
             raise ConcurrencyError("messages go to the handler given to set_message_handler()")
-        waiter = messages.wait()
+        stepper = self._stepper
+        if stepper is not None and current_task(self.loop) is not stepper.task:
+            stepper = None
+        waiter = messages.wait(stepper)
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -250,7 +260,11 @@ class Connection(Sender):
             raise ConcurrencyError("another coroutine is already waiting for the next message")
         if self._on_message is not None:
             raise ConcurrencyError("messages go to the handler given to set_message_handler()")
-        waiter = messages._waiter = messages._loop.create_future()
+        stepper = self._stepper
+        if stepper is not None and current_task(self.loop) is stepper.task:
+            waiter = messages._waiter = stepper
+        else:
+            waiter = messages._waiter = messages._loop.create_future()
         try:
             return await waiter
         except asyncio.CancelledError:

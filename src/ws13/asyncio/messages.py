@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Protocol
+from collections.abc import Generator
+from typing import Any, Protocol
 
 from ..exceptions import ConcurrencyError
 
@@ -28,6 +29,24 @@ class FlowControl(Protocol):
     def pause_receiving(self) -> None: ...
 
     def resume_receiving(self) -> None: ...
+
+
+class Waiter(Protocol):
+    """What a reader waits on: an asyncio future, or a ``Stepper`` (stepping.py)."""
+
+    def __await__(self) -> Generator[Any, Any, Message]: ...
+
+    def done(self) -> bool: ...
+
+    def cancelled(self) -> bool: ...
+
+    def exception(self) -> BaseException | None: ...
+
+    def result(self) -> Message | None: ...
+
+    def set_result(self, message: Message, /) -> None: ...
+
+    def set_exception(self, exc: BaseException, /) -> None: ...
 
 
 class _NoFlow:
@@ -68,7 +87,7 @@ class MessageQueue:
     ) -> None:
         # Created when a message first waits: an idle connection has none.
         self._queue: deque[Message] | None = None
-        self._waiter: asyncio.Future[Message] | None = None
+        self._waiter: Waiter | None = None
         self._flow = flow
         self._loop = loop
         self._high = high
@@ -126,8 +145,10 @@ class MessageQueue:
             self._flow.resume_receiving()
         return message
 
-    def wait(self) -> asyncio.Future[Message]:
+    def wait(self, waiter: Waiter | None = None) -> Waiter:
         """Return a future for the next message; call when ``get_nowait()`` gave ``None``.
+
+        ``waiter`` is what to wait on instead of a new future: a ``Stepper``.
 
         Raises the exception given to ``close()`` if the queue is closed, and
         ConcurrencyError if another coroutine is already waiting. A reader
@@ -137,13 +158,15 @@ class MessageQueue:
             # The same exception every time: without the reset, each raise
             # would add its frames to the traceback of the last one.
             raise self._exc.with_traceback(None)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        current = self._waiter
+        if current is not None and not current.done():
             raise ConcurrencyError("another coroutine is already waiting for the next message")
-        waiter = self._waiter = self._loop.create_future()
+        if waiter is None:
+            waiter = self._loop.create_future()
+        self._waiter = waiter
         return waiter
 
-    def cancelled(self, waiter: asyncio.Future[Message]) -> None:
+    def cancelled(self, waiter: Waiter) -> None:
         """The reader waiting on ``waiter`` was cancelled.
 
         A message delivered in the same loop iteration as the cancellation
@@ -152,9 +175,11 @@ class MessageQueue:
         if self._waiter is waiter:
             self._waiter = None
         if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+            message = waiter.result()
+            assert message is not None
             if self._queue is None:
                 self._queue = deque()
-            self._queue.appendleft(waiter.result())
+            self._queue.appendleft(message)
 
     async def get(self) -> Message:
         """Return the next message, waiting for one if needed.
