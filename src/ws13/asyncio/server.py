@@ -109,7 +109,10 @@ class ServerConnection(Connection):
 
     async def _run_handler(self) -> None:
         try:
-            await self.server.handler(self)
+            try:
+                await self.server.handler(self)
+            finally:
+                await self._stop_stepping()
         except ConnectionClosed as exc:
             # The connection's queue may keep this exception: without its
             # traceback (the handler's frames, which refer to the connection)
@@ -117,13 +120,8 @@ class ServerConnection(Connection):
             exc.__traceback__ = None
         except Exception:
             self.logger.error("connection handler failed", exc_info=True)
-            await self._stop_stepping()
             await self.close(CloseCode.INTERNAL_ERROR)
             return
-        except BaseException:
-            await self._stop_stepping()
-            raise
-        await self._stop_stepping()
         if self.protocol.state is not CLOSED:
             await self.close()
         # else both Close frames are exchanged and the server already closes

@@ -172,11 +172,9 @@ class Stepper(StepperCore):
         yields, with the task's own wake-up callback.
         """
         wakeup = self._wakeup
-        self._wakeup = None
         assert wakeup is not None
-        context = self._context
         blocking = getattr(yielded, "_asyncio_future_blocking", None)
-        if blocking is not None and yielded is not _HAND_BACK:
+        if blocking is not None:
             if not blocking:
                 error: BaseException | None = RuntimeError(
                     f"yield was used instead of yield from in task {self.task!r} with {yielded!r}"
@@ -186,8 +184,9 @@ class Stepper(StepperCore):
                     f"Task {self.task!r} got Future {yielded!r} attached to a different loop"
                 )
             else:
+                self._wakeup = None
                 yielded._asyncio_future_blocking = False
-                yielded.add_done_callback(wakeup, context=context)
+                yielded.add_done_callback(wakeup, context=self._context)
                 self._external = yielded
                 if self._must_cancel:
                     self._must_cancel = False
@@ -204,7 +203,7 @@ class Stepper(StepperCore):
         self._must_cancel = False
         self._result = None
         self._exception = error
-        self._loop.call_soon(wakeup, self, context=context)
+        self._wake()
 
 
 def _future_loop(future: Any) -> Any:
