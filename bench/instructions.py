@@ -25,11 +25,13 @@ system calls per message; every server on uvloop makes three per
 round trip at one connection (read, write, epoll_pwait) and a little over two
 at 100 connections, so user-space instructions are what separates them.
 
-The floor servers (``floor-callback``, ``floor-coro``, ``floor-task``) parse
-and frame with ws13's C speedups and differ only in how the echo is run: from
-``data_received`` itself (a callback API), from a coroutine stepped by
-``data_received``, or from a task woken through a future per message (what
-``async for message in ws`` costs on asyncio at the least).
+The floor servers (``floor-callback``, ``floor-coro``, ``floor-step``,
+``floor-task``) parse and frame with ws13's C speedups and differ only in how
+the echo is run: from ``data_received`` itself (a callback API), from a
+coroutine stepped by ``data_received``, from a task whose coroutine
+``data_received`` steps inside the task (what ws13's stepped handler does),
+or from a task woken through a future per message (what ``async for message
+in ws`` costs on asyncio when the task is woken).
 
 Writes ``bench/results/instructions.json`` and ``docs/instructions.md``
 (``--quick``: ``bench/results/instructions-quick.*``). Needs valgrind (and
@@ -71,6 +73,7 @@ ALL_SERVERS = [
     "raw-asyncio-task",
     "floor-callback",
     "floor-coro",
+    "floor-step",
     "floor-task",
 ]
 REQUEST = (
@@ -380,9 +383,10 @@ def report(results: dict[str, Any]) -> str:
         "The floor servers parse and frame with ws13's C speedups and differ only",
         "in how the echo is run: `floor-callback` from `data_received` itself (a",
         "callback API such as picows's), `floor-coro` from a coroutine that",
-        "`data_received` steps, `floor-task` from a task woken through a future",
-        "per message (the least an `async for message in ws` API costs on",
-        "asyncio).",
+        "`data_received` steps, `floor-step` from a task whose coroutine",
+        "`data_received` steps inside the task (ws13's stepped handler),",
+        "`floor-task` from a task woken through a future per message (the",
+        "least an `async for message in ws` API costs when its task is woken).",
         "",
     ]
     return "\n".join(lines)

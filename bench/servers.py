@@ -3,8 +3,8 @@
 Usage: python bench/servers.py NAME [--port P] [--deflate] [--cpu N]
 
 NAME is one of ws13, ws13-callback, websockets, aiohttp, picows, raw-asyncio,
-raw-asyncio-task, floor-callback, floor-task, floor-coro. (Node's ``ws``
-server is bench/node/server.js.) Every server listens on 127.0.0.1 (port 0
+raw-asyncio-task, floor-callback, floor-task, floor-coro, floor-step. (Node's
+``ws`` server is bench/node/server.js.) Every server listens on 127.0.0.1 (port 0
 picks a free port), echoes each message back as it came on any path, runs on
 uvloop, and prints ``READY <port>`` on stdout once it accepts connections.
 Compression is off unless ``--deflate`` is given.
@@ -21,6 +21,7 @@ import resource
 import socket
 import sys
 import types
+from asyncio.tasks import _enter_task, _leave_task  # type: ignore[attr-defined]
 from collections.abc import Generator
 from typing import Any
 
@@ -391,7 +392,7 @@ class FloorCallback(RawEcho):
 
     Frames are parsed by ws13's C ``parse_messages`` and built by its C
     ``build_frame``; anything else (a partial frame, a control frame) goes to
-    RawEcho's Python code. With floor-task and floor-coro, it tells what the
+    RawEcho's Python code. With the other floors, it tells what the
     way the application code is *run* costs per message, apart from parsing
     and framing: ``bench/instructions.py`` counts them.
     """
@@ -477,6 +478,89 @@ class FloorCoro(FloorCallback):
             send(await _next_message())
 
 
+class FloorStep(FloorCallback):
+    """FloorCallback with the echo in a task that ``data_received`` steps
+    itself: the task parks on a future-like object once, and each message is
+    sent into its coroutine inside the task (entered and left around the
+    send, in the task's context). No future, handle or loop pass per
+    message: the least a stepped ``async for message in ws`` can cost, and
+    what ws13's ``Stepper`` does with more cases handled."""
+
+    __slots__ = ("task", "coro", "parked")
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        super().connection_made(transport)
+        self.parked = _Parked()
+        self.coro = self._echo()
+        self.task = asyncio.get_running_loop().create_task(self.coro)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.parked.cancel()
+
+    def _message(self, message: str | bytes) -> None:
+        task = self.task
+        parked = self.parked
+        loop = parked.loop
+        if loop is None:  # the task has not parked yet: the bench never sends this early
+            super()._message(message)
+            return
+        _enter_task(loop, task)
+        try:
+            parked.context.run(self.coro.send, message)
+        finally:
+            _leave_task(loop, task)
+
+    async def _echo(self) -> None:
+        send = super()._message
+        parked = self.parked
+        while True:
+            send(await parked)
+
+
+class _Parked:
+    """What FloorStep's task awaits: asyncio's Task sees a future that never
+    completes, except by cancellation, and its coroutine receives messages
+    sent from ``data_received`` instead."""
+
+    __slots__ = ("loop", "callbacks", "context", "_asyncio_future_blocking")
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.callbacks: list[Any] = []
+        self.context: Any = None
+        self._asyncio_future_blocking = False
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        assert self.loop is not None
+        return self.loop
+
+    def add_done_callback(self, callback: Any, *, context: Any = None) -> None:
+        # The task passes its own context: the messages are sent in it.
+        self.callbacks.append(callback)
+        self.context = context
+
+    def remove_done_callback(self, callback: Any) -> int:
+        return 0
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self.loop is not None:
+            for callback in self.callbacks:
+                self.loop.call_soon(callback, self)
+        return True
+
+    def cancelled(self) -> bool:
+        return True
+
+    def result(self) -> None:
+        raise asyncio.CancelledError
+
+    def __await__(self) -> Generator[Any, str | bytes, str | bytes]:
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+            self._asyncio_future_blocking = True
+        return (yield self)
+
+
 @types.coroutine
 def _next_message() -> Generator[None, str | bytes, str | bytes]:
     return (yield)
@@ -514,6 +598,7 @@ SERVERS = {
     "floor-callback": floor_server(FloorCallback),
     "floor-task": floor_server(FloorTask),
     "floor-coro": floor_server(FloorCoro),
+    "floor-step": floor_server(FloorStep),
 }
 
 

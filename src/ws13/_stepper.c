@@ -308,7 +308,24 @@ stepper_step_method(StepperObject *self, PyObject *message)
     return stepper_step(self, message);
 }
 
+/* A class statement's subclass doesn't inherit am_send on CPython 3.11
+ * (inherit_slots() copies am_await, am_aiter and am_anext only), so every
+ * await of a Stepper went through tp_iternext and the send() method, with a
+ * StopIteration raised and caught per message. Give the subclass ours. */
+static PyObject *
+stepper_init_subclass(PyObject *cls, PyObject *Py_UNUSED(ignored))
+{
+    PyTypeObject *type = (PyTypeObject *)cls;
+    if (PyType_HasFeature(type, Py_TPFLAGS_HEAPTYPE) && type->tp_as_async != NULL
+        && type->tp_as_async->am_send == NULL) {
+        type->tp_as_async->am_send = (sendfunc)stepper_send;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef stepper_methods[] = {
+    {"__init_subclass__", (PyCFunction)stepper_init_subclass, METH_NOARGS | METH_CLASS,
+     "Give a subclass the C am_send (CPython 3.11 doesn't inherit it)."},
     {"done", (PyCFunction)stepper_done, METH_NOARGS, "Whether the current wait is over."},
     {"set_result", (PyCFunction)stepper_set_result, METH_O,
      "Give the waiting handler a message: step it now if possible."},
