@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from asyncio import current_task
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, cast
 
@@ -33,6 +32,17 @@ from .stepping import Stepper
 from .timers import Deadlines, Keepalive
 
 __all__ = ["OK_CLOSE_CODES", "Connection", "Data"]
+
+#: ``current_task(loop)``, for the check ``recv()`` and ``async for`` make per
+#: message. On CPython 3.11 ``asyncio.current_task()`` is Python code around
+#: a lookup in asyncio's C dict of running tasks, and called once per 32 B
+#: echo it cost ~900 of ~15,800 instructions (``bench/instructions.py``):
+#: the dict's own ``get`` does the same lookup. From 3.12 it is C.
+_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]
+if sys.version_info < (3, 12):
+    _current_task = asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
+else:
+    _current_task = asyncio.current_task
 
 #: Whether ``transport.writelines()`` keeps flow control: not with the selector
 #: transport of CPython 3.12.0-3.12.8 and 3.13.0-3.13.1 (gh-127655, it never
@@ -230,7 +240,7 @@ class Connection(Sender):
         if self._on_message is not None:
             raise ConcurrencyError("messages go to the handler given to set_message_handler()")
         stepper = self._stepper
-        if stepper is not None and current_task(self.loop) is not stepper.task:
+        if stepper is not None and _current_task(self.loop) is not stepper.task:
             stepper = None
         waiter = messages.wait(stepper)
         try:
@@ -261,7 +271,7 @@ class Connection(Sender):
         if self._on_message is not None:
             raise ConcurrencyError("messages go to the handler given to set_message_handler()")
         stepper = self._stepper
-        if stepper is not None and current_task(self.loop) is stepper.task:
+        if stepper is not None and _current_task(self.loop) is stepper.task:
             waiter = messages._waiter = stepper
         else:
             waiter = messages._waiter = messages._loop.create_future()
