@@ -145,10 +145,11 @@ class MessageQueue:
             self._flow.resume_receiving()
         return message
 
-    def wait(self, waiter: Waiter | None = None) -> Waiter:
+    def wait(self) -> Waiter:
         """Return a future for the next message; call when ``get_nowait()`` gave ``None``.
 
-        ``waiter`` is what to wait on instead of a new future: a ``Stepper``.
+        ``Connection.recv()`` and ``__anext__`` inline this (and wait on a
+        ``Stepper`` where they can).
 
         Raises the exception given to ``close()`` if the queue is closed, and
         ConcurrencyError if another coroutine is already waiting. A reader
@@ -161,8 +162,7 @@ class MessageQueue:
         current = self._waiter
         if current is not None and not current.done():
             raise ConcurrencyError("another coroutine is already waiting for the next message")
-        if waiter is None:
-            waiter = self._loop.create_future()
+        waiter: Waiter = self._loop.create_future()
         self._waiter = waiter
         return waiter
 
