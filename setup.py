@@ -15,7 +15,7 @@ if build != "no" and platform.python_implementation() == "CPython":
     ext_modules.append(
         Extension(
             "ws13._speedups",
-            sources=["src/ws13/_speedups.c", "src/ws13/_stepper.c"],
+            sources=["src/ws13/_speedups.c", "src/ws13/_stepper.c", "src/ws13/_maskkeys.c"],
             optional=build != "yes",
             extra_compile_args=["-O3"],
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import os
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,11 +15,12 @@ from ws13 import utils
 from ws13.utils import MaskKeys, accept_key, generate_key
 
 try:
+    from ws13._speedups import MaskKeys as c_mask_keys
     from ws13._speedups import apply_mask as c_apply_mask
     from ws13._speedups import encode_text as c_encode_text
     from ws13._speedups import utf8_check as c_utf8_check
 except ImportError:  # built without a C compiler: only the pure-Python tests run
-    c_apply_mask = c_utf8_check = c_encode_text = None
+    c_apply_mask = c_utf8_check = c_encode_text = c_mask_keys = None
 
 
 def reference_mask(data: bytes, mask: bytes) -> bytes:
@@ -116,19 +118,38 @@ if c_apply_mask is not None:
 
 
 class TestSection5_3MaskKeys:
+    MaskKeys: Any = MaskKeys
+
     def test_keys_are_4_bytes(self) -> None:
-        keys = MaskKeys()
-        assert all(len(keys.next()) == 4 for _ in range(3000))
+        keys = self.MaskKeys()
+        keys_ = [keys.next() for _ in range(3000)]
+        assert all(type(key) is bytes and len(key) == 4 for key in keys_)
 
     def test_keys_are_fresh_across_pool_refills(self) -> None:
-        keys = MaskKeys()
+        keys = self.MaskKeys()
         # 2048 keys span two 4 KiB pools; 32-bit collisions are vanishingly rare.
         values = [keys.next() for _ in range(2048)]
         assert len(set(values)) > 2040
         assert values[0] != values[1024]
 
     def test_independent_instances(self) -> None:
-        assert MaskKeys().next() != MaskKeys().next()
+        assert self.MaskKeys().next() != self.MaskKeys().next()
+
+    def test_keys_come_from_os_urandom(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # The pool is read from os.urandom when the first key is asked for.
+        monkeypatch.setattr(os, "urandom", lambda n: bytes(range(4)) * (n // 4))
+        keys = self.MaskKeys()
+        assert keys.next() == b"\x00\x01\x02\x03"
+
+    def test_takes_no_arguments(self) -> None:
+        with pytest.raises(TypeError):
+            self.MaskKeys(4)
+
+
+if c_mask_keys is not None:
+
+    class TestSection5_3MaskKeysSpeedups(TestSection5_3MaskKeys):
+        MaskKeys = c_mask_keys
 
 
 # RFC 3629 section 4: the valid byte sequences, at the edges of their ranges.

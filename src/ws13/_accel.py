@@ -11,10 +11,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .utils import apply_mask, build_frame, encode_text, utf8_check
+from .utils import MaskKeys, apply_mask, build_frame, encode_text, utf8_check
 
 __all__ = [
     "USING_SPEEDUPS",
+    "MaskKeys",
     "StepperCore",
     "apply_mask",
     "build_frame",
@@ -37,7 +38,14 @@ StepperCore: Any = None
 
 if not os.environ.get("WS13_NO_EXTENSIONS"):
     try:
-        from ._speedups import StepperCore, apply_mask, build_frame, encode_text, utf8_check
+        from ._speedups import (
+            MaskKeys,
+            StepperCore,
+            apply_mask,
+            build_frame,
+            encode_text,
+            utf8_check,
+        )
         from ._speedups import parse_messages as _parse_messages
     except ImportError:
         pass

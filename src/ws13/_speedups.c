@@ -25,8 +25,10 @@
  * utf8_check(data, state=0) -> int: incremental UTF-8 validation for
  * fragmented and partly received text; twin of utils.utf8_check.
  *
- * StepperCore, in _stepper.c: what a server handler's task waits on for a
+ * StepperCore, in _stepper.c: what a task reading a connection waits on for a
  * message, stepped from data_received(); twin of ws13/asyncio/_stepcore.py.
+ *
+ * MaskKeys, in _maskkeys.c: a client's masking keys; twin of utils.MaskKeys.
  *
  * encode_text(text) -> bytes: text.encode("utf-8"), faster for a str of
  * Latin-1 characters that aren't all ASCII (such as "ünïcode" in JSON), which
@@ -723,11 +725,13 @@ static PyMethodDef speedups_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* _stepper.c */
+/* _stepper.c, _maskkeys.c */
 int ws13_add_stepper(PyObject *module);
+int ws13_add_maskkeys(PyObject *module);
 
 static PyModuleDef_Slot speedups_slots[] = {
     {Py_mod_exec, ws13_add_stepper},
+    {Py_mod_exec, ws13_add_maskkeys},
 #ifdef Py_mod_gil
     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif

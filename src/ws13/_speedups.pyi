@@ -1,6 +1,9 @@
 from collections.abc import Callable
 from typing import Any
 
+# The C twin of ws13.utils.MaskKeys, typed as that class: either serves.
+from .utils import MaskKeys as MaskKeys
+
 #: The C twin of ws13.asyncio._stepcore.StepperCore.
 StepperCore: Any
 

@@ -19,13 +19,12 @@ import logging
 from collections.abc import Callable
 from typing import Union
 
-from ._accel import apply_mask, parse_messages, utf8_check
+from ._accel import MaskKeys, apply_mask, parse_messages, utf8_check
 from .exceptions import InvalidState, PayloadTooBig, ProtocolError
 from .extensions.base import Extension
 from .extensions.permessage_deflate import PerMessageDeflate
 from .frames import Close, CloseCode, Frame, Opcode, is_valid_close_code
 from .http11 import Request, Response
-from .utils import MaskKeys
 from .writer import (
     COPY_MAX,
     OP_BINARY,
