@@ -1,13 +1,13 @@
 /* StepperCore: the C twin of ws13/asyncio/_stepcore.py, part of ws13._speedups.
  *
- * What runs per message when data_received() steps a server handler's task
+ * What runs per message when data_received() steps a reading task
  * (ws13/asyncio/stepping.py explains the design): done() and set_result(),
  * which the message queue calls; the step, which enters the task, sends the
  * message into the task's coroutine in the task's context and leaves it; and
- * the await the handler waits on, which here is the object itself acting as
+ * the await the reader waits on, which here is the object itself acting as
  * its own iterator (am_send), where the pure-Python twin makes a generator
  * per await. Everything that happens once per connection or on the way out
- * of the fast path (_wake(), _hand_over(), cancel(), result(), ...) is in the
+ * of the fast path (_wake(), _hand_over(), _finish(), cancel(), ...) is in the
  * Python subclass, Stepper, and called from here by name.
  *
  * The attributes are the twin's __slots__, same names, same meaning, so the
@@ -27,8 +27,6 @@
 #define PHASE_OVER 0
 #define PHASE_START 1
 #define PHASE_YIELDED 2
-
-#define ENDED_IN_STEP "a stepped coroutine ended inside a step (it must hand back first)"
 
 typedef struct {
     PyObject_HEAD
@@ -53,6 +51,7 @@ static PyObject *enter_task;
 static PyObject *leave_task;
 static PyObject *str_wake;
 static PyObject *str_hand_over;
+static PyObject *str_finish;
 
 static int
 is_set(PyObject *o)
@@ -229,18 +228,20 @@ stepper_step(StepperObject *self, PyObject *message)
     PyObject *yielded = NULL;
     PyObject *exc_type, *exc_value, *exc_tb, *left;
     PySendResult status = PYGEN_ERROR;
-    int entered = 0;
+    int entered = 0, raised = 0;
 
     self->stepping = 1;
-    if (coro == NULL) {
+    if (!is_set(coro)) {
         PyErr_SetString(PyExc_RuntimeError, "StepperCore.__init__() was not called");
     }
     else if (!is_set(context) || PyContext_Enter(context) == 0) {
         entered = is_set(context);
         status = PyIter_Send(coro, message, &yielded);
+        raised = status == PYGEN_ERROR;
         if (entered && PyContext_Exit(context) < 0) {
             Py_CLEAR(yielded);
             status = PYGEN_ERROR;
+            raised = 0;
         }
     }
     self->stepping = 0;
@@ -258,14 +259,27 @@ stepper_step(StepperObject *self, PyObject *message)
         return NULL;
     }
     Py_DECREF(left);
+    if (raised && exc_type != NULL) {
+        /* The coroutine raised: its task ends with the exception. */
+        PyErr_NormalizeException(&exc_type, &exc_value, &exc_tb);
+        if (exc_tb != NULL) {
+            PyException_SetTraceback(exc_value, exc_tb);
+        }
+        left = PyObject_CallMethodObjArgs((PyObject *)self, str_finish, Py_None, exc_value, NULL);
+        Py_XDECREF(exc_type);
+        Py_XDECREF(exc_value);
+        Py_XDECREF(exc_tb);
+        return left;
+    }
     PyErr_Restore(exc_type, exc_value, exc_tb);
     if (status == PYGEN_ERROR) {
         return NULL;
     }
     if (status == PYGEN_RETURN) {
+        /* The coroutine returned: so does its task. */
+        left = PyObject_CallMethodObjArgs((PyObject *)self, str_finish, yielded, Py_None, NULL);
         Py_DECREF(yielded);
-        PyErr_SetString(PyExc_RuntimeError, ENDED_IN_STEP);
-        return NULL;
+        return left;
     }
     if (yielded == (PyObject *)self) {
         /* Waiting for the next message again, the task none the wiser. */
@@ -285,7 +299,7 @@ stepper_step(StepperObject *self, PyObject *message)
 static PyObject *
 stepper_set_result(StepperObject *self, PyObject *message)
 {
-    if (is_set(self->wakeup) && !self->stepping) {
+    if (is_set(self->wakeup) && !self->stepping && is_set(self->task)) {
         PyObject *entered = call_task_hook(enter_task, self);
         if (entered != NULL) {
             Py_DECREF(entered);
@@ -328,7 +342,7 @@ static PyMethodDef stepper_methods[] = {
      "Give a subclass the C am_send (CPython 3.11 doesn't inherit it)."},
     {"done", (PyCFunction)stepper_done, METH_NOARGS, "Whether the current wait is over."},
     {"set_result", (PyCFunction)stepper_set_result, METH_O,
-     "Give the waiting handler a message: step it now if possible."},
+     "Give the waiting reader a message: step it now if possible."},
     {"_step", (PyCFunction)stepper_step_method, METH_O,
      "Run the task's coroutine up to its next wait (the task is entered)."},
     {"send", (PyCFunction)stepper_send_method, METH_O, "The await's iterator protocol."},
@@ -353,7 +367,7 @@ static PyMemberDef stepper_members[] = {
 };
 
 static PyType_Slot stepper_slots[] = {
-    {Py_tp_doc, "What a server handler's task waits on; see ws13/asyncio/_stepcore.py."},
+    {Py_tp_doc, "What a task reading messages waits on; see ws13/asyncio/_stepcore.py."},
     {Py_tp_init, stepper_init},
     {Py_tp_new, PyType_GenericNew},
     {Py_tp_dealloc, stepper_dealloc},
@@ -395,7 +409,8 @@ ws13_add_stepper(PyObject *module)
         }
         str_wake = PyUnicode_InternFromString("_wake");
         str_hand_over = PyUnicode_InternFromString("_hand_over");
-        if (str_wake == NULL || str_hand_over == NULL) {
+        str_finish = PyUnicode_InternFromString("_finish");
+        if (str_wake == NULL || str_hand_over == NULL || str_finish == NULL) {
             return -1;
         }
     }

@@ -1,9 +1,10 @@
-"""Tests for ws13.asyncio.stepping: a server handler stepped from data_received().
+"""Tests for ws13.asyncio.stepping: a reading task stepped from data_received().
 
-Whatever the handler does between two messages (await something else, get
+Whatever the task does between two messages (await something else, get
 cancelled, time out, end, fail, read from another task), it must behave as
-in an ordinary asyncio task. Run on both twins of StepperCore (CI runs the
-suite with WS13_NO_EXTENSIONS=1 too).
+an ordinary asyncio task: a server's handler and a client's reader alike.
+Run on both twins of StepperCore (CI runs the suite with
+WS13_NO_EXTENSIONS=1 too).
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from typing import Any
 
 import pytest
 
-from tests.asyncio.helpers import TIMEOUT, ServerClientTestCase
+from tests.asyncio.helpers import TIMEOUT, ServerClientTestCase, echo
 from tests.utils import MS
 from ws13 import _accel
-from ws13.asyncio._stepcore import ENDED_IN_STEP
 from ws13.asyncio.server import ServerConnection
-from ws13.asyncio.stepping import AVAILABLE, Stepper
+from ws13.asyncio.stepping import AVAILABLE, Stepper, steppable
 from ws13.exceptions import ConnectionClosedError, ConnectionClosedOK
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
@@ -264,6 +264,113 @@ class SteppedHandlerTests(ServerClientTestCase):
             assert await wait(client.recv()) == "Task got bad yield: 42"
 
 
+class SteppedClientTests(ServerClientTestCase):
+    """A client's reader is a task of the user's: stepped too, whatever it does."""
+
+    async def test_a_clients_reader_is_stepped(self) -> None:
+        server = await self.start_server(echo)
+        client = await self.connect_to(server)
+        stepping: list[bool] = []
+
+        async def reader() -> list[str | bytes]:
+            got = []
+            async for message in client:
+                assert client._stepper is not None
+                stepping.append(client._stepper._stepping)
+                got.append(message)
+                if len(got) == 5:
+                    return got  # the task ends inside a step
+            return got
+
+        task = asyncio.create_task(reader())
+        await asyncio.sleep(10 * MS)  # the reader parks on the stepper
+        for i in range(5):
+            await client.send(f"m{i}")
+            await asyncio.sleep(MS)
+        assert await wait(task) == [f"m{i}" for i in range(5)]
+        assert stepping == [True] * 5
+
+    async def test_send_then_recv_in_the_same_task(self) -> None:
+        server = await self.start_server(echo)
+        client = await self.connect_to(server)
+
+        async def round_trips() -> list[str | bytes]:
+            got = []
+            for i in range(5):
+                await client.send(f"m{i}")
+                got.append(await client.recv())
+            return got
+
+        assert await wait(asyncio.create_task(round_trips())) == [f"m{i}" for i in range(5)]
+
+    async def test_one_task_reading_two_connections_by_turns(self) -> None:
+        # Each connection's stepper steps the task in turn: the stepper that
+        # steps it gets the other one yielded and hands it over.
+        server = await self.start_server(echo)
+        a = await self.connect_to(server)
+        b = await self.connect_to(server)
+
+        async def reader() -> list[str | bytes]:
+            got = []
+            for _ in range(3):
+                got.append(await a.recv())
+                got.append(await b.recv())
+            return got
+
+        task = asyncio.create_task(reader())
+        for i in range(3):
+            for name, client in ("a", a), ("b", b):
+                await asyncio.sleep(5 * MS)  # the reader waits on this connection
+                await client.send(f"{name}{i}")
+        assert await wait(task) == ["a0", "b0", "a1", "b1", "a2", "b2"]
+        # Cancelled while waiting on one connection's stepper after another's
+        # stepped it: the message that comes later isn't lost.
+        task = asyncio.create_task(reader())
+        await a.send("a3")
+        await asyncio.sleep(20 * MS)  # a3 stepped the reader, which waits on b
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await wait(task)
+        await b.send("b3")
+        assert await wait(b.recv()) == "b3"
+
+    async def test_a_recv_task_per_message(self) -> None:
+        # asyncio.wait_for() makes a task per call on 3.11: each gets its own
+        # stepper, and the task's coroutine is recv() itself, which returns
+        # inside the step.
+        server = await self.start_server(echo)
+        client = await self.connect_to(server)
+        for i in range(3):
+            task = asyncio.create_task(client.recv())
+            await asyncio.sleep(MS)
+            await client.send(f"m{i}")
+            assert await wait(task) == f"m{i}"
+            assert task.done()
+
+    async def test_a_task_subclass_waits_on_a_future(self) -> None:
+        class MyTask(asyncio.Task[Any]):
+            pass
+
+        server = await self.start_server(echo)
+        client = await self.connect_to(server)
+        loop = asyncio.get_running_loop()
+        task = MyTask(client.recv(), loop=loop)
+        await asyncio.sleep(MS)
+        assert not steppable(task)
+        assert client._stepper is None
+        await client.send("m")
+        assert await wait(task) == "m"
+
+    async def test_the_stepper_is_dropped_when_the_connection_closes(self) -> None:
+        server = await self.start_server(echo)
+        client = await self.connect_to(server)
+        await client.send("m")
+        assert await wait(client.recv()) == "m"
+        assert client._stepper is not None
+        await client.close()
+        assert client._stepper is None
+
+
 class StepperTests(ServerClientTestCase):
     """The stepper without a network: set_result() from the loop or from a task."""
 
@@ -298,26 +405,47 @@ class StepperTests(ServerClientTestCase):
         await wait(task)
         assert got == [("from the loop", True), ("from a task", False), ("end", True)]
 
-    async def test_a_coroutine_that_ends_inside_a_step_is_an_error(self) -> None:
-        async def body(holder: list[Stepper]) -> None:
-            await holder[0]
+    async def test_a_coroutine_that_returns_inside_a_step_ends_its_task(self) -> None:
+        async def body(holder: list[Stepper]) -> str:
+            return f"got {await holder[0]}"
 
         stepper, task = await self.make(body)
-        result: list[BaseException] = []
+        asyncio.get_running_loop().call_soon(stepper.set_result, "x")
+        assert await wait(task) == "got x"
+        # The stepper let go of the task and its coroutine (no cycle with
+        # the done task, which keeps its last waiter).
+        assert stepper.task is None
+        assert not stepper.cancel()
 
-        def deliver() -> None:
-            try:
-                stepper.set_result("x")
-            except RuntimeError as exc:
-                result.append(exc)
+    async def test_a_coroutine_that_raises_inside_a_step_ends_its_task(self) -> None:
+        async def body(holder: list[Stepper]) -> None:
+            raise ValueError(await holder[0])
 
-        asyncio.get_running_loop().call_soon(deliver)
-        await asyncio.sleep(0)
-        assert [str(exc) for exc in result] == [ENDED_IN_STEP]
-        assert not task.done()  # why hand_back() exists
-        task.cancel()  # through the stepper; the coroutine is over, so the task fails
-        with pytest.raises(RuntimeError):
-            await task
+        stepper, task = await self.make(body)
+        asyncio.get_running_loop().call_soon(stepper.set_result, "bad")
+        with pytest.raises(ValueError, match="bad") as exc_info:
+            await wait(task)
+        # The traceback goes through the coroutine's frame, as in a task.
+        assert exc_info.traceback[-1].name == "body"
+
+    async def test_a_coroutine_cancelled_inside_a_step_cancels_its_task(self) -> None:
+        async def raises(holder: list[Stepper]) -> None:
+            await holder[0]
+            raise asyncio.CancelledError
+
+        async def cancels_itself(holder: list[Stepper]) -> str:
+            await holder[0]
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            return "too late"
+
+        for body in raises, cancels_itself:
+            stepper, task = await self.make(body)
+            asyncio.get_running_loop().call_soon(stepper.set_result, "x")
+            with pytest.raises(asyncio.CancelledError):
+                await wait(task)
+            assert task.cancelled()
 
     async def test_set_exception_wakes_the_task_with_it(self) -> None:
         async def body(holder: list[Stepper]) -> Any:

@@ -1,8 +1,8 @@
 """The hot half of ``stepping.Stepper``: pure Python, twin of ``ws13/_stepper.c``.
 
-What runs per message when ``data_received()`` steps a handler's task:
+What runs per message when ``data_received()`` steps a reading task:
 ``done()`` and ``set_result()`` (the queue calls them), the step itself, and
-the await the handler waits on. ``stepping.py`` subclasses this or the C
+the await the reader waits on. ``stepping.py`` subclasses this or the C
 twin (``ws13._accel.StepperCore``, None in pure Python) into ``Stepper``,
 which has the rest of the future protocol and documents the whole.
 """
@@ -18,7 +18,6 @@ from typing import Any
 __all__ = [
     "CANCELLED",
     "DONE",
-    "ENDED_IN_STEP",
     "PENDING",
     "StepperCore",
     "enter_task",
@@ -36,8 +35,6 @@ DONE = 1
 CANCELLED = 2
 
 Message = str | bytes
-
-ENDED_IN_STEP = "a stepped coroutine ended inside a step (it must hand back first)"
 
 
 class StepperCore:
@@ -62,15 +59,17 @@ class StepperCore:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        coro: Coroutine[Any, Any, Any],
+        coro: Coroutine[Any, Any, Any] | Generator[Any, Any, Any],
         task: asyncio.Task[Any],
     ) -> None:
         # The attribute asyncio's Task looks for on what a coroutine yields:
         # True from __await__ means "wait for me".
         self._asyncio_future_blocking = False
         self._loop = loop
-        self._coro = coro
-        self.task = task
+        #: The task stepped and its coroutine; None once the coroutine ended
+        #: inside a step (Stepper._finish()).
+        self._coro: Coroutine[Any, Any, Any] | Generator[Any, Any, Any] | None = coro
+        self.task: asyncio.Task[Any] | None = task
         self._state = PENDING
         self._result: Message | None = None
         self._exception: BaseException | None = None
@@ -103,11 +102,11 @@ class StepperCore:
         return self._state != PENDING
 
     def set_result(self, message: Message) -> None:
-        """Give the waiting handler ``message``: step it now if possible."""
-        if self._wakeup is not None and not self._stepping:
-            loop, task = self._loop, self.task
+        """Give the waiting reader ``message``: step it now if possible."""
+        task = self.task
+        if self._wakeup is not None and not self._stepping and task is not None:
             try:
-                enter_task(loop, task)  # type: ignore[misc]
+                enter_task(self._loop, task)  # type: ignore[misc]
             except RuntimeError:
                 pass  # Another task is running: not called from the event loop.
             else:
@@ -119,15 +118,31 @@ class StepperCore:
 
     def _step(self, message: Message) -> None:
         """Run the task's coroutine up to its next wait (the task is entered)."""
+        task, coro, context = self.task, self._coro, self._context
+        assert task is not None
+        assert coro is not None
+        assert context is not None
         self._stepping = True
+        ended: BaseException | None = None
         try:
-            assert self._context is not None
-            yielded = self._context.run(self._coro.send, message)
-        except StopIteration:
-            raise RuntimeError(ENDED_IN_STEP) from None
+            yielded = context.run(coro.send, message)
+        except BaseException as exc:
+            ended = exc  # the coroutine is over: returned or raised
         finally:
             self._stepping = False
-            leave_task(self._loop, self.task)  # type: ignore[misc]
+            leave_task(self._loop, task)  # type: ignore[misc]
+        if ended is not None:
+            # No local may keep the exception once this returns: its
+            # traceback refers to this frame (a cycle for the collector).
+            error, ended = ended, None
+            try:
+                if isinstance(error, StopIteration):
+                    self._finish(error.value, None)
+                else:
+                    self._finish(None, error)
+            finally:
+                del error
+            return
         if yielded is self:
             # Waiting for the next message again, the task none the wiser.
             if self._must_cancel:
@@ -141,4 +156,7 @@ class StepperCore:
         raise NotImplementedError  # Stepper's
 
     def _hand_over(self, yielded: Any) -> None:
+        raise NotImplementedError  # Stepper's
+
+    def _finish(self, result: Any, exc: BaseException | None) -> None:
         raise NotImplementedError  # Stepper's

@@ -28,7 +28,7 @@ from ..protocol import CLOSED, COPY_MAX, INFLATE_ERRORS, OPEN, SEND_EOF, Protoco
 from ..utils import encode_header
 from .messages import MessageQueue
 from .sending import OK_CLOSE_CODES, Data, Sender
-from .stepping import Stepper
+from .stepping import Stepper, steppable
 from .timers import Deadlines, Keepalive
 
 __all__ = ["OK_CLOSE_CODES", "Connection", "Data"]
@@ -247,7 +247,10 @@ class Connection(Sender):
         if waiter is not None and not waiter.done():
             raise ConcurrencyError("another coroutine is already waiting for the next message")
         stepper = self._stepper
-        if stepper is not None and _current_task(self.loop) is stepper.task:
+        task = _current_task(self.loop)
+        if stepper is None or stepper.task is not task:
+            stepper = self._stepper_for(task)
+        if stepper is not None:
             waiter = messages._waiter = stepper
         else:
             waiter = messages._waiter = messages._loop.create_future()
@@ -279,7 +282,10 @@ class Connection(Sender):
         if self._on_message is not None:
             raise ConcurrencyError("messages go to the handler given to set_message_handler()")
         stepper = self._stepper
-        if stepper is not None and _current_task(self.loop) is stepper.task:
+        task = _current_task(self.loop)
+        if stepper is None or stepper.task is not task:
+            stepper = self._stepper_for(task)
+        if stepper is not None:
             waiter = messages._waiter = stepper
         else:
             waiter = messages._waiter = messages._loop.create_future()
@@ -294,6 +300,21 @@ class Connection(Sender):
             # reference cycle that only the garbage collector frees.
             exc.__traceback__ = None
             raise StopAsyncIteration from None
+
+    def _stepper_for(self, task: asyncio.Task[Any] | None) -> Stepper | None:
+        """A stepper for ``task`` to wait on, kept as this connection's.
+
+        None if ``task`` can't be stepped. A connection read by one task (the
+        usual case) makes one; stepping.py says what stepping is and which
+        tasks can be stepped.
+        """
+        if task is None or not steppable(task):
+            return None
+        coro = task.get_coro()
+        if coro is None:
+            return None
+        stepper = self._stepper = Stepper(self.loop, coro, task)
+        return stepper
 
     def set_message_handler(self, handler: Callable[[str | bytes], object] | None) -> None:
         """Have ``handler(message)`` called with each message instead of queueing it.
@@ -781,6 +802,9 @@ class Connection(Sender):
             self._keepalive.stop(self)
         closed = self._closed_exc()
         self._messages.close(closed)
+        # No message comes after this, and the stepper refers to the reading
+        # coroutine, which refers to the connection: a cycle, dropped here.
+        self._stepper = None
         if self._on_message is not None:
             # No message comes after this. A handler such as ws.send_nowait
             # refers to the connection: dropping it breaks that cycle.

@@ -19,8 +19,6 @@ from ..protocol import CLOSED, CONNECTING, OPEN
 from ..server import ServerProtocol, SubprotocolSelector
 from ..version import USER_AGENT
 from .connection import Connection, closing_deadlines
-from .stepping import AVAILABLE as STEPPING
-from .stepping import Stepper, hand_back
 from .timers import Deadlines, Keepalive
 
 __all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
@@ -100,19 +98,13 @@ class ServerConnection(Connection):
             self.server.opening.discard(self)
         if self.protocol.state is OPEN:
             self._start_keepalive()
-            coro = self._run_handler()
-            self.handler_task = task = self.loop.create_task(coro)
-            if STEPPING:
-                self._stepper = Stepper(self.loop, coro, task)
+            self.handler_task = self.loop.create_task(self._run_handler())
         self._flush()
         self._handle_events()
 
     async def _run_handler(self) -> None:
         try:
-            try:
-                await self.server.handler(self)
-            finally:
-                await self._stop_stepping()
+            await self.server.handler(self)
         except ConnectionClosed as exc:
             # The connection's queue may keep this exception: without its
             # traceback (the handler's frames, which refer to the connection)
@@ -126,18 +118,6 @@ class ServerConnection(Connection):
             await self.close()
         # else both Close frames are exchanged and the server already closes
         # TCP (section 7.1.1): nothing to wait for.
-
-    async def _stop_stepping(self) -> None:
-        """The handler is done: the task runs the rest of this coroutine itself.
-
-        A coroutine that ended inside a step would leave its task pending
-        (stepping.py). Dropping the stepper also breaks the reference cycle
-        connection -> stepper -> coroutine -> connection.
-        """
-        stepper = self._stepper
-        if stepper is not None:
-            self._stepper = None
-            await hand_back(stepper)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

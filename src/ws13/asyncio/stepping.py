@@ -1,40 +1,45 @@
-"""Resuming a server's handler from ``data_received()``, without a loop iteration.
+"""Resuming a task that waits for a message from ``data_received()``, without a loop iteration.
 
 ``async for message in ws`` on plain asyncio costs, per message, a future, a
-``call_soon`` handle and a pass of the event loop before the handler's task
+``call_soon`` handle and a pass of the event loop before the reading task
 takes the next step: ``bench/instructions.py`` counts 15,864 instructions per
 32 B echo for that floor, against 11,847 when ``data_received()`` steps the
 task's coroutine itself, with the task kept parked (``floor-task`` and
-``floor-step``). This module does the second for the handler task that
-``serve()`` runs.
+``floor-step``). This module does the second for any task of asyncio's own
+``Task`` classes that waits in ``recv()`` or ``async for``: a server's
+handler, a client's reader.
 
-How: when the handler waits for a message, it awaits a ``Stepper``, an object
+How: when the task waits for a message, it awaits a ``Stepper``, an object
 that speaks the future protocol asyncio's ``Task`` uses (the task calls its
 ``add_done_callback()`` and waits). A message arriving from the event loop
 (no task running) doesn't complete it: the stepper enters the task
-(``current_task()`` is the handler's task, as always), sends the message into
-the task's coroutine in the task's context, and leaves it. The handler runs,
-answers, and waits on the stepper again: the task never noticed, it is still
-waiting on the stepper. Whatever else the handler awaits (a drain, a sleep,
-a lock) comes back to the stepper instead of the task; the stepper hands it
-to the task as the task would have taken it (the task's own wake-up callback
-on that future), so from there on the task runs the coroutine as usual, and
-``Task.cancel()`` reaches that future through the stepper.
+(``current_task()`` is the reading task, as always), sends the message into
+the task's coroutine in the task's context, and leaves it. The coroutine
+runs, answers, and waits on the stepper again: the task never noticed, it is
+still waiting on the stepper. Whatever else the coroutine awaits (a drain, a
+sleep, a lock) comes back to the stepper instead of the task; the stepper
+hands it to the task as the task would have taken it (the task's own
+wake-up callback on that future), so from there on the task runs the
+coroutine as usual, and ``Task.cancel()`` reaches that future through the
+stepper. A coroutine that returns or raises inside a step ends its task as
+``Task.__step()`` would: result, exception or cancellation, set through the
+task's base class (``asyncio.Future``), whose methods the task's step calls
+too.
 
-What stays the same for the handler: ``asyncio.current_task()``, context
+What stays the same for the task: ``asyncio.current_task()``, context
 variables, cancellation (while waiting for a message or anything else),
-exceptions, timeouts. Limits, and where it falls back to an ordinary
-wake-up through the loop:
+exceptions, timeouts, its result. Limits, and where it falls back to an
+ordinary wake-up through the loop:
 
-* only the task ``serve()`` made for the handler, and only for a ``recv()``
-  or ``async for`` in that task: a coroutine that ends inside a step would
-  leave its task pending for ever, so the coroutine stepped must be one
-  that hands back to its task before it ends (``ServerConnection``'s
-  ``_run_handler()`` does, ``hand_back()``); a client's connection is read
-  from the user's own task, which ws13 can't vouch for;
+* only tasks whose class is asyncio's ``Task`` (C or pure Python): a
+  subclass from a custom task factory may do more in its step, so it waits
+  on a future;
 * only from the event loop: a message delivered while a task runs (an
-  in-process transport writing from a task) wakes the handler through the
+  in-process transport writing from a task) wakes the reader through the
   loop, as a future would;
+* one stepper per connection, for the last task that waited: a connection
+  read by turns from several tasks makes a stepper whenever the reader
+  changes (``asyncio.wait_for(ws.recv(), t)`` makes a task per call on 3.11);
 * it needs asyncio's ``_enter_task()`` and ``_leave_task()`` (CPython 3.7
   and later have them); without them, no stepper is made.
 """
@@ -42,7 +47,6 @@ wake-up through the loop:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
 from contextvars import Context
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +59,7 @@ if TYPE_CHECKING:
 else:
     StepperCore = _accel.StepperCore or _PyStepperCore
 
-__all__ = ["AVAILABLE", "Stepper", "hand_back"]
+__all__ = ["AVAILABLE", "Stepper", "steppable"]
 
 #: Whether this Python's asyncio lets a task be stepped from outside.
 AVAILABLE = enter_task is not None and leave_task is not None
@@ -63,21 +67,22 @@ AVAILABLE = enter_task is not None and leave_task is not None
 Message = str | bytes
 Wakeup = Any
 
+#: The task classes a stepper steps, each with its base class: a coroutine
+#: that ends inside a step ends its task through the base class's
+#: ``set_result()``, ``set_exception()`` or ``cancel()``, as ``Task.__step()``
+#: does (the task's own ``set_result()`` refuses).
+_FUTURE_OF_TASK: dict[type, Any] = {asyncio.Task: asyncio.Future}
+if hasattr(asyncio.tasks, "_PyTask") and hasattr(asyncio.futures, "_PyFuture"):
+    _FUTURE_OF_TASK[asyncio.tasks._PyTask] = asyncio.futures._PyFuture
 
-class _HandBack:
-    """What a stepped coroutine yields to have its task run it again."""
 
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        yield self
-
-
-_HAND_BACK = _HandBack()
+def steppable(task: asyncio.Task[Any]) -> bool:
+    """Whether a ``Stepper`` can step ``task``: one of asyncio's own Task classes."""
+    return AVAILABLE and type(task) in _FUTURE_OF_TASK
 
 
 class Stepper(StepperCore):
-    """The future a handler's task waits on for its next message.
+    """The future a task waits on for its connection's next message.
 
     It is a future that can be completed many times: each ``await``
     starts a new wait. The queue (``MessageQueue``) uses it as its waiter:
@@ -86,9 +91,8 @@ class Stepper(StepperCore):
 
     Args:
         loop: the event loop of ``task``.
-        coro: the coroutine ``task`` runs; it must await ``hand_back()``
-            before it ends.
-        task: the task to step.
+        coro: the coroutine ``task`` runs.
+        task: the task to step (``steppable()``).
     """
 
     __slots__ = ()
@@ -192,9 +196,9 @@ class Stepper(StepperCore):
                     self._must_cancel = False
                     yielded.cancel(self._cancel_message)
                 return
-        elif yielded is None or yielded is _HAND_BACK:
-            # A bare yield (asyncio.sleep(0)) or the coroutine about to end:
-            # the task resumes it with None at the next loop pass.
+        elif yielded is None:
+            # A bare yield (asyncio.sleep(0)): the task resumes the coroutine
+            # with None at the next loop pass.
             error = None
         else:
             error = RuntimeError(f"Task got bad yield: {yielded!r}")
@@ -205,18 +209,36 @@ class Stepper(StepperCore):
         self._exception = error
         self._wake()
 
+    def _finish(self, result: Any, exc: BaseException | None) -> None:
+        """The coroutine ended inside a step: end its task as ``Task.__step()`` would."""
+        task = self.task
+        assert task is not None
+        # The task waits here no more, and the stepper lets go of the task
+        # and its coroutine: the done task keeps its last waiter (this), and
+        # a reference back would be a cycle for the garbage collector.
+        self.task = None
+        self._coro = None
+        self._wakeup = None
+        self._context = None
+        self._state = DONE
+        must_cancel = self._must_cancel
+        self._must_cancel = False
+        future = _FUTURE_OF_TASK[type(task)]
+        if exc is None:
+            if must_cancel:
+                # Cancelled (by itself) right before the coroutine returned.
+                future.cancel(task, self._cancel_message)
+            else:
+                future.set_result(task, result)
+        elif isinstance(exc, asyncio.CancelledError):
+            future.cancel(task)
+        else:
+            future.set_exception(task, exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise exc
+
 
 def _future_loop(future: Any) -> Any:
     """The loop of a future-like object, found as asyncio's Task finds it."""
     get_loop = getattr(future, "get_loop", None)
     return get_loop() if get_loop is not None else getattr(future, "_loop", None)
-
-
-async def hand_back(stepper: Stepper) -> None:
-    """Let ``stepper``'s task finish its coroutine itself; await before it ends.
-
-    Inside a step, this yields to the stepper, which wakes the task: the rest
-    of the coroutine runs in the task, which gets its result or exception.
-    """
-    if stepper._stepping:
-        await _HAND_BACK
