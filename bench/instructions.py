@@ -2,6 +2,7 @@
 
 Usage: python bench/instructions.py [--servers ws13,picows,...] [--conns 1,100]
                                     [--sizes 32] [--messages 3000] [--syscalls] [--quick]
+                                    [--clients ws13,ws13-callback,picows,websockets]
 
 On a shared VM the timed benchmark (``run.py``) moves by 10-20 % between runs,
 more than most single changes to a hot path are worth. This one counts: each
@@ -12,7 +13,9 @@ a fixed number of round trips on each; the server runs twice, with a few and
 with many messages, and the difference divided by the extra messages is the
 cost of one message, with start-up, imports and handshakes cancelled out.
 ``PYTHONHASHSEED=0`` makes a run repeat to the instruction (checked: the same
-count twice, to within ~0.1 %).
+count twice, to within ~0.1 %). Clients are counted the other way round: each
+client library (``clientload.py``) runs under callgrind against ws13's server,
+and the difference is the client's cost per round trip.
 
 What it leaves out: the kernel's work (the system calls themselves) and
 everything that makes one instruction cost more than another (cache misses,
@@ -147,6 +150,30 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def start_server(
+    wrapper: list[str], server: str, deflate: bool, env: dict[str, str]
+) -> tuple[subprocess.Popen[str], int]:
+    """Start ``servers.py server`` (under ``wrapper``); return it and its port once ready."""
+    proc = subprocess.Popen(
+        [*wrapper, sys.executable, str(BENCH / "servers.py"), server, "--port", "0"]
+        + (["--deflate"] if deflate else []),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        # A shell's background job starts with SIGINT ignored, and a child
+        # inherits that: without this, the server would never stop.
+        preexec_fn=_default_sigint,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("READY"):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"{server} did not start: {line!r}")
+    return proc, int(line.split()[1])
+
+
 def measure_once(
     tool: str, server: str, load: Callable[[int], Awaitable[None]], deflate: bool = False
 ) -> Any:
@@ -158,23 +185,9 @@ def measure_once(
             wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
         else:
             wrapper = ["strace", "-f", "-c", "-o", out]
-        proc = subprocess.Popen(
-            [*wrapper, sys.executable, str(BENCH / "servers.py"), server, "--port", "0"]
-            + (["--deflate"] if deflate else []),
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            # A shell's background job starts with SIGINT ignored, and a child
-            # inherits that: without this, the server would never stop.
-            preexec_fn=_default_sigint,
-        )
+        proc, port = start_server(wrapper, server, deflate, env)
         try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            if not line.startswith("READY"):
-                raise RuntimeError(f"{server} did not start: {line!r}")
-            asyncio.run(load(int(line.split()[1])))
+            asyncio.run(load(port))
         finally:
             # SIGINT to the Python process (strace's child, or valgrind itself,
             # which forwards it): servers.py exits normally and the tool
@@ -191,10 +204,7 @@ def measure_once(
             proc.wait(START_TIMEOUT)
         text = Path(out).read_text()
     if tool == "callgrind":
-        match = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
-        if match is None:
-            raise RuntimeError("no totals in callgrind's output")
-        return int(match.group(1))
+        return callgrind_total(text)
     calls: dict[str, int] = {}
     for row in text.splitlines():
         fields = row.split()
@@ -202,6 +212,44 @@ def measure_once(
         if len(fields) >= 5 and fields[0][0].isdigit() and fields[-1] != "total":
             calls[fields[-1]] = int(fields[3])
     return calls
+
+
+def callgrind_total(text: str) -> int:
+    """The instructions counted in a callgrind output file's text."""
+    match = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+    if match is None:
+        raise RuntimeError("no totals in callgrind's output")
+    return int(match.group(1))
+
+
+def measure_client(client: str, conns: int, low: int, high: int, size: int) -> float:
+    """Instructions per round trip in ``client``'s process against ws13's server.
+
+    ``clientload.py`` runs under callgrind with ``low`` and with ``high``
+    round trips per connection; the server runs as it is.
+    """
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    server, port = start_server([], "ws13", False, env)
+    try:
+        counts = []
+        for round_trips in (low, high):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "out")
+                command = [sys.executable, str(BENCH / "clientload.py"), client, str(port)]
+                command += [str(conns), str(round_trips), str(size)]
+                subprocess.run(
+                    ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command],
+                    env=env,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    timeout=START_TIMEOUT * 5,
+                )
+                counts.append(callgrind_total(Path(out).read_text()))
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(START_TIMEOUT)
+    return (counts[1] - counts[0]) / (conns * (high - low))
 
 
 def measure(
@@ -302,6 +350,15 @@ def _table(
     return lines
 
 
+def _counts_of(cases: list[dict[str, Any]], server: str) -> dict[tuple[int, int], float]:
+    """``server``'s counts in ``cases`` by (conns, size): what the others are compared to."""
+    return {
+        (r["conns"], r["size"]): r["instructions_per_msg"]
+        for r in cases
+        if r["server"] == server and "instructions_per_msg" in r
+    }
+
+
 def report(results: dict[str, Any]) -> str:
     meta = results["meta"]
     lines = [
@@ -328,11 +385,7 @@ def report(results: dict[str, Any]) -> str:
     echoes = [r for r in results["cases"] if r.get("kind", "echo") == "echo"]
     opens = [r for r in results["cases"] if r.get("kind") == "handshake"]
     deflates = [r for r in results["cases"] if r.get("kind") == "deflate"]
-    picows = {
-        (r["conns"], r["size"]): r["instructions_per_msg"]
-        for r in echoes
-        if r["server"] == "picows" and "instructions_per_msg" in r
-    }
+    picows = _counts_of(echoes, "picows")
     rows = []
     for r in echoes:
         ref = picows.get((r["conns"], r["size"]))
@@ -353,12 +406,27 @@ def report(results: dict[str, Any]) -> str:
             [([r["server"]], r, ref) for r in opens],
             show_calls,
         )
+    clients = [r for r in results["cases"] if r.get("kind") == "client"]
+    if clients:
+        picows_client = _counts_of(clients, "picows")
+        lines += [
+            "",
+            "Clients: instructions per round trip in the client's process (send a",
+            "32 B binary message, receive its echo from ws13's server; `ws13` is",
+            "`await ws.send(m); await ws.recv()`, `ws13-callback` answers from",
+            "`set_message_handler()`; `bench/clientload.py`).",
+            "",
+        ]
+        lines += _table(
+            ["client", "conns", "instructions/round trip", "vs picows"],
+            [
+                ([r["server"], str(r["conns"])], r, picows_client.get((r["conns"], r["size"])))
+                for r in clients
+            ],
+            False,
+        )
     if deflates:
-        websockets = {
-            (r["conns"], r["size"]): r["instructions_per_msg"]
-            for r in deflates
-            if r["server"] == "websockets" and "instructions_per_msg" in r
-        }
+        websockets = _counts_of(deflates, "websockets")
         lines += [
             "",
             "With permessage-deflate: JSON text echoed compressed both ways, from",
@@ -413,6 +481,12 @@ def main() -> int:
         default="1024",
         help="JSON text sizes (bytes) echoed compressed, at each --conns; '' for none (1024)",
     )
+    parser.add_argument(
+        "--clients",
+        default="ws13,ws13-callback,picows,websockets",
+        help="client libraries counted per round trip against ws13's server, at each --conns"
+        " ('' for none)",
+    )
     parser.add_argument("--syscalls", action="store_true", help="strace the same loads too")
     parser.add_argument("--quick", action="store_true", help="ws13, 1 conn, 30 messages: smoke")
     parser.add_argument("--output", help="results JSON")
@@ -420,6 +494,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.servers, args.conns, args.messages, args.handshakes = "ws13", "1", 30, 5
+        args.clients = "ws13"
         args.deflate_sizes = "1024"
     if args.output is None:
         name = "instructions-quick" if args.quick else "instructions"
@@ -456,6 +531,24 @@ def main() -> int:
                 cases.append(
                     run_case(case, low, high, conns * per_conn, args.syscalls, "instructions/msg")
                 )
+    for conns in (int(c) for c in args.conns.split(",")) if args.clients else ():
+        per_conn = max(2, args.messages // conns)
+        base = max(1, per_conn // 10)
+        for client in (c for c in args.clients.split(",") if c):
+            case = {"kind": "client", "server": client, "conns": conns, "size": 32}
+            try:
+                case["instructions_per_msg"] = measure_client(
+                    client, conns, base, base + per_conn, 32
+                )
+            except Exception as exc:  # reported, not fatal: a peer library may be missing
+                case["error"] = f"{type(exc).__name__}: {exc}"
+            shown = case.get("instructions_per_msg")
+            print(
+                f"{client + ' (client)':18} {conns:4} conn      32 B  "
+                + (f"{shown:10,.0f} instructions/round trip" if shown else case.get("error", "")),
+                flush=True,
+            )
+            cases.append(case)
     for server in servers if args.handshakes else ():
         low = functools.partial(handshakes, count=HANDSHAKES_BASE)
         high = functools.partial(handshakes, count=HANDSHAKES_BASE + args.handshakes)

@@ -486,7 +486,7 @@ class FloorStep(FloorCallback):
     message: the least a stepped ``async for message in ws`` can cost, and
     what ws13's ``Stepper`` does with more cases handled."""
 
-    __slots__ = ("task", "coro", "parked")
+    __slots__ = ("coro", "parked", "task")
 
     def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
         super().connection_made(transport)
@@ -522,7 +522,7 @@ class _Parked:
     completes, except by cancellation, and its coroutine receives messages
     sent from ``data_received`` instead."""
 
-    __slots__ = ("loop", "callbacks", "context", "_asyncio_future_blocking")
+    __slots__ = ("_asyncio_future_blocking", "callbacks", "context", "loop")
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
