@@ -222,7 +222,7 @@ def callgrind_total(text: str) -> int:
     return int(match.group(1))
 
 
-def measure_client(client: str, conns: int, low: int, high: int, size: int) -> float:
+def measure_client(client: str, conns: int, low: int, high: int, size: int) -> dict[str, Any]:
     """Instructions per round trip in ``client``'s process against ws13's server.
 
     ``clientload.py`` runs under callgrind with ``low`` and with ``high``
@@ -249,7 +249,7 @@ def measure_client(client: str, conns: int, low: int, high: int, size: int) -> f
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(START_TIMEOUT)
-    return (counts[1] - counts[0]) / (conns * (high - low))
+    return {"instructions_per_msg": (counts[1] - counts[0]) / (conns * (high - low))}
 
 
 def measure(
@@ -277,31 +277,32 @@ def measure(
 
 
 def run_case(
-    case: dict[str, Any],
-    low: Callable[[int], Awaitable[None]],
-    high: Callable[[int], Awaitable[None]],
-    units: int,
-    syscalls: bool,
-    unit: str,
+    case: dict[str, Any], measure_case: Callable[[], dict[str, Any]], unit: str
 ) -> dict[str, Any]:
-    """``measure()`` ``case["server"]`` into ``case``; print a line; errors go in the case."""
-    deflate = case["kind"] == "deflate"
+    """``measure_case()`` into ``case``; print a line; errors go in the case."""
     try:
-        case.update(measure(case["server"], low, high, units, syscalls, deflate))
+        case.update(measure_case())
     except Exception as exc:  # reported, not fatal: a peer library may be missing
         case["error"] = f"{type(exc).__name__}: {exc}"
+    kind = case["kind"]
+    name = case["server"] + " (client)" * (kind == "client")
     what = (
         "handshake + close"
-        if case["kind"] == "handshake"
-        else f"{case['conns']:4} conn {case['size']:7} B" + (" deflate" * deflate)
+        if kind == "handshake"
+        else f"{case['conns']:4} conn {case['size']:7} B" + (" deflate" * (kind == "deflate"))
     )
     shown = case.get("instructions_per_msg")
     print(
-        f"{case['server']:18} {what}  "
-        + (f"{shown:10,.0f} {unit}" if shown else case.get("error", "")),
+        f"{name:18} {what}  " + (f"{shown:10,.0f} {unit}" if shown else case.get("error", "")),
         flush=True,
     )
     return case
+
+
+def round_trips_per_conn(messages: int, conns: int) -> tuple[int, int]:
+    """(the low load's round trips per connection, how many more the high load makes)."""
+    per_conn = max(2, messages // conns)
+    return max(1, per_conn // 10), per_conn
 
 
 def tool_version(command: list[str]) -> str:
@@ -522,38 +523,31 @@ def main() -> int:
     for kind, load, size_text, names in loads:
         size = int(size_text)
         for conns in (int(c) for c in args.conns.split(",")):
-            per_conn = max(2, args.messages // conns)
-            base = max(1, per_conn // 10)
+            base, per_conn = round_trips_per_conn(args.messages, conns)
             for server in names:
                 low = functools.partial(load, conns=conns, per_conn=base, size=size)
                 high = functools.partial(load, conns=conns, per_conn=base + per_conn, size=size)
+                units = conns * per_conn
                 case = {"kind": kind, "server": server, "conns": conns, "size": size}
-                cases.append(
-                    run_case(case, low, high, conns * per_conn, args.syscalls, "instructions/msg")
+                deflate = kind == "deflate"
+                measure_case = functools.partial(
+                    measure, server, low, high, units, args.syscalls, deflate
                 )
+                cases.append(run_case(case, measure_case, "instructions/msg"))
     for conns in (int(c) for c in args.conns.split(",")) if args.clients else ():
-        per_conn = max(2, args.messages // conns)
-        base = max(1, per_conn // 10)
+        base, per_conn = round_trips_per_conn(args.messages, conns)
         for client in (c for c in args.clients.split(",") if c):
             case = {"kind": "client", "server": client, "conns": conns, "size": 32}
-            try:
-                case["instructions_per_msg"] = measure_client(
-                    client, conns, base, base + per_conn, 32
-                )
-            except Exception as exc:  # reported, not fatal: a peer library may be missing
-                case["error"] = f"{type(exc).__name__}: {exc}"
-            shown = case.get("instructions_per_msg")
-            print(
-                f"{client + ' (client)':18} {conns:4} conn      32 B  "
-                + (f"{shown:10,.0f} instructions/round trip" if shown else case.get("error", "")),
-                flush=True,
+            measure_case = functools.partial(
+                measure_client, client, conns, base, base + per_conn, 32
             )
-            cases.append(case)
+            cases.append(run_case(case, measure_case, "instructions/round trip"))
     for server in servers if args.handshakes else ():
         low = functools.partial(handshakes, count=HANDSHAKES_BASE)
         high = functools.partial(handshakes, count=HANDSHAKES_BASE + args.handshakes)
         case = {"kind": "handshake", "server": server}
-        cases.append(run_case(case, low, high, args.handshakes, args.syscalls, "instructions"))
+        measure_case = functools.partial(measure, server, low, high, args.handshakes, args.syscalls)
+        cases.append(run_case(case, measure_case, "instructions"))
     output = Path(args.output)
     results = {
         "meta": {
