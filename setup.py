@@ -15,7 +15,13 @@ if build != "no" and platform.python_implementation() == "CPython":
     ext_modules.append(
         Extension(
             "ws13._speedups",
-            sources=["src/ws13/_speedups.c", "src/ws13/_stepper.c", "src/ws13/_maskkeys.c"],
+            sources=[
+                "src/ws13/_speedups.c",
+                "src/ws13/_stepper.c",
+                "src/ws13/_maskkeys.c",
+                "src/ws13/_payload.c",
+            ],
+            depends=["src/ws13/_speedups.h"],
             optional=build != "yes",
             extra_compile_args=["-O3"],
         )

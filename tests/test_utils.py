@@ -356,3 +356,114 @@ if c_encode_text is not None:
                 pass
 
             assert c_encode_text(Text("\u00e9t\u00e9")) == "\u00e9t\u00e9".encode()
+
+
+class TestPayloadBuffer:
+    """A large frame's payload unmasked read by read (RFC 6455 section 5.3)."""
+
+    PayloadBuffer: Any = utils.PayloadBuffer
+
+    @pytest.mark.parametrize("mask", [b"", b"\x37\xfa\x21\x3d"])
+    def test_pieces_of_every_alignment_unmask_to_the_payload(self, mask: bytes) -> None:
+        # Every piece starts at another offset modulo 4: the key must rotate.
+        payload = os.urandom(1000)
+        wire = reference_mask(payload, mask) if mask else payload
+        buffer = self.PayloadBuffer(len(payload), mask)
+        pos = 0
+        for size in itertools.cycle([1, 2, 3, 5, 7, 64, 333]):
+            assert buffer.remaining == len(payload) - pos
+            if pos == len(wire):
+                break
+            # Each piece comes after 3 bytes of something else.
+            end = min(pos + size, len(wire))
+            assert buffer.feed(b"xyz" + wire[pos:end], 3) == 3 + end - pos
+            pos = end
+        assert buffer.take() == payload
+
+    def test_feed_stops_at_the_payload_end(self) -> None:
+        # What follows the payload in a read is the next frame's: not taken.
+        buffer = self.PayloadBuffer(5, b"")
+        assert buffer.feed(b"hel", 0) == 3
+        assert buffer.feed(bytearray(b"lo, next frame"), 0) == 2
+        assert buffer.remaining == 0
+        assert buffer.feed(b"more", 1) == 1
+        assert buffer.take() == b"hello"
+
+    def test_takes_any_bytes_like(self) -> None:
+        buffer = self.PayloadBuffer(6, b"\x00\x00\x00\x00")
+        buffer.feed(b"ab", 0)
+        buffer.feed(bytearray(b"cd"), 0)
+        buffer.feed(memoryview(b"_ef")[1:], 0)
+        assert buffer.take() == b"abcdef"
+
+    def test_take_returns_bytes_once_complete_and_only_once(self) -> None:
+        buffer = self.PayloadBuffer(4, b"")
+        buffer.feed(b"abc", 0)
+        with pytest.raises(ValueError, match="payload incomplete: 3 of 4 bytes"):
+            buffer.take()
+        buffer.feed(b"d", 0)
+        taken = buffer.take()
+        assert type(taken) is bytes
+        assert taken == b"abcd"
+        for call in (buffer.take, lambda: buffer.feed(b"x", 0), lambda: buffer.check_utf8(0)):
+            with pytest.raises(ValueError, match="payload already taken"):
+                call()
+
+    def test_empty_payload(self) -> None:
+        buffer = self.PayloadBuffer(0, b"\x01\x02\x03\x04")
+        assert buffer.remaining == 0
+        assert buffer.feed(b"abc", 1) == 1
+        assert buffer.take() == b""
+
+    @pytest.mark.parametrize("split", range(1, 8))
+    def test_check_utf8_resumes_across_feeds(self, split: int) -> None:
+        # A 4-byte character cut anywhere: each check sees only the new bytes.
+        encoded = "a🌍€b".encode()
+        mask = b"\x01\x02\x03\x04"
+        wire = reference_mask(encoded, mask)
+        buffer = self.PayloadBuffer(len(encoded), mask)
+        buffer.feed(wire[:split], 0)
+        state = buffer.check_utf8(0)
+        assert state >= 0
+        buffer.feed(wire[split:], 0)
+        assert buffer.check_utf8(state) == 0
+        assert buffer.check_utf8(0) == 0  # nothing new to check
+        assert buffer.take() == encoded
+
+    def test_check_utf8_fails_at_the_first_invalid_byte(self) -> None:
+        buffer = self.PayloadBuffer(10, b"")
+        buffer.feed(b"ok\xff", 0)
+        assert buffer.check_utf8(0) == -1
+
+    def test_check_utf8_rejects_a_state_it_cannot_have_returned(self) -> None:
+        buffer = self.PayloadBuffer(10, b"")
+        buffer.feed(b"ok", 0)
+        for state in (-1, 0xFF, 2**70):
+            with pytest.raises(ValueError, match="invalid UTF-8 state"):
+                buffer.check_utf8(state)
+
+    @pytest.mark.parametrize(
+        ("args", "error"),
+        [
+            ((4, b"abc"), "mask must contain 0 or 4 bytes"),
+            ((4, b"abcde"), "mask must contain 0 or 4 bytes"),
+            ((-1, b""), "size must be >= 0"),
+        ],
+    )
+    def test_bad_arguments(self, args: tuple[int, bytes], error: str) -> None:
+        with pytest.raises(ValueError, match=error):
+            self.PayloadBuffer(*args)
+
+    @pytest.mark.parametrize("start", [-1, 4])
+    def test_start_out_of_range(self, start: int) -> None:
+        buffer = self.PayloadBuffer(10, b"")
+        with pytest.raises(ValueError, match="start out of range"):
+            buffer.feed(b"abc", start)
+        assert buffer.remaining == 10
+
+
+if c_mask_keys is not None:
+    from ws13._speedups import PayloadBuffer as c_payload_buffer
+
+    class TestPayloadBufferSpeedups(TestPayloadBuffer):
+        PayloadBuffer = c_payload_buffer

@@ -11,11 +11,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .utils import MaskKeys, apply_mask, build_frame, encode_text, utf8_check
+from .utils import MaskKeys, PayloadBuffer, apply_mask, build_frame, encode_text, utf8_check
 
 __all__ = [
     "USING_SPEEDUPS",
     "MaskKeys",
+    "PayloadBuffer",
     "StepperCore",
     "apply_mask",
     "build_frame",
@@ -40,6 +41,7 @@ if not os.environ.get("WS13_NO_EXTENSIONS"):
     try:
         from ._speedups import (
             MaskKeys,
+            PayloadBuffer,
             StepperCore,
             apply_mask,
             build_frame,

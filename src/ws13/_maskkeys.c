@@ -10,6 +10,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "_speedups.h"
+
 #define POOL_SIZE 4096
 #define KEY_SIZE 4
 

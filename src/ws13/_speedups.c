@@ -30,6 +30,9 @@
  *
  * MaskKeys, in _maskkeys.c: a client's masking keys; twin of utils.MaskKeys.
  *
+ * PayloadBuffer, in _payload.c: a large frame's payload, unmasked read by
+ * read into the bytes object it is delivered as; twin of utils.PayloadBuffer.
+ *
  * encode_text(text) -> bytes: text.encode("utf-8"), faster for a str of
  * Latin-1 characters that aren't all ASCII (such as "ünïcode" in JSON), which
  * CPython encodes a character at a time (~9 instructions each): here 16
@@ -47,19 +50,16 @@
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "_speedups.h"
 #if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
 #include <emmintrin.h>
 #define WS13_SSE2 1
 #endif
 
-/* Below this size, releasing and retaking the GIL (~100 ns uncontended, up
- * to a whole switch interval when another thread holds it) costs more than
- * it lets other threads gain: masking 256 KiB takes about 10 us. */
-#define RELEASE_GIL_MIN (256 * 1024)
-
 /* XOR n bytes of `in` with the 4-byte mask m repeated, into `out`. */
-static void
-xor_mask(const unsigned char *in, unsigned char *out, Py_ssize_t n, const unsigned char *m)
+void
+ws13_xor_mask(const unsigned char *in, unsigned char *out, Py_ssize_t n, const unsigned char *m)
 {
     Py_ssize_t i = 0;
     uint32_t m32;
@@ -201,12 +201,12 @@ apply_mask(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
         goto done;
     }
     if (data.len < RELEASE_GIL_MIN) {
-        xor_mask((const unsigned char *)data.buf, (unsigned char *)PyBytes_AS_STRING(result),
+        ws13_xor_mask((const unsigned char *)data.buf, (unsigned char *)PyBytes_AS_STRING(result),
                  data.len, (const unsigned char *)mask.buf);
     }
     else {
         Py_BEGIN_ALLOW_THREADS
-        xor_mask((const unsigned char *)data.buf, (unsigned char *)PyBytes_AS_STRING(result),
+        ws13_xor_mask((const unsigned char *)data.buf, (unsigned char *)PyBytes_AS_STRING(result),
                  data.len, (const unsigned char *)mask.buf);
         Py_END_ALLOW_THREADS
     }
@@ -272,7 +272,7 @@ build_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         PyBytes_AS_STRING(result)[1] |= (char)0x80;
         memcpy(out, mask, 4);
         out += 4;
-        xor_mask((const unsigned char *)payload.buf, out, n, mask);
+        ws13_xor_mask((const unsigned char *)payload.buf, out, n, mask);
     }
     else {
         memcpy(out, payload.buf, n);
@@ -297,7 +297,7 @@ inflate_message(PyObject *inflate, const unsigned char *payload, Py_ssize_t leng
         return -1;
     }
     if (mask) {
-        xor_mask(payload, (unsigned char *)PyBytes_AS_STRING(call_args[0]), length, mask);
+        ws13_xor_mask(payload, (unsigned char *)PyBytes_AS_STRING(call_args[0]), length, mask);
     }
     call_args[1] = max_size;
     data = PyObject_Vectorcall(inflate, call_args, 2, NULL);
@@ -424,7 +424,7 @@ parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
                     if (message == NULL) {
                         goto error;
                     }
-                    xor_mask(payload, (unsigned char *)PyBytes_AS_STRING(message),
+                    ws13_xor_mask(payload, (unsigned char *)PyBytes_AS_STRING(message),
                              (Py_ssize_t)length, mask);
                 }
                 else {
@@ -436,7 +436,7 @@ parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
                             goto error;
                         }
                     }
-                    xor_mask(payload, tmp, (Py_ssize_t)length, mask);
+                    ws13_xor_mask(payload, tmp, (Py_ssize_t)length, mask);
                     message = PyUnicode_DecodeUTF8((const char *)tmp, (Py_ssize_t)length, NULL);
                     if (tmp != stack) {
                         PyMem_Free(tmp);
@@ -567,13 +567,42 @@ utf8_pending(long long state, unsigned char *tmp)
     return utf8_scan(tmp, k) == state ? k : -1;
 }
 
+long long
+ws13_utf8_resume(long long state, const unsigned char *s, Py_ssize_t n)
+{
+    Py_ssize_t used = 0;
+
+    if (state != 0) {
+        unsigned char tmp[4];
+        int k = utf8_pending(state, tmp), need;
+
+        if (k < 0) {
+            return -2;
+        }
+        /* Finish the pending character with the first bytes of `s`. */
+        need = tmp[0] < 0xE0 ? 2 : tmp[0] < 0xF0 ? 3 : 4;
+        used = need - k < n ? need - k : n;
+        memcpy(tmp + k, s, (size_t)used);
+        state = utf8_scan(tmp, k + used);
+    }
+    if (state == 0) {
+        if (n - used < RELEASE_GIL_MIN) {
+            state = utf8_scan(s + used, n - used);
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            state = utf8_scan(s + used, n - used);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    return state;
+}
+
 static PyObject *
 utf8_check(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     Py_buffer data;
     long long state = 0;
-    Py_ssize_t used = 0;
-    const unsigned char *s;
 
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
         PyErr_SetString(PyExc_TypeError, "utf8_check() takes no keyword arguments");
@@ -586,42 +615,23 @@ utf8_check(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
     if (get_bytes_like(args[0], &data) < 0) {
         return NULL;
     }
-    s = (const unsigned char *)data.buf;
     if (nargs == 2) {
-        unsigned char tmp[4];
-        long long given = PyLong_AsLongLong(args[1]);
-        int k;
-
-        if (given == 0 && !PyErr_Occurred()) {
-            state = 0;
-        }
-        else if ((given == -1 && PyErr_Occurred()) || (k = utf8_pending(given, tmp)) < 0) {
-            if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_OverflowError)) {
-                PyErr_Clear();
-                PyErr_SetString(PyExc_ValueError, "invalid UTF-8 state");
+        state = PyLong_AsLongLong(args[1]);
+        if (state == -1 && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                release_bytes_like(&data);
+                return NULL;
             }
-            release_bytes_like(&data);
-            return NULL;
-        }
-        else {
-            /* Finish the pending character with the first bytes of `data`. */
-            int need = tmp[0] < 0xE0 ? 2 : tmp[0] < 0xF0 ? 3 : 4;
-            used = need - k < data.len ? need - k : data.len;
-            memcpy(tmp + k, s, (size_t)used);
-            state = utf8_scan(tmp, k + used);
+            PyErr_Clear();
+            state = -2;
         }
     }
-    if (state == 0) {
-        if (data.len - used < RELEASE_GIL_MIN) {
-            state = utf8_scan(s + used, data.len - used);
-        }
-        else {
-            Py_BEGIN_ALLOW_THREADS
-            state = utf8_scan(s + used, data.len - used);
-            Py_END_ALLOW_THREADS
-        }
-    }
+    state = state < 0 ? -2 : ws13_utf8_resume(state, (const unsigned char *)data.buf, data.len);
     release_bytes_like(&data);
+    if (state == -2) {
+        PyErr_SetString(PyExc_ValueError, "invalid UTF-8 state");
+        return NULL;
+    }
     return PyLong_FromLongLong(state);
 }
 
@@ -725,13 +735,10 @@ static PyMethodDef speedups_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* _stepper.c, _maskkeys.c */
-int ws13_add_stepper(PyObject *module);
-int ws13_add_maskkeys(PyObject *module);
-
 static PyModuleDef_Slot speedups_slots[] = {
     {Py_mod_exec, ws13_add_stepper},
     {Py_mod_exec, ws13_add_maskkeys},
+    {Py_mod_exec, ws13_add_payload_buffer},
 #ifdef Py_mod_gil
     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif

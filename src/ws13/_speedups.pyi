@@ -1,8 +1,9 @@
 from collections.abc import Callable
 from typing import Any
 
-# The C twin of ws13.utils.MaskKeys, typed as that class: either serves.
+# The C twins of ws13.utils.MaskKeys and PayloadBuffer, typed as those classes.
 from .utils import MaskKeys as MaskKeys
+from .utils import PayloadBuffer as PayloadBuffer
 
 #: The C twin of ws13.asyncio._stepcore.StepperCore.
 StepperCore: Any

@@ -18,6 +18,8 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "_speedups.h"
+
 #define STATE_PENDING 0
 #define STATE_DONE 1
 #define STATE_CANCELLED 2

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Union
 
-from ._accel import MaskKeys, apply_mask, parse_messages, utf8_check
+from ._accel import MaskKeys, PayloadBuffer, apply_mask, parse_messages, utf8_check
 from .exceptions import InvalidState, PayloadTooBig, ProtocolError
 from .extensions.base import Extension
 from .extensions.permessage_deflate import PerMessageDeflate
@@ -82,6 +82,17 @@ CONNECTING, OPEN, CLOSING, CLOSED = State.CONNECTING, State.OPEN, State.CLOSING,
 _CONTROL = {OP_CLOSE: Opcode.CLOSE, OP_PING: Opcode.PING, OP_PONG: Opcode.PONG}
 
 
+#: A frame payload of at least this many bytes that doesn't arrive in one read
+#: is unmasked read by read into its own buffer (``PayloadBuffer``): in C,
+#: straight into the ``bytes`` it is delivered as, one allocation and one copy
+#: per frame instead of two of each (buffer the reads, then unmask the whole).
+LARGE_FRAME = 16 * 1024
+#: ...up to this size. The C ``PayloadBuffer`` reserves the whole payload when
+#: the header arrives (address space only, until written), so a larger frame,
+#: possible with ``max_size=None``, is buffered as it arrives instead.
+LARGE_FRAME_MAX = 64 * 2**20
+
+
 def _rotate(mask: bytes, offset: int) -> bytes:
     """The masking key that applies to payload bytes starting at ``offset``."""
     shift = offset % 4
@@ -130,6 +141,9 @@ class Protocol(FrameWriter):
         "_expect_mask",
         "_fast_recv",
         "_inflate",
+        "_large",
+        "_large_b0",
+        "_large_utf8",
         "_mask_keys",
         "_msg_opcode",
         "_msg_parts",
@@ -191,6 +205,12 @@ class Protocol(FrameWriter):
         # A large frame arrives in many reads: up to one per TCP segment.
         self._need = 0
         self._discarding = False
+        # A large frame being received (see LARGE_FRAME): its payload so far,
+        # its first header byte, and where UTF-8 validation of its text
+        # stands (-1: not checked as it arrives).
+        self._large: PayloadBuffer | None = None
+        self._large_b0 = 0
+        self._large_utf8 = -1
         self._expect_mask = 0x80 if side is SERVER else 0
         self._mask_keys = MaskKeys() if side is CLIENT else None
         #: Extensions negotiated during the opening handshake.
@@ -262,7 +282,7 @@ class Protocol(FrameWriter):
         to the C parser first (which inflates whole compressed messages with
         ``_inflate``). Both need an OPEN connection with no extension but
         permessage-deflate alone, no tracer and no debug logging; receiving
-        also needs nothing buffered or half-parsed. Called wherever one of
+        also needs nothing buffered or half-received. Called wherever one of
         these changes, so the hot paths test one flag instead of six
         conditions.
         """
@@ -278,6 +298,7 @@ class Protocol(FrameWriter):
             and parse_messages is not None
             and not self._discarding
             and not self._buffer
+            and self._large is None
             and not self._msg_opcode
             and not self._partial_done
         )
@@ -350,6 +371,11 @@ class Protocol(FrameWriter):
         """``receive_data`` past the fast path: buffer, parse, frame by frame,
         what C left from ``pos`` on (a partial frame, a fragment, a control
         frame, or everything when the fast path is off)."""
+        if self._large is not None:
+            pos = self._feed_large(data, pos)
+            if self._large is not None:
+                # All of data belongs to the large frame.
+                return
         buffer = self._buffer
         if buffer:
             buffer += data
@@ -447,11 +473,23 @@ class Protocol(FrameWriter):
                 head += 4
             end = head + length
             if end > end_data:
-                if (
+                # Uncompressed text is UTF-8-checked as it arrives.
+                text = (
                     opcode <= OP_TEXT
                     and (opcode == OP_TEXT or self._msg_opcode == OP_TEXT)
                     and not (b0 & 0x70 or (opcode == OP_CONT and self._msg_rsv))
+                )
+                if (
+                    LARGE_FRAME <= length <= LARGE_FRAME_MAX
+                    and self._tracer is None
+                    and not self._partial_done
                 ):
+                    if head <= end_data:
+                        pos = self._start_large(data, b0, head, length, text)
+                    else:
+                        # The masking key is still incomplete.
+                        self._need = head - pos
+                elif text:
                     self._check_partial_text(data, b0, head, end_data)
                 else:
                     # Nothing to check before the frame is complete.
@@ -461,19 +499,56 @@ class Protocol(FrameWriter):
                 self._trace_received(data, pos, head, end, expect_mask)
             payload = _payload(data, head, head + self._partial_done, end, expect_mask)
             pos = end
-            if self.extensions:
-                if self._deflate is not None and (b0 == 0xC1 or b0 == 0xC2):
-                    # FIN and RSV1 on a text or binary frame: a whole
-                    # compressed message (RSV1 on a continuation is an error
-                    # that decode() reports).
-                    self._receive_deflated(opcode, payload)
-                else:
-                    self._receive_extended(b0, opcode, payload, length)
-            elif opcode >= 8:
-                self._receive_control(opcode, payload)
-            else:
-                self._receive_data_frame(b0, opcode, payload, length)
+            self._receive_frame(b0, opcode, payload, length)
         return pos
+
+    def _start_large(
+        self, data: bytes | bytearray, b0: int, head: int, length: int, text: bool
+    ) -> int:
+        """Receive the frame whose payload starts at ``head`` into a
+        ``PayloadBuffer``; return the position after what ``data`` held of it."""
+        mask = bytes(data[head - 4 : head]) if self._expect_mask else b""
+        self._large = PayloadBuffer(length, mask)
+        self._large_b0 = b0
+        self._large_utf8 = self._utf8 if text else -1
+        return self._feed_large(data, head)
+
+    def _feed_large(self, data: bytes | bytearray, pos: int) -> int:
+        """Feed ``data[pos:]`` to the large frame; handle the frame once it is
+        complete. Return the position after the bytes it took."""
+        large = self._large
+        assert large is not None
+        pos = large.feed(data, pos)
+        if self._large_utf8 >= 0:
+            # Autobahn 6.4.*: fail on invalid UTF-8 as soon as it arrives.
+            # The frame is checked again as a whole (decoded, or checked as
+            # a fragment) once complete; this check only fails early.
+            state = large.check_utf8(self._large_utf8)
+            if state < 0:
+                self._fail_utf8("invalid byte sequence")
+                return len(data)
+            self._large_utf8 = state
+        if not large.remaining:
+            self._large = None
+            payload = large.take()
+            b0 = self._large_b0
+            self._receive_frame(b0, b0 & 0x0F, payload, len(payload))
+        return pos
+
+    def _receive_frame(self, b0: int, opcode: int, payload: bytes, length: int) -> None:
+        """Handle a whole frame: its first header byte, opcode and unmasked payload."""
+        if self.extensions:
+            if self._deflate is not None and (b0 == 0xC1 or b0 == 0xC2):
+                # FIN and RSV1 on a text or binary frame: a whole compressed
+                # message (RSV1 on a continuation is an error that decode()
+                # reports).
+                self._receive_deflated(opcode, payload)
+            else:
+                self._receive_extended(b0, opcode, payload, length)
+        elif opcode >= 8:
+            self._receive_control(opcode, payload)
+        else:
+            self._receive_data_frame(b0, opcode, payload, length)
 
     def _parse_fast(self, data: bytes | bytearray, pos: int) -> int:
         """The C parser from ``pos``: where it stopped (the end once it failed the connection)."""
@@ -765,4 +840,5 @@ class Protocol(FrameWriter):
             self.state = CLOSING
         self._discarding = True
         self._buffer.clear()
+        self._large = None
         self._msg_parts = _NO_PARTS

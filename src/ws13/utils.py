@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 __all__ = [
     "MaskKeys",
+    "PayloadBuffer",
     "accept_key",
     "apply_mask",
     "build_frame",
@@ -155,3 +156,69 @@ class MaskKeys:
             pos = 0
         self._pos = pos + 4
         return self._pool[pos : pos + 4]
+
+
+class PayloadBuffer:
+    """A large frame's payload, received over several reads and unmasked as it comes.
+
+    ``PayloadBuffer(size, mask)`` takes the frame's payload length and its
+    4-byte masking key (``b""`` for an unmasked frame). ``feed(data, start)``
+    unmasks ``data[start:]``, up to the payload's end, and returns the
+    position after what it took; ``remaining`` is what is still to come;
+    ``check_utf8(state)`` runs ``utf8_check`` over the bytes fed since the
+    last check; ``take()`` returns the payload once it is complete, once.
+
+    The C twin allocates the final ``bytes`` when it is made and unmasks each
+    read into it: one allocation and one copy per frame, where buffering the
+    reads and unmasking at the end makes two of each. This reference keeps a
+    ``bytearray`` that grows as data arrives (so a peer that announces a
+    large frame and sends little costs little) and copies it at the end.
+    """
+
+    __slots__ = ("_checked", "_data", "_mask", "_size")
+
+    def __init__(self, size: int, mask: bytes) -> None:
+        if len(mask) not in (0, 4):
+            raise ValueError("mask must contain 0 or 4 bytes")
+        if size < 0:
+            raise ValueError("size must be >= 0")
+        self._size = size
+        self._mask = bytes(mask)
+        self._data: bytearray | None = bytearray()
+        self._checked = 0
+
+    def _buffer(self) -> bytearray:
+        if self._data is None:
+            raise ValueError("payload already taken")
+        return self._data
+
+    @property
+    def remaining(self) -> int:
+        return self._size - len(self._data or b"")
+
+    def feed(self, data: bytes | bytearray | memoryview, start: int) -> int:
+        buffer = self._buffer()
+        if not 0 <= start <= len(data):
+            raise ValueError("start out of range")
+        end = min(len(data), start + self._size - len(buffer))
+        piece = bytes(data[start:end])
+        if self._mask and piece:
+            # Section 5.3: octet i is XORed with key octet i MOD 4.
+            shift = len(buffer) % 4
+            piece = apply_mask(piece, self._mask[shift:] + self._mask[:shift])
+        buffer += piece
+        return end
+
+    def check_utf8(self, state: int) -> int:
+        buffer = self._buffer()
+        with memoryview(buffer) as view, view[self._checked :] as new:
+            state = utf8_check(new, state)
+        self._checked = len(buffer)
+        return state
+
+    def take(self) -> bytes:
+        buffer = self._buffer()
+        if len(buffer) != self._size:
+            raise ValueError(f"payload incomplete: {len(buffer)} of {self._size} bytes")
+        self._data = None
+        return bytes(buffer)

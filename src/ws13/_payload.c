@@ -1,0 +1,256 @@
+/* PayloadBuffer: the C twin of ws13.utils.PayloadBuffer, part of
+ * ws13._speedups.
+ *
+ * A large frame arrives over many reads (a 1 MiB frame in 4 to 700 of them).
+ * Buffering the reads and unmasking the whole frame at the end allocates it
+ * twice (the growing buffer, then the unmasked bytes) and copies it twice.
+ * Here the payload's final `bytes` object is allocated once, when the frame
+ * header announces its length, and each read is unmasked straight into it at
+ * its offset; take() hands that object out once it is full. It is never seen
+ * by Python code before then, which is what makes writing into a `bytes`
+ * object after its creation safe.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#include "_speedups.h"
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *payload; /* bytes of the frame's full size, or NULL once taken */
+    Py_ssize_t size;
+    Py_ssize_t filled;  /* bytes written so far */
+    Py_ssize_t checked; /* bytes UTF-8-checked so far */
+    int masked;
+    unsigned char mask[4];
+} PayloadBufferObject;
+
+static PyObject *
+payload_buffer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"size", "mask", NULL};
+    Py_ssize_t size;
+    Py_buffer mask;
+    PayloadBufferObject *self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ny*:PayloadBuffer", keywords, &size, &mask)) {
+        return NULL;
+    }
+    if (mask.len != 0 && mask.len != 4) {
+        PyBuffer_Release(&mask);
+        PyErr_SetString(PyExc_ValueError, "mask must contain 0 or 4 bytes");
+        return NULL;
+    }
+    if (size < 0) {
+        PyBuffer_Release(&mask);
+        PyErr_SetString(PyExc_ValueError, "size must be >= 0");
+        return NULL;
+    }
+    self = (PayloadBufferObject *)type->tp_alloc(type, 0);
+    if (self != NULL) {
+        self->masked = mask.len == 4;
+        if (self->masked) {
+            memcpy(self->mask, mask.buf, 4);
+        }
+        self->size = size;
+        /* Uninitialised: every byte is written before take() returns it. */
+        self->payload = PyBytes_FromStringAndSize(NULL, size);
+        if (self->payload == NULL) {
+            Py_CLEAR(self);
+        }
+    }
+    PyBuffer_Release(&mask);
+    return (PyObject *)self;
+}
+
+static void
+payload_buffer_dealloc(PayloadBufferObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    Py_CLEAR(self->payload);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static int
+check_not_taken(PayloadBufferObject *self)
+{
+    if (self->payload == NULL) {
+        PyErr_SetString(PyExc_ValueError, "payload already taken");
+        return -1;
+    }
+    return 0;
+}
+
+/* feed(data, start) -> int */
+static PyObject *
+payload_buffer_feed(PayloadBufferObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data;
+    Py_ssize_t start, n;
+    unsigned char *out;
+
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "feed() takes exactly 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (check_not_taken(self) < 0) {
+        return NULL;
+    }
+    start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (PyBytes_CheckExact(args[0])) {
+        /* The common case (uvloop's and asyncio's reads): no buffer export. */
+        data.buf = PyBytes_AS_STRING(args[0]);
+        data.len = PyBytes_GET_SIZE(args[0]);
+        data.obj = NULL;
+    }
+    else if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (start < 0 || start > data.len) {
+        if (data.obj != NULL) {
+            PyBuffer_Release(&data);
+        }
+        PyErr_SetString(PyExc_ValueError, "start out of range");
+        return NULL;
+    }
+    n = data.len - start;
+    if (n > self->size - self->filled) {
+        n = self->size - self->filled;
+    }
+    out = (unsigned char *)PyBytes_AS_STRING(self->payload) + self->filled;
+    if (self->masked) {
+        /* The key as it applies from this offset of the payload (section 5.3:
+         * octet i is XORed with key octet i MOD 4). */
+        unsigned char rotated[4];
+        int i;
+        for (i = 0; i < 4; i++) {
+            rotated[i] = self->mask[(self->filled + i) & 3];
+        }
+        if (n < RELEASE_GIL_MIN) {
+            ws13_xor_mask((const unsigned char *)data.buf + start, out, n, rotated);
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            ws13_xor_mask((const unsigned char *)data.buf + start, out, n, rotated);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    else {
+        memcpy(out, (const unsigned char *)data.buf + start, (size_t)n);
+    }
+    self->filled += n;
+    if (data.obj != NULL) {
+        PyBuffer_Release(&data);
+    }
+    return PyLong_FromSsize_t(start + n);
+}
+
+/* check_utf8(state) -> int */
+static PyObject *
+payload_buffer_check_utf8(PayloadBufferObject *self, PyObject *arg)
+{
+    long long state = PyLong_AsLongLong(arg);
+
+    if (state == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        state = -2;
+    }
+    if (check_not_taken(self) < 0) {
+        return NULL;
+    }
+    if (state < 0) {
+        state = -2;
+    }
+    else {
+        state = ws13_utf8_resume(
+            state, (const unsigned char *)PyBytes_AS_STRING(self->payload) + self->checked,
+            self->filled - self->checked);
+    }
+    if (state == -2) {
+        PyErr_SetString(PyExc_ValueError, "invalid UTF-8 state");
+        return NULL;
+    }
+    self->checked = self->filled;
+    return PyLong_FromLongLong(state);
+}
+
+/* take() -> bytes */
+static PyObject *
+payload_buffer_take(PayloadBufferObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *payload;
+
+    if (check_not_taken(self) < 0) {
+        return NULL;
+    }
+    if (self->filled != self->size) {
+        PyErr_Format(PyExc_ValueError, "payload incomplete: %zd of %zd bytes", self->filled,
+                     self->size);
+        return NULL;
+    }
+    payload = self->payload;
+    self->payload = NULL;
+    return payload;
+}
+
+static PyObject *
+payload_buffer_get_remaining(PayloadBufferObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->size - self->filled);
+}
+
+static PyMethodDef payload_buffer_methods[] = {
+    {"feed", (PyCFunction)(void (*)(void))payload_buffer_feed, METH_FASTCALL,
+     "feed(data, start) -> int\n\nUnmask data[start:], up to the payload's end, into the "
+     "payload; return the position after the bytes taken."},
+    {"check_utf8", (PyCFunction)payload_buffer_check_utf8, METH_O,
+     "check_utf8(state) -> int\n\nutf8_check() the bytes fed since the last check."},
+    {"take", (PyCFunction)payload_buffer_take, METH_NOARGS,
+     "take() -> bytes\n\nThe whole payload, once; ValueError before it is complete."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef payload_buffer_getset[] = {
+    {"remaining", (getter)payload_buffer_get_remaining, NULL, "Bytes still to feed.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot payload_buffer_slots[] = {
+    {Py_tp_doc, "A large frame's payload, unmasked read by read into its final bytes; "
+                "see ws13.utils.PayloadBuffer."},
+    {Py_tp_new, payload_buffer_new},
+    {Py_tp_dealloc, payload_buffer_dealloc},
+    {Py_tp_methods, payload_buffer_methods},
+    {Py_tp_getset, payload_buffer_getset},
+    {0, NULL},
+};
+
+static PyType_Spec payload_buffer_spec = {
+    "ws13._speedups.PayloadBuffer",
+    sizeof(PayloadBufferObject),
+    0,
+    Py_TPFLAGS_DEFAULT,
+    payload_buffer_slots,
+};
+
+int
+ws13_add_payload_buffer(PyObject *module)
+{
+    PyObject *type = PyType_FromSpec(&payload_buffer_spec);
+    if (type == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObject(module, "PayloadBuffer", type) < 0) {
+        Py_DECREF(type);
+        return -1;
+    }
+    return 0;
+}
