@@ -1467,6 +1467,49 @@ class TestSection5_2LargeFrames:
         assert receive(protocol, wire[100:]) == [payload]
         assert records == [wire[: len(wire) - len(payload)] + payload]
 
+    @pytest.mark.parametrize("side", [SERVER, CLIENT])
+    def test_read_into_the_payload(self, side: Side) -> None:
+        # What an I/O layer with a BufferedProtocol does: after the header,
+        # read straight into the buffer, never past the frame's end.
+        payload = os.urandom(5 * LARGE_FRAME + 3)
+        wrap = masked if side is SERVER else frame
+        wire = wrap(0x2, payload)
+        protocol = Protocol(side, max_size=None)
+        assert protocol.receive_large_buffer() is None
+        assert receive(protocol, wire[:1000]) == []
+        pos = 1000
+        for size in itertools.cycle([1, 4093, 2, LARGE_FRAME, 3]):
+            buffer = protocol.receive_large_buffer()
+            if buffer is None:
+                break
+            assert len(buffer) <= len(wire) - pos
+            piece = wire[pos : pos + min(size, len(buffer))]
+            buffer[: len(piece)] = piece
+            buffer.release()
+            protocol.large_buffer_updated(len(piece))
+            pos += len(piece)
+        assert pos == len(wire)
+        assert protocol.events_received() == [payload]
+        assert receive(protocol, wrap(0x1, b"next")) == ["next"]
+
+    def test_invalid_utf8_read_into_the_payload(self) -> None:
+        payload = b"a" * (2 * LARGE_FRAME) + b"\xff" + b"b" * LARGE_FRAME
+        wire = masked(0x1, payload)
+        protocol = server()
+        assert receive(protocol, wire[:100]) == []
+        buffer = protocol.receive_large_buffer()
+        assert buffer is not None
+        end = len(wire) - LARGE_FRAME
+        buffer[: end - 100] = wire[100:end]
+        buffer.release()
+        protocol.large_buffer_updated(end - 100)
+        assert_failed(protocol, 1007)
+        assert protocol.receive_large_buffer() is None
+
+    def test_buffer_updated_without_a_large_frame(self) -> None:
+        with pytest.raises(InvalidState, match="no large frame is being received"):
+            server().large_buffer_updated(1)
+
     @settings(deadline=None, max_examples=30)
     @given(
         st.lists(

@@ -442,6 +442,41 @@ class TestPayloadBuffer:
             with pytest.raises(ValueError, match="invalid UTF-8 state"):
                 buffer.check_utf8(state)
 
+    @pytest.mark.parametrize("mask", [b"", b"\x37\xfa\x21\x3d"])
+    def test_receive_buffer_then_written(self, mask: bytes) -> None:
+        # A transport reads into receive_buffer(); written() unmasks in place.
+        payload = os.urandom(1001)
+        wire = reference_mask(payload, mask) if mask else payload
+        buffer = self.PayloadBuffer(len(payload), mask)
+        assert buffer.feed(wire[:3], 0) == 3
+        pos = 3
+        for size in itertools.cycle([1, 2, 3, 5, 7, 64, 333]):
+            if pos == len(wire):
+                break
+            view = buffer.receive_buffer()
+            assert 0 < len(view) <= buffer.remaining
+            piece = wire[pos : pos + min(size, len(view))]
+            view[: len(piece)] = piece
+            view.release()
+            buffer.written(len(piece))
+            pos += len(piece)
+        assert buffer.remaining == 0
+        assert buffer.take() == payload
+
+    def test_written_out_of_range(self) -> None:
+        buffer = self.PayloadBuffer(10, b"")
+        buffer.receive_buffer().release()
+        for nbytes in (-1, 11):
+            with pytest.raises(ValueError, match="nbytes out of range"):
+                buffer.written(nbytes)
+        assert buffer.remaining == 10
+
+    def test_no_receive_buffer_once_taken(self) -> None:
+        buffer = self.PayloadBuffer(0, b"")
+        buffer.take()
+        with pytest.raises((ValueError, BufferError), match="payload already taken"):
+            buffer.receive_buffer()
+
     @pytest.mark.parametrize(
         ("args", "error"),
         [

@@ -9,6 +9,14 @@
  * its offset; take() hands that object out once it is full. It is never seen
  * by Python code before then, which is what makes writing into a `bytes`
  * object after its creation safe.
+ *
+ * receive_buffer() and written(n) let a transport read the rest of the frame
+ * straight into it (asyncio.BufferedProtocol: no copy of each read into a new
+ * bytes object either): the buffer it returns exports the unfilled part of
+ * the payload, writable. Each export holds a reference to the payload, so
+ * that the memory stays valid until the transport releases it, even after
+ * take() handed the payload out (uvloop releases the buffer after calling
+ * buffer_updated(), where the frame completes); nothing writes to it then.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -182,6 +190,74 @@ payload_buffer_check_utf8(PayloadBufferObject *self, PyObject *arg)
     return PyLong_FromLongLong(state);
 }
 
+/* written(nbytes): the next nbytes of the payload were written, masked, into
+ * the buffer receive_buffer() returned: unmask them in place. */
+static PyObject *
+payload_buffer_written(PayloadBufferObject *self, PyObject *arg)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    unsigned char *at;
+
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (check_not_taken(self) < 0) {
+        return NULL;
+    }
+    if (n < 0 || n > self->size - self->filled) {
+        PyErr_SetString(PyExc_ValueError, "nbytes out of range");
+        return NULL;
+    }
+    at = (unsigned char *)PyBytes_AS_STRING(self->payload) + self->filled;
+    if (self->masked) {
+        unsigned char rotated[4];
+        int i;
+        for (i = 0; i < 4; i++) {
+            rotated[i] = self->mask[(self->filled + i) & 3];
+        }
+        if (n < RELEASE_GIL_MIN) {
+            ws13_xor_mask(at, at, n, rotated);
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            ws13_xor_mask(at, at, n, rotated);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    self->filled += n;
+    Py_RETURN_NONE;
+}
+
+/* receive_buffer() -> memoryview */
+static PyObject *
+payload_buffer_receive_buffer(PayloadBufferObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyMemoryView_FromObject((PyObject *)self);
+}
+
+static int
+payload_buffer_getbuffer(PayloadBufferObject *self, Py_buffer *view, int flags)
+{
+    if (self->payload == NULL) {
+        PyErr_SetString(PyExc_BufferError, "payload already taken");
+        return -1;
+    }
+    if (PyBuffer_FillInfo(view, (PyObject *)self,
+                          PyBytes_AS_STRING(self->payload) + self->filled,
+                          self->size - self->filled, 0, flags) < 0) {
+        return -1;
+    }
+    Py_INCREF(self->payload);
+    view->internal = self->payload;
+    return 0;
+}
+
+static void
+payload_buffer_releasebuffer(PayloadBufferObject *self, Py_buffer *view)
+{
+    Py_XDECREF((PyObject *)view->internal);
+}
+
 /* take() -> bytes */
 static PyObject *
 payload_buffer_take(PayloadBufferObject *self, PyObject *Py_UNUSED(ignored))
@@ -213,6 +289,10 @@ static PyMethodDef payload_buffer_methods[] = {
      "payload; return the position after the bytes taken."},
     {"check_utf8", (PyCFunction)payload_buffer_check_utf8, METH_O,
      "check_utf8(state) -> int\n\nutf8_check() the bytes fed since the last check."},
+    {"written", (PyCFunction)payload_buffer_written, METH_O,
+     "written(nbytes)\n\nUnmask the next nbytes, written into receive_buffer()."},
+    {"receive_buffer", (PyCFunction)payload_buffer_receive_buffer, METH_NOARGS,
+     "receive_buffer() -> memoryview\n\nThe unfilled part of the payload, writable."},
     {"take", (PyCFunction)payload_buffer_take, METH_NOARGS,
      "take() -> bytes\n\nThe whole payload, once; ValueError before it is complete."},
     {NULL, NULL, 0, NULL},
@@ -230,6 +310,8 @@ static PyType_Slot payload_buffer_slots[] = {
     {Py_tp_dealloc, payload_buffer_dealloc},
     {Py_tp_methods, payload_buffer_methods},
     {Py_tp_getset, payload_buffer_getset},
+    {Py_bf_getbuffer, payload_buffer_getbuffer},
+    {Py_bf_releasebuffer, payload_buffer_releasebuffer},
     {0, NULL},
 };
 

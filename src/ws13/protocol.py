@@ -519,6 +519,37 @@ class Protocol(FrameWriter):
         large = self._large
         assert large is not None
         pos = large.feed(data, pos)
+        return pos if self._large_received(large) else len(data)
+
+    def receive_large_buffer(self) -> memoryview | None:
+        """A writable buffer for the next bytes of the large frame being
+        received, or None if there is none (see ``LARGE_FRAME``).
+
+        An I/O layer may read into it instead of calling ``receive_data()``
+        (``asyncio.BufferedProtocol.get_buffer``), then call
+        ``large_buffer_updated()``; it is never longer than what is left of
+        the frame, so nothing after it is read.
+        """
+        large = self._large
+        return None if large is None else large.receive_buffer()
+
+    def large_buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were read into the buffer ``receive_large_buffer()`` gave.
+
+        Then call ``data_to_send()`` and ``events_received()`` as after
+        ``receive_data()``; once the frame is complete (or the connection
+        failed), ``receive_large_buffer()`` returns None.
+        """
+        large = self._large
+        if large is None:
+            raise InvalidState("no large frame is being received")
+        large.written(nbytes)
+        self._large_received(large)
+        self._update_fast_paths()
+
+    def _large_received(self, large: PayloadBuffer) -> bool:
+        """Check what arrived of the large frame; handle it once complete.
+        False if that failed the connection."""
         if self._large_utf8 >= 0:
             # Autobahn 6.4.*: fail on invalid UTF-8 as soon as it arrives.
             # The frame is checked again as a whole (decoded, or checked as
@@ -526,14 +557,14 @@ class Protocol(FrameWriter):
             state = large.check_utf8(self._large_utf8)
             if state < 0:
                 self._fail_utf8("invalid byte sequence")
-                return len(data)
+                return False
             self._large_utf8 = state
         if not large.remaining:
             self._large = None
             payload = large.take()
             b0 = self._large_b0
             self._receive_frame(b0, b0 & 0x0F, payload, len(payload))
-        return pos
+        return True
 
     def _receive_frame(self, b0: int, opcode: int, payload: bytes, length: int) -> None:
         """Handle a whole frame: its first header byte, opcode and unmasked payload."""

@@ -167,15 +167,20 @@ class PayloadBuffer:
     position after what it took; ``remaining`` is what is still to come;
     ``check_utf8(state)`` runs ``utf8_check`` over the bytes fed since the
     last check; ``take()`` returns the payload once it is complete, once.
+    ``receive_buffer()`` returns a writable buffer for a transport to read the
+    next bytes into (``asyncio.BufferedProtocol.get_buffer``), and
+    ``written(nbytes)`` unmasks what it wrote.
 
     The C twin allocates the final ``bytes`` when it is made and unmasks each
     read into it: one allocation and one copy per frame, where buffering the
-    reads and unmasking at the end makes two of each. This reference keeps a
-    ``bytearray`` that grows as data arrives (so a peer that announces a
-    large frame and sends little costs little) and copies it at the end.
+    reads and unmasking at the end makes two of each; its receive buffer is
+    the payload itself. This reference keeps a ``bytearray`` that grows as
+    data arrives (so a peer that announces a large frame and sends little
+    costs little), receives into a scratch buffer of up to 256 KiB, and
+    copies it all at the end.
     """
 
-    __slots__ = ("_checked", "_data", "_mask", "_size")
+    __slots__ = ("_checked", "_data", "_mask", "_scratch", "_size")
 
     def __init__(self, size: int, mask: bytes) -> None:
         if len(mask) not in (0, 4):
@@ -186,6 +191,7 @@ class PayloadBuffer:
         self._mask = bytes(mask)
         self._data: bytearray | None = bytearray()
         self._checked = 0
+        self._scratch = bytearray()
 
     def _buffer(self) -> bytearray:
         if self._data is None:
@@ -208,6 +214,17 @@ class PayloadBuffer:
             piece = apply_mask(piece, self._mask[shift:] + self._mask[:shift])
         buffer += piece
         return end
+
+    def receive_buffer(self) -> memoryview:
+        self._buffer()
+        self._scratch = bytearray(min(self.remaining, 256 * 1024))
+        return memoryview(self._scratch)
+
+    def written(self, nbytes: int) -> None:
+        self._buffer()
+        if not 0 <= nbytes <= min(len(self._scratch), self.remaining):
+            raise ValueError("nbytes out of range")
+        self.feed(bytes(self._scratch[:nbytes]), 0)
 
     def check_utf8(self, state: int) -> int:
         buffer = self._buffer()

@@ -26,6 +26,7 @@ from ..frames import CloseCode, Frame, Opcode
 from ..http11 import Request, Response
 from ..protocol import CLOSED, COPY_MAX, INFLATE_ERRORS, OPEN, SEND_EOF, Protocol, State
 from ..utils import encode_header
+from .largereader import LARGE_READ, LargeFrameReader
 from .messages import MessageQueue
 from .sending import OK_CLOSE_CODES, Data, Sender
 from .stepping import Stepper, steppable
@@ -743,8 +744,12 @@ class Connection(Sender):
             else:
                 if pos != len(data):
                     protocol._receive_rest(data, pos)
+                    if protocol._large is not None:
+                        self._read_large()
         else:
             protocol.receive_data(data)
+            if protocol._large is not None:
+                self._read_large()
         if protocol._writes or protocol._state is not OPEN:
             self._flush()
         # _handle_events() inlined for the common case: only messages arrived.
@@ -771,6 +776,26 @@ class Connection(Sender):
                         messages.put(event)
                 else:
                     self._handle_event(event)
+
+    def _read_large(self) -> None:
+        """Read the rest of a large frame straight into its payload, if
+        enough of it is still to come (see ``largereader``)."""
+        large = self.protocol._large
+        transport = self.transport
+        if (
+            large is not None
+            and large.remaining >= LARGE_READ
+            and transport is not None
+            # Paused by the receive queue: resuming restarts data_received.
+            and transport.is_reading()
+        ):
+            transport.set_protocol(LargeFrameReader(self))
+
+    def _received(self) -> None:
+        """What ``data_received()`` does once the core has the data."""
+        if self.protocol._writes or self.protocol._state is not OPEN:
+            self._flush()
+        self._handle_events()
 
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()
