@@ -91,6 +91,30 @@ check_not_taken(PayloadBufferObject *self)
     return 0;
 }
 
+/* Unmask the n payload bytes that follow the `filled` first ones, from `in`
+ * into `out` (which may be `in`). */
+static void
+unmask_next(PayloadBufferObject *self, const unsigned char *in, unsigned char *out,
+            Py_ssize_t n)
+{
+    /* The key as it applies from this offset of the payload (section 5.3:
+     * octet i is XORed with key octet i MOD 4). */
+    unsigned char rotated[4];
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        rotated[i] = self->mask[(self->filled + i) & 3];
+    }
+    if (n < RELEASE_GIL_MIN) {
+        ws13_xor_mask(in, out, n, rotated);
+    }
+    else {
+        Py_BEGIN_ALLOW_THREADS
+        ws13_xor_mask(in, out, n, rotated);
+        Py_END_ALLOW_THREADS
+    }
+}
+
 /* feed(data, start) -> int */
 static PyObject *
 payload_buffer_feed(PayloadBufferObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -132,21 +156,7 @@ payload_buffer_feed(PayloadBufferObject *self, PyObject *const *args, Py_ssize_t
     }
     out = (unsigned char *)PyBytes_AS_STRING(self->payload) + self->filled;
     if (self->masked) {
-        /* The key as it applies from this offset of the payload (section 5.3:
-         * octet i is XORed with key octet i MOD 4). */
-        unsigned char rotated[4];
-        int i;
-        for (i = 0; i < 4; i++) {
-            rotated[i] = self->mask[(self->filled + i) & 3];
-        }
-        if (n < RELEASE_GIL_MIN) {
-            ws13_xor_mask((const unsigned char *)data.buf + start, out, n, rotated);
-        }
-        else {
-            Py_BEGIN_ALLOW_THREADS
-            ws13_xor_mask((const unsigned char *)data.buf + start, out, n, rotated);
-            Py_END_ALLOW_THREADS
-        }
+        unmask_next(self, (const unsigned char *)data.buf + start, out, n);
     }
     else {
         memcpy(out, (const unsigned char *)data.buf + start, (size_t)n);
@@ -210,19 +220,7 @@ payload_buffer_written(PayloadBufferObject *self, PyObject *arg)
     }
     at = (unsigned char *)PyBytes_AS_STRING(self->payload) + self->filled;
     if (self->masked) {
-        unsigned char rotated[4];
-        int i;
-        for (i = 0; i < 4; i++) {
-            rotated[i] = self->mask[(self->filled + i) & 3];
-        }
-        if (n < RELEASE_GIL_MIN) {
-            ws13_xor_mask(at, at, n, rotated);
-        }
-        else {
-            Py_BEGIN_ALLOW_THREADS
-            ws13_xor_mask(at, at, n, rotated);
-            Py_END_ALLOW_THREADS
-        }
+        unmask_next(self, at, at, n);
     }
     self->filled += n;
     Py_RETURN_NONE;

@@ -19,12 +19,13 @@ import logging
 from collections.abc import Callable
 from typing import Union
 
-from ._accel import MaskKeys, PayloadBuffer, apply_mask, parse_messages, utf8_check
+from ._accel import MaskKeys, apply_mask, parse_messages, utf8_check
 from .exceptions import InvalidState, PayloadTooBig, ProtocolError
 from .extensions.base import Extension
 from .extensions.permessage_deflate import PerMessageDeflate
 from .frames import Close, CloseCode, Frame, Opcode, is_valid_close_code
 from .http11 import Request, Response
+from .largeframes import LARGE_FRAME, LARGE_FRAME_MAX, LargeFrameReceiver
 from .writer import (
     COPY_MAX,
     OP_BINARY,
@@ -35,12 +36,13 @@ from .writer import (
     OP_TEXT,
     SEND_EOF,
     FrameTracer,
-    FrameWriter,
 )
 
 __all__ = [
     "COPY_MAX",
     "INFLATE_ERRORS",
+    "LARGE_FRAME",
+    "LARGE_FRAME_MAX",
     "SEND_EOF",
     "Event",
     "FrameTracer",
@@ -82,17 +84,6 @@ CONNECTING, OPEN, CLOSING, CLOSED = State.CONNECTING, State.OPEN, State.CLOSING,
 _CONTROL = {OP_CLOSE: Opcode.CLOSE, OP_PING: Opcode.PING, OP_PONG: Opcode.PONG}
 
 
-#: A frame payload of at least this many bytes that doesn't arrive in one read
-#: is unmasked read by read into its own buffer (``PayloadBuffer``): in C,
-#: straight into the ``bytes`` it is delivered as, one allocation and one copy
-#: per frame instead of two of each (buffer the reads, then unmask the whole).
-LARGE_FRAME = 16 * 1024
-#: ...up to this size. The C ``PayloadBuffer`` reserves the whole payload when
-#: the header arrives (address space only, until written), so a larger frame,
-#: possible with ``max_size=None``, is buffered as it arrives instead.
-LARGE_FRAME_MAX = 64 * 2**20
-
-
 def _rotate(mask: bytes, offset: int) -> bytes:
     """The masking key that applies to payload bytes starting at ``offset``."""
     shift = offset % 4
@@ -120,7 +111,7 @@ def _payload(data: bytes | bytearray, head: int, start: int, end: int, masked: i
         return apply_mask(large, mask) if masked else bytes(large)
 
 
-class Protocol(FrameWriter):
+class Protocol(LargeFrameReceiver):
     """The WebSocket protocol state machine for one side of one connection.
 
     Args:
@@ -141,9 +132,6 @@ class Protocol(FrameWriter):
         "_expect_mask",
         "_fast_recv",
         "_inflate",
-        "_large",
-        "_large_b0",
-        "_large_utf8",
         "_mask_keys",
         "_msg_opcode",
         "_msg_parts",
@@ -208,7 +196,7 @@ class Protocol(FrameWriter):
         # A large frame being received (see LARGE_FRAME): its payload so far,
         # its first header byte, and where UTF-8 validation of its text
         # stands (-1: not checked as it arrives).
-        self._large: PayloadBuffer | None = None
+        self._large = None
         self._large_b0 = 0
         self._large_utf8 = -1
         self._expect_mask = 0x80 if side is SERVER else 0
@@ -501,70 +489,6 @@ class Protocol(FrameWriter):
             pos = end
             self._receive_frame(b0, opcode, payload, length)
         return pos
-
-    def _start_large(
-        self, data: bytes | bytearray, b0: int, head: int, length: int, text: bool
-    ) -> int:
-        """Receive the frame whose payload starts at ``head`` into a
-        ``PayloadBuffer``; return the position after what ``data`` held of it."""
-        mask = bytes(data[head - 4 : head]) if self._expect_mask else b""
-        self._large = PayloadBuffer(length, mask)
-        self._large_b0 = b0
-        self._large_utf8 = self._utf8 if text else -1
-        return self._feed_large(data, head)
-
-    def _feed_large(self, data: bytes | bytearray, pos: int) -> int:
-        """Feed ``data[pos:]`` to the large frame; handle the frame once it is
-        complete. Return the position after the bytes it took."""
-        large = self._large
-        assert large is not None
-        pos = large.feed(data, pos)
-        return pos if self._large_received(large) else len(data)
-
-    def receive_large_buffer(self) -> memoryview | None:
-        """A writable buffer for the next bytes of the large frame being
-        received, or None if there is none (see ``LARGE_FRAME``).
-
-        An I/O layer may read into it instead of calling ``receive_data()``
-        (``asyncio.BufferedProtocol.get_buffer``), then call
-        ``large_buffer_updated()``; it is never longer than what is left of
-        the frame, so nothing after it is read.
-        """
-        large = self._large
-        return None if large is None else large.receive_buffer()
-
-    def large_buffer_updated(self, nbytes: int) -> None:
-        """``nbytes`` were read into the buffer ``receive_large_buffer()`` gave.
-
-        Then call ``data_to_send()`` and ``events_received()`` as after
-        ``receive_data()``; once the frame is complete (or the connection
-        failed), ``receive_large_buffer()`` returns None.
-        """
-        large = self._large
-        if large is None:
-            raise InvalidState("no large frame is being received")
-        large.written(nbytes)
-        self._large_received(large)
-        self._update_fast_paths()
-
-    def _large_received(self, large: PayloadBuffer) -> bool:
-        """Check what arrived of the large frame; handle it once complete.
-        False if that failed the connection."""
-        if self._large_utf8 >= 0:
-            # Autobahn 6.4.*: fail on invalid UTF-8 as soon as it arrives.
-            # The frame is checked again as a whole (decoded, or checked as
-            # a fragment) once complete; this check only fails early.
-            state = large.check_utf8(self._large_utf8)
-            if state < 0:
-                self._fail_utf8("invalid byte sequence")
-                return False
-            self._large_utf8 = state
-        if not large.remaining:
-            self._large = None
-            payload = large.take()
-            b0 = self._large_b0
-            self._receive_frame(b0, b0 & 0x0F, payload, len(payload))
-        return True
 
     def _receive_frame(self, b0: int, opcode: int, payload: bytes, length: int) -> None:
         """Handle a whole frame: its first header byte, opcode and unmasked payload."""

@@ -17,7 +17,7 @@ import ssl
 import unittest
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import trustme
 
@@ -35,12 +35,19 @@ __all__ = [
     "raw_client",
     "read_frame",
     "tls_contexts",
+    "wait",
     "wait_for_condition",
 ]
 
 #: A generous bound for anything that should happen "soon".
 TIMEOUT = 5000 * MS
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+T = TypeVar("T")
+
+
+async def wait(awaitable: Awaitable[T]) -> T:
+    """``awaitable``'s result, or TimeoutError after ``TIMEOUT``."""
+    return await asyncio.wait_for(awaitable, TIMEOUT)
 
 
 async def echo(connection: ServerConnection) -> None:

@@ -13,20 +13,16 @@ from typing import Any
 import pytest
 
 from tests.asyncio.helpers import (
-    TIMEOUT,
     ServerClientTestCase,
     encode_frame,
     raw_client,
     read_frame,
+    wait,
     wait_for_condition,
 )
 from ws13.asyncio.server import ServerConnection
 from ws13.exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedError
 from ws13.protocol import OPEN
-
-
-async def wait(awaitable: Any) -> Any:
-    return await asyncio.wait_for(awaitable, TIMEOUT)
 
 
 async def callback_echo(ws: ServerConnection) -> None:

@@ -20,6 +20,7 @@ from tests.asyncio.helpers import (
     raw_client,
     read_frame,
     tls_contexts,
+    wait,
 )
 from ws13.asyncio import connect, serve
 from ws13.asyncio.largereader import LARGE_READ, LargeFrameReader
@@ -29,10 +30,6 @@ from ws13.asyncio.server import ServerConnection
 LARGE_BINARY = os.urandom(4 * LARGE_READ + 5)
 LARGE_TEXT = "κόσμε " * (3 * 2**20 // 11)
 SMALL = b"between"
-
-
-async def wait(awaitable: Any) -> Any:
-    return await asyncio.wait_for(awaitable, TIMEOUT)
 
 
 def readers(spy: mock.MagicMock) -> set[str]:

@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.asyncio.helpers import (
-    TIMEOUT,
     RawServer,
     ServerClientTestCase,
+    wait,
     wait_for_condition,
 )
 from tests.utils import MS
@@ -29,10 +29,6 @@ from ws13.protocol import OPEN
 from ws13.utils import encode_header
 
 OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
-
-
-async def wait(awaitable: object) -> object:
-    return await asyncio.wait_for(awaitable, TIMEOUT)  # type: ignore[arg-type]
 
 
 class FragmentTests(ServerClientTestCase):

@@ -20,6 +20,7 @@ from tests.asyncio.helpers import (
     encode_frame,
     raw_client,
     read_frame,
+    wait,
     wait_for_condition,
 )
 from tests.utils import MS
@@ -29,10 +30,6 @@ from ws13.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidSt
 from ws13.frames import Close
 from ws13.http11 import Request, Response
 from ws13.protocol import CLOSED, CONNECTING, OPEN
-
-
-async def wait(awaitable: object) -> object:
-    return await asyncio.wait_for(awaitable, TIMEOUT)  # type: ignore[arg-type]
 
 
 def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.asyncio.helpers import TIMEOUT, ServerClientTestCase, echo
+from tests.asyncio.helpers import TIMEOUT, ServerClientTestCase, echo, wait
 from tests.utils import MS
 from ws13 import _accel
 from ws13.asyncio.server import ServerConnection
@@ -25,10 +25,6 @@ from ws13.asyncio.stepping import AVAILABLE, Stepper, steppable
 from ws13.exceptions import ConnectionClosedError, ConnectionClosedOK
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
-
-
-async def wait(awaitable: Any) -> Any:
-    return await asyncio.wait_for(awaitable, TIMEOUT)
 
 
 class SteppedHandlerTests(ServerClientTestCase):

@@ -11,7 +11,6 @@ messages and frames pre-encoded for broadcasting.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, cast
@@ -28,7 +27,8 @@ from ..protocol import CLOSED, COPY_MAX, INFLATE_ERRORS, OPEN, SEND_EOF, Protoco
 from ..utils import encode_header
 from .largereader import LARGE_READ, LargeFrameReader
 from .messages import MessageQueue
-from .sending import OK_CLOSE_CODES, Data, Sender
+from .pinging import Pinger
+from .sending import OK_CLOSE_CODES, Data
 from .stepping import Stepper, steppable
 from .timers import Deadlines, Keepalive
 
@@ -62,7 +62,7 @@ def _can_writelines(transport: asyncio.WriteTransport) -> bool:
     return _WRITELINES_OK and not transport.is_closing()
 
 
-class Connection(Sender):
+class Connection(Pinger):
     """A WebSocket connection driven by asyncio.
 
     You get one from ``ws13.asyncio.connect()`` or as the argument of a
@@ -91,16 +91,12 @@ class Connection(Sender):
         "_closing",
         "_closing_started",
         "_handler_paused",
-        "_keepalive",
-        "_keepalive_ping",
         "_lost",
         "_messages",
         "_on_message",
         "_paused_writing",
-        "_pings",
         "_stepper",
         "debug",
-        "latency",
         "logger",
         "loop",
         "protocol",
@@ -512,45 +508,6 @@ class Connection(Sender):
             raise TypeError(f"message must be str or bytes-like, not {kind.__name__}")
         self._flush()
 
-    def ping(self, data: str | bytes | None = None) -> asyncio.Future[float]:
-        """Send a Ping; return a future that resolves with the round-trip time in seconds.
-
-        ``data`` defaults to 4 random bytes. A Pong answers its Ping and every
-        Ping sent before it (RFC 6455 section 5.5.3 lets a peer answer only
-        the latest). Raises ConnectionClosed if the connection is closing.
-        """
-        if self.protocol.state is not OPEN:
-            raise self._closed_exc()
-        if data is None:
-            payload = self._new_ping_payload()
-        else:
-            payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-            if self._pings is not None and payload in self._pings:
-                raise ConcurrencyError("a ping with the same data is already waiting for its pong")
-        waiter: asyncio.Future[float] = self.loop.create_future()
-        self._send_ping(payload, waiter)
-        return waiter
-
-    def _new_ping_payload(self) -> bytes:
-        payload = os.urandom(4)
-        while self._pings is not None and payload in self._pings:
-            payload = os.urandom(4)
-        return payload
-
-    def _send_ping(self, payload: bytes, waiter: asyncio.Future[float] | None) -> None:
-        if self._pings is None:
-            self._pings = {}
-        self.protocol.send_ping(payload)
-        self._pings[payload] = (waiter, self.loop.time())
-        self._flush()
-
-    async def pong(self, data: str | bytes = b"") -> None:
-        """Send an unsolicited Pong (a one-way heartbeat)."""
-        if self.protocol.state is not OPEN:
-            raise self._closed_exc()
-        self.protocol.send_pong(data.encode("utf-8") if isinstance(data, str) else bytes(data))
-        self._flush()
-
     # -- closing -------------------------------------------------------------
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
@@ -651,25 +608,6 @@ class Connection(Sender):
     def _handle_handshake(self, event: Request | Response) -> None:
         """Handle the opening handshake event; subclasses override."""
 
-    def _acknowledge_pings(self, data: bytes) -> None:
-        pings = self._pings
-        if pings is None or data not in pings:
-            return  # An unsolicited pong is fine (section 5.5.3).
-        now = self.loop.time()
-        for key in list(pings):
-            waiter, sent_at = pings.pop(key)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(now - sent_at)
-            if key == self._keepalive_ping:
-                self._keepalive_ping = None
-                assert self._keepalive is not None
-                self._keepalive.answered(self)
-            if key == data:
-                self.latency = now - sent_at
-                break
-        if not pings:
-            self._pings = None
-
     def pause_receiving(self) -> None:
         """Stop reading from the network (the receive queue is full)."""
         if self.transport is not None:
@@ -684,36 +622,6 @@ class Connection(Sender):
         """Read from the network again."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
-
-    def _start_keepalive(self) -> None:
-        if self._keepalive is not None:
-            self._keepalive.start(self)
-
-    def _send_keepalive_ping(self) -> bool | None:
-        """Send a keepalive ping (``Keepalive`` calls this).
-
-        Returns True when sent, False when skipped because reading is paused
-        (a pong couldn't be read), None once the connection isn't OPEN.
-        """
-        if self.protocol.state is not OPEN:
-            return None
-        if self._messages.paused or self._handler_paused:
-            return False
-        # No future: nobody awaits a keepalive ping; its pong is matched by payload.
-        payload = self._new_ping_payload()
-        self._keepalive_ping = payload
-        self._send_ping(payload, None)
-        return True
-
-    def _keepalive_timed_out(self) -> None:
-        """The keepalive ping's pong didn't come within ``ping_timeout``."""
-        if self.protocol.state is OPEN:
-            if self.debug:
-                self.logger.debug("! keepalive ping timed out")
-            self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-            self._flush()
-        if self.transport is not None:
-            self.transport.close()
 
     # -- asyncio.Protocol ----------------------------------------------------
 

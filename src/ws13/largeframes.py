@@ -1,0 +1,124 @@
+"""Large frames in the sans-I/O core: received over many reads, copied once.
+
+``LargeFrameReceiver``, a base class of ``Protocol``, takes a data frame of
+``LARGE_FRAME`` bytes or more that doesn't arrive in one read. Instead of
+waiting in the carry-over buffer to be unmasked whole at the end, its payload
+goes to a ``PayloadBuffer`` as it arrives: in C, straight into the ``bytes``
+object the message is delivered as. An I/O layer that can read into a buffer
+may go further and read the rest of the frame into the payload itself
+(``receive_large_buffer()`` / ``large_buffer_updated()``; the asyncio layer's
+``LargeFrameReader``). Uncompressed text is UTF-8-checked as it arrives, to
+fail fast; the whole frame then goes to ``Protocol._receive_frame`` like any
+other.
+"""
+
+from __future__ import annotations
+
+from ._accel import PayloadBuffer
+from .exceptions import InvalidState
+from .writer import FrameWriter
+
+__all__ = ["LARGE_FRAME", "LARGE_FRAME_MAX", "LargeFrameReceiver"]
+
+#: A frame payload of at least this many bytes that doesn't arrive in one read
+#: is unmasked read by read into its own buffer (``PayloadBuffer``): in C,
+#: straight into the ``bytes`` it is delivered as, one allocation and one copy
+#: per frame instead of two of each (buffer the reads, then unmask the whole).
+LARGE_FRAME = 16 * 1024
+#: ...up to this size. The C ``PayloadBuffer`` reserves the whole payload when
+#: the header arrives (address space only, until written), so a larger frame,
+#: possible with ``max_size=None``, is buffered as it arrives instead.
+LARGE_FRAME_MAX = 64 * 2**20
+
+
+class LargeFrameReceiver(FrameWriter):
+    """What ``Protocol`` does with large frames (see the module docstring).
+
+    Its own attributes are set by ``Protocol.__init__``; the others
+    annotated here are ``Protocol``'s, in its ``__slots__``.
+    """
+
+    __slots__ = ("_large", "_large_b0", "_large_utf8")
+
+    _large: PayloadBuffer | None
+    _large_b0: int
+    _large_utf8: int
+    _expect_mask: int
+    _utf8: int
+
+    def _fail_utf8(self, reason: str) -> None:
+        """Fail with 1007 (``Protocol._fail_utf8``)."""
+        raise NotImplementedError
+
+    def _receive_frame(self, b0: int, opcode: int, payload: bytes, length: int) -> None:
+        """Handle a whole frame (``Protocol._receive_frame``)."""
+        raise NotImplementedError
+
+    def _update_fast_paths(self) -> None:
+        """Decide whether the next data can take the fast paths
+        (``Protocol._update_fast_paths``)."""
+        raise NotImplementedError
+
+    def _start_large(
+        self, data: bytes | bytearray, b0: int, head: int, length: int, text: bool
+    ) -> int:
+        """Receive the frame whose payload starts at ``head`` into a
+        ``PayloadBuffer``; return the position after what ``data`` held of it."""
+        mask = bytes(data[head - 4 : head]) if self._expect_mask else b""
+        self._large = PayloadBuffer(length, mask)
+        self._large_b0 = b0
+        self._large_utf8 = self._utf8 if text else -1
+        return self._feed_large(data, head)
+
+    def _feed_large(self, data: bytes | bytearray, pos: int) -> int:
+        """Feed ``data[pos:]`` to the large frame; handle the frame once it is
+        complete. Return the position after the bytes it took."""
+        large = self._large
+        assert large is not None
+        pos = large.feed(data, pos)
+        return pos if self._large_received(large) else len(data)
+
+    def receive_large_buffer(self) -> memoryview | None:
+        """A writable buffer for the next bytes of the large frame being
+        received, or None if there is none (see ``LARGE_FRAME``).
+
+        An I/O layer may read into it instead of calling ``receive_data()``
+        (``asyncio.BufferedProtocol.get_buffer``), then call
+        ``large_buffer_updated()``; it is never longer than what is left of
+        the frame, so nothing after it is read.
+        """
+        large = self._large
+        return None if large is None else large.receive_buffer()
+
+    def large_buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were read into the buffer ``receive_large_buffer()`` gave.
+
+        Then call ``data_to_send()`` and ``events_received()`` as after
+        ``receive_data()``; once the frame is complete (or the connection
+        failed), ``receive_large_buffer()`` returns None.
+        """
+        large = self._large
+        if large is None:
+            raise InvalidState("no large frame is being received")
+        large.written(nbytes)
+        self._large_received(large)
+        self._update_fast_paths()
+
+    def _large_received(self, large: PayloadBuffer) -> bool:
+        """Check what arrived of the large frame; handle it once complete.
+        False if that failed the connection."""
+        if self._large_utf8 >= 0:
+            # Autobahn 6.4.*: fail on invalid UTF-8 as soon as it arrives.
+            # The frame is checked again as a whole (decoded, or checked as
+            # a fragment) once complete; this check only fails early.
+            state = large.check_utf8(self._large_utf8)
+            if state < 0:
+                self._fail_utf8("invalid byte sequence")
+                return False
+            self._large_utf8 = state
+        if not large.remaining:
+            self._large = None
+            payload = large.take()
+            b0 = self._large_b0
+            self._receive_frame(b0, b0 & 0x0F, payload, len(payload))
+        return True
