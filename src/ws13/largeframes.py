@@ -65,18 +65,13 @@ class LargeFrameReceiver(FrameWriter):
         """Receive the frame whose payload starts at ``head`` into a
         ``PayloadBuffer``; return the position after what ``data`` held of it."""
         mask = bytes(data[head - 4 : head]) if self._expect_mask else b""
-        self._large = PayloadBuffer(length, mask)
         self._large_b0 = b0
         self._large_utf8 = self._utf8 if text else -1
-        return self._feed_large(data, head)
-
-    def _feed_large(self, data: bytes | bytearray, pos: int) -> int:
-        """Feed ``data[pos:]`` to the large frame; handle the frame once it is
-        complete. Return the position after the bytes it took."""
-        large = self._large
-        assert large is not None
-        pos = large.feed(data, pos)
-        return pos if self._large_received(large) else len(data)
+        large = self._large = PayloadBuffer(length, mask)
+        pos = large.feed(data, head)
+        # If that failed the connection, the caller discards the rest.
+        self._large_received(large)
+        return pos
 
     def receive_large_buffer(self) -> memoryview | None:
         """A writable buffer for the next bytes of the large frame being

@@ -359,11 +359,17 @@ class Protocol(LargeFrameReceiver):
         """``receive_data`` past the fast path: buffer, parse, frame by frame,
         what C left from ``pos`` on (a partial frame, a fragment, a control
         frame, or everything when the fast path is off)."""
-        if self._large is not None:
-            pos = self._feed_large(data, pos)
+        large = self._large
+        if large is not None:
+            # LargeFrameReceiver._large_received() inlined for the common
+            # read: a large frame may arrive in hundreds of TCP segments.
+            pos = large.feed(data, pos)
+            if large.remaining and self._large_utf8 < 0:
+                return  # nothing to check before the frame is complete
+            self._large_received(large)
             if self._large is not None:
-                # All of data belongs to the large frame.
-                return
+                return  # all of data belongs to the frame
+            # What follows the frame (or nothing, if it failed the connection).
         buffer = self._buffer
         if buffer:
             buffer += data

@@ -159,28 +159,30 @@ class MaskKeys:
 
 
 class PayloadBuffer:
-    """A large frame's payload, received over several reads and unmasked as it comes.
+    """A large frame's payload, received over several reads and unmasked once.
 
     ``PayloadBuffer(size, mask)`` takes the frame's payload length and its
     4-byte masking key (``b""`` for an unmasked frame). ``feed(data, start)``
-    unmasks ``data[start:]``, up to the payload's end, and returns the
-    position after what it took; ``remaining`` is what is still to come;
+    takes ``data[start:]``, up to the payload's end, and returns the position
+    after what it took; ``remaining`` is what is still to come;
     ``check_utf8(state)`` runs ``utf8_check`` over the bytes fed since the
-    last check; ``take()`` returns the payload once it is complete, once.
-    ``receive_buffer()`` returns a writable buffer for a transport to read the
-    next bytes into (``asyncio.BufferedProtocol.get_buffer``), and
-    ``written(nbytes)`` unmasks what it wrote.
+    last check; ``take()`` returns the unmasked payload once it is complete,
+    once. ``receive_buffer()`` returns a writable buffer for a transport to
+    read the next bytes into (``asyncio.BufferedProtocol.get_buffer``), and
+    ``written(nbytes)`` takes what it wrote.
 
     The C twin allocates the final ``bytes`` when it is made and unmasks each
     read into it: one allocation and one copy per frame, where buffering the
     reads and unmasking at the end makes two of each; its receive buffer is
     the payload itself. This reference keeps a ``bytearray`` that grows as
     data arrives (so a peer that announces a large frame and sends little
-    costs little), receives into a scratch buffer of up to 256 KiB, and
-    copies it all at the end.
+    costs little), unmasks it in place 64 KiB at a time or when asked to
+    check or take it (big-integer XOR: slower per call on small reads, and
+    per byte on a whole MiB), and receives into a scratch buffer of up to
+    256 KiB.
     """
 
-    __slots__ = ("_checked", "_data", "_mask", "_scratch", "_size")
+    __slots__ = ("_checked", "_data", "_mask", "_scratch", "_size", "_unmasked")
 
     def __init__(self, size: int, mask: bytes) -> None:
         if len(mask) not in (0, 4):
@@ -190,6 +192,8 @@ class PayloadBuffer:
         self._size = size
         self._mask = bytes(mask)
         self._data: bytearray | None = bytearray()
+        # Bytes of _data unmasked so far, and UTF-8-checked so far.
+        self._unmasked = 0
         self._checked = 0
         self._scratch = bytearray()
 
@@ -197,6 +201,15 @@ class PayloadBuffer:
         if self._data is None:
             raise ValueError("payload already taken")
         return self._data
+
+    def _unmask(self, buffer: bytearray) -> None:
+        """Unmask what was fed since the last call, in place."""
+        start = self._unmasked
+        if self._mask and start < len(buffer):
+            # Section 5.3: octet i is XORed with key octet i MOD 4.
+            shift = start % 4
+            buffer[start:] = apply_mask(buffer[start:], self._mask[shift:] + self._mask[:shift])
+        self._unmasked = len(buffer)
 
     @property
     def remaining(self) -> int:
@@ -207,12 +220,13 @@ class PayloadBuffer:
         if not 0 <= start <= len(data):
             raise ValueError("start out of range")
         end = min(len(data), start + self._size - len(buffer))
-        piece = bytes(data[start:end])
-        if self._mask and piece:
-            # Section 5.3: octet i is XORed with key octet i MOD 4.
-            shift = len(buffer) % 4
-            piece = apply_mask(piece, self._mask[shift:] + self._mask[:shift])
-        buffer += piece
+        if start == 0 and end == len(data):
+            buffer += data  # the common read: all of it belongs to the payload
+        else:
+            with memoryview(data) as view, view[start:end] as piece:
+                buffer += piece
+        if len(buffer) - self._unmasked >= 65536:
+            self._unmask(buffer)
         return end
 
     def receive_buffer(self) -> memoryview:
@@ -221,13 +235,16 @@ class PayloadBuffer:
         return memoryview(self._scratch)
 
     def written(self, nbytes: int) -> None:
-        self._buffer()
+        buffer = self._buffer()
         if not 0 <= nbytes <= min(len(self._scratch), self.remaining):
             raise ValueError("nbytes out of range")
-        self.feed(bytes(self._scratch[:nbytes]), 0)
+        buffer += self._scratch[:nbytes]
+        if len(buffer) - self._unmasked >= 65536:
+            self._unmask(buffer)
 
     def check_utf8(self, state: int) -> int:
         buffer = self._buffer()
+        self._unmask(buffer)
         with memoryview(buffer) as view, view[self._checked :] as new:
             state = utf8_check(new, state)
         self._checked = len(buffer)
@@ -237,5 +254,6 @@ class PayloadBuffer:
         buffer = self._buffer()
         if len(buffer) != self._size:
             raise ValueError(f"payload incomplete: {len(buffer)} of {self._size} bytes")
+        self._unmask(buffer)
         self._data = None
         return bytes(buffer)
