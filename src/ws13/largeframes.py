@@ -99,9 +99,9 @@ class LargeFrameReceiver(FrameWriter):
         self._large_received(large)
         self._update_fast_paths()
 
-    def _large_received(self, large: PayloadBuffer) -> bool:
-        """Check what arrived of the large frame; handle it once complete.
-        False if that failed the connection."""
+    def _large_received(self, large: PayloadBuffer) -> None:
+        """Check what arrived of the large frame (failing the connection on
+        invalid UTF-8); handle the frame once complete."""
         if self._large_utf8 >= 0:
             # Autobahn 6.4.*: fail on invalid UTF-8 as soon as it arrives.
             # The frame is checked again as a whole (decoded, or checked as
@@ -109,11 +109,10 @@ class LargeFrameReceiver(FrameWriter):
             state = large.check_utf8(self._large_utf8)
             if state < 0:
                 self._fail_utf8("invalid byte sequence")
-                return False
+                return
             self._large_utf8 = state
         if not large.remaining:
             self._large = None
             payload = large.take()
             b0 = self._large_b0
             self._receive_frame(b0, b0 & 0x0F, payload, len(payload))
-        return True

@@ -10,7 +10,12 @@ import pytest
 
 from tests.asyncio.helpers import TIMEOUT
 from ws13.asyncio.messages import MessageQueue
-from ws13.exceptions import ConcurrencyError, ConnectionClosedOK
+from ws13.exceptions import (
+    ConcurrencyError,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    ProtocolError,
+)
 from ws13.frames import Close, CloseCode
 
 
@@ -92,10 +97,26 @@ class MessageQueueTests(unittest.IsolatedAsyncioTestCase):
         assert await self.queue.get() == "last"
         with pytest.raises(ConnectionClosedOK) as raised:
             await self.queue.get()
-        assert raised.value is exc
+        # A copy of it, so that the queue's own never gets a traceback.
+        assert (raised.value.rcvd, raised.value.sent) == (exc.rcvd, exc.sent)
+        assert str(raised.value) == str(exc)
+        assert exc.__traceback__ is None
         # And again: a closed queue stays closed.
         with pytest.raises(ConnectionClosedOK):
             await self.queue.get()
+
+    async def test_closed_queue_raises_copies_with_the_cause(self) -> None:
+        exc = ConnectionClosedError(None, None)
+        exc.__cause__ = ProtocolError("invalid opcode")
+        waiting = asyncio.ensure_future(self.queue.get())
+        await asyncio.sleep(0)
+        self.queue.close(exc)
+        for getter in (waiting, self.queue.get()):
+            with pytest.raises(ConnectionClosedError) as raised:
+                await asyncio.wait_for(getter, TIMEOUT)
+            assert raised.value is not exc
+            assert raised.value.__cause__ is exc.__cause__
+        assert exc.__traceback__ is None
 
     async def test_closed_queue_raises_without_growing_the_traceback(self) -> None:
         exc = ConnectionClosedOK(None, None)

@@ -26,7 +26,7 @@ from ..http11 import Request, Response
 from ..protocol import CLOSED, COPY_MAX, INFLATE_ERRORS, OPEN, SEND_EOF, Protocol, State
 from ..utils import encode_header
 from .largereader import LARGE_READ, LargeFrameReader
-from .messages import MessageQueue
+from .messages import MessageQueue, fresh
 from .pinging import Pinger
 from .sending import OK_CLOSE_CODES, Data
 from .stepping import Stepper, steppable
@@ -239,7 +239,7 @@ class Connection(Pinger):
         # MessageQueue.wait() inlined, as in __anext__: the call cost ~800
         # instructions per message of a client's `await ws.recv()`.
         if messages._exc is not None:
-            raise messages._exc.with_traceback(None)  # see MessageQueue.wait()
+            raise fresh(messages._exc)
         waiter = messages._waiter
         if waiter is not None and not waiter.done():
             raise ConcurrencyError("another coroutine is already waiting for the next message")
@@ -256,6 +256,8 @@ class Connection(Pinger):
         except asyncio.CancelledError:
             messages.cancelled(waiter)
             raise
+        except ConnectionClosed as exc:
+            raise fresh(exc) from exc.__cause__  # see MessageQueue.close()
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         """Iterate over messages until a normal close (an error close raises)."""
@@ -272,7 +274,7 @@ class Connection(Pinger):
         if messages._exc is not None:
             if isinstance(messages._exc, ConnectionClosedOK):
                 raise StopAsyncIteration
-            raise messages._exc.with_traceback(None)  # see MessageQueue.wait()
+            raise fresh(messages._exc)
         waiter = messages._waiter
         if waiter is not None and not waiter.done():
             raise ConcurrencyError("another coroutine is already waiting for the next message")
@@ -292,11 +294,10 @@ class Connection(Pinger):
             messages.cancelled(waiter)
             raise
         except ConnectionClosedOK as exc:
-            # The queue keeps this exception (recv() raises it again), and
-            # its traceback would keep this frame and so the connection: a
-            # reference cycle that only the garbage collector frees.
-            exc.__traceback__ = None
+            exc.__traceback__ = None  # see MessageQueue.close()
             raise StopAsyncIteration from None
+        except ConnectionClosed as exc:
+            raise fresh(exc) from exc.__cause__
 
     def _stepper_for(self, task: asyncio.Task[Any] | None) -> Stepper | None:
         """A stepper for ``task`` to wait on, kept as this connection's.

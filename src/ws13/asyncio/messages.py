@@ -64,6 +64,26 @@ class _NoFlow:
 _NO_FLOW = _NoFlow()
 
 
+def fresh(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` to raise to a reader once the queue is closed,
+    instead of the exception ``close()`` was given; that one's traceback is
+    dropped.
+
+    Raised itself, it would keep each reader's frames in its traceback, and
+    those frames refer to the connection, which refers to this queue and so
+    to the exception: a reference cycle that only the garbage collector
+    frees (with the connection, its protocol and their buffers), and a
+    traceback that grows at every ``recv()``. Copied without calling
+    ``__init__`` again: ``args``, the instance attributes and the cause.
+    """
+    exc.__traceback__ = None
+    cls = type(exc)
+    new = cls.__new__(cls, *exc.args)
+    new.__dict__.update(exc.__dict__)
+    new.__cause__ = exc.__cause__
+    return new
+
+
 class MessageQueue:
     """A FIFO of messages with one waiting reader and read flow control.
 
@@ -133,6 +153,9 @@ class MessageQueue:
         if waiter is not None:
             self._waiter = None
             if not waiter.done():
+                # The reader gets exc itself (a copy costs more than most
+                # readers need: `async for` ends on it) and must drop its
+                # traceback or raise a fresh() copy instead.
                 waiter.set_exception(exc)
 
     def get_nowait(self) -> Message | None:
@@ -156,9 +179,7 @@ class MessageQueue:
         cancelled while waiting calls ``cancelled(waiter)``.
         """
         if self._exc is not None:
-            # The same exception every time: without the reset, each raise
-            # would add its frames to the traceback of the last one.
-            raise self._exc.with_traceback(None)
+            raise fresh(self._exc)
         current = self._waiter
         if current is not None and not current.done():
             raise ConcurrencyError("another coroutine is already waiting for the next message")
@@ -196,3 +217,7 @@ class MessageQueue:
         except asyncio.CancelledError:
             self.cancelled(waiter)
             raise
+        except BaseException as exc:
+            if exc is not self._exc:
+                raise
+            raise fresh(exc) from exc.__cause__
