@@ -134,19 +134,12 @@ payload_buffer_feed(PayloadBufferObject *self, PyObject *const *args, Py_ssize_t
     if (start == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (PyBytes_CheckExact(args[0])) {
-        /* The common case (uvloop's and asyncio's reads): no buffer export. */
-        data.buf = PyBytes_AS_STRING(args[0]);
-        data.len = PyBytes_GET_SIZE(args[0]);
-        data.obj = NULL;
-    }
-    else if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+    /* uvloop's and asyncio's reads are bytes: read in place, no export. */
+    if (get_bytes_like(args[0], &data) < 0) {
         return NULL;
     }
     if (start < 0 || start > data.len) {
-        if (data.obj != NULL) {
-            PyBuffer_Release(&data);
-        }
+        release_bytes_like(&data);
         PyErr_SetString(PyExc_ValueError, "start out of range");
         return NULL;
     }
@@ -162,9 +155,7 @@ payload_buffer_feed(PayloadBufferObject *self, PyObject *const *args, Py_ssize_t
         memcpy(out, (const unsigned char *)data.buf + start, (size_t)n);
     }
     self->filled += n;
-    if (data.obj != NULL) {
-        PyBuffer_Release(&data);
-    }
+    release_bytes_like(&data);
     return PyLong_FromSsize_t(start + n);
 }
 
@@ -172,26 +163,14 @@ payload_buffer_feed(PayloadBufferObject *self, PyObject *const *args, Py_ssize_t
 static PyObject *
 payload_buffer_check_utf8(PayloadBufferObject *self, PyObject *arg)
 {
-    long long state = PyLong_AsLongLong(arg);
+    long long state;
 
-    if (state == -1 && PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            return NULL;
-        }
-        PyErr_Clear();
-        state = -2;
-    }
-    if (check_not_taken(self) < 0) {
+    if (ws13_utf8_state(arg, &state) < 0 || check_not_taken(self) < 0) {
         return NULL;
     }
-    if (state < 0) {
-        state = -2;
-    }
-    else {
-        state = ws13_utf8_resume(
-            state, (const unsigned char *)PyBytes_AS_STRING(self->payload) + self->checked,
-            self->filled - self->checked);
-    }
+    state = ws13_utf8_resume(
+        state, (const unsigned char *)PyBytes_AS_STRING(self->payload) + self->checked,
+        self->filled - self->checked);
     if (state == -2) {
         PyErr_SetString(PyExc_ValueError, "invalid UTF-8 state");
         return NULL;

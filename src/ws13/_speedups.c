@@ -122,30 +122,6 @@ check_nargs(const char *fname, Py_ssize_t nargs, PyObject *kwnames, Py_ssize_t e
     return -1;
 }
 
-/* "y*": exact bytes are read in place (view->obj stays NULL, so
- * release_bytes_like does nothing); anything else goes through the buffer
- * protocol, which also keeps a bytearray from being resized while we read
- * it. PyBUF_SIMPLE requests always get a contiguous buffer. */
-static int
-get_bytes_like(PyObject *arg, Py_buffer *view)
-{
-    if (PyBytes_CheckExact(arg)) {
-        view->buf = PyBytes_AS_STRING(arg);
-        view->len = PyBytes_GET_SIZE(arg);
-        view->obj = NULL;
-        return 0;
-    }
-    return PyObject_GetBuffer(arg, view, PyBUF_SIMPLE);
-}
-
-static inline void
-release_bytes_like(Py_buffer *view)
-{
-    if (view->obj != NULL) {
-        PyBuffer_Release(view);
-    }
-}
-
 /* "i" */
 static int
 get_int(PyObject *arg, int *out)
@@ -598,6 +574,20 @@ ws13_utf8_resume(long long state, const unsigned char *s, Py_ssize_t n)
     return state;
 }
 
+int
+ws13_utf8_state(PyObject *arg, long long *state)
+{
+    *state = PyLong_AsLongLong(arg);
+    if (*state == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        *state = -2;
+    }
+    return 0;
+}
+
 static PyObject *
 utf8_check(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -615,18 +605,11 @@ utf8_check(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
     if (get_bytes_like(args[0], &data) < 0) {
         return NULL;
     }
-    if (nargs == 2) {
-        state = PyLong_AsLongLong(args[1]);
-        if (state == -1 && PyErr_Occurred()) {
-            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
-                release_bytes_like(&data);
-                return NULL;
-            }
-            PyErr_Clear();
-            state = -2;
-        }
+    if (nargs == 2 && ws13_utf8_state(args[1], &state) < 0) {
+        release_bytes_like(&data);
+        return NULL;
     }
-    state = state < 0 ? -2 : ws13_utf8_resume(state, (const unsigned char *)data.buf, data.len);
+    state = ws13_utf8_resume(state, (const unsigned char *)data.buf, data.len);
     release_bytes_like(&data);
     if (state == -2) {
         PyErr_SetString(PyExc_ValueError, "invalid UTF-8 state");

@@ -9,6 +9,30 @@
  * it lets other threads gain: masking 256 KiB takes about 10 us. */
 #define RELEASE_GIL_MIN (256 * 1024)
 
+/* "y*": exact bytes are read in place (view->obj stays NULL, so
+ * release_bytes_like does nothing); anything else goes through the buffer
+ * protocol, which also keeps a bytearray from being resized while we read
+ * it. PyBUF_SIMPLE requests always get a contiguous buffer. */
+static inline int
+get_bytes_like(PyObject *arg, Py_buffer *view)
+{
+    if (PyBytes_CheckExact(arg)) {
+        view->buf = PyBytes_AS_STRING(arg);
+        view->len = PyBytes_GET_SIZE(arg);
+        view->obj = NULL;
+        return 0;
+    }
+    return PyObject_GetBuffer(arg, view, PyBUF_SIMPLE);
+}
+
+static inline void
+release_bytes_like(Py_buffer *view)
+{
+    if (view->obj != NULL) {
+        PyBuffer_Release(view);
+    }
+}
+
 /* _speedups.c: XOR n bytes of `in` with the 4-byte mask m repeated, into
  * `out` (which may be `in`). */
 void ws13_xor_mask(const unsigned char *in, unsigned char *out, Py_ssize_t n,
@@ -18,6 +42,10 @@ void ws13_xor_mask(const unsigned char *in, unsigned char *out, Py_ssize_t n,
  * (utils.utf8_check's format); the new state, -1 for invalid UTF-8, -2 for a
  * state utf8_check can't have returned. Releases the GIL for long inputs. */
 long long ws13_utf8_resume(long long state, const unsigned char *s, Py_ssize_t n);
+
+/* _speedups.c: a UTF-8 state argument into *state (-2 for an int too large
+ * to be one); -1 with an exception set if it isn't an int. */
+int ws13_utf8_state(PyObject *arg, long long *state);
 
 /* Module exec slots: each adds one type to ws13._speedups. */
 int ws13_add_stepper(PyObject *module);         /* _stepper.c: StepperCore */

@@ -26,6 +26,7 @@ from .extensions.permessage_deflate import PerMessageDeflate
 from .frames import Close, CloseCode, Frame, Opcode, is_valid_close_code
 from .http11 import Request, Response
 from .largeframes import LARGE_FRAME, LARGE_FRAME_MAX, LargeFrameReceiver
+from .utils import rotate_mask
 from .writer import (
     COPY_MAX,
     OP_BINARY,
@@ -84,12 +85,6 @@ CONNECTING, OPEN, CLOSING, CLOSED = State.CONNECTING, State.OPEN, State.CLOSING,
 _CONTROL = {OP_CLOSE: Opcode.CLOSE, OP_PING: Opcode.PING, OP_PONG: Opcode.PONG}
 
 
-def _rotate(mask: bytes, offset: int) -> bytes:
-    """The masking key that applies to payload bytes starting at ``offset``."""
-    shift = offset % 4
-    return mask[shift:] + mask[:shift]
-
-
 def _payload(data: bytes | bytearray, head: int, start: int, end: int, masked: int) -> bytes:
     """``data[start:end]``, part of the payload that starts at ``head``, unmasked.
 
@@ -103,7 +98,7 @@ def _payload(data: bytes | bytearray, head: int, start: int, end: int, masked: i
     if masked:
         mask = bytes(data[head - 4 : head])
         if start > head:
-            mask = _rotate(mask, start - head)
+            mask = rotate_mask(mask, start - head)
     if end - start <= COPY_MAX:
         piece = data[start:end]
         return apply_mask(piece, mask) if masked else bytes(piece)

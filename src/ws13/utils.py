@@ -22,6 +22,7 @@ __all__ = [
     "encode_header",
     "encode_text",
     "generate_key",
+    "rotate_mask",
     "utf8_check",
 ]
 
@@ -61,6 +62,15 @@ def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")).to_bytes(
         n, "little"
     )
+
+
+def rotate_mask(mask: bytes, offset: int) -> bytes:
+    """The masking key that applies to payload bytes starting at ``offset``.
+
+    Section 5.3: octet i is XORed with key octet i MOD 4.
+    """
+    shift = offset % 4
+    return mask[shift:] + mask[:shift]
 
 
 def encode_header(first_byte: int, length: int, mask: bytes | None) -> bytes:
@@ -206,9 +216,7 @@ class PayloadBuffer:
         """Unmask what was fed since the last call, in place."""
         start = self._unmasked
         if self._mask and start < len(buffer):
-            # Section 5.3: octet i is XORed with key octet i MOD 4.
-            shift = start % 4
-            buffer[start:] = apply_mask(buffer[start:], self._mask[shift:] + self._mask[:shift])
+            buffer[start:] = apply_mask(buffer[start:], rotate_mask(self._mask, start))
         self._unmasked = len(buffer)
 
     @property
@@ -235,12 +243,10 @@ class PayloadBuffer:
         return memoryview(self._scratch)
 
     def written(self, nbytes: int) -> None:
-        buffer = self._buffer()
+        self._buffer()
         if not 0 <= nbytes <= min(len(self._scratch), self.remaining):
             raise ValueError("nbytes out of range")
-        buffer += self._scratch[:nbytes]
-        if len(buffer) - self._unmasked >= 65536:
-            self._unmask(buffer)
+        self.feed(self._scratch[:nbytes], 0)
 
     def check_utf8(self, state: int) -> int:
         buffer = self._buffer()
