@@ -20,6 +20,8 @@ if build != "no" and platform.python_implementation() == "CPython":
                 "src/ws13/_stepper.c",
                 "src/ws13/_maskkeys.c",
                 "src/ws13/_payload.c",
+                "src/ws13/_receiver.c",
+                "src/ws13/_sender.c",
             ],
             depends=["src/ws13/_speedups.h"],
             optional=build != "yes",

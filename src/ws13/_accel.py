@@ -21,7 +21,10 @@ __all__ = [
     "apply_mask",
     "build_frame",
     "encode_text",
+    "install_receiver",
+    "install_sender",
     "parse_messages",
+    "send_whole",
     "utf8_check",
 ]
 
@@ -36,6 +39,16 @@ parse_messages = None
 #: Python (``stepping.py`` then uses that one; importing it here would
 #: import ws13.asyncio, which imports this module).
 StepperCore: Any = None
+#: Makes ``ws13.asyncio.Connection.data_received`` its C twin (see
+#: ``_receiver.c``), or ``None`` in pure Python, where the method stays the
+#: Python code it is the twin of. Called by ``ws13.asyncio.connection``.
+install_receiver: Callable[[type, type, type, object, tuple[type, ...]], None] | None = None
+#: ``send_whole(connection, message)``, the C twin of
+#: ``ws13.asyncio.connection._send_whole_py`` once ``install_sender()`` showed
+#: it the classes (that module does both), or ``None`` in pure Python.
+install_sender: Callable[[type, type, Callable[[Any, object], bool], int, bool], None] | None
+install_sender = None
+send_whole: Callable[[Any, object], bool] | None = None
 
 if not os.environ.get("WS13_NO_EXTENSIONS"):
     try:
@@ -48,9 +61,15 @@ if not os.environ.get("WS13_NO_EXTENSIONS"):
             encode_text,
             utf8_check,
         )
+        from ._speedups import install_receiver as _install_receiver
+        from ._speedups import install_sender as _install_sender
         from ._speedups import parse_messages as _parse_messages
+        from ._speedups import send_whole as _send_whole
     except ImportError:
         pass
     else:
         parse_messages = _parse_messages
+        install_receiver = _install_receiver
+        install_sender = _install_sender
+        send_whole = _send_whole
         USING_SPEEDUPS = True

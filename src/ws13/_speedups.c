@@ -30,6 +30,10 @@
  *
  * MaskKeys, in _maskkeys.c: a client's masking keys; twin of utils.MaskKeys.
  *
+ * install_receiver(), in _receiver.c: makes ws13.asyncio.Connection's
+ * data_received() its C twin. install_sender() and send_whole(), in
+ * _sender.c: the whole-message send of send() and send_nowait().
+ *
  * PayloadBuffer, in _payload.c: a large frame's payload, unmasked read by
  * read into the bytes object it is delivered as; twin of utils.PayloadBuffer.
  *
@@ -193,35 +197,19 @@ done:
     return result;
 }
 
-static PyObject *
-build_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+/* build_frame()'s work, also called by _sender.c: see _speedups.h. */
+PyObject *
+ws13_build_frame(int first_byte, const unsigned char *payload, Py_ssize_t n,
+                 const unsigned char *mask, int with_payload)
 {
-    int first_byte;
-    Py_buffer payload;
-    PyObject *mask_obj;
-    PyObject *result = NULL;
-    Py_ssize_t n, header_len;
+    PyObject *result;
     unsigned char *out;
-    const unsigned char *mask = NULL;
-
-    if (check_nargs("build_frame", nargs, kwnames, 3) < 0 || get_int(args[0], &first_byte) < 0 ||
-        get_bytes_like(args[1], &payload) < 0) {
-        return NULL;
-    }
-    mask_obj = args[2];
-    if (mask_obj != Py_None) {
-        if (!PyBytes_Check(mask_obj) || PyBytes_GET_SIZE(mask_obj) != 4) {
-            PyErr_SetString(PyExc_ValueError, "mask must contain 4 bytes");
-            goto done;
-        }
-        mask = (const unsigned char *)PyBytes_AS_STRING(mask_obj);
-    }
-    n = payload.len;
     /* RFC 6455 section 5.2: the minimal number of bytes encodes the length. */
-    header_len = (n < 126 ? 2 : n < 65536 ? 4 : 10) + (mask ? 4 : 0);
-    result = PyBytes_FromStringAndSize(NULL, header_len + n);
+    Py_ssize_t header_len = (n < 126 ? 2 : n < 65536 ? 4 : 10) + (mask ? 4 : 0);
+
+    result = PyBytes_FromStringAndSize(NULL, header_len + (with_payload ? n : 0));
     if (result == NULL) {
-        goto done;
+        return NULL;
     }
     out = (unsigned char *)PyBytes_AS_STRING(result);
     out[0] = (unsigned char)first_byte;
@@ -248,11 +236,41 @@ build_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         PyBytes_AS_STRING(result)[1] |= (char)0x80;
         memcpy(out, mask, 4);
         out += 4;
-        ws13_xor_mask((const unsigned char *)payload.buf, out, n, mask);
+    }
+    if (!with_payload) {
+        return result;
+    }
+    if (mask) {
+        ws13_xor_mask(payload, out, n, mask);
     }
     else {
-        memcpy(out, payload.buf, n);
+        memcpy(out, payload, n);
     }
+    return result;
+}
+
+static PyObject *
+build_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    int first_byte;
+    Py_buffer payload;
+    PyObject *mask_obj;
+    PyObject *result = NULL;
+    const unsigned char *mask = NULL;
+
+    if (check_nargs("build_frame", nargs, kwnames, 3) < 0 || get_int(args[0], &first_byte) < 0 ||
+        get_bytes_like(args[1], &payload) < 0) {
+        return NULL;
+    }
+    mask_obj = args[2];
+    if (mask_obj != Py_None) {
+        if (!PyBytes_Check(mask_obj) || PyBytes_GET_SIZE(mask_obj) != 4) {
+            PyErr_SetString(PyExc_ValueError, "mask must contain 4 bytes");
+            goto done;
+        }
+        mask = (const unsigned char *)PyBytes_AS_STRING(mask_obj);
+    }
+    result = ws13_build_frame(first_byte, (const unsigned char *)payload.buf, payload.len, mask, 1);
 
 done:
     release_bytes_like(&payload);
@@ -296,6 +314,121 @@ inflate_message(PyObject *inflate, const unsigned char *payload, Py_ssize_t leng
     return *message == NULL ? -1 : 0;
 }
 
+/* parse_messages' loop, also called by _receiver.c's data_received: see
+ * _speedups.h. */
+Py_ssize_t
+ws13_parse_messages(const unsigned char *buf, Py_ssize_t end, Py_ssize_t pos, int expect_mask,
+                    Py_ssize_t max_size, PyObject *max_size_obj, PyObject *out, PyObject *inflate)
+{
+    unsigned char stack[4096];
+
+    while (end - pos >= 2) {
+        unsigned char b0 = buf[pos], b1 = buf[pos + 1];
+        int opcode = b0 & 0x0F;
+        Py_ssize_t head = pos + 2;
+        uint64_t length = b1 & 0x7F;
+        const unsigned char *payload;
+        PyObject *message;
+        /* RFC 7692 section 6: RSV1 on the first frame marks a compressed
+         * message; with FIN, this frame is all of it. */
+        int compressed = (b0 & 0xF0) == 0xC0;
+
+        if (compressed ? inflate == NULL : (b0 & 0xF0) != 0x80) {
+            break;  /* not FIN, RSV set, or not a data frame: Python decides */
+        }
+        if (opcode != 1 && opcode != 2) {
+            break;  /* RSV1 on a control frame is an error Python reports */
+        }
+        if (((b1 & 0x80) != 0) != (expect_mask != 0)) {
+            break;
+        }
+        if (length == 126) {
+            if (end - pos < 4) {
+                break;
+            }
+            length = ((uint64_t)buf[pos + 2] << 8) | buf[pos + 3];
+            head = pos + 4;
+        }
+        else if (length == 127) {
+            int k;
+            if (end - pos < 10) {
+                break;
+            }
+            length = 0;
+            for (k = 0; k < 8; k++) {
+                length = (length << 8) | buf[pos + 2 + k];
+            }
+            head = pos + 10;
+            if (length >> 62) {
+                break;  /* absurd length: the Python path fails the connection */
+            }
+        }
+        if (max_size >= 0 && length > (uint64_t)max_size) {
+            break;
+        }
+        if (expect_mask) {
+            head += 4;
+        }
+        if (head > end || (uint64_t)(end - head) < length) {
+            break;  /* incomplete */
+        }
+        payload = buf + head;
+        if (compressed) {
+            if (inflate_message(inflate, payload, (Py_ssize_t)length,
+                                expect_mask ? buf + head - 4 : NULL, opcode, max_size_obj,
+                                &message) < 0) {
+                return -1;
+            }
+        }
+        else if (expect_mask) {
+            const unsigned char *mask = buf + head - 4;
+            if (opcode == 2) {
+                message = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
+                if (message == NULL) {
+                    return -1;
+                }
+                ws13_xor_mask(payload, (unsigned char *)PyBytes_AS_STRING(message),
+                         (Py_ssize_t)length, mask);
+            }
+            else {
+                unsigned char *tmp = stack;
+                if (length > sizeof(stack)) {
+                    tmp = PyMem_Malloc((size_t)length);
+                    if (tmp == NULL) {
+                        PyErr_NoMemory();
+                        return -1;
+                    }
+                }
+                ws13_xor_mask(payload, tmp, (Py_ssize_t)length, mask);
+                message = PyUnicode_DecodeUTF8((const char *)tmp, (Py_ssize_t)length, NULL);
+                if (tmp != stack) {
+                    PyMem_Free(tmp);
+                }
+            }
+        }
+        else if (opcode == 2) {
+            message = PyBytes_FromStringAndSize((const char *)payload, (Py_ssize_t)length);
+        }
+        else {
+            message = PyUnicode_DecodeUTF8((const char *)payload, (Py_ssize_t)length, NULL);
+        }
+        if (message == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear();  /* invalid UTF-8: the Python path fails with 1007 */
+                break;
+            }
+            return -1;
+        }
+        if (PyList_Append(out, message) < 0) {
+            Py_DECREF(message);
+            return -1;
+        }
+        Py_DECREF(message);
+        pos = head + (Py_ssize_t)length;
+    }
+    return pos;
+}
+
 static PyObject *
 parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -303,7 +436,6 @@ parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
     Py_ssize_t pos, max_size;
     int expect_mask;
     PyObject *out, *inflate;
-    unsigned char stack[4096];
 
     if (check_nargs("parse_messages", nargs, kwnames, 6) < 0 ||
         get_bytes_like(args[0], &data) < 0) {
@@ -331,117 +463,10 @@ parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
         PyErr_SetString(PyExc_ValueError, "pos must not be negative");
         goto error;
     }
-    {
-        const unsigned char *buf = (const unsigned char *)data.buf;
-        Py_ssize_t end = data.len;
-
-        while (end - pos >= 2) {
-            unsigned char b0 = buf[pos], b1 = buf[pos + 1];
-            int opcode = b0 & 0x0F;
-            Py_ssize_t head = pos + 2;
-            uint64_t length = b1 & 0x7F;
-            const unsigned char *payload;
-            PyObject *message;
-            /* RFC 7692 section 6: RSV1 on the first frame marks a compressed
-             * message; with FIN, this frame is all of it. */
-            int compressed = (b0 & 0xF0) == 0xC0;
-
-            if (compressed ? inflate == NULL : (b0 & 0xF0) != 0x80) {
-                break;  /* not FIN, RSV set, or not a data frame: Python decides */
-            }
-            if (opcode != 1 && opcode != 2) {
-                break;  /* RSV1 on a control frame is an error Python reports */
-            }
-            if (((b1 & 0x80) != 0) != (expect_mask != 0)) {
-                break;
-            }
-            if (length == 126) {
-                if (end - pos < 4) {
-                    break;
-                }
-                length = ((uint64_t)buf[pos + 2] << 8) | buf[pos + 3];
-                head = pos + 4;
-            }
-            else if (length == 127) {
-                int k;
-                if (end - pos < 10) {
-                    break;
-                }
-                length = 0;
-                for (k = 0; k < 8; k++) {
-                    length = (length << 8) | buf[pos + 2 + k];
-                }
-                head = pos + 10;
-                if (length >> 62) {
-                    break;  /* absurd length: the Python path fails the connection */
-                }
-            }
-            if (max_size >= 0 && length > (uint64_t)max_size) {
-                break;
-            }
-            if (expect_mask) {
-                head += 4;
-            }
-            if (head > end || (uint64_t)(end - head) < length) {
-                break;  /* incomplete */
-            }
-            payload = buf + head;
-            if (compressed) {
-                if (inflate_message(inflate, payload, (Py_ssize_t)length,
-                                    expect_mask ? buf + head - 4 : NULL, opcode, args[3],
-                                    &message) < 0) {
-                    goto error;
-                }
-            }
-            else if (expect_mask) {
-                const unsigned char *mask = buf + head - 4;
-                if (opcode == 2) {
-                    message = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
-                    if (message == NULL) {
-                        goto error;
-                    }
-                    ws13_xor_mask(payload, (unsigned char *)PyBytes_AS_STRING(message),
-                             (Py_ssize_t)length, mask);
-                }
-                else {
-                    unsigned char *tmp = stack;
-                    if (length > sizeof(stack)) {
-                        tmp = PyMem_Malloc((size_t)length);
-                        if (tmp == NULL) {
-                            PyErr_NoMemory();
-                            goto error;
-                        }
-                    }
-                    ws13_xor_mask(payload, tmp, (Py_ssize_t)length, mask);
-                    message = PyUnicode_DecodeUTF8((const char *)tmp, (Py_ssize_t)length, NULL);
-                    if (tmp != stack) {
-                        PyMem_Free(tmp);
-                    }
-                }
-            }
-            else if (opcode == 2) {
-                message = PyBytes_FromStringAndSize((const char *)payload, (Py_ssize_t)length);
-            }
-            else {
-                message = PyUnicode_DecodeUTF8((const char *)payload, (Py_ssize_t)length, NULL);
-            }
-            if (message == NULL) {
-                if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-                    PyErr_Clear();  /* invalid UTF-8: the Python path fails with 1007 */
-                    break;
-                }
-                goto error;
-            }
-            if (PyList_Append(out, message) < 0) {
-                Py_DECREF(message);
-                goto error;
-            }
-            Py_DECREF(message);
-            pos = head + (Py_ssize_t)length;
-        }
-    }
+    pos = ws13_parse_messages((const unsigned char *)data.buf, data.len, pos, expect_mask,
+                              max_size, args[3], out, inflate);
     release_bytes_like(&data);
-    return PyLong_FromSsize_t(pos);
+    return pos < 0 ? NULL : PyLong_FromSsize_t(pos);
 
 error:
     release_bytes_like(&data);
@@ -677,6 +702,13 @@ latin1_to_utf8(const unsigned char *s, Py_ssize_t n, unsigned char *out)
 static PyObject *
 encode_text(PyObject *self, PyObject *text)
 {
+    return ws13_encode_text(text);
+}
+
+/* encode_text()'s work, also called by _sender.c. */
+PyObject *
+ws13_encode_text(PyObject *text)
+{
     const unsigned char *s;
     Py_ssize_t n;
     PyObject *out;
@@ -722,6 +754,8 @@ static PyModuleDef_Slot speedups_slots[] = {
     {Py_mod_exec, ws13_add_stepper},
     {Py_mod_exec, ws13_add_maskkeys},
     {Py_mod_exec, ws13_add_payload_buffer},
+    {Py_mod_exec, ws13_add_receiver},
+    {Py_mod_exec, ws13_add_sender},
 #ifdef Py_mod_gil
     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif

@@ -22,3 +22,20 @@ def parse_messages(
 ) -> int: ...
 def utf8_check(data: bytes | bytearray | memoryview, state: int = 0, /) -> int: ...
 def encode_text(text: str, /) -> bytes: ...
+def install_receiver(
+    connection: type,
+    protocol: type,
+    queue: type,
+    open_state: object,
+    inflate_errors: tuple[type, ...],
+    /,
+) -> None: ...
+def install_sender(
+    connection: type,
+    protocol: type,
+    twin: Callable[[Any, object], bool],
+    copy_max: int,
+    writelines_ok: bool,
+    /,
+) -> None: ...
+def send_whole(connection: Any, message: object, /) -> bool: ...

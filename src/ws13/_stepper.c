@@ -54,12 +54,10 @@ static PyObject *leave_task;
 static PyObject *str_wake;
 static PyObject *str_hand_over;
 static PyObject *str_finish;
+/* The StepperCore type, for _receiver.c's checks (ws13_stepper_waiting()). */
+static PyTypeObject *stepper_type;
 
-static int
-is_set(PyObject *o)
-{
-    return o != NULL && o != Py_None;
-}
+#define is_set ws13_is_set
 
 static int
 stepper_init(StepperObject *self, PyObject *args, PyObject *kwargs)
@@ -318,6 +316,24 @@ stepper_set_result(StepperObject *self, PyObject *message)
     return PyObject_CallMethodNoArgs((PyObject *)self, str_wake);
 }
 
+/* For _receiver.c: 1 if `waiter` is a StepperCore (or subclass) whose wait
+ * isn't over, 0 if it is one whose wait is over, -1 if it is something else. */
+int
+ws13_stepper_waiting(PyObject *waiter)
+{
+    if (stepper_type == NULL || !PyObject_TypeCheck(waiter, stepper_type)) {
+        return -1;
+    }
+    return ((StepperObject *)waiter)->state == STATE_PENDING;
+}
+
+/* For _receiver.c: set_result() on a StepperCore, without the method call. */
+PyObject *
+ws13_stepper_set_result(PyObject *stepper, PyObject *message)
+{
+    return stepper_set_result((StepperObject *)stepper, message);
+}
+
 static PyObject *
 stepper_step_method(StepperObject *self, PyObject *message)
 {
@@ -420,6 +436,7 @@ ws13_add_stepper(PyObject *module)
     if (type == NULL) {
         return -1;
     }
+    Py_XSETREF(stepper_type, (PyTypeObject *)Py_NewRef(type));
     if (PyModule_AddObject(module, "StepperCore", type) < 0) {
         Py_DECREF(type);
         return -1;

@@ -15,7 +15,14 @@ import sys
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, cast
 
-from .._accel import build_frame, encode_text, parse_messages
+from .._accel import (
+    build_frame,
+    encode_text,
+    install_receiver,
+    install_sender,
+    parse_messages,
+    send_whole,
+)
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -394,40 +401,11 @@ class Connection(Pinger):
         above ``write_limit``. Raises ConnectionClosed once the connection is
         closing, TypeError for anything else.
         """
-        protocol = self.protocol
-        kind = type(message)
-        if (
-            protocol._plain_send
-            and (kind is str or kind is bytes)
-            and not protocol._writes
-            and not self._fragmenting
-        ):
-            # The hot path: send_nowait()'s own lines, inlined, because
-            # calling it here cost 19,628 -> 20,439 instructions per echo
-            # (bench/instructions.py, ws13, 1 conn, 32 B).
-            assert self.transport is not None  # OPEN implies connected
-            if kind is str:
-                opcode = 0x81
-                payload: bytes = encode_text(message)  # type: ignore[arg-type]
-            else:
-                opcode = 0x82
-                payload = message  # type: ignore[assignment]
-            deflate = protocol._deflate
-            if deflate is not None:
-                compressed = deflate.encode_message(payload)
-                if compressed is not None:
-                    payload = compressed
-                    opcode |= 0x40  # RFC 7692 section 6: RSV1 marks a compressed message
-            keys = protocol._mask_keys
-            if keys is not None:
-                self.transport.write(build_frame(opcode, payload, keys.next()))
-            elif len(payload) <= COPY_MAX or not _can_writelines(self.transport):
-                self.transport.write(build_frame(opcode, payload, None))
-            else:
-                self.transport.writelines((encode_header(opcode, len(payload), None), payload))
+        if _send_whole(self, message):
             if self._paused_writing:
                 await self._drain()
             return
+        kind = type(message)
         if kind is str or kind is bytes or isinstance(message, (str, bytes, bytearray, memoryview)):
             if self._fragmenting:
                 # A fragmented send() is under way: this message goes after it.
@@ -460,43 +438,10 @@ class Connection(Pinger):
         ConcurrencyError during a fragmented ``send()``, TypeError for
         anything but str and bytes-like.
         """
+        if _send_whole(self, message):
+            return
         protocol = self.protocol
         kind = type(message)
-        if (
-            protocol._plain_send
-            and (kind is str or kind is bytes)
-            and not protocol._writes
-            and not self._fragmenting
-        ):
-            # The hot path: Protocol.send_text() / send_binary() +
-            # data_to_send() for a whole message, with nothing in between
-            # (see _plain_send): one frame, one write.
-            assert self.transport is not None  # OPEN implies connected
-            if kind is str:
-                opcode = 0x81
-                payload: bytes = encode_text(message)  # type: ignore[arg-type]
-            else:
-                opcode = 0x82
-                payload = message  # type: ignore[assignment]
-            deflate = protocol._deflate
-            if deflate is not None:
-                # permessage-deflate alone (see _plain_send): compress the
-                # whole message, as Protocol._write_frame() would.
-                compressed = deflate.encode_message(payload)
-                if compressed is not None:
-                    payload = compressed
-                    opcode |= 0x40  # RFC 7692 section 6: RSV1 marks a compressed message
-            keys = protocol._mask_keys
-            if keys is not None:
-                self.transport.write(build_frame(opcode, payload, keys.next()))
-            elif len(payload) <= COPY_MAX or not _can_writelines(self.transport):
-                self.transport.write(build_frame(opcode, payload, None))
-            else:
-                # A large unmasked payload goes out as its own buffer beside
-                # its header, not copied into one frame: one writelines(), one
-                # system call (two write() calls would make two on uvloop).
-                self.transport.writelines((encode_header(opcode, len(payload), None), payload))
-            return
         if self._fragmenting:
             raise ConcurrencyError("send_nowait() during a fragmented send()")
         if protocol._state is not OPEN:
@@ -635,6 +580,8 @@ class Connection(Pinger):
         self.transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
 
     def data_received(self, data: bytes) -> None:
+        # With the C speedups, install_receiver() (below the class) replaces
+        # this method with its C twin, ws13/_receiver.c: the same steps.
         protocol = self.protocol
         if protocol._fast_recv:
             # Protocol.receive_data()'s fast path inlined: C parses the
@@ -757,6 +704,61 @@ class Connection(Pinger):
             self._closed.set_result(None)
         if self.debug:
             self.logger.debug("= connection closed: %s", closed)
+
+
+def _send_whole_py(connection: Connection, message: object) -> bool:
+    """Send a whole message as one frame now, if nothing stands in the way.
+
+    The common case of ``send()`` and ``send_nowait()``: a str or bytes
+    message on a connection whose core needs nothing between messages
+    (``Protocol._plain_send``: open, no fragmented message under way, no
+    extension but permessage-deflate) with nothing queued before it. Returns
+    False, having done nothing, otherwise. With the C speedups,
+    ``_speedups.send_whole`` (``_sender.c``) is used instead: the same steps.
+    """
+    protocol = connection.protocol
+    kind = type(message)
+    if not (
+        protocol._plain_send
+        and (kind is str or kind is bytes)
+        and not protocol._writes
+        and not connection._fragmenting
+    ):
+        return False
+    transport = connection.transport
+    assert transport is not None  # OPEN implies connected
+    if kind is str:
+        opcode = 0x81
+        payload: bytes = encode_text(message)  # type: ignore[arg-type]
+    else:
+        opcode = 0x82
+        payload = message  # type: ignore[assignment]
+    deflate = protocol._deflate
+    if deflate is not None:
+        # permessage-deflate alone (see _plain_send): compress the whole
+        # message, as Protocol._write_frame() would.
+        compressed = deflate.encode_message(payload)
+        if compressed is not None:
+            payload = compressed
+            opcode |= 0x40  # RFC 7692 section 6: RSV1 marks a compressed message
+    keys = protocol._mask_keys
+    if keys is not None:
+        transport.write(build_frame(opcode, payload, keys.next()))
+    elif len(payload) <= COPY_MAX or not _can_writelines(transport):
+        transport.write(build_frame(opcode, payload, None))
+    else:
+        # A large unmasked payload goes out as its own buffer beside its
+        # header, not copied into one frame: one writelines(), one system
+        # call (two write() calls would make two on uvloop).
+        transport.writelines((encode_header(opcode, len(payload), None), payload))
+    return True
+
+
+_send_whole: Callable[[Connection, object], bool] = _send_whole_py
+if install_receiver is not None and install_sender is not None and send_whole is not None:
+    install_receiver(Connection, Protocol, MessageQueue, OPEN, INFLATE_ERRORS)
+    install_sender(Connection, Protocol, _send_whole_py, COPY_MAX, _WRITELINES_OK)
+    _send_whole = send_whole
 
 
 def check_close_timeout(close_timeout: float | None) -> None:
