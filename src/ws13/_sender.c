@@ -1,6 +1,6 @@
 /* send_whole(): a whole message sent as one frame, in C; part of ws13._speedups.
  *
- * The twin is _send_whole() in ws13/asyncio/connection.py, the common case
+ * The twin is _send_whole_py() in ws13/asyncio/connection.py, the common case
  * of both send() and send_nowait(): a str or bytes message on a connection
  * whose core needs nothing between messages (Protocol._plain_send), with
  * nothing queued before it. The frame is built and written in one go; with
@@ -74,7 +74,7 @@ write_frame(PyObject *transport, int first_byte, PyObject *payload, PyObject *ke
     else {
         if (n > copy_max && writelines_ok) {
             /* A large unmasked payload goes out beside its header, not
-             * copied into one frame (connection.py's _send_whole() says why),
+             * copied into one frame (connection.py's _send_whole_py() says why),
              * unless the transport is closing. */
             int closing;
             result = call_method(transport, str_is_closing, NULL);
@@ -251,12 +251,12 @@ install_sender(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef sender_functions[] = {
     {"install_sender", (PyCFunction)(void (*)(void))install_sender, METH_FASTCALL,
-     "install_sender(Connection, Protocol, _send_whole, COPY_MAX, writelines_ok)\n\n"
+     "install_sender(Connection, Protocol, _send_whole_py, COPY_MAX, writelines_ok)\n\n"
      "Make send_whole() read those classes' slots (once)."},
     {"send_whole", (PyCFunction)(void (*)(void))send_whole, METH_FASTCALL,
      "send_whole(connection, message) -> bool\n\n"
      "Send a whole str or bytes message as one frame now if nothing stands in the way; "
-     "False, having done nothing, otherwise. C twin of connection.py's _send_whole()."},
+     "False, having done nothing, otherwise. C twin of connection.py's _send_whole_py()."},
     {NULL, NULL, 0, NULL},
 };
 
