@@ -40,21 +40,7 @@ static PyObject *str_done, *str_set_result;
 
 #define slot ws13_slot
 #define set_slot ws13_set_slot
-
-/* Call method `name` of `obj` with one or two arguments; 0 or -1. */
-static int
-call_method(PyObject *obj, PyObject *name, PyObject *arg1, PyObject *arg2)
-{
-    PyObject *args[3] = {obj, arg1, arg2};
-    size_t nargs = arg1 == NULL ? 1 : arg2 == NULL ? 2 : 3;
-    PyObject *result = PyObject_VectorcallMethod(name, args, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                                 NULL);
-    if (result == NULL) {
-        return -1;
-    }
-    Py_DECREF(result);
-    return 0;
-}
+#define call_method ws13_call_method_status
 
 /* The raised exception, normalized, with its traceback, as `except E as exc`
  * would bind it; the error indicator is cleared. */
@@ -161,7 +147,7 @@ deliver(PyObject *self, PyObject *messages, PyObject *message)
 {
     PyObject *handler = slot(self, off_on_message);
     PyObject *waiter, *result;
-    int waiting;
+    int waiting, is_stepper;
 
     if (ws13_is_set(handler)) {
         Py_INCREF(handler);
@@ -182,7 +168,8 @@ deliver(PyObject *self, PyObject *messages, PyObject *message)
     }
     Py_INCREF(waiter);
     waiting = ws13_stepper_waiting(waiter);
-    if (waiting < 0) {
+    is_stepper = waiting >= 0;
+    if (!is_stepper) {
         result = PyObject_CallMethodNoArgs(waiter, str_done);
         waiting = result == NULL ? -1 : PyObject_Not(result);
         Py_XDECREF(result);
@@ -190,22 +177,17 @@ deliver(PyObject *self, PyObject *messages, PyObject *message)
             Py_DECREF(waiter);
             return -1;
         }
-        if (waiting) {
-            set_slot(messages, off_waiter, Py_None);
-            waiting = call_method(waiter, str_set_result, message, NULL);
-            Py_DECREF(waiter);
-            return waiting;
-        }
     }
-    else if (waiting) {
-        set_slot(messages, off_waiter, Py_None);
-        result = ws13_stepper_set_result(waiter, message);
+    if (!waiting) {
         Py_DECREF(waiter);
-        Py_XDECREF(result);
-        return result == NULL ? -1 : 0;
+        return call_method(messages, str_put, message, NULL);
     }
+    set_slot(messages, off_waiter, Py_None);
+    result = is_stepper ? ws13_stepper_set_result(waiter, message)
+                        : PyObject_CallMethodOneArg(waiter, str_set_result, message);
     Py_DECREF(waiter);
-    return call_method(messages, str_put, message, NULL);
+    Py_XDECREF(result);
+    return result == NULL ? -1 : 0;
 }
 
 /* Connection.data_received() with its protocol and queue checked. */
@@ -317,12 +299,6 @@ ws13_slot_offset(PyObject *cls, const char *name)
     return offset;
 }
 
-#define OFFSET(var, cls, name)                   \
-    if ((var = ws13_slot_offset(cls, name)) < 0) {   \
-        Py_DECREF(twin);                        \
-        return NULL;                            \
-    }
-
 static PyObject *
 install_receiver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -343,34 +319,32 @@ install_receiver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "install_receiver() was already called");
         return NULL;
     }
-    /* A strong reference: the class's own goes when the method is replaced. */
-    twin = Py_XNewRef(
-        PyDict_GetItemString(((PyTypeObject *)connection)->tp_dict, "data_received"));
+    twin = PyDict_GetItemString(((PyTypeObject *)connection)->tp_dict, "data_received");
     if (twin == NULL || !PyFunction_Check(twin)) {
-        Py_XDECREF(twin);
         PyErr_SetString(PyExc_TypeError, "the connection class must define data_received()");
         return NULL;
     }
-    OFFSET(off_protocol, connection, "protocol");
-    OFFSET(off_messages, connection, "_messages");
-    OFFSET(off_on_message, connection, "_on_message");
-    OFFSET(off_fast_recv, protocol, "_fast_recv");
-    OFFSET(off_expect_mask, protocol, "_expect_mask");
-    OFFSET(off_max_size, protocol, "max_size");
-    OFFSET(off_events, protocol, "_events");
-    OFFSET(off_inflate, protocol, "_inflate");
-    OFFSET(off_writes, protocol, "_writes");
-    OFFSET(off_state, protocol, "_state");
-    OFFSET(off_large, protocol, "_large");
-    OFFSET(off_waiter, queue, "_waiter");
+    WS13_SLOT_OFFSET(off_protocol, connection, "protocol");
+    WS13_SLOT_OFFSET(off_messages, connection, "_messages");
+    WS13_SLOT_OFFSET(off_on_message, connection, "_on_message");
+    WS13_SLOT_OFFSET(off_fast_recv, protocol, "_fast_recv");
+    WS13_SLOT_OFFSET(off_expect_mask, protocol, "_expect_mask");
+    WS13_SLOT_OFFSET(off_max_size, protocol, "max_size");
+    WS13_SLOT_OFFSET(off_events, protocol, "_events");
+    WS13_SLOT_OFFSET(off_inflate, protocol, "_inflate");
+    WS13_SLOT_OFFSET(off_writes, protocol, "_writes");
+    WS13_SLOT_OFFSET(off_state, protocol, "_state");
+    WS13_SLOT_OFFSET(off_large, protocol, "_large");
+    WS13_SLOT_OFFSET(off_waiter, queue, "_waiter");
+    /* Our own reference before the method replaces it: the class's goes then. */
+    py_twin = Py_NewRef(twin);
     method = PyDescr_NewMethod((PyTypeObject *)connection, &data_received_def);
     if (method == NULL || PyObject_SetAttrString(connection, "data_received", method) < 0) {
         Py_XDECREF(method);
-        Py_DECREF(twin);
+        Py_CLEAR(py_twin);
         return NULL;
     }
     Py_DECREF(method);
-    py_twin = twin;
     protocol_type = (PyTypeObject *)Py_NewRef(protocol);
     queue_type = (PyTypeObject *)Py_NewRef(queue);
     open_state = Py_NewRef(args[3]);

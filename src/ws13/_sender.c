@@ -19,19 +19,15 @@
 
 #include "_speedups.h"
 
-static PyTypeObject *connection_type, *protocol_type;
-static PyObject *py_twin;
-static Py_ssize_t copy_max;
-static int writelines_ok;
-static Py_ssize_t off_protocol, off_transport, off_fragmenting;
-static Py_ssize_t off_plain_send, off_writes, off_deflate, off_mask_keys;
-static PyObject *str_write, *str_writelines, *str_is_closing, *str_encode_message, *str_next;
+#define call_method ws13_call_method
 
-/* Whether `obj` is false: False, None or an empty list are, without a call. */
+/* Whether `obj` is false, as PyObject_Not() says, but False and an empty list
+ * (what _fragmenting and _writes hold) without its calls: ~50 of ~10,500
+ * instructions per 32 B echo (bench/instructions.py). */
 static int
 is_false(PyObject *obj)
 {
-    if (obj == Py_False || obj == Py_None) {
+    if (obj == Py_False) {
         return 1;
     }
     if (PyList_CheckExact(obj)) {
@@ -40,13 +36,13 @@ is_false(PyObject *obj)
     return PyObject_Not(obj);
 }
 
-static PyObject *
-call_method(PyObject *obj, PyObject *name, PyObject *arg)
-{
-    PyObject *args[2] = {obj, arg};
-    size_t nargs = arg == NULL ? 1 : 2;
-    return PyObject_VectorcallMethod(name, args, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-}
+static PyTypeObject *connection_type, *protocol_type;
+static PyObject *py_twin;
+static Py_ssize_t copy_max;
+static int writelines_ok;
+static Py_ssize_t off_protocol, off_transport, off_fragmenting;
+static Py_ssize_t off_plain_send, off_writes, off_deflate, off_mask_keys;
+static PyObject *str_write, *str_writelines, *str_is_closing, *str_encode_message, *str_next;
 
 /* Write `payload` as one frame with `first_byte` to `transport`, masked with
  * the next key of `keys` if set; 0 or -1. */
@@ -56,9 +52,10 @@ write_frame(PyObject *transport, int first_byte, PyObject *payload, PyObject *ke
     const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(payload);
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
     PyObject *frame, *result;
+    int status;
 
     if (ws13_is_set(keys)) {
-        PyObject *key = call_method(keys, str_next, NULL);
+        PyObject *key = call_method(keys, str_next, NULL, NULL);
         if (key == NULL) {
             return -1;
         }
@@ -77,7 +74,7 @@ write_frame(PyObject *transport, int first_byte, PyObject *payload, PyObject *ke
              * copied into one frame (connection.py's _send_whole_py() says why),
              * unless the transport is closing. */
             int closing;
-            result = call_method(transport, str_is_closing, NULL);
+            result = call_method(transport, str_is_closing, NULL, NULL);
             closing = result == NULL ? -1 : PyObject_IsTrue(result);
             Py_XDECREF(result);
             if (closing < 0) {
@@ -94,10 +91,9 @@ write_frame(PyObject *transport, int first_byte, PyObject *payload, PyObject *ke
                 if (parts == NULL) {
                     return -1;
                 }
-                result = call_method(transport, str_writelines, parts);
+                status = ws13_call_method_status(transport, str_writelines, parts, NULL);
                 Py_DECREF(parts);
-                Py_XDECREF(result);
-                return result == NULL ? -1 : 0;
+                return status;
             }
         }
         frame = ws13_build_frame(first_byte, buf, n, NULL, 1);
@@ -105,16 +101,15 @@ write_frame(PyObject *transport, int first_byte, PyObject *payload, PyObject *ke
     if (frame == NULL) {
         return -1;
     }
-    result = call_method(transport, str_write, frame);
+    status = ws13_call_method_status(transport, str_write, frame, NULL);
     Py_DECREF(frame);
-    Py_XDECREF(result);
-    return result == NULL ? -1 : 0;
+    return status;
 }
 
 static PyObject *
 send_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *connection, *message, *protocol, *transport, *fragmenting, *writes;
+    PyObject *connection, *message, *protocol, *transport, *fragmenting;
     PyObject *payload, *deflate, *keys;
     int first_byte, status;
 
@@ -167,7 +162,7 @@ send_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (status == 0 && ws13_is_set(deflate)) {
         /* permessage-deflate alone (see _plain_send): compress the whole
          * message, as Protocol._write_frame() would. */
-        PyObject *compressed = call_method(deflate, str_encode_message, payload);
+        PyObject *compressed = call_method(deflate, str_encode_message, payload, NULL);
         if (compressed == NULL) {
             status = -1;
         }
@@ -200,11 +195,6 @@ send_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_TRUE;
 }
 
-#define OFFSET(var, cls, name)                        \
-    if ((var = ws13_slot_offset(cls, name)) < 0) {    \
-        return NULL;                                  \
-    }
-
 static PyObject *
 install_sender(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -234,13 +224,13 @@ install_sender(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if ((ok = PyObject_IsTrue(args[4])) < 0) {
         return NULL;
     }
-    OFFSET(off_protocol, connection, "protocol");
-    OFFSET(off_transport, connection, "transport");
-    OFFSET(off_fragmenting, connection, "_fragmenting");
-    OFFSET(off_plain_send, protocol, "_plain_send");
-    OFFSET(off_writes, protocol, "_writes");
-    OFFSET(off_deflate, protocol, "_deflate");
-    OFFSET(off_mask_keys, protocol, "_mask_keys");
+    WS13_SLOT_OFFSET(off_protocol, connection, "protocol");
+    WS13_SLOT_OFFSET(off_transport, connection, "transport");
+    WS13_SLOT_OFFSET(off_fragmenting, connection, "_fragmenting");
+    WS13_SLOT_OFFSET(off_plain_send, protocol, "_plain_send");
+    WS13_SLOT_OFFSET(off_writes, protocol, "_writes");
+    WS13_SLOT_OFFSET(off_deflate, protocol, "_deflate");
+    WS13_SLOT_OFFSET(off_mask_keys, protocol, "_mask_keys");
     copy_max = limit;
     writelines_ok = ok;
     connection_type = (PyTypeObject *)Py_NewRef(connection);

@@ -99,6 +99,36 @@ ws13_set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value)
  * or -1 with an exception set if it isn't one. */
 Py_ssize_t ws13_slot_offset(PyObject *cls, const char *name);
 
+/* In an install function: var = the offset of slot `name` of `cls`, or
+ * return NULL (the exception is set). */
+#define WS13_SLOT_OFFSET(var, cls, name)                 \
+    if (((var) = ws13_slot_offset((cls), (name))) < 0) { \
+        return NULL;                                     \
+    }
+
+/* obj.name(), obj.name(arg1) or obj.name(arg1, arg2) (arg2, then arg1, NULL
+ * for fewer): the result, or NULL with an exception set. */
+static inline PyObject *
+ws13_call_method(PyObject *obj, PyObject *name, PyObject *arg1, PyObject *arg2)
+{
+    PyObject *args[3] = {obj, arg1, arg2};
+    size_t nargs = arg1 == NULL ? 1 : arg2 == NULL ? 2 : 3;
+    return PyObject_VectorcallMethod(name, args, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* ws13_call_method() for a call whose result isn't needed: 0, or -1 with an
+ * exception set. */
+static inline int
+ws13_call_method_status(PyObject *obj, PyObject *name, PyObject *arg1, PyObject *arg2)
+{
+    PyObject *result = ws13_call_method(obj, name, arg1, arg2);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
 /* _stepper.c: whether `waiter` is a StepperCore still waiting (1), one whose
  * wait is over (0), or not a StepperCore (-1); and its set_result(). */
 int ws13_stepper_waiting(PyObject *waiter);
