@@ -17,11 +17,9 @@ if build != "no" and platform.python_implementation() == "CPython":
             "ws13._speedups",
             sources=[
                 "src/ws13/_speedups.c",
-                "src/ws13/_stepper.c",
+                "src/ws13/_corebase.c",
                 "src/ws13/_maskkeys.c",
                 "src/ws13/_payload.c",
-                "src/ws13/_receiver.c",
-                "src/ws13/_sender.c",
             ],
             depends=["src/ws13/_speedups.h"],
             optional=build != "yes",

@@ -65,5 +65,34 @@ python -c 'import ws13._accel as a, sys; sys.exit(not a.USING_SPEEDUPS)' \
 log "pytest, pure Python (WS13_NO_EXTENSIONS=1)"
 WS13_NO_EXTENSIONS=1 python -m pytest -q -m "not compliance" "$@"
 
+# Every other CPython 3.11+ on the machine (pyenv's, or WS13_OTHER_PYTHONS, a
+# space-separated list of interpreters), each in its own virtualenv with the
+# C speedups: the core, asyncio, extension and differential tests.
+OTHER_PYTHONS=${WS13_OTHER_PYTHONS:-}
+if [ -z "$OTHER_PYTHONS" ] && command -v pyenv >/dev/null; then
+  for candidate in "$(pyenv root)"/versions/3.*/bin/python3; do
+    [ -x "$candidate" ] && OTHER_PYTHONS="$OTHER_PYTHONS $candidate"
+  done
+fi
+MAIN_VERSION=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+declare -A SEEN=(["$MAIN_VERSION"]=1)
+for other in $OTHER_PYTHONS; do
+  version=$("$other" -c 'import sys; print("%d.%d" % sys.version_info[:2]) if sys.version_info >= (3, 11) and sys.implementation.name == "cpython" else None' 2>/dev/null || true)
+  { [ -z "$version" ] || [ "$version" = None ] || [ -n "${SEEN[$version]:-}" ]; } && continue
+  SEEN[$version]=1
+  other_venv="$VENV-$version"
+  if [ ! -x "$other_venv/bin/python" ]; then
+    log "creating $other_venv ($other)"
+    "$other" -m venv "$other_venv"
+  fi
+  log "pip install -e .[test,speed] for Python $version"
+  "$other_venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+  WS13_BUILD_EXTENSION=yes "$other_venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test,speed]'
+  "$other_venv/bin/python" -c 'import ws13._accel as a, sys; sys.exit(not a.USING_SPEEDUPS)' \
+    || { echo "the C speedups did not build for Python $version" >&2; exit 1; }
+  log "pytest, Python $version with the C speedups: core, asyncio, extensions, differential"
+  "$other_venv/bin/python" -m pytest -q -m "not compliance" tests/test_*.py tests/asyncio tests/extensions
+done
+
 log "pytest, C speedups"
 exec python -m pytest "$@"

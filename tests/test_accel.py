@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +37,80 @@ class TestSelector:
     def test_speedups_used_when_built(self) -> None:
         # scripts/test.sh builds the C extension (WS13_BUILD_EXTENSION=yes).
         assert _using_speedups({"WS13_NO_EXTENSIONS": ""}) == "True ws13._speedups"
+
+    @pytest.mark.parametrize("no_extensions", ["", "1"])
+    def test_the_core_never_imports_asyncio(self, no_extensions: str) -> None:
+        # The sans-I/O core does no I/O (shared/DESIGN.md), with or without C.
+        code = (
+            "import sys, ws13, ws13.protocol, ws13.client, ws13.server, ws13._accel as a\n"
+            "print(a.USING_SPEEDUPS, 'asyncio' in sys.modules)"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "WS13_NO_EXTENSIONS": no_extensions},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert result.stdout.split() == [str(not no_extensions), "False"]
+
+    def test_any_import_failure_of_the_extension_falls_back(self) -> None:
+        # Not only ImportError: whatever the extension's import raises.
+        code = (
+            "import sys\n"
+            "class Refuse:\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name == 'ws13._speedups':\n"
+            "            raise RuntimeError('refused')\n"
+            "sys.meta_path.insert(0, Refuse())\n"
+            "import ws13._accel as a, ws13.protocol as p\n"
+            "print(a.USING_SPEEDUPS, len(p.Protocol(p.Side.CLIENT).send_message('hi')))"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "WS13_NO_EXTENSIONS": ""},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert result.stdout.split() == ["False", "1"]
+
+    def test_subinterpreters(self, tmp_path: Path) -> None:
+        # A subinterpreter sharing the GIL gets its own copy of the module,
+        # with its own state; one with its own GIL (3.12+) is refused the
+        # extension, which declares no such support, and runs in pure
+        # Python. The main interpreter keeps its speedups either way.
+        out = tmp_path / "result"
+        sub = (
+            "import ws13._accel as a, ws13.protocol as p\n"
+            "frame = p.Protocol(p.Side.CLIENT).send_message('hi')[0]\n"
+            f"open({str(out)!r}, 'a').write(f'{{a.USING_SPEEDUPS}} {{len(frame)}}\\n')\n"
+        )
+        code = (
+            "import sys, _testcapi\n"
+            f"assert _testcapi.run_in_subinterp({sub!r}) == 0\n"
+            "if sys.version_info >= (3, 12):\n"
+            "    try:\n"
+            "        import _interpreters as interpreters\n"
+            "    except ImportError:\n"
+            "        import _xxsubinterpreters as interpreters\n"
+            "    interp = interpreters.create()\n"
+            f"    interpreters.run_string(interp, {sub!r})\n"
+            "    interpreters.destroy(interp)\n"
+            "import ws13._accel as a\n"
+            "print(a.USING_SPEEDUPS, len(a.MaskKeys().next()))"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "WS13_NO_EXTENSIONS": ""},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert result.stdout.split() == ["True", "4"]
+        lines = out.read_text().splitlines()
+        expected = ["True 8"] + (["False 8"] if sys.version_info >= (3, 12) else [])
+        assert lines == expected
 
     def test_this_process_follows_the_environment(self) -> None:
         forced = bool(os.environ.get("WS13_NO_EXTENSIONS"))

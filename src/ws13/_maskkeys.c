@@ -4,8 +4,7 @@
  * by the client ... MUST be derived from a strong source of entropy." Keys
  * come from os.urandom, read 4 KiB at a time (one system call per 1,024
  * frames), as in the pure-Python twin. A client takes one key per frame it
- * sends; the twin's next() is a Python call (~700 instructions per message
- * of a client's echo, bench/instructions.py), this one a C method call.
+ * sends, so next() is a C method call rather than a Python one.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -20,10 +19,6 @@ typedef struct {
     PyObject *pool; /* bytes from os.urandom, or NULL before the first key */
     Py_ssize_t pos;
 } MaskKeysObject;
-
-/* The os module: urandom is looked up at each refill, as the twin does. */
-static PyObject *os_module;
-static PyObject *str_urandom;
 
 static int
 maskkeys_init(MaskKeysObject *self, PyObject *args, PyObject *kwargs)
@@ -54,9 +49,12 @@ maskkeys_next(MaskKeysObject *self, PyObject *Py_UNUSED(ignored))
 {
     PyObject *key;
     if (self->pool == NULL || self->pos + KEY_SIZE > PyBytes_GET_SIZE(self->pool)) {
-        PyObject *size = PyLong_FromSsize_t(POOL_SIZE);
-        PyObject *pool = size == NULL ? NULL : PyObject_CallMethodOneArg(os_module, str_urandom, size);
-        Py_XDECREF(size);
+        /* os.urandom (looked up at each refill, as the twin does), from the
+         * os module in the state of the module that made this type. */
+        PyObject *module = PyType_GetModule(Py_TYPE(self));
+        PyObject *pool = module == NULL ? NULL
+                                        : PyObject_CallMethod(ws13_get_state(module)->os, "urandom",
+                                                              "n", (Py_ssize_t)POOL_SIZE);
         if (pool == NULL) {
             return NULL;
         }
@@ -102,14 +100,11 @@ int
 ws13_add_maskkeys(PyObject *module)
 {
     PyObject *type;
-    if (os_module == NULL) {
-        os_module = PyImport_ImportModule("os");
-        str_urandom = PyUnicode_InternFromString("urandom");
-        if (os_module == NULL || str_urandom == NULL) {
-            return -1;
-        }
+    ws13_get_state(module)->os = PyImport_ImportModule("os");
+    if (ws13_get_state(module)->os == NULL) {
+        return -1;
     }
-    type = PyType_FromSpec(&maskkeys_spec);
+    type = PyType_FromModuleAndSpec(module, &maskkeys_spec, NULL);
     if (type == NULL) {
         return -1;
     }

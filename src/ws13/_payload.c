@@ -303,7 +303,7 @@ static PyType_Spec payload_buffer_spec = {
 int
 ws13_add_payload_buffer(PyObject *module)
 {
-    PyObject *type = PyType_FromSpec(&payload_buffer_spec);
+    PyObject *type = PyType_FromModuleAndSpec(module, &payload_buffer_spec, NULL);
     if (type == NULL) {
         return -1;
     }

@@ -25,14 +25,11 @@
  * utf8_check(data, state=0) -> int: incremental UTF-8 validation for
  * fragmented and partly received text; twin of utils.utf8_check.
  *
- * StepperCore, in _stepper.c: what a task reading a connection waits on for a
- * message, stepped from data_received(); twin of ws13/asyncio/_stepcore.py.
- *
  * MaskKeys, in _maskkeys.c: a client's masking keys; twin of utils.MaskKeys.
  *
- * install_receiver(), in _receiver.c: makes ws13.asyncio.Connection's
- * data_received() its C twin. install_sender() and send_whole(), in
- * _sender.c: the whole-message send of send() and send_nowait().
+ * CoreBase, in _corebase.c: the base type of ws13.protocol.Protocol, with
+ * the core's hot entry points receive() and send_message() and the state
+ * they use in its own C struct; twin of ws13/corebase.py.
  *
  * PayloadBuffer, in _payload.c: a large frame's payload, unmasked read by
  * read into the bytes object it is delivered as; twin of utils.PayloadBuffer.
@@ -48,6 +45,12 @@
  * protocol round trip), and only release the GIL for large payloads. The
  * argument errors are the ones PyArg_ParseTuple gave ("y*", "i", "n", "p",
  * "O!"), checked by tests/test_accel.py.
+ *
+ * C owns what it touches (shared/DESIGN.md): these functions work on the
+ * buffers and objects they are given and on the C structs of the types
+ * they define, never on a Python class's attributes. The module keeps no
+ * state in C globals (MaskKeys's os module is in the module state), so
+ * each interpreter that imports it gets its own types and state.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -197,10 +200,10 @@ done:
     return result;
 }
 
-/* build_frame()'s work, also called by _sender.c: see _speedups.h. */
+/* build_frame()'s work, also CoreBase.send_message()'s: see _speedups.h. */
 PyObject *
-ws13_build_frame(int first_byte, const unsigned char *payload, Py_ssize_t n,
-                 const unsigned char *mask, int with_payload)
+ws13_frame(int first_byte, const unsigned char *payload, Py_ssize_t n, const unsigned char *mask,
+           int with_payload)
 {
     PyObject *result;
     unsigned char *out;
@@ -270,7 +273,7 @@ build_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         }
         mask = (const unsigned char *)PyBytes_AS_STRING(mask_obj);
     }
-    result = ws13_build_frame(first_byte, (const unsigned char *)payload.buf, payload.len, mask, 1);
+    result = ws13_frame(first_byte, (const unsigned char *)payload.buf, payload.len, mask, 1);
 
 done:
     release_bytes_like(&payload);
@@ -314,11 +317,10 @@ inflate_message(PyObject *inflate, const unsigned char *payload, Py_ssize_t leng
     return *message == NULL ? -1 : 0;
 }
 
-/* parse_messages' loop, also called by _receiver.c's data_received: see
- * _speedups.h. */
+/* parse_messages()'s loop, also CoreBase.receive()'s: see _speedups.h. */
 Py_ssize_t
-ws13_parse_messages(const unsigned char *buf, Py_ssize_t end, Py_ssize_t pos, int expect_mask,
-                    Py_ssize_t max_size, PyObject *max_size_obj, PyObject *out, PyObject *inflate)
+ws13_scan_messages(const unsigned char *buf, Py_ssize_t end, Py_ssize_t pos, int expect_mask,
+              Py_ssize_t max_size, PyObject *max_size_obj, PyObject *out, PyObject *inflate)
 {
     unsigned char stack[4096];
 
@@ -463,7 +465,7 @@ parse_messages(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
         PyErr_SetString(PyExc_ValueError, "pos must not be negative");
         goto error;
     }
-    pos = ws13_parse_messages((const unsigned char *)data.buf, data.len, pos, expect_mask,
+    pos = ws13_scan_messages((const unsigned char *)data.buf, data.len, pos, expect_mask,
                               max_size, args[3], out, inflate);
     release_bytes_like(&data);
     return pos < 0 ? NULL : PyLong_FromSsize_t(pos);
@@ -705,7 +707,7 @@ encode_text(PyObject *self, PyObject *text)
     return ws13_encode_text(text);
 }
 
-/* encode_text()'s work, also called by _sender.c. */
+/* encode_text()'s work, also CoreBase.send_message()'s. */
 PyObject *
 ws13_encode_text(PyObject *text)
 {
@@ -750,32 +752,63 @@ static PyMethodDef speedups_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* No Py_mod_gil slot: the module needs the GIL (nothing here was run on a
+ * free-threaded build), so a free-threaded CPython re-enables the GIL when
+ * it is imported. No Py_mod_multiple_interpreters slot either: the default
+ * lets subinterpreters that share the main GIL load their own copy (state
+ * and types are per module), and an interpreter with its own GIL refuses
+ * it, so ws13 runs in pure Python there (tests/test_accel.py). */
 static PyModuleDef_Slot speedups_slots[] = {
-    {Py_mod_exec, ws13_add_stepper},
+    {Py_mod_exec, ws13_add_corebase},
     {Py_mod_exec, ws13_add_maskkeys},
     {Py_mod_exec, ws13_add_payload_buffer},
-    {Py_mod_exec, ws13_add_receiver},
-    {Py_mod_exec, ws13_add_sender},
-#ifdef Py_mod_gil
-    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
-#endif
     {0, NULL},
 };
 
-static struct PyModuleDef speedups_module = {
+static int
+speedups_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    ws13_state *state = ws13_get_state(module);
+    Py_VISIT(state->os);
+    Py_VISIT(state->str_receive_data);
+    Py_VISIT(state->str_receive_rest);
+    Py_VISIT(state->str_fail_inflated);
+    Py_VISIT(state->str_send_message);
+    return 0;
+}
+
+static int
+speedups_clear(PyObject *module)
+{
+    ws13_state *state = ws13_get_state(module);
+    Py_CLEAR(state->os);
+    Py_CLEAR(state->str_receive_data);
+    Py_CLEAR(state->str_receive_rest);
+    Py_CLEAR(state->str_fail_inflated);
+    Py_CLEAR(state->str_send_message);
+    return 0;
+}
+
+static void
+speedups_free(void *module)
+{
+    speedups_clear((PyObject *)module);
+}
+
+struct PyModuleDef ws13_speedups_module = {
     PyModuleDef_HEAD_INIT,
     "ws13._speedups",
     "C speedups for ws13 (see ws13/utils.py for the reference code).",
-    0,
+    sizeof(ws13_state),
     speedups_methods,
     speedups_slots,
-    NULL,
-    NULL,
-    NULL,
+    speedups_traverse,
+    speedups_clear,
+    speedups_free,
 };
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModuleDef_Init(&speedups_module);
+    return PyModuleDef_Init(&ws13_speedups_module);
 }

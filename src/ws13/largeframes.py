@@ -85,6 +85,16 @@ class LargeFrameReceiver(FrameWriter):
         large = self._large
         return None if large is None else large.receive_buffer()
 
+    @property
+    def large_frame_remaining(self) -> int:
+        """Bytes still to come of the large frame being received; 0 if none.
+
+        An I/O layer that can read into a buffer switches to
+        ``receive_large_buffer()`` while this is large, and back once it is 0.
+        """
+        large = self._large
+        return 0 if large is None else large.remaining
+
     def large_buffer_updated(self, nbytes: int) -> None:
         """``nbytes`` were read into the buffer ``receive_large_buffer()`` gave.
 

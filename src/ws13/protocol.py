@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
 from typing import Union
 
 from ._accel import MaskKeys, apply_mask, parse_messages, utf8_check
@@ -123,11 +122,6 @@ class Protocol(LargeFrameReceiver):
         "_buffer",
         "_deflate",
         "_discarding",
-        "_events",
-        "_expect_mask",
-        "_fast_recv",
-        "_inflate",
-        "_mask_keys",
         "_msg_opcode",
         "_msg_parts",
         "_msg_rsv",
@@ -138,7 +132,6 @@ class Protocol(LargeFrameReceiver):
         "_state",
         "_tracer",
         "_utf8",
-        "_writes",
         "close_rcvd",
         "close_rcvd_then_sent",
         "close_sent",
@@ -146,7 +139,6 @@ class Protocol(LargeFrameReceiver):
         "extensions",
         "handshake_exc",
         "logger",
-        "max_size",
         "parser_exc",
         "side",
     )
@@ -195,12 +187,13 @@ class Protocol(LargeFrameReceiver):
         self._large_b0 = 0
         self._large_utf8 = -1
         self._expect_mask = 0x80 if side is SERVER else 0
-        self._mask_keys = MaskKeys() if side is CLIENT else None
+        self._mask_next = MaskKeys().next if side is CLIENT else None
         #: Extensions negotiated during the opening handshake.
         self.extensions: list[Extension] = _NO_EXTENSIONS
         self._deflate: PerMessageDeflate | None = None
         # The C fast path's inflate callable: _deflate.decode_message, or None.
-        self._inflate: Callable[[bytes, int], bytes] | None = None
+        self._inflate = None
+        self._encode_message = None
         # Reserved bits that negotiated extensions may set (0x40 = RSV1).
         self._rsv_allowed = 0
         # Whether the message being received had a reserved bit set on its
@@ -218,7 +211,7 @@ class Protocol(LargeFrameReceiver):
         # Whether a fragmented message we send is in progress.
         self._send_fragmented = False
         # The fast paths (see _update_fast_paths); off until OPEN.
-        self._plain_send = False
+        self._fast_send = False
         self._fast_recv = False
         self._update_fast_paths()
 
@@ -233,7 +226,9 @@ class Protocol(LargeFrameReceiver):
             if len(extensions) == 1 and type(extensions[0]) is PerMessageDeflate
             else None
         )
-        self._inflate = None if self._deflate is None else self._deflate.decode_message
+        deflate = self._deflate
+        self._inflate = None if deflate is None else deflate.decode_message
+        self._encode_message = None if deflate is None else deflate.encode_message
         self._rsv_allowed = 0
         for extension in extensions:
             self._rsv_allowed |= extension.rsv_bits
@@ -254,20 +249,13 @@ class Protocol(LargeFrameReceiver):
         self._update_fast_paths()
 
     def _update_fast_paths(self) -> None:
-        """Decide whether the next data can take the fast paths.
+        """Decide whether the next data can take the fast paths of ``CoreBase``.
 
-        ``_plain_send``: the I/O layer may build a whole message's frame
-        itself (``build_frame`` with ``_mask_keys``) and write it, instead of
-        ``send_text``/``send_binary`` and ``data_to_send()``, while nothing
-        else is waiting to be sent; when ``_deflate`` is set, it compresses
-        the message with ``_deflate.encode_message()`` first and sets RSV1 if
-        that returns bytes. ``_fast_recv``: ``receive_data`` hands the bytes
-        to the C parser first (which inflates whole compressed messages with
-        ``_inflate``). Both need an OPEN connection with no extension but
-        permessage-deflate alone, no tracer and no debug logging; receiving
-        also needs nothing buffered or half-received. Called wherever one of
-        these changes, so the hot paths test one flag instead of six
-        conditions.
+        Both need an OPEN connection with no extension but permessage-deflate
+        alone, no tracer and no debug logging; sending also needs no
+        fragmented message in progress; receiving needs the C parser and
+        nothing buffered or half-received. Called wherever one of these
+        changes, so the hot paths test one flag instead of several conditions.
         """
         plain = (
             self._state is OPEN
@@ -275,7 +263,7 @@ class Protocol(LargeFrameReceiver):
             and self._tracer is None
             and not self.debug
         )
-        self._plain_send = plain and not self._send_fragmented
+        self._fast_send = plain and not self._send_fragmented
         self._fast_recv = (
             plain
             and parse_messages is not None
@@ -333,12 +321,11 @@ class Protocol(LargeFrameReceiver):
         """Feed bytes received from the network.
 
         Then call ``data_to_send()`` and write what it returns, and call
-        ``events_received()`` for what arrived. Bad input never raises here:
-        it fails the connection (see ``parser_exc``).
+        ``events_received()`` for what arrived (or use ``receive()`` for the
+        three). Bad input never raises here: it fails the connection (see
+        ``parser_exc``).
         """
         if self._fast_recv:
-            # The common case: C consumes the whole single-frame messages.
-            # (The asyncio layer inlines this in its data_received().)
             pos = self._parse_fast(data, 0)
             if pos != len(data):
                 self._receive_rest(data, pos)
@@ -521,8 +508,11 @@ class Protocol(LargeFrameReceiver):
             self._fail_inflated(exc)
             return len(data)
 
-    def _fail_inflated(self, exc: PayloadTooBig | ProtocolError | UnicodeDecodeError) -> None:
-        """Fail for what ``parse_messages`` raised from a compressed message."""
+    def _fail_inflated(self, exc: Exception) -> None:
+        """Fail for what ``parse_messages`` raised from a compressed message;
+        anything but ``INFLATE_ERRORS`` is raised again."""
+        if not isinstance(exc, INFLATE_ERRORS):
+            raise exc
         if isinstance(exc, UnicodeDecodeError):
             self._fail_utf8(exc.reason)
         else:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ._accel import build_frame, encode_text
+from ._accel import CoreBase, build_frame, encode_text
 from .exceptions import InvalidState
 from .extensions.base import Extension
 from .extensions.permessage_deflate import PerMessageDeflate
 from .frames import Frame, Opcode
-from .utils import MaskKeys, encode_header
+from .utils import encode_header
 
 __all__ = [
     "COPY_MAX",
@@ -50,34 +50,45 @@ SEND_EOF = b""
 #: Unmasked payloads larger than this go out as a header and the payload
 #: itself, two buffers the transport writes together, rather than copied into
 #: one frame: above a few KiB the copy costs more than the extra buffer.
+#: (``CoreBase``'s C twin has the same: ``_speedups.COPY_MAX``.)
 COPY_MAX = 4096
 
 
-class FrameWriter:
+class FrameWriter(CoreBase):
     """What ``Protocol`` sends (see the module docstring).
 
     Its own attributes are set by ``Protocol.__init__``; the others
     annotated here are ``Protocol``'s, in its ``__slots__``.
     """
 
-    __slots__ = ("_plain_send", "_send_fragmented", "eof_sent")
+    __slots__ = ("_send_fragmented", "eof_sent")
 
     debug: bool
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
     extensions: list[Extension]
     eof_sent: bool
     _deflate: PerMessageDeflate | None
-    _mask_keys: MaskKeys | None
     _tracer: FrameTracer | None
-    _writes: list[bytes]
     _send_fragmented: bool
-    _plain_send: bool
 
     def _check_open(self) -> None:
         """Raise InvalidState unless the connection is OPEN (``Protocol._check_open``)."""
         raise NotImplementedError
 
-    def _write_frame(self, first_byte: int, payload: bytes, compress: bool = True) -> None:
+    @property
+    def sending_fragments(self) -> bool:
+        """Whether a fragmented message is being sent (``send_continuation()`` is next)."""
+        return self._send_fragmented
+
+    def _frame(self, first_byte: int, payload: bytes, compress: bool = True) -> list[bytes]:
+        """The buffers that send a frame, in order: the one place for the
+        framing policy.
+
+        The extensions (permessage-deflate alone without Frame objects, else
+        the general loop) transform the frame, a client masks it, the tracer
+        and the debug log see it, and a large unmasked payload goes out as
+        its own buffer beside the header instead of being copied.
+        """
         if self.debug:
             # Logged as the application sent it: before compression and masking.
             self.logger.debug(
@@ -89,6 +100,8 @@ class FrameWriter:
             compressed = deflate.encode_message(payload, compress)
             if compressed is not None:
                 payload = compressed
+                # RFC 7692 section 6: RSV1 marks the first frame of a
+                # compressed message.
                 first_byte |= 0x40
         elif self.extensions:
             frame = Frame(Opcode(first_byte & 0x0F), payload, bool(first_byte & 0x80))
@@ -96,16 +109,39 @@ class FrameWriter:
                 frame = extension.encode(frame, compress=compress)
             payload = frame.data
             first_byte = frame.first_byte
-        keys = self._mask_keys
-        mask = None if keys is None else keys.next()
+        mask_next = self._mask_next
+        # Section 5.3: a client masks every frame with a fresh random key.
+        mask = None if mask_next is None else mask_next()
         if self._tracer is not None:
             self._tracer(True, encode_header(first_byte, len(payload), mask), payload)
         if mask is None and len(payload) > COPY_MAX:
             # A large unmasked payload goes out as its own buffer, not copied.
-            self._writes.append(encode_header(first_byte, len(payload), None))
-            self._writes.append(payload)
+            return [encode_header(first_byte, len(payload), None), payload]
+        return [build_frame(first_byte, payload, mask)]
+
+    def _write_frame(self, first_byte: int, payload: bytes, compress: bool = True) -> None:
+        """Queue a frame for ``data_to_send()``."""
+        self._writes += self._frame(first_byte, payload, compress)
+
+    def _send_message(
+        self, message: str | bytes | bytearray | memoryview, text: bool | None, compress: bool
+    ) -> list[bytes]:
+        """``send_message()``'s general path: the reference, and where the C
+        twin goes off its fast path."""
+        if isinstance(message, str):
+            if text is False:
+                self.send_binary(encode_text(message), compress=compress)
+            else:
+                self.send_text(message, compress=compress)
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            if text:
+                self.send_text(bytes(message), compress=compress)
+            else:
+                self.send_binary(message, compress=compress)
         else:
-            self._writes.append(build_frame(first_byte, payload, mask))
+            raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+        writes, self._writes = self._writes, []
+        return writes
 
     def send_text(self, data: bytes | str, fin: bool = True, *, compress: bool = True) -> None:
         """Send a text frame: the whole message, or its first fragment when ``fin`` is False.
@@ -121,7 +157,7 @@ class FrameWriter:
             data = encode_text(data)
         if not fin:
             self._send_fragmented = True
-            self._plain_send = False
+            self._fast_send = False
         self._write_frame((0x80 if fin else 0) | OP_TEXT, data, compress)
 
     def send_binary(
@@ -133,7 +169,7 @@ class FrameWriter:
             raise InvalidState("a fragmented message is in progress; send continuations")
         if not fin:
             self._send_fragmented = True
-            self._plain_send = False
+            self._fast_send = False
         self._write_frame((0x80 if fin else 0) | OP_BINARY, bytes(data), compress)
 
     def send_ping(self, data: bytes = b"") -> None:

@@ -1,9 +1,8 @@
-"""Tests for ``Connection.data_received``: the Python method and its C twin (``_receiver.c``).
+"""Tests for ``Connection.data_received``: one ``Protocol.receive()`` per read.
 
-With the C speedups, ``install_receiver()`` replaces the Python method with
-the C one; under ``WS13_NO_EXTENSIONS=1`` the Python method runs. The same
-tests run on both (``scripts/test.sh`` runs the suite twice), each written
-as a peer would see it: bytes from a hand-written client over loopback TCP,
+The same tests run with the C speedups and in pure Python
+(``scripts/test.sh`` runs the suite twice), each written as a peer would
+see it: bytes from a hand-written client over loopback TCP,
 in one write so that they arrive in one read, and what the server answers.
 """
 
@@ -13,7 +12,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import types
 import zlib
 
 from tests.asyncio.helpers import (
@@ -25,8 +23,6 @@ from tests.asyncio.helpers import (
     wait,
     wait_for_condition,
 )
-from ws13 import _accel
-from ws13.asyncio.connection import Connection
 from ws13.asyncio.server import ServerConnection
 from ws13.exceptions import ConnectionClosedError
 
@@ -64,32 +60,6 @@ def compressed(opcode: int, data: bytes) -> bytes:
     frame = bytearray(encode_frame(opcode, payload, mask=True))
     frame[0] |= 0x40  # RSV1: compressed
     return bytes(frame)
-
-
-class InstalledTests(ServerClientTestCase):
-    def test_the_c_twin_replaces_the_method_with_the_speedups(self) -> None:
-        method = Connection.__dict__["data_received"]
-        if _accel.USING_SPEEDUPS:
-            assert not isinstance(method, types.FunctionType)
-            assert method.__objclass__ is Connection
-        else:
-            assert isinstance(method, types.FunctionType)
-
-    async def test_an_unset_attribute_is_an_attribute_error(self) -> None:
-        # The C twin hands anything it wasn't shown to the Python method,
-        # which fails as Python code does.
-        server = await self.start_server()
-        client = await self.connect_to(server)
-        connection = await self.server_side()
-        saved = connection._messages
-        del connection._messages
-        try:
-            with self.assertRaisesRegex(AttributeError, "_messages"):
-                connection.data_received(encode_frame(OP_TEXT, b"lost", mask=True))
-        finally:
-            connection._messages = saved
-        await client.send("still served")
-        assert await wait(client.recv()) == "still served"
 
 
 class ReadTests(ServerClientTestCase):
@@ -149,9 +119,8 @@ class ReadTests(ServerClientTestCase):
         assert received == [bytes([n]) for n in range(5)]
         writer.close()
 
-    async def test_a_reader_waiting_on_a_future(self) -> None:
-        # A task of a Task subclass can't be stepped (stepping.py): its
-        # reader waits on a plain future, which data_received() completes.
+    async def test_a_reader_in_a_task_of_a_task_subclass(self) -> None:
+        # A custom task factory's tasks read like any other.
         class OtherTask(asyncio.Task[str | bytes]):
             pass
 

@@ -1,10 +1,9 @@
-"""Tests for the whole-message send of ``send()`` and ``send_nowait()``: ``_send_whole_py`` and
-its C twin ``send_whole`` (``_sender.c``).
+"""Tests for the whole-message send of ``send()`` and ``send_nowait()``:
+one ``Protocol.send_message()`` and the buffers it returns, written as a
+peer reads them.
 
 The same tests run with the C speedups and under ``WS13_NO_EXTENSIONS=1``
-(``scripts/test.sh`` runs the suite twice). What a peer receives is checked
-by the connection tests; these check which path runs and that anything the
-fast path wasn't shown falls to the Python code, with its errors.
+(``scripts/test.sh`` runs the suite twice).
 """
 
 from __future__ import annotations
@@ -12,23 +11,9 @@ from __future__ import annotations
 import pytest
 
 from tests.asyncio.helpers import ServerClientTestCase, raw_client, read_frame, wait
-from ws13 import _accel
-from ws13.asyncio import connection as connection_module
 from ws13.protocol import COPY_MAX
 
 OP_TEXT, OP_BINARY = 0x1, 0x2
-
-
-def test_the_c_twin_is_used_with_the_speedups() -> None:
-    if _accel.USING_SPEEDUPS:
-        assert connection_module._send_whole is _accel.send_whole
-    else:
-        assert connection_module._send_whole is connection_module._send_whole_py
-
-
-def test_not_a_connection_goes_to_the_python_twin() -> None:
-    with pytest.raises(AttributeError, match="protocol"):
-        connection_module._send_whole(object(), "x")  # type: ignore[arg-type]
 
 
 class SendWholeTests(ServerClientTestCase):
@@ -68,22 +53,8 @@ class SendWholeTests(ServerClientTestCase):
             await client.send(message)
             assert await wait(client.recv()) == message
 
-    async def test_an_unset_attribute_is_an_attribute_error(self) -> None:
+    async def test_other_bytes_like_messages_and_errors(self) -> None:
         client = await self.connect_to(await self.start_server())
-        saved = client._fragmenting
-        del client._fragmenting
-        try:
-            with pytest.raises(AttributeError, match="_fragmenting"):
-                await client.send("x")
-        finally:
-            client._fragmenting = saved
-        await client.send("still sent")
-        assert await wait(client.recv()) == "still sent"
-
-    async def test_other_messages_take_the_python_path(self) -> None:
-        client = await self.connect_to(await self.start_server())
-        assert connection_module._send_whole(client, bytearray(b"ba")) is False
-        assert connection_module._send_whole(client, 42) is False
         with pytest.raises(TypeError, match="str or bytes-like, not int"):
             await client.send(42)  # type: ignore[arg-type]
         await client.send(bytearray(b"ba"))

@@ -15,42 +15,22 @@ import sys
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, cast
 
-from .._accel import (
-    build_frame,
-    encode_text,
-    install_receiver,
-    install_sender,
-    parse_messages,
-    send_whole,
-)
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedOK,
+    InvalidState,
 )
 from ..frames import CloseCode, Frame, Opcode
 from ..http11 import Request, Response
-from ..protocol import CLOSED, COPY_MAX, INFLATE_ERRORS, OPEN, SEND_EOF, Protocol, State
-from ..utils import encode_header
+from ..protocol import CLOSED, OPEN, SEND_EOF, Event, Protocol, State
 from .largereader import LARGE_READ, LargeFrameReader
 from .messages import MessageQueue, fresh
 from .pinging import Pinger
 from .sending import OK_CLOSE_CODES, Data
-from .stepping import Stepper, steppable
 from .timers import Deadlines, Keepalive
 
 __all__ = ["OK_CLOSE_CODES", "Connection", "Data"]
-
-#: ``current_task(loop)``, for the check ``recv()`` and ``async for`` make per
-#: message. On CPython 3.11 ``asyncio.current_task()`` is Python code around
-#: a lookup in asyncio's C dict of running tasks, and called once per 32 B
-#: echo it cost ~900 of ~15,800 instructions (``bench/instructions.py``):
-#: the dict's own ``get`` does the same lookup. From 3.12 it is C.
-_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]
-if sys.version_info < (3, 12):
-    _current_task = asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
-else:
-    _current_task = asyncio.current_task
 
 #: Whether ``transport.writelines()`` keeps flow control: not with the selector
 #: transport of CPython 3.12.0-3.12.8 and 3.13.0-3.13.1 (gh-127655, it never
@@ -102,7 +82,6 @@ class Connection(Pinger):
         "_messages",
         "_on_message",
         "_paused_writing",
-        "_stepper",
         "debug",
         "logger",
         "loop",
@@ -152,10 +131,6 @@ class Connection(Pinger):
         # the write buffer.
         self._on_message: Callable[[str | bytes], object] | None = None
         self._handler_paused = False
-        # What the task that serve() runs the handler in waits on for a
-        # message, stepped from data_received() (stepping.py); None for
-        # other connections and other tasks.
-        self._stepper: Stepper | None = None
 
     # -- properties ----------------------------------------------------------
 
@@ -243,21 +218,13 @@ class Connection(Pinger):
                 return message
         if self._on_message is not None:
             raise ConcurrencyError("messages go to the handler given to set_message_handler()")
-        # MessageQueue.wait() inlined, as in __anext__: the call cost ~800
-        # instructions per message of a client's `await ws.recv()`.
+        # MessageQueue.wait() inlined, as in __anext__: a call per message.
         if messages._exc is not None:
             raise fresh(messages._exc)
         waiter = messages._waiter
         if waiter is not None and not waiter.done():
             raise ConcurrencyError("another coroutine is already waiting for the next message")
-        stepper = self._stepper
-        task = _current_task(self.loop)
-        if stepper is None or stepper.task is not task:
-            stepper = self._stepper_for(task)
-        if stepper is not None:
-            waiter = messages._waiter = stepper
-        else:
-            waiter = messages._waiter = messages._loop.create_future()
+        waiter = messages._waiter = self.loop.create_future()
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -287,14 +254,7 @@ class Connection(Pinger):
             raise ConcurrencyError("another coroutine is already waiting for the next message")
         if self._on_message is not None:
             raise ConcurrencyError("messages go to the handler given to set_message_handler()")
-        stepper = self._stepper
-        task = _current_task(self.loop)
-        if stepper is None or stepper.task is not task:
-            stepper = self._stepper_for(task)
-        if stepper is not None:
-            waiter = messages._waiter = stepper
-        else:
-            waiter = messages._waiter = messages._loop.create_future()
+        waiter = messages._waiter = self.loop.create_future()
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -305,21 +265,6 @@ class Connection(Pinger):
             raise StopAsyncIteration from None
         except ConnectionClosed as exc:
             raise fresh(exc) from exc.__cause__
-
-    def _stepper_for(self, task: asyncio.Task[Any] | None) -> Stepper | None:
-        """A stepper for ``task`` to wait on, kept as this connection's.
-
-        None if ``task`` can't be stepped. A connection read by one task (the
-        usual case) makes one; stepping.py says what stepping is and which
-        tasks can be stepped.
-        """
-        if task is None or not steppable(task):
-            return None
-        coro = task.get_coro()
-        if coro is None:
-            return None
-        stepper = self._stepper = Stepper(self.loop, coro, task)
-        return stepper
 
     def set_message_handler(self, handler: Callable[[str | bytes], object] | None) -> None:
         """Have ``handler(message)`` called with each message instead of queueing it.
@@ -387,7 +332,7 @@ class Connection(Pinger):
 
     def _pause_for_handler(self) -> None:
         # Not once closing: the peer's Close must still be read.
-        if not self._handler_paused and self.protocol._state is OPEN:
+        if not self._handler_paused and self.protocol.state is OPEN:
             self._handler_paused = True
             self.pause_receiving()
 
@@ -401,25 +346,35 @@ class Connection(Pinger):
         above ``write_limit``. Raises ConnectionClosed once the connection is
         closing, TypeError for anything else.
         """
-        if _send_whole(self, message):
+        kind = type(message)
+        if (kind is str or kind is bytes) and not self._fragmenting:
+            # send_nowait() inlined: this runs once per message.
+            try:
+                buffers = self.protocol.send_message(message)  # type: ignore[arg-type]
+            except InvalidState:
+                raise self._send_refused() from None
+            transport = self.transport
+            if len(buffers) == 1 and transport is not None:
+                transport.write(buffers[0])
+            else:
+                self._write_buffers(buffers)
             if self._paused_writing:
                 await self._drain()
             return
-        kind = type(message)
-        if kind is str or kind is bytes or isinstance(message, (str, bytes, bytearray, memoryview)):
+        if isinstance(message, (str, bytes, bytearray, memoryview)):
             if self._fragmenting:
                 # A fragmented send() is under way: this message goes after it.
                 assert self._send_lock is not None
                 async with self._send_lock:
                     pass
-            self.send_nowait(message)  # type: ignore[arg-type]
+            self.send_nowait(message)
             if self._paused_writing:
                 await self._drain()
         elif isinstance(message, Mapping):
             # A dict is iterable too: without this its keys went out as fragments.
             raise TypeError("message must be str or bytes-like, not a mapping")
         elif isinstance(message, (Iterable, AsyncIterable)):
-            if self.protocol._state is not OPEN:
+            if self.protocol.state is not OPEN:
                 raise self._closed_exc()
             await self._send_fragments(message)  # type: ignore[arg-type]
         else:
@@ -438,21 +393,17 @@ class Connection(Pinger):
         ConcurrencyError during a fragmented ``send()``, TypeError for
         anything but str and bytes-like.
         """
-        if _send_whole(self, message):
-            return
-        protocol = self.protocol
-        kind = type(message)
         if self._fragmenting:
             raise ConcurrencyError("send_nowait() during a fragmented send()")
-        if protocol._state is not OPEN:
-            raise self._closed_exc()
-        if isinstance(message, str):
-            protocol.send_text(encode_text(message))
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            protocol.send_binary(message)
+        try:
+            buffers = self.protocol.send_message(message)
+        except InvalidState:
+            raise self._send_refused() from None
+        transport = self.transport
+        if len(buffers) == 1 and transport is not None:
+            transport.write(buffers[0])
         else:
-            raise TypeError(f"message must be str or bytes-like, not {kind.__name__}")
-        self._flush()
+            self._write_buffers(buffers)
 
     # -- closing -------------------------------------------------------------
 
@@ -486,41 +437,46 @@ class Connection(Pinger):
     # -- the glue ------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Write what the core queued; close the transport on SEND_EOF."""
-        protocol = self.protocol
-        if not protocol._writes:
-            # Nothing to write: the common case after reading data frames.
-            if not self._closing_started and protocol._state is not OPEN:
-                self._check_close_timer()
-            return
+        """Write what the core queued (see ``_write``)."""
+        self._write(self.protocol.data_to_send())
+
+    def _write(self, writes: list[bytes]) -> None:
+        """Write what the core gave; close the transport at SEND_EOF; start
+        the close timeout once the core expects the TCP close."""
         transport = self.transport
-        writes = protocol.data_to_send()
-        if transport is not None:
+        if writes and transport is not None:
             end = len(writes)
             if SEND_EOF in writes:
                 end = writes.index(SEND_EOF)
-            if end == 1:
-                transport.write(writes[0])
-            elif end > 1:
-                # Several buffers (a large frame's header and payload, a pong
-                # and a message...): one writelines(), one system call, where
-                # it keeps flow control (see _can_writelines).
-                if _can_writelines(transport):
-                    transport.writelines(writes[:end])
-                else:
-                    for data in writes[:end]:
-                        transport.write(data)
+            if end:
+                self._write_buffers(writes if end == len(writes) else writes[:end])
             if end < len(writes):
                 # Section 7.1.1: the server closes TCP first. transport.close()
                 # flushes the buffer before closing the socket; nothing after
                 # SEND_EOF is written.
                 transport.close()
-        if not self._closing_started and protocol._state is not OPEN:
-            self._check_close_timer()
-
-    def _check_close_timer(self) -> None:
-        if self.protocol.close_expected():
+        if not self._closing_started and self.protocol.close_expected():
             self._start_close_timer()
+
+    def _write_buffers(self, buffers: list[bytes]) -> None:
+        """Write buffers in order: several (a large frame's header and
+        payload, a pong and a message...) in one ``writelines()``, one system
+        call, where it keeps flow control (see ``_can_writelines``)."""
+        transport = self.transport
+        if transport is None:
+            return
+        if len(buffers) == 1:
+            transport.write(buffers[0])
+        elif _can_writelines(transport):
+            transport.writelines(buffers)
+        else:
+            transport.write(b"".join(buffers))
+
+    def _send_refused(self) -> Exception:
+        """What a send raises when the core refuses it (InvalidState)."""
+        if self.protocol.state is OPEN:
+            return ConcurrencyError("a fragmented message is in progress")
+        return self._closed_exc()
 
     def _start_close_timer(self) -> None:
         if self._closing is not None and not self._lost:
@@ -533,8 +489,8 @@ class Connection(Pinger):
                 self.logger.debug("! timed out waiting for TCP close")
             self.transport.abort()
 
-    def _handle_events(self) -> None:
-        for event in self.protocol.events_received():
+    def _handle_events(self, events: list[Event]) -> None:
+        for event in events:
             if type(event) is str or type(event) is bytes:
                 if self._on_message is not None:
                     self._call_handler(event)
@@ -580,83 +536,54 @@ class Connection(Pinger):
         self.transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
 
     def data_received(self, data: bytes) -> None:
-        # With the C speedups, install_receiver() (below the class) replaces
-        # this method with its C twin, ws13/_receiver.c: the same steps.
         protocol = self.protocol
-        if protocol._fast_recv:
-            # Protocol.receive_data()'s fast path inlined: C parses the
-            # whole single-frame messages straight into the event list.
-            try:
-                pos = parse_messages(  # type: ignore[misc]
-                    data,
-                    0,
-                    protocol._expect_mask,
-                    -1 if protocol.max_size is None else protocol.max_size,
-                    protocol._events,
-                    protocol._inflate,
-                )
-            except INFLATE_ERRORS as exc:
-                protocol._fail_inflated(exc)
-            else:
-                if pos != len(data):
-                    protocol._receive_rest(data, pos)
-                    if protocol._large is not None:
-                        self._read_large()
-        else:
-            protocol.receive_data(data)
-            if protocol._large is not None:
+        events, writes = protocol.receive(data)
+        if writes:
+            self._write(writes)
+        if not events:
+            # Nothing whole yet: perhaps the start of a large frame (a read
+            # that also brought messages leaves it to the next read).
+            if protocol.large_frame_remaining >= LARGE_READ:
                 self._read_large()
-        if protocol._writes or protocol._state is not OPEN:
-            self._flush()
+            return
         # _handle_events() inlined for the common case: only messages arrived.
-        events = protocol._events
-        if events:
-            protocol._events = []
-            messages = self._messages
-            for event in events:
-                if type(event) is str or type(event) is bytes:
-                    handler = self._on_message
-                    if handler is not None:
-                        # _call_handler() inlined: a call costs more than the rest.
-                        try:
-                            handler(event)
-                        except Exception as exc:
-                            self._handler_failed(exc)
-                        continue
-                    waiter = messages._waiter
-                    if waiter is not None and not waiter.done():
-                        # MessageQueue.put() inlined: a reader is waiting.
-                        messages._waiter = None
-                        waiter.set_result(event)
-                    else:
-                        messages.put(event)
+        messages = self._messages
+        for event in events:
+            if type(event) is str or type(event) is bytes:
+                handler = self._on_message
+                if handler is not None:
+                    # _call_handler() inlined: a call costs more than the rest.
+                    try:
+                        handler(event)
+                    except Exception as exc:
+                        self._handler_failed(exc)
+                    continue
+                waiter = messages._waiter
+                if waiter is not None and not waiter.done():
+                    # MessageQueue.put() inlined: a reader is waiting.
+                    messages._waiter = None
+                    waiter.set_result(event)
                 else:
-                    self._handle_event(event)
+                    messages.put(event)
+            else:
+                self._handle_event(event)
 
     def _read_large(self) -> None:
-        """Read the rest of a large frame straight into its payload, if
-        enough of it is still to come (see ``largereader``)."""
-        large = self.protocol._large
+        """Read the rest of a large frame straight into its payload (see
+        ``largereader``), unless reading is paused: resuming restarts
+        ``data_received()``."""
         transport = self.transport
-        if (
-            large is not None
-            and large.remaining >= LARGE_READ
-            and transport is not None
-            # Paused by the receive queue: resuming restarts data_received.
-            and transport.is_reading()
-        ):
+        if transport is not None and transport.is_reading():
             transport.set_protocol(LargeFrameReader(self))
 
     def _received(self) -> None:
         """What ``data_received()`` does once the core has the data."""
-        if self.protocol._writes or self.protocol._state is not OPEN:
-            self._flush()
-        self._handle_events()
+        self._flush()
+        self._handle_events(self.protocol.events_received())
 
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()
-        self._flush()
-        self._handle_events()
+        self._received()
         return None
 
     def pause_writing(self) -> None:
@@ -675,7 +602,7 @@ class Connection(Pinger):
         if protocol.state is not CLOSED:
             protocol.receive_eof()
             protocol.data_to_send()
-            self._handle_events()
+            self._handle_events(protocol.events_received())
         self.transport = None
         if self._closing_started and self._closing is not None:
             self._closing.discard(self)
@@ -683,9 +610,6 @@ class Connection(Pinger):
             self._keepalive.stop(self)
         closed = self._closed_exc()
         self._messages.close(closed)
-        # No message comes after this, and the stepper refers to the reading
-        # coroutine, which refers to the connection: a cycle, dropped here.
-        self._stepper = None
         if self._on_message is not None:
             # No message comes after this. A handler such as ws.send_nowait
             # refers to the connection: dropping it breaks that cycle.
@@ -704,61 +628,6 @@ class Connection(Pinger):
             self._closed.set_result(None)
         if self.debug:
             self.logger.debug("= connection closed: %s", closed)
-
-
-def _send_whole_py(connection: Connection, message: object) -> bool:
-    """Send a whole message as one frame now, if nothing stands in the way.
-
-    The common case of ``send()`` and ``send_nowait()``: a str or bytes
-    message on a connection whose core needs nothing between messages
-    (``Protocol._plain_send``: open, no fragmented message under way, no
-    extension but permessage-deflate) with nothing queued before it. Returns
-    False, having done nothing, otherwise. With the C speedups,
-    ``_speedups.send_whole`` (``_sender.c``) is used instead: the same steps.
-    """
-    protocol = connection.protocol
-    kind = type(message)
-    if not (
-        protocol._plain_send
-        and (kind is str or kind is bytes)
-        and not protocol._writes
-        and not connection._fragmenting
-    ):
-        return False
-    transport = connection.transport
-    assert transport is not None  # OPEN implies connected
-    if kind is str:
-        opcode = 0x81
-        payload: bytes = encode_text(message)  # type: ignore[arg-type]
-    else:
-        opcode = 0x82
-        payload = message  # type: ignore[assignment]
-    deflate = protocol._deflate
-    if deflate is not None:
-        # permessage-deflate alone (see _plain_send): compress the whole
-        # message, as Protocol._write_frame() would.
-        compressed = deflate.encode_message(payload)
-        if compressed is not None:
-            payload = compressed
-            opcode |= 0x40  # RFC 7692 section 6: RSV1 marks a compressed message
-    keys = protocol._mask_keys
-    if keys is not None:
-        transport.write(build_frame(opcode, payload, keys.next()))
-    elif len(payload) <= COPY_MAX or not _can_writelines(transport):
-        transport.write(build_frame(opcode, payload, None))
-    else:
-        # A large unmasked payload goes out as its own buffer beside its
-        # header, not copied into one frame: one writelines(), one system
-        # call (two write() calls would make two on uvloop).
-        transport.writelines((encode_header(opcode, len(payload), None), payload))
-    return True
-
-
-_send_whole: Callable[[Connection, object], bool] = _send_whole_py
-if install_receiver is not None and install_sender is not None and send_whole is not None:
-    install_receiver(Connection, Protocol, MessageQueue, OPEN, INFLATE_ERRORS)
-    install_sender(Connection, Protocol, _send_whole_py, COPY_MAX, _WRITELINES_OK)
-    _send_whole = send_whole
 
 
 def check_close_timeout(close_timeout: float | None) -> None:

@@ -51,7 +51,7 @@ class LargeFrameReader(asyncio.BufferedProtocol):
         connection = self._connection
         protocol = connection.protocol
         protocol.large_buffer_updated(nbytes)
-        if protocol._large is None:
+        if not protocol.large_frame_remaining:
             # Complete, or the connection failed: back to data_received(),
             # then what data_received() does after the core has the data.
             transport = connection.transport

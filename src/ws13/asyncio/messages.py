@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Generator
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..exceptions import ConcurrencyError
 
@@ -29,24 +28,6 @@ class FlowControl(Protocol):
     def pause_receiving(self) -> None: ...
 
     def resume_receiving(self) -> None: ...
-
-
-class Waiter(Protocol):
-    """What a reader waits on: an asyncio future, or a ``Stepper`` (stepping.py)."""
-
-    def __await__(self) -> Generator[Any, Any, Message]: ...
-
-    def done(self) -> bool: ...
-
-    def cancelled(self) -> bool: ...
-
-    def exception(self) -> BaseException | None: ...
-
-    def result(self) -> Message | None: ...
-
-    def set_result(self, message: Message, /) -> None: ...
-
-    def set_exception(self, exc: BaseException, /) -> None: ...
 
 
 class _NoFlow:
@@ -107,7 +88,7 @@ class MessageQueue:
     ) -> None:
         # Created when a message first waits: an idle connection has none.
         self._queue: deque[Message] | None = None
-        self._waiter: Waiter | None = None
+        self._waiter: asyncio.Future[Message] | None = None
         self._flow = flow
         self._loop = loop
         self._high = high
@@ -168,11 +149,10 @@ class MessageQueue:
             self._flow.resume_receiving()
         return message
 
-    def wait(self) -> Waiter:
+    def wait(self) -> asyncio.Future[Message]:
         """Return a future for the next message; call when ``get_nowait()`` gave ``None``.
 
-        ``Connection.recv()`` and ``__anext__`` inline this (and wait on a
-        ``Stepper`` where they can).
+        ``Connection.recv()`` and ``__anext__`` inline this.
 
         Raises the exception given to ``close()`` if the queue is closed, and
         ConcurrencyError if another coroutine is already waiting. A reader
@@ -183,11 +163,11 @@ class MessageQueue:
         current = self._waiter
         if current is not None and not current.done():
             raise ConcurrencyError("another coroutine is already waiting for the next message")
-        waiter: Waiter = self._loop.create_future()
+        waiter: asyncio.Future[Message] = self._loop.create_future()
         self._waiter = waiter
         return waiter
 
-    def cancelled(self, waiter: Waiter) -> None:
+    def cancelled(self, waiter: asyncio.Future[Message]) -> None:
         """The reader waiting on ``waiter`` was cancelled.
 
         A message delivered in the same loop iteration as the cancellation

@@ -104,7 +104,7 @@ class Sender(asyncio.Protocol):
 
     def _send_fragment(self, data: bytes, text: bool, *, first: bool, fin: bool) -> None:
         protocol = self.protocol
-        if protocol._state is not OPEN:
+        if protocol.state is not OPEN:
             raise self._closed_exc()
         if not first:
             protocol.send_continuation(data, fin=fin)
@@ -127,7 +127,7 @@ class Sender(asyncio.Protocol):
         A broadcaster writes with ``send_frame_nowait()`` while this is true and
         queues (or drops) otherwise, then calls ``wait_writable()``.
         """
-        return self.protocol._state is OPEN and not self._paused_writing
+        return self.protocol.state is OPEN and not self._paused_writing
 
     def send_frame_nowait(self, frame: bytes) -> None:
         """Write a complete frame that was encoded once for many connections.
@@ -163,11 +163,11 @@ class Sender(asyncio.Protocol):
 
     def _check_pre_encoded(self) -> None:
         protocol = self.protocol
-        if protocol._state is not OPEN:
+        if protocol.state is not OPEN:
             raise self._closed_exc()
         if protocol.side is not Side.SERVER:
             raise InvalidState("only a server sends pre-encoded, unmasked frames")
-        if self._fragmenting or protocol._send_fragmented:
+        if self._fragmenting or protocol.sending_fragments:
             raise InvalidState("a fragmented message is in progress")
 
     def _trace_pre_encoded(self, frame: bytes) -> None:
@@ -184,7 +184,7 @@ class Sender(asyncio.Protocol):
 
         Raises ConnectionClosed if the connection closes first.
         """
-        if self.protocol._state is not OPEN:
+        if self.protocol.state is not OPEN:
             raise self._closed_exc()
         if self._paused_writing:
             await self._drain()

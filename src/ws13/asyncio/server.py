@@ -99,8 +99,7 @@ class ServerConnection(Connection):
         if self.protocol.state is OPEN:
             self._start_keepalive()
             self.handler_task = self.loop.create_task(self._run_handler())
-        self._flush()
-        self._handle_events()
+        self._received()
 
     async def _run_handler(self) -> None:
         try:

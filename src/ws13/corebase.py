@@ -1,0 +1,131 @@
+"""The core's two hot entry points and the state they use: pure Python, twin of ``_corebase.c``.
+
+``Protocol`` extends ``CoreBase`` (the class ``ws13._accel`` picks: this one,
+or the C extension type ``ws13._speedups.CoreBase``, whose state is its own C
+struct). An I/O layer drives the core through these two calls, once per read
+and once per message sent:
+
+* ``receive(data)``: bytes in; the events that arrived and the bytes to write
+  out, in one call.
+* ``send_message(message)``: a whole message in; all the bytes to write now,
+  in one call.
+
+This twin is the reference: it takes the general path every time
+(``receive_data()``, ``events_received()``, ``data_to_send()``;
+``send_text()`` / ``send_binary()``). The C twin takes a fast path when the
+flags below allow it and calls the same Python methods otherwise; the
+differential tests (``tests/test_corebase.py``) feed both the same bytes and
+messages and compare everything that comes out.
+
+The state, set by ``Protocol`` and read by both twins:
+
+* ``_events``, ``_writes``: what ``events_received()`` and ``data_to_send()``
+  hand out (lists).
+* ``_fast_recv``: whether a read may go to the C frame parser first
+  (``Protocol._update_fast_paths`` says when); ``_expect_mask``: 0x80 when
+  frames must be masked (a server), else 0; ``max_size``: the largest message
+  (``None``: no limit); ``_inflate``: permessage-deflate's
+  ``decode_message`` when it is the only extension, else ``None``.
+* ``_fast_send``: whether a whole message may be framed without the general
+  path: OPEN, no fragmented message being sent, no tracer, no debug log, no
+  extension but permessage-deflate alone; ``_encode_message``: that
+  extension's ``encode_message`` (``None`` without it); ``_mask_next``: the
+  client's source of masking keys (``MaskKeys.next``; ``None`` on a server).
+
+What the C twin calls back, off its fast path, is the contract of the class
+that extends this one: ``receive_data(data)``, ``_receive_rest(data, pos)``
+(the bytes from ``pos`` on, that the C parser left), ``_fail_inflated(exc)``
+(an exception from ``_inflate``), and ``_send_message(message, text,
+compress)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .protocol import Event
+
+__all__ = ["CoreBase"]
+
+
+class CoreBase:
+    """The state and entry points above (see the module docstring)."""
+
+    __slots__ = (
+        "_encode_message",
+        "_events",
+        "_expect_mask",
+        "_fast_recv",
+        "_fast_send",
+        "_inflate",
+        "_mask_next",
+        "_writes",
+        "max_size",
+    )
+
+    _encode_message: Callable[[bytes], bytes | None] | None
+    _events: list[Event]
+    _expect_mask: int
+    _fast_recv: bool
+    _fast_send: bool
+    _inflate: Callable[[bytes, int | None], bytes] | None
+    _mask_next: Callable[[], bytes] | None
+    _writes: list[bytes]
+    max_size: int | None
+
+    def receive(self, data: bytes | bytearray) -> tuple[list[Event], list[bytes]]:
+        """Feed bytes received; return what arrived and what to write, in one call.
+
+        ``receive_data()``, ``events_received()`` and ``data_to_send()``
+        together, for the I/O layer's hot path: write the bytes (in order;
+        ``SEND_EOF`` means close the transport), then handle the events.
+        Both lists are often empty; they are the caller's.
+        """
+        self.receive_data(data)
+        events, self._events = self._events, []
+        writes, self._writes = self._writes, []
+        return events, writes
+
+    def send_message(
+        self,
+        message: str | bytes | bytearray | memoryview,
+        *,
+        text: bool | None = None,
+        compress: bool = True,
+    ) -> list[bytes]:
+        """Send a whole message as one frame; return all the bytes to write now.
+
+        ``send_text()`` or ``send_binary()`` and then ``data_to_send()`` in
+        one call, for the I/O layer's hot path: the list holds what was
+        already queued (a Pong, say) and then this message's frame, one
+        buffer, or two (header and payload) for a large unmasked payload, to
+        be written in order, e.g. with one ``writelines()``.
+
+        ``str`` goes as text and bytes-like as binary unless ``text`` says
+        otherwise: ``text=True`` sends bytes as text (they must be UTF-8: not
+        checked), ``text=False`` sends a str's UTF-8 as binary.
+        ``compress=False`` sends this message uncompressed even with
+        permessage-deflate on.
+
+        Raises InvalidState unless OPEN or while a fragmented message is
+        being sent; TypeError for anything but str and bytes-like.
+        """
+        return self._send_message(message, text, compress)
+
+    # -- the contract: what the class extending this one implements ----------
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        raise NotImplementedError
+
+    def _receive_rest(self, data: bytes | bytearray, pos: int) -> None:
+        raise NotImplementedError
+
+    def _fail_inflated(self, exc: Exception) -> None:
+        raise NotImplementedError
+
+    def _send_message(
+        self, message: str | bytes | bytearray | memoryview, text: bool | None, compress: bool
+    ) -> list[bytes]:
+        raise NotImplementedError
