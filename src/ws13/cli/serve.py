@@ -36,7 +36,7 @@ import ssl
 import sys
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
@@ -48,7 +48,9 @@ from ..http11 import Request, Response
 from ..hub import SUBPROTOCOL
 from ..hub.cli import add_serve_arguments, mount, start_hub
 from ..protocol import FrameTracer
+from ..server import SubprotocolSelector
 from . import fail
+from .errors import os_error_reason
 from .execproc import run_command
 from .inspector import InspectorHub, Watch, format_peer
 from .trace import Dissector, format_frame_line
@@ -273,6 +275,22 @@ def static(name: str) -> Callable[[Request], Response]:
     return answer
 
 
+def hub_subprotocol(hub_path: str) -> SubprotocolSelector:
+    """Agree to ``ws13.hub.v1`` on the hub's path only.
+
+    Elsewhere (``/echo``, ``/``) the server doesn't speak it: agreeing there
+    would let a hub client believe it reached the hub and wait for a welcome
+    that never comes.
+    """
+
+    def select(request: Request, offered: Sequence[str]) -> str | None:
+        if request.path.partition("?")[0] == hub_path and SUBPROTOCOL in offered:
+            return SUBPROTOCOL
+        return None
+
+    return select
+
+
 def _frame_logger(peer: str) -> FrameTracer:
     dissector = Dissector(preview=64)
 
@@ -350,13 +368,13 @@ async def _serve(args: argparse.Namespace) -> int:
             args.host,
             args.port,
             process_request=process_request,
-            subprotocols=[SUBPROTOCOL],
+            select_subprotocol=hub_subprotocol(args.hub_path),
             max_size=args.max_size or None,
             ssl=context,
         )
     except OSError as exc:
         await hub.aclose()
-        return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        return fail(f"cannot listen on {args.host}:{args.port}: {os_error_reason(exc, args.host)}")
     host = f"[{args.host}]" if ":" in args.host else args.host
     port = server.port
     ws, http = ("wss", "https") if context is not None else ("ws", "http")
