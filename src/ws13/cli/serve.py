@@ -51,7 +51,7 @@ from ..protocol import FrameTracer
 from ..server import SubprotocolSelector
 from . import fail
 from .errors import os_error_reason
-from .execproc import run_command
+from .execproc import PTY_AVAILABLE, run_command
 from .inspector import InspectorHub, Watch, format_peer
 from .trace import Dissector, format_frame_line
 
@@ -76,12 +76,23 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--tls-key", metavar="PEM", help="private key, if not in the --tls-cert file"
     )
-    parser.add_argument(
+    exec_group = parser.add_mutually_exclusive_group()
+    exec_group.add_argument(
         "--exec",
         metavar="CMD",
         dest="command",
         help="run CMD (with /bin/sh -c) for each connection: messages to its stdin, "
-        "a line each; its stdout lines back as messages",
+        "a line each; its stdout lines back as messages. Most programs (tr, sed, grep, "
+        "python) buffer what they write to a pipe and answer nothing until they exit: "
+        "use --exec-pty, or the program's own option (sed -u, grep --line-buffered, "
+        "python -u)",
+    )
+    exec_group.add_argument(
+        "--exec-pty",
+        metavar="CMD",
+        dest="pty_command",
+        help="like --exec, with CMD's stdout a pseudo-terminal so that it writes each "
+        "line at once (POSIX only), e.g. --exec-pty 'tr a-z A-Z'",
     )
     parser.add_argument(
         "--max-size",
@@ -140,11 +151,15 @@ class DemoServer:
 
     Args:
         command: run this for each service connection instead of echoing.
+        pty: run ``command`` with its stdout a pseudo-terminal (``--exec-pty``).
         log_frames: log a line per frame of every service connection.
     """
 
-    def __init__(self, command: str | None = None, log_frames: bool = False) -> None:
+    def __init__(
+        self, command: str | None = None, log_frames: bool = False, *, pty: bool = False
+    ) -> None:
         self.command = command
+        self.pty = pty
         self.log_frames = log_frames
         self.started = time.monotonic()
         self.open_connections = 0
@@ -250,7 +265,7 @@ class DemoServer:
     async def service(self, connection: ServerConnection) -> None:
         """``/echo`` and ``/``: echo every message, or run ``--exec CMD``."""
         if self.command is not None:
-            await run_command(connection, self.command)
+            await run_command(connection, self.command, pty=self.pty)
             return
         async for message in connection:
             self.messages_in += 1
@@ -343,7 +358,11 @@ async def _serve(args: argparse.Namespace) -> int:
         context = _tls_context(args)
     except ValueError as exc:
         return fail(str(exc), 2)
-    demo = DemoServer(args.command, log_frames=args.verbose >= 1)
+    demo = DemoServer(
+        args.command or args.pty_command,
+        log_frames=args.verbose >= 1,
+        pty=args.pty_command is not None,
+    )
     # Signal handlers first: a SIGTERM right after the port opens must stop
     # the server cleanly, not kill it.
     loop = asyncio.get_running_loop()
@@ -383,8 +402,13 @@ async def _serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    if args.command is not None:
-        print(f"ws13 running {args.command!r} for each connection", file=sys.stderr, flush=True)
+    if demo.command is not None:
+        terminal = " with a pseudo-terminal" if demo.pty else ""
+        print(
+            f"ws13 running {demo.command!r}{terminal} for each connection",
+            file=sys.stderr,
+            flush=True,
+        )
     await stop
     print("ws13 shutting down", file=sys.stderr, flush=True)
     server.close()
@@ -404,6 +428,11 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--port {args.port}: must be between 0 and 65535", 2)
     if args.max_size < 0:
         return fail(f"--max-size {args.max_size}: must be 0 (no limit) or more", 2)
+    if args.pty_command is not None and not PTY_AVAILABLE:
+        return fail("--exec-pty needs pseudo-terminals (os.openpty), which this system lacks", 2)
+    for option, value in (("--exec", args.command), ("--exec-pty", args.pty_command)):
+        if value is not None and not value.strip():
+            return fail(f"{option}: the command is empty", 2)
     try:
         factory = loop_factory(args.loop)
     except ImportError:
