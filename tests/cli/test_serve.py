@@ -174,6 +174,8 @@ class ServeRoutesTests(CLITestCase):
             ("/chat.js", "text/javascript; charset=utf-8", b"new WS13Hub("),
             ("/chat.css", "text/css; charset=utf-8", b".cline"),
             ("/ws13.js", "text/javascript; charset=utf-8", b"WS13Hub"),
+            ("/favicon.svg", "image/svg+xml", b"<svg"),
+            ("/favicon.ico", "image/svg+xml", b"<svg"),
         ]:
             with self.subTest(path=path):
                 status, got_type, body = http_get(port, path)

@@ -15,6 +15,7 @@ path       plain HTTP GET                WebSocket upgrade
 /chat.html the hub demo: chat and ticker 404
 /chat.css  its stylesheet                404
 /chat.js   its script                    404
+/favicon.* the page's icon (SVG)         404
 /hub       426 Upgrade Required          the pub/sub hub (``ws13.hub``)
 (other)    404                           404
 ========== ============================= ==========================================
@@ -181,6 +182,9 @@ class DemoServer:
             "/chat.html": Route(http=static("chat.html")),
             "/chat.css": Route(http=static("chat.css")),
             "/chat.js": Route(http=static("chat.js")),
+            # Browsers ask for /favicon.ico whatever the page says.
+            "/favicon.svg": Route(http=static("favicon.svg")),
+            "/favicon.ico": Route(http=static("favicon.svg")),
         }
 
     # -- HTTP ----------------------------------------------------------------
@@ -279,6 +283,7 @@ def static(name: str) -> Callable[[Request], Response]:
         "html": "text/html; charset=utf-8",
         "css": "text/css; charset=utf-8",
         "js": "text/javascript; charset=utf-8",
+        "svg": "image/svg+xml",
     }[name.rpartition(".")[2]]
     cache: list[str] = []
 
