@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 
 import trustme
 
@@ -69,6 +70,22 @@ class ServeTests(CLITestCase):
         assert result.returncode == 0
         health = json.loads(http_get(port, "/health?verbose=1")[2])
         assert (health["connections"], health["messages_in"], health["messages_out"]) == (0, 3, 3)
+
+    def test_health_has_one_channel_count(self) -> None:
+        # A channel with history but no subscriber, then one with a subscriber:
+        # /health says "channels" once, and it counts the subscribed one.
+        _, port = self.start_server("--hub-ticker", "0")
+        hub = f"ws://127.0.0.1:{port}/hub"
+        result = self.run_ws13("pub", hub, "chat:kept", "in history")
+        assert result.returncode == 0, result.stderr
+        subscriber = self.start("sub", hub, "chat:live", stdout=subprocess.PIPE)
+        deadline = time.monotonic() + TIMEOUT
+        while (health := json.loads(http_get(port, "/health")[2]))["hub"]["channels"] < 1:
+            assert time.monotonic() < deadline, f"the subscriber never subscribed: {health}"
+            time.sleep(0.02)
+        assert health["hub"]["channels"] == 1, health
+        assert json.dumps(health).count('"channels"') == 1, health
+        subscriber.kill()
 
     def test_health_counts_open_connections(self) -> None:
         _, port = self.start_server()
