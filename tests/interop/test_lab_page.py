@@ -12,9 +12,9 @@ RSV1 shown exactly when the frame is compressed (Chromium negotiates
 permessage-deflate, and random payloads don't shrink, so the lengths stay in
 their encodings), and the inflated payload equal to what the page sent.
 
-Set ``WS13_SCREENSHOT=docs/lab.png`` to save the page's screenshot there
-(README's picture); otherwise it goes to a temporary file and is only checked
-to be a PNG.
+Set ``WS13_SCREENSHOT=docs/lab.png`` to save a screenshot of the first view
+after two echoes (a short text, and a longer one that both sides compress)
+there: the README's picture. Otherwise it is only checked to be a PNG.
 """
 
 from __future__ import annotations
@@ -298,10 +298,13 @@ class LabPageTests(unittest.IsolatedAsyncioTestCase):
         self.assertEqual((close["code"], close["reason"]), (4000, "lab done"))
         self.assertIn("code=4000", self.server_log())
 
-        await self.screenshot(page)
-
     async def open_page(self) -> Page:
         page = await self.browser.new_page()
+        await self.browser.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1360, "height": 860, "deviceScaleFactor": 1, "mobile": False},
+            page.session,
+        )
         await page.navigate(f"{self.scheme}://127.0.0.1:{self.port}/")
         return page
 
@@ -336,6 +339,19 @@ class LabPageTests(unittest.IsolatedAsyncioTestCase):
             f"connecting to {ws_scheme}://127.0.0.1:{self.port}/echo?inspect=",
             "\n".join(await self.log_lines(page)),
         )
+        # Two echoes, for the README's picture: a short text the server sends
+        # uncompressed, and a longer one both sides compress.
+        long = json.dumps(
+            {"type": "chat", "room": "lab", "text": "frames, dissected: RSV1 set when compressed"}
+        )
+        for text in ("Hello, ws13!", long):
+            await self.js(page, f"document.getElementById('text').value = {json.dumps(text)}")
+            await self.send_and_wait_echo(page, "send-text")
+        await self.js(page, "document.getElementById('text').value = 'Hello, ws13!'")
+        await self.wait_for(
+            page, "lab.records.filter((r) => r.type === 'frame' && r.opcode === 1).length >= 4"
+        )
+        await self.screenshot(page)
 
     async def test_close_codes_explained(self) -> None:
         page = await self.open_page()
@@ -373,12 +389,8 @@ class LabPageTests(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(answers, [[200, "image/svg+xml"], [200, "image/svg+xml"]])
 
     async def screenshot(self, page: Page) -> None:
-        # Scroll the inspector to the echo of the 100 KiB message.
-        await self.js(
-            page,
-            "const frames = document.querySelectorAll('#frames details.frame');"
-            "frames[frames.length - 3].scrollIntoView()",
-        )
+        # Scroll the inspector to its first frame, the handshake just above it.
+        await self.js(page, "document.querySelector('#frames details.frame').scrollIntoView()")
         shot = await self.browser.send("Page.captureScreenshot", {"format": "png"}, page.session)
         png = base64.b64decode(shot["data"])
         self.assertEqual(png[:8], b"\x89PNG\r\n\x1a\n")
