@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import time
 
@@ -77,6 +78,52 @@ class ExecTests(CLITestCase):
 
     def test_long_lines_are_split(self) -> None:
         _, port = self.start_server("--exec", "cat")
+        line = "x" * (2**16 + 10)
+        result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/", input=line + "\n")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "x" * 2**16 + "\n" + "x" * 10 + "\n"
+
+
+class ExecPtyTests(CLITestCase):
+    """``--exec-pty``: the program's stdout is a terminal, so stdio flushes each line."""
+
+    def test_tr_answers_each_line(self) -> None:
+        # With --exec, tr would keep "hello" in its buffer while stdin stays
+        # open; with a terminal it answers at once.
+        server, port = self.start_server("--exec-pty", "tr a-z A-Z")
+        client = self.start(
+            "connect", f"ws://127.0.0.1:{port}/", stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert client.stdin is not None
+        assert client.stdout is not None
+        for line in ("hello", "ws13 lab ☃"):
+            client.stdin.write(line + "\n")
+            client.stdin.flush()
+            ready, _, _ = select.select([client.stdout], [], [], TIMEOUT)
+            assert ready, f"no answer to {line!r} from tr"
+            assert client.stdout.readline() == line.upper() + "\n"
+        client.stdin.close()
+        assert client.wait(timeout=TIMEOUT) == 0, self.stderr_of(client)
+        assert self.stop_server(server) == 0
+        stderr = self.stderr_of(server)
+        assert "ws13 running 'tr a-z A-Z' with a pseudo-terminal for each connection" in stderr
+
+    def test_no_echo_and_no_carriage_returns(self) -> None:
+        _, port = self.start_server("--exec-pty", "cat")
+        result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/", input="one\n\ntwo\n")
+        assert (result.returncode, result.stdout) == (0, "one\n\ntwo\n"), result.stderr
+
+    def test_program_that_exits(self) -> None:
+        _, port = self.start_server("--exec-pty", "printf 'first\\nlast, no newline'")
+        client = self.start(
+            "connect", f"ws://127.0.0.1:{port}/", stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert client.wait(timeout=TIMEOUT) == 0, self.stderr_of(client)
+        assert client.stdout is not None
+        assert client.stdout.read() == "first\nlast, no newline\n"
+
+    def test_long_lines_are_split(self) -> None:
+        _, port = self.start_server("--exec-pty", "cat")
         line = "x" * (2**16 + 10)
         result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/", input=line + "\n")
         assert result.returncode == 0, result.stderr

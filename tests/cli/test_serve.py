@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 
 import trustme
 
@@ -69,6 +70,22 @@ class ServeTests(CLITestCase):
         assert result.returncode == 0
         health = json.loads(http_get(port, "/health?verbose=1")[2])
         assert (health["connections"], health["messages_in"], health["messages_out"]) == (0, 3, 3)
+
+    def test_health_has_one_channel_count(self) -> None:
+        # A channel with history but no subscriber, then one with a subscriber:
+        # /health says "channels" once, and it counts the subscribed one.
+        _, port = self.start_server("--hub-ticker", "0")
+        hub = f"ws://127.0.0.1:{port}/hub"
+        result = self.run_ws13("pub", hub, "chat:kept", "in history")
+        assert result.returncode == 0, result.stderr
+        subscriber = self.start("sub", hub, "chat:live", stdout=subprocess.PIPE)
+        deadline = time.monotonic() + TIMEOUT
+        while (health := json.loads(http_get(port, "/health")[2]))["hub"]["channels"] < 1:
+            assert time.monotonic() < deadline, f"the subscriber never subscribed: {health}"
+            time.sleep(0.02)
+        assert health["hub"]["channels"] == 1, health
+        assert json.dumps(health).count('"channels"') == 1, health
+        subscriber.kill()
 
     def test_health_counts_open_connections(self) -> None:
         _, port = self.start_server()
@@ -174,6 +191,8 @@ class ServeRoutesTests(CLITestCase):
             ("/chat.js", "text/javascript; charset=utf-8", b"new WS13Hub("),
             ("/chat.css", "text/css; charset=utf-8", b".cline"),
             ("/ws13.js", "text/javascript; charset=utf-8", b"WS13Hub"),
+            ("/favicon.svg", "image/svg+xml", b"<svg"),
+            ("/favicon.ico", "image/svg+xml", b"<svg"),
         ]:
             with self.subTest(path=path):
                 status, got_type, body = http_get(port, path)
@@ -187,6 +206,18 @@ class ServeRoutesTests(CLITestCase):
                 status, _, body = http_get(port, path)
                 assert status == 426
                 assert body == f"Upgrade Required: {path} takes WebSocket connections\n".encode()
+
+    def test_hub_subprotocol_only_on_the_hub(self) -> None:
+        _, port = self.start_server()
+        for path, expected in [("/hub", "ws13.hub.v1"), ("/echo", None), ("/", None)]:
+            with self.subTest(path=path):
+                result = self.run_ws13(
+                    "connect", "--subprotocol", "ws13.hub.v1", "--trace",
+                    f"ws://127.0.0.1:{port}{path}",
+                )  # fmt: skip
+                assert result.returncode == 0, result.stderr
+                agreed = re.search(r"^< Sec-WebSocket-Protocol: (.*)$", result.stderr, re.M)
+                assert (agreed.group(1) if agreed else None) == expected, result.stderr
 
     def test_no_websocket_on_health(self) -> None:
         _, port = self.start_server()
@@ -231,6 +262,46 @@ class ServeRoutesTests(CLITestCase):
         result = self.run_ws13("serve", "--port", "70000")
         assert result.returncode == 2
         self.assert_one_line_error(result.stderr, "--port 70000: must be between 0 and 65535")
+
+    def test_bad_values(self) -> None:
+        for args, message in [
+            (["--port", "-1"], "--port -1: must be between 0 and 65535"),
+            (["--max-size", "-1"], "--max-size -1: must be 0 (no limit) or more"),
+            (["--exec", " "], "--exec: the command is empty"),
+            (["--exec-pty", ""], "--exec-pty: the command is empty"),
+            (["--hub-ticker", "-1"], "--hub-ticker must be >= 0 (0: off)"),
+            (["--hub-path", "hub"], "--hub-path hub: must start with /"),
+            (["--hub-publish-rate", "-1"], "--hub-publish-rate must be >= 0"),
+            (
+                ["--redis", "nonsense"],
+                "unsupported backplane URL: 'nonsense'; use redis://HOST:PORT/DB",
+            ),
+        ]:
+            with self.subTest(args=args):
+                result = self.run_ws13("serve", "--port", "0", *args)
+                assert result.returncode == 2
+                self.assert_one_line_error(result.stderr, message)
+
+    def test_exec_and_exec_pty_exclude_each_other(self) -> None:
+        result = self.run_ws13("serve", "--exec", "cat", "--exec-pty", "cat")
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
+        assert "argument --exec-pty: not allowed with argument --exec" in result.stderr
+
+    def test_unknown_host(self) -> None:
+        result = self.run_ws13("serve", "--port", "0", "--host", "no-such-host.invalid")
+        assert result.returncode == 1
+        self.assert_one_line_error(
+            result.stderr,
+            "cannot listen on no-such-host.invalid:0: could not resolve host no-such-host.invalid",
+        )
+
+    def test_help_says_programs_buffer(self) -> None:
+        result = self.run_ws13("serve", "--help")
+        assert result.returncode == 0
+        text = " ".join(result.stdout.split())
+        assert "buffer what they write to a pipe" in text
+        assert "--exec-pty CMD" in text
 
 
 class ServeTLSTests(CLITestCase):

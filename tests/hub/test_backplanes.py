@@ -105,6 +105,13 @@ class BackplaneContract(unittest.IsolatedAsyncioTestCase):
         page = await self.backplane.history("h", ttl=TTL)
         self.assertEqual(len(page.entries), 10)
 
+    async def test_history_last_when_fewer_are_kept(self) -> None:
+        # Asking for the last 3 when 2 are kept gives both, not the last one.
+        for i in range(2):
+            await self.publish("few", f'"{i}"')
+        page = await self.backplane.history("few", limit=3, ttl=TTL)
+        self.assertEqual([e.offset for e in page.entries], [1, 2])
+
     async def test_history_is_bounded_by_count(self) -> None:
         for i in range(8):
             await self.publish("n", str(i), size=3)

@@ -7,6 +7,8 @@ import json
 import sys
 import unittest
 
+from ws13.asyncio import serve
+from ws13.asyncio.server import ServerConnection
 from ws13.headers import Headers
 from ws13.http11 import Request
 from ws13.hub.auth import Principal
@@ -93,6 +95,40 @@ class CliTests(HubTestCase):
         self.assertEqual(status, 1)
         self.assertIn("400", stderr)
         self.assertNotIn("Traceback", stderr)
+
+    async def test_bad_input_is_one_line_and_status_2(self) -> None:
+        # Checked before connecting: nothing needs to listen.
+        for args, message in [
+            (("sub", "http://127.0.0.1:1/hub", "c"), "scheme isn't ws or wss"),
+            (("pub", "ws://", "c", "x"), "hostname is missing"),
+            (("sub", "ws://127.0.0.1:99999/hub", "c"), "port isn't a number between 0 and 65535"),
+            (("sub", "ws://127.0.0.1:1/hub", "c", "--history", "-1"), "--history must be >= 0"),
+        ]:
+            with self.subTest(args=args):
+                status, stdout, stderr = await self.run_cli(*args)
+                self.assertEqual((status, stdout), (2, ""))
+                self.assertNotIn("Traceback", stderr)
+                self.assertEqual(stderr.count("\n"), 1, stderr)
+                self.assertTrue(stderr.startswith("ws13: error: "), stderr)
+                self.assertIn(message, stderr)
+
+    async def test_not_a_hub(self) -> None:
+        # A WebSocket server that doesn't agree to ws13.hub.v1: said at once.
+        async def echo(connection: ServerConnection) -> None:
+            async for message in connection:
+                await connection.send(message)
+
+        async with serve(echo, "127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.port}/"
+            for command in (("sub", url, "c"), ("pub", url, "c", "x")):
+                with self.subTest(command=command[0]):
+                    status, _, stderr = await self.run_cli(*command)
+                    self.assertEqual(status, 1)
+                    self.assertEqual(
+                        stderr,
+                        f"ws13: error: cannot connect to {url}: the endpoint did not speak the "
+                        "ws13.hub.v1 subprotocol; is it the hub's URL (ws://HOST:PORT/hub)?\n",
+                    )
 
 
 class DemoAuthorizeTests(unittest.TestCase):

@@ -1,7 +1,9 @@
 """The lab page of ``ws13 serve`` in a real headless Chromium.
 
 ``ws13 serve`` runs as a subprocess; Chromium (``tests/interop/browser.py``,
-driven over DevTools by ws13's own client) loads its page, connects, echoes a
+driven over DevTools by ws13's own client) loads its page, which connects to
+its own echo at once (the first view shows an open connection and its
+handshake dissected); the test then echoes a
 text message, a 1 KiB and a 100 KiB random binary message and a file, and
 closes with 4000. The frame inspector's records are checked against the raw
 header bytes they carry: client frames masked, server frames not, the 1 KiB
@@ -10,9 +12,9 @@ RSV1 shown exactly when the frame is compressed (Chromium negotiates
 permessage-deflate, and random payloads don't shrink, so the lengths stay in
 their encodings), and the inflated payload equal to what the page sent.
 
-Set ``WS13_SCREENSHOT=docs/lab.png`` to save the page's screenshot there
-(README's picture); otherwise it goes to a temporary file and is only checked
-to be a PNG.
+Set ``WS13_SCREENSHOT=docs/lab.png`` to save a screenshot of the first view
+after two echoes (a short text, and a longer one that both sides compress)
+there: the README's picture. Otherwise it is only checked to be a PNG.
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ class LabPageTests(unittest.IsolatedAsyncioTestCase):
         ws_scheme = "wss" if self.scheme == "https" else "ws"
         self.assertEqual(url, f"{ws_scheme}://127.0.0.1:{self.port}/echo")
 
-        await self.js(page, "document.getElementById('connect').click()")
+        # The first view: connected on load, without a click.
         await self.wait_for(page, "lab.ws && lab.ws.readyState === 1")
         state = await self.js(page, "document.getElementById('state').textContent")
         self.assertEqual(state, "OPEN")
@@ -224,7 +226,7 @@ class LabPageTests(unittest.IsolatedAsyncioTestCase):
             self.assertTrue(large["truncated"])
             self.assertEqual(len(large["payload_hex"]), 2 * PREVIEW)
         # Chromium compresses every message once permessage-deflate is on, and
-        # the inspector says so with RSV1; our server skips messages < 128 bytes.
+        # the inspector says so with RSV1; our server skips messages < 32 bytes.
         client_frames = [f for f in frames if f["from"] == "client" and f["opcode"] < 8]
         if "permessage-deflate" in extensions:
             self.assertTrue(all(f["rsv1"] for f in client_frames))
@@ -296,15 +298,99 @@ class LabPageTests(unittest.IsolatedAsyncioTestCase):
         self.assertEqual((close["code"], close["reason"]), (4000, "lab done"))
         self.assertIn("code=4000", self.server_log())
 
+    async def open_page(self) -> Page:
+        page = await self.browser.new_page()
+        await self.browser.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1360, "height": 860, "deviceScaleFactor": 1, "mobile": False},
+            page.session,
+        )
+        await page.navigate(f"{self.scheme}://127.0.0.1:{self.port}/")
+        return page
+
+    async def log_lines(self, page: Page) -> list[str]:
+        """The message log's lines, as the page shows them."""
+        lines: list[str] = await self.js(
+            page,
+            "Array.from(document.querySelectorAll('#log .msg .body'), (n) => n.textContent)",
+        )
+        return lines
+
+    async def test_first_view(self) -> None:
+        # No click: the page connects to its own echo once the inspector is on,
+        # and the inspector shows that connection's handshake, dissected.
+        page = await self.open_page()
+        await self.wait_for(page, "lab.ws && lab.ws.readyState === 1")
+        self.assertEqual(
+            await self.js(page, "document.getElementById('state').textContent"), "OPEN"
+        )
+        await self.wait_for(page, "document.querySelector('#frames details.hs') !== null")
+        shown = await self.js(page, "document.getElementById('frames').textContent")
+        ws_scheme = "wss" if self.scheme == "https" else "ws"
+        for expected in (
+            "Opening handshake (HTTP Upgrade)",
+            "GET /echo?inspect=",
+            "HTTP/1.1 101 Switching Protocols",
+            "Sec-WebSocket-Accept = base64(SHA-1(key + ",
+            "✓ matches",
+        ):
+            self.assertIn(expected, shown)
+        self.assertIn(
+            f"connecting to {ws_scheme}://127.0.0.1:{self.port}/echo?inspect=",
+            "\n".join(await self.log_lines(page)),
+        )
+        # Two echoes, for the README's picture: a short text the server sends
+        # uncompressed, and a longer one both sides compress.
+        long = json.dumps(
+            {"type": "chat", "room": "lab", "text": "frames, dissected: RSV1 set when compressed"}
+        )
+        for text in ("Hello, ws13!", long):
+            await self.js(page, f"document.getElementById('text').value = {json.dumps(text)}")
+            await self.send_and_wait_echo(page, "send-text")
+        await self.js(page, "document.getElementById('text').value = 'Hello, ws13!'")
+        await self.wait_for(
+            page, "lab.records.filter((r) => r.type === 'frame' && r.opcode === 1).length >= 4"
+        )
         await self.screenshot(page)
 
-    async def screenshot(self, page: Page) -> None:
-        # Scroll the inspector to the echo of the 100 KiB message.
+    async def test_close_codes_explained(self) -> None:
+        page = await self.open_page()
+        await self.wait_for(page, "lab.ws && lab.ws.readyState === 1")
+        # Disconnect closes without a code: the browser reports 1005, explained.
+        await self.js(page, "document.getElementById('disconnect').click()")
+        await self.wait_for(page, "lab.closed")
+        self.assertEqual(await self.js(page, "lab.closed.code"), 1005)
+        lines = await self.log_lines(page)
+        self.assertTrue(lines[-1].startswith("closed: code 1005 — no status code: "), lines)
+        # A connection that fails: the error line's promise is kept by the next line.
+        port = free_port()
         await self.js(
             page,
-            "const frames = document.querySelectorAll('#frames details.frame');"
-            "frames[frames.length - 3].scrollIntoView()",
+            f"document.getElementById('url').value = 'ws://127.0.0.1:{port}/';"
+            "document.getElementById('connect').click()",
         )
+        await self.wait_for(page, "lab.closed && lab.closed.code === 1006")
+        lines = await self.log_lines(page)
+        error = lines.index("error (the close event below says more)")
+        self.assertTrue(
+            lines[error + 1].startswith("closed: code 1006 (not clean) — could not connect. "),
+            lines,
+        )
+        self.assertIn("ws13 connect URL", lines[error + 1])
+
+    async def test_favicon(self) -> None:
+        # The icon the page links and the one browsers ask for by themselves.
+        page = await self.open_page()
+        answers = await self.js(
+            page,
+            "Promise.all([document.querySelector('link[rel=icon]').href, '/favicon.ico'].map("
+            "(url) => fetch(url).then((r) => [r.status, r.headers.get('Content-Type')])))",
+        )
+        self.assertEqual(answers, [[200, "image/svg+xml"], [200, "image/svg+xml"]])
+
+    async def screenshot(self, page: Page) -> None:
+        # Scroll the inspector to its first frame, the handshake just above it.
+        await self.js(page, "document.querySelector('#frames details.frame').scrollIntoView()")
         shot = await self.browser.send("Page.captureScreenshot", {"format": "png"}, page.session)
         png = base64.b64decode(shot["data"])
         self.assertEqual(png[:8], b"\x89PNG\r\n\x1a\n")

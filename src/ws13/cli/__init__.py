@@ -1,7 +1,8 @@
-"""The ``ws13`` command: ``ws13 serve`` and ``ws13 connect``.
+"""The ``ws13`` command: ``ws13 serve``, ``ws13 connect``, ``ws13 sub`` and ``ws13 pub``.
 
 Every failure ends with a one-line ``ws13: error: ...`` on stderr and a
-non-zero exit status, never a traceback:
+non-zero exit status, never a traceback; the commands that connect word
+their failures alike (``errors.py``):
 
 * 0 — done (a normal close, or the server stopped by Ctrl-C / SIGTERM);
 * 1 — the connection failed or closed abnormally;

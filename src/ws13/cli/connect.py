@@ -33,11 +33,10 @@ from ..client import ClientProtocol
 from ..exceptions import (
     ConnectionClosed,
     InvalidHandshake,
-    InvalidStatus,
-    InvalidURI,
 )
 from ..uri import parse_uri
 from . import fail
+from .errors import ConnectFailed, connect_failed, unless_plain_http
 from .trace import Dissector, format_frame, format_handshake, handshake_record
 
 __all__ = ["ConnectFailed", "Session", "add_parser", "reconnecting", "run"]
@@ -121,18 +120,6 @@ def add_parser(commands: Any) -> None:
         help="print the handshake and every frame, dissected with a hex dump, on stderr",
     )
     parser.set_defaults(run=run)
-
-
-class ConnectFailed(Exception):
-    """Connecting failed; ``str()`` is the one-line message, ``status`` the exit status.
-
-    ``retry`` tells ``--reconnect`` whether trying again may help.
-    """
-
-    def __init__(self, message: str, status: int = 1, retry: bool = True) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry = retry
 
 
 def _headers(values: list[str]) -> list[tuple[str, str]]:
@@ -221,7 +208,7 @@ async def open_connection(args: argparse.Namespace) -> ClientConnection:
             ssl=_ssl_context(args),
         )
     except ValueError as exc:
-        raise ConnectFailed(str(exc), 2, retry=False) from None
+        raise connect_failed(args.url, exc) from None
     if tracer is not None:
         # Set the tracer before the first byte arrives: a frame may come in
         # the same TCP segment as the handshake response.
@@ -235,29 +222,11 @@ async def open_connection(args: argparse.Namespace) -> ClientConnection:
 
         opener.factory = factory
     try:
-        connection = await opener
-    except ssl.SSLError as exc:
-        # Before ValueError: SSLCertVerificationError is a ValueError too.
-        raise ConnectFailed(f"TLS error: {exc.reason or exc}", retry=False) from None
-    except (InvalidURI, ValueError) as exc:
-        raise ConnectFailed(str(exc), 2, retry=False) from None
-    except InvalidStatus as exc:
-        if tracer is not None:
+        connection = await unless_plain_http(opener, args.url)
+    except Exception as exc:
+        if tracer is not None and isinstance(exc, InvalidHandshake):
             tracer.announce()
-        phrase = exc.response.reason_phrase if exc.response is not None else ""
-        raise ConnectFailed(
-            f"server rejected the connection: HTTP {exc.status} {phrase}".rstrip(),
-            retry=exc.status >= 500,
-        ) from None
-    except InvalidHandshake as exc:
-        if tracer is not None:
-            tracer.announce()
-        raise ConnectFailed(f"opening handshake failed: {exc}") from None
-    except TimeoutError:
-        raise ConnectFailed(f"timed out connecting to {args.url}") from None
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise ConnectFailed(f"cannot connect to {args.url}: {reason}") from None
+        raise connect_failed(args.url, exc) from None
     if tracer is not None:
         tracer.announce()
     return connection

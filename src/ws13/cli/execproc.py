@@ -11,6 +11,14 @@ from the peer), the next line isn't read until the previous message is in the
 connection's write buffer, and a line longer than ``MAX_LINE`` bytes is sent
 in pieces of that size.
 
+Most programs buffer their output when it goes to a pipe rather than a
+terminal (C's stdio, Python, ``tr``, ``sed``, ``grep``): their lines only come
+back when a buffer of several KiB fills or the program exits, so ``tr a-z A-Z``
+seems to answer nothing. With ``pty=True`` (``ws13 serve --exec-pty``) the
+program's stdout is a pseudo-terminal instead (POSIX only): stdio then flushes
+each line. The terminal is raw (no echo, no CR added before LF); stdin stays a
+pipe, so the end of the input is still an end of file.
+
 When the program closes its stdout (it exited), the connection is closed with
 1000 if it exited with status 0, else 1011 and the status as the reason. When
 the connection closes first, the program's process group gets SIGTERM, then
@@ -20,16 +28,18 @@ SIGKILL ``KILL_GRACE`` seconds later.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
 import subprocess
+from collections.abc import Awaitable, Callable
 
 from ..asyncio.server import ServerConnection
 from ..exceptions import ConnectionClosed
 from ..frames import CloseCode
 
-__all__ = ["KILL_GRACE", "MAX_LINE", "run_command"]
+__all__ = ["KILL_GRACE", "MAX_LINE", "PTY_AVAILABLE", "run_command"]
 
 #: Longest stdout line sent as one message; longer ones go in pieces.
 MAX_LINE = 2**16
@@ -38,23 +48,108 @@ KILL_GRACE = 2.0
 
 logger = logging.getLogger("ws13.serve")
 
+#: Whether ``run_command(..., pty=True)`` can work here (POSIX: ``os.openpty``).
+PTY_AVAILABLE = hasattr(os, "openpty")
 
-async def run_command(connection: ServerConnection, command: str) -> None:
-    """Run ``command`` for ``connection`` until one of them ends; see the module docstring."""
+Reader = Callable[[], Awaitable[bytes]]
+
+
+async def run_command(connection: ServerConnection, command: str, *, pty: bool = False) -> None:
+    """Run ``command`` for ``connection`` until one of them ends; see the module docstring.
+
+    ``pty``: the program's stdout is a pseudo-terminal, so that it flushes
+    each line (needs ``PTY_AVAILABLE``).
+    """
+    master: int | None = None
     try:
-        process = await asyncio.create_subprocess_shell(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            start_new_session=True,
-            limit=MAX_LINE,
-        )
+        stdout: int = subprocess.PIPE
+        if pty:
+            master, stdout = _open_pty()
+        try:
+            process = await asyncio.create_subprocess_shell(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=stdout,
+                start_new_session=True,
+                limit=MAX_LINE,
+            )
+        finally:
+            if master is not None:
+                os.close(stdout)  # the program has its copy; EOF once it closes it
     except OSError as exc:
+        if master is not None:
+            os.close(master)
         logger.error("--exec %r: cannot start: %s", command, exc.strerror or exc)
         await connection.close(CloseCode.INTERNAL_ERROR, "cannot start the command")
         return
+    try:
+        await _serve(
+            connection, process, _pipe_reader(process) if master is None else _pty_reader(master)
+        )
+    finally:
+        if master is not None:
+            os.close(master)
+
+
+def _open_pty() -> tuple[int, int]:
+    """A raw pseudo-terminal: (master, slave), the master non-blocking."""
+    import tty  # POSIX only
+
+    master, slave = os.openpty()
+    try:
+        tty.setraw(slave)  # no echo, no CR before LF: the bytes as written
+        os.set_blocking(master, False)
+    except BaseException:
+        os.close(master)
+        os.close(slave)
+        raise
+    return master, slave
+
+
+def _pipe_reader(process: asyncio.subprocess.Process) -> Reader:
+    stdout = process.stdout
+    assert stdout is not None
+
+    async def read() -> bytes:
+        return await stdout.read(MAX_LINE)
+
+    return read
+
+
+def _pty_reader(master: int) -> Reader:
+    """Read the master side of a pseudo-terminal; b"" once every slave copy is closed."""
+    loop = asyncio.get_running_loop()
+
+    async def read() -> bytes:
+        while True:
+            try:
+                return os.read(master, MAX_LINE)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if exc.errno == errno.EIO:  # Linux: the program closed the terminal
+                    return b""
+                raise
+            readable: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(master, _set_once, readable)
+            try:
+                await readable
+            finally:
+                loop.remove_reader(master)
+
+    return read
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _serve(
+    connection: ServerConnection, process: asyncio.subprocess.Process, read: Reader
+) -> None:
     to_stdin = asyncio.ensure_future(_messages_to_stdin(connection, process))
-    from_stdout = asyncio.ensure_future(_stdout_to_messages(connection, process))
+    from_stdout = asyncio.ensure_future(_stdout_to_messages(connection, read))
     try:
         await asyncio.wait([to_stdin, from_stdout], return_when=asyncio.FIRST_COMPLETED)
         if from_stdout.done():
@@ -98,21 +193,26 @@ async def _messages_to_stdin(
             stdin.close()
 
 
-async def _stdout_to_messages(
-    connection: ServerConnection, process: asyncio.subprocess.Process
-) -> None:
-    stdout = process.stdout
-    assert stdout is not None
+async def _stdout_to_messages(connection: ServerConnection, read: Reader) -> None:
+    """Each line ``read()`` gives (without its newline) as a message; pieces of
+    ``MAX_LINE`` bytes of a longer one; the last line even without a newline."""
+    buffer = bytearray()
+    eof = False
     while True:
-        try:
-            line = await stdout.readuntil(b"\n")
-        except asyncio.IncompleteReadError as exc:
-            line = exc.partial  # the last line, without a newline; b"" at EOF
-            if not line:
-                return
-        except asyncio.LimitOverrunError:
-            line = await stdout.read(MAX_LINE)
-        data = line.removesuffix(b"\n").removesuffix(b"\r") if line.endswith(b"\n") else line
+        newline = buffer.find(b"\n", 0, MAX_LINE)
+        if newline >= 0:
+            data = bytes(buffer[:newline]).removesuffix(b"\r")
+            del buffer[: newline + 1]
+        elif len(buffer) >= MAX_LINE or (eof and buffer):
+            data = bytes(buffer[:MAX_LINE])
+            del buffer[:MAX_LINE]
+        elif eof:
+            return
+        else:
+            chunk = await read()
+            eof = not chunk
+            buffer += chunk
+            continue
         message: str | bytes
         try:
             message = data.decode("utf-8")

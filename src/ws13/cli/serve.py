@@ -15,6 +15,7 @@ path       plain HTTP GET                WebSocket upgrade
 /chat.html the hub demo: chat and ticker 404
 /chat.css  its stylesheet                404
 /chat.js   its script                    404
+/favicon.* the page's icon (SVG)         404
 /hub       426 Upgrade Required          the pub/sub hub (``ws13.hub``)
 (other)    404                           404
 ========== ============================= ==========================================
@@ -36,7 +37,7 @@ import ssl
 import sys
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
@@ -48,8 +49,10 @@ from ..http11 import Request, Response
 from ..hub import SUBPROTOCOL
 from ..hub.cli import add_serve_arguments, mount, start_hub
 from ..protocol import FrameTracer
+from ..server import SubprotocolSelector
 from . import fail
-from .execproc import run_command
+from .errors import os_error_reason
+from .execproc import PTY_AVAILABLE, run_command
 from .inspector import InspectorHub, Watch, format_peer
 from .trace import Dissector, format_frame_line
 
@@ -74,12 +77,23 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--tls-key", metavar="PEM", help="private key, if not in the --tls-cert file"
     )
-    parser.add_argument(
+    exec_group = parser.add_mutually_exclusive_group()
+    exec_group.add_argument(
         "--exec",
         metavar="CMD",
         dest="command",
         help="run CMD (with /bin/sh -c) for each connection: messages to its stdin, "
-        "a line each; its stdout lines back as messages",
+        "a line each; its stdout lines back as messages. Most programs (tr, sed, grep, "
+        "python) buffer what they write to a pipe and answer nothing until they exit: "
+        "use --exec-pty, or the program's own option (sed -u, grep --line-buffered, "
+        "python -u)",
+    )
+    exec_group.add_argument(
+        "--exec-pty",
+        metavar="CMD",
+        dest="pty_command",
+        help="like --exec, with CMD's stdout a pseudo-terminal so that it writes each "
+        "line at once (POSIX only), e.g. --exec-pty 'tr a-z A-Z'",
     )
     parser.add_argument(
         "--max-size",
@@ -138,11 +152,15 @@ class DemoServer:
 
     Args:
         command: run this for each service connection instead of echoing.
+        pty: run ``command`` with its stdout a pseudo-terminal (``--exec-pty``).
         log_frames: log a line per frame of every service connection.
     """
 
-    def __init__(self, command: str | None = None, log_frames: bool = False) -> None:
+    def __init__(
+        self, command: str | None = None, log_frames: bool = False, *, pty: bool = False
+    ) -> None:
         self.command = command
+        self.pty = pty
         self.log_frames = log_frames
         self.started = time.monotonic()
         self.open_connections = 0
@@ -164,6 +182,9 @@ class DemoServer:
             "/chat.html": Route(http=static("chat.html")),
             "/chat.css": Route(http=static("chat.css")),
             "/chat.js": Route(http=static("chat.js")),
+            # Browsers ask for /favicon.ico whatever the page says.
+            "/favicon.svg": Route(http=static("favicon.svg")),
+            "/favicon.ico": Route(http=static("favicon.svg")),
         }
 
     # -- HTTP ----------------------------------------------------------------
@@ -248,7 +269,7 @@ class DemoServer:
     async def service(self, connection: ServerConnection) -> None:
         """``/echo`` and ``/``: echo every message, or run ``--exec CMD``."""
         if self.command is not None:
-            await run_command(connection, self.command)
+            await run_command(connection, self.command, pty=self.pty)
             return
         async for message in connection:
             self.messages_in += 1
@@ -262,6 +283,7 @@ def static(name: str) -> Callable[[Request], Response]:
         "html": "text/html; charset=utf-8",
         "css": "text/css; charset=utf-8",
         "js": "text/javascript; charset=utf-8",
+        "svg": "image/svg+xml",
     }[name.rpartition(".")[2]]
     cache: list[str] = []
 
@@ -271,6 +293,22 @@ def static(name: str) -> Callable[[Request], Response]:
         return _response(200, cache[0], content_type)
 
     return answer
+
+
+def hub_subprotocol(hub_path: str) -> SubprotocolSelector:
+    """Agree to ``ws13.hub.v1`` on the hub's path only.
+
+    Elsewhere (``/echo``, ``/``) the server doesn't speak it: agreeing there
+    would let a hub client believe it reached the hub and wait for a welcome
+    that never comes.
+    """
+
+    def select(request: Request, offered: Sequence[str]) -> str | None:
+        if request.path.partition("?")[0] == hub_path and SUBPROTOCOL in offered:
+            return SUBPROTOCOL
+        return None
+
+    return select
 
 
 def _frame_logger(peer: str) -> FrameTracer:
@@ -325,7 +363,11 @@ async def _serve(args: argparse.Namespace) -> int:
         context = _tls_context(args)
     except ValueError as exc:
         return fail(str(exc), 2)
-    demo = DemoServer(args.command, log_frames=args.verbose >= 1)
+    demo = DemoServer(
+        args.command or args.pty_command,
+        log_frames=args.verbose >= 1,
+        pty=args.pty_command is not None,
+    )
     # Signal handlers first: a SIGTERM right after the port opens must stop
     # the server cleanly, not kill it.
     loop = asyncio.get_running_loop()
@@ -350,13 +392,13 @@ async def _serve(args: argparse.Namespace) -> int:
             args.host,
             args.port,
             process_request=process_request,
-            subprotocols=[SUBPROTOCOL],
+            select_subprotocol=hub_subprotocol(args.hub_path),
             max_size=args.max_size or None,
             ssl=context,
         )
     except OSError as exc:
         await hub.aclose()
-        return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        return fail(f"cannot listen on {args.host}:{args.port}: {os_error_reason(exc, args.host)}")
     host = f"[{args.host}]" if ":" in args.host else args.host
     port = server.port
     ws, http = ("wss", "https") if context is not None else ("ws", "http")
@@ -365,8 +407,13 @@ async def _serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    if args.command is not None:
-        print(f"ws13 running {args.command!r} for each connection", file=sys.stderr, flush=True)
+    if demo.command is not None:
+        terminal = " with a pseudo-terminal" if demo.pty else ""
+        print(
+            f"ws13 running {demo.command!r}{terminal} for each connection",
+            file=sys.stderr,
+            flush=True,
+        )
     await stop
     print("ws13 shutting down", file=sys.stderr, flush=True)
     server.close()
@@ -386,6 +433,11 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--port {args.port}: must be between 0 and 65535", 2)
     if args.max_size < 0:
         return fail(f"--max-size {args.max_size}: must be 0 (no limit) or more", 2)
+    if args.pty_command is not None and not PTY_AVAILABLE:
+        return fail("--exec-pty needs pseudo-terminals (os.openpty), which this system lacks", 2)
+    for option, value in (("--exec", args.command), ("--exec-pty", args.pty_command)):
+        if value is not None and not value.strip():
+            return fail(f"{option}: the command is empty", 2)
     try:
         factory = loop_factory(args.loop)
     except ImportError:

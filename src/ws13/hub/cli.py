@@ -23,14 +23,16 @@ import sys
 import urllib.parse
 from typing import Any
 
-from ..exceptions import InvalidHandshake
+from ..cli.errors import connect_failed, unless_plain_http
+from ..exceptions import InvalidURI
 from ..http11 import Request
+from ..uri import parse_uri
 from .auth import Principal
 from .backplanes import open_backplane
 from .channels import ChannelOptions, Policy
-from .client import Client, Gap
+from .client import Client, Gap, NotAHub
 from .server import Hub, mount
-from .wire import HubError
+from .wire import SUBPROTOCOL, HubError
 
 __all__ = [
     "DEMO_CHANNELS",
@@ -121,6 +123,11 @@ async def start_hub(args: argparse.Namespace) -> Hub:
     rate = getattr(args, "hub_publish_rate", 100.0)
     if rate < 0:
         raise ValueError("--hub-publish-rate must be >= 0")
+    if getattr(args, "hub_ticker", 0) < 0:
+        raise ValueError("--hub-ticker must be >= 0 (0: off)")
+    hub_path = getattr(args, "hub_path", "/hub")
+    if not hub_path.startswith("/"):
+        raise ValueError(f"--hub-path {hub_path}: must start with /")
     backplane = open_backplane(getattr(args, "redis", None))
     hub = Hub(
         backplane,
@@ -185,7 +192,46 @@ def add_parser(commands: Any) -> None:
     pub.set_defaults(run=run_pub)
 
 
+def _check_url(url: str) -> str | None:
+    """The one-line error for a URL that isn't a ws:// or wss:// URL, else None."""
+    try:
+        parse_uri(url)
+    except InvalidURI as exc:
+        return str(exc)
+    return None
+
+
+async def _connect(client: Client, url: str) -> int | None:
+    """Open ``client``'s connection; None, or the status after a one-line error.
+
+    The wording is ``ws13 connect``'s (``ws13.cli.errors``): a refused
+    connection, a name that doesn't resolve, an HTTP refusal, TLS, and a
+    WebSocket endpoint that isn't a hub (``NotAHub``) each read the same.
+    """
+    try:
+        await unless_plain_http(client.connect(), url)
+    except NotAHub:
+        await client.close()
+        return _fail(
+            f"cannot connect to {url}: the endpoint did not speak the {SUBPROTOCOL} "
+            "subprotocol; is it the hub's URL (ws://HOST:PORT/hub)?"
+        )
+    except HubError as exc:
+        await client.close()
+        return _fail(f"cannot connect to {url}: {exc.message}")
+    except Exception as exc:
+        await client.close()
+        failed = connect_failed(url, exc)
+        return _fail(str(failed), failed.status)
+    return None
+
+
 def run_sub(args: argparse.Namespace) -> int:
+    error = _check_url(args.url)
+    if error is not None:
+        return _fail(error, 2)
+    if args.history is not None and args.history < 0:
+        return _fail("--history must be >= 0", 2)
     if args.count is not None and args.count < 0:
         return _fail("--count must be >= 0", 2)
     if args.since is not None and args.since < 0:
@@ -197,10 +243,9 @@ def run_sub(args: argparse.Namespace) -> int:
 
 async def _sub(args: argparse.Namespace) -> int:
     client = Client(args.url, token=args.token)
-    try:
-        await client.connect()
-    except (OSError, InvalidHandshake, TimeoutError, HubError) as exc:
-        return _fail(f"{args.url}: {exc}")
+    status = await _connect(client, args.url)
+    if status is not None:
+        return status
     try:
         if args.count == 0:
             return 0
@@ -239,9 +284,14 @@ async def _sub(args: argparse.Namespace) -> int:
 
 
 def run_pub(args: argparse.Namespace) -> int:
+    error = _check_url(args.url)
+    if error is not None:
+        return _fail(error, 2)
     if args.message is not None:
         texts = [args.message]
     else:
+        if sys.stdin.isatty():
+            print("ws13: publishing each line typed; Ctrl-D to end", file=sys.stderr, flush=True)
         texts = [line.rstrip("\r\n") for line in sys.stdin]
     messages: list[Any] = []
     for text in texts:
@@ -257,10 +307,9 @@ def run_pub(args: argparse.Namespace) -> int:
 
 async def _pub(args: argparse.Namespace, messages: list[Any]) -> int:
     client = Client(args.url, token=args.token, reconnect=False)
-    try:
-        await client.connect()
-    except (OSError, InvalidHandshake, TimeoutError, HubError) as exc:
-        return _fail(f"{args.url}: {exc}")
+    status = await _connect(client, args.url)
+    if status is not None:
+        return status
     try:
         for message in messages:
             await client.publish(args.channel, message)

@@ -34,7 +34,7 @@ from ..asyncio.client import ClientConnection, connect
 from ..exceptions import ConnectionClosed, InvalidHandshake
 from .wire import SUBPROTOCOL, ErrorCode, HubError
 
-__all__ = ["Client", "ConnectionLost", "Gap", "Message", "Subscription"]
+__all__ = ["Client", "ConnectionLost", "Gap", "Message", "NotAHub", "Subscription"]
 
 logger = logging.getLogger("ws13.hub.client")
 
@@ -44,6 +44,13 @@ class ConnectionLost(HubError):
 
     def __init__(self, message: str = "connection lost before the reply") -> None:
         super().__init__(ErrorCode.UNAVAILABLE, message)
+
+
+class NotAHub(InvalidHandshake):
+    """The server accepted the WebSocket but not the ``ws13.hub.v1`` subprotocol."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"{url} did not speak the {SUBPROTOCOL} subprotocol: is it a ws13 hub?")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -397,6 +404,13 @@ class Client:
             url = self.url
             try:
                 connection = await connect(url, **self._connect_kwargs)
+                if (
+                    SUBPROTOCOL in (self._connect_kwargs["subprotocols"] or ())
+                    and connection.subprotocol != SUBPROTOCOL
+                ):
+                    # Not a hub: no welcome would ever come.
+                    await connection.close()
+                    raise NotAHub(url)
                 break
             except (OSError, InvalidHandshake, TimeoutError):
                 self._next_url += 1

@@ -224,10 +224,17 @@ class Hub:
         return await self.backplane.presence(wire.check_channel(channel))
 
     def health(self) -> dict[str, Any]:
-        """A JSON-ready status: ``"status"`` is ``"ok"`` or ``"degraded"``."""
+        """A JSON-ready status: ``"status"`` is ``"ok"`` or ``"degraded"``.
+
+        ``"channels"`` counts the channels with a subscriber on this node, once:
+        the backplane's own count (channels with history in memory, channels
+        subscribed in Redis) is left out, so ``/health`` has one figure.
+        """
+        backplane = dict(self.backplane.status())
+        backplane.pop("channels", None)
         return {
             "status": "ok" if self.backplane.healthy else "degraded",
-            "backplane": self.backplane.status(),
+            "backplane": backplane,
             "connections": len(self.sessions),
             "channels": len(self._channels),
         }

@@ -3,7 +3,9 @@
 // Two WebSockets: the inspector (/inspect) opens first and gets an id; the echo
 // connection opens on the URL field plus ?inspect=<id>, so the server streams
 // that connection's handshake and every frame to the inspector as JSON records.
-// window.lab exposes the state for tests and the curious.
+// On load the page connects to its own echo once the inspector is on, so a
+// first look already shows a handshake dissected (?connect=0 in the page's
+// URL: don't). window.lab exposes the state for tests and the curious.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -21,7 +23,38 @@ const lab = {
   messages: [],       // the message log: {dir, kind, size, rtt, text}
   dropped: 0,
   pending: [],        // send times of messages not echoed yet, for the round-trip time
+  autoConnect: new URLSearchParams(location.search).get("connect") !== "0",
 };
+
+// What a close code means (RFC 6455 section 7.4.1, and the IANA registry), as shown in the log.
+const CLOSE_CODES = {
+  1000: "normal closure",
+  1001: "going away: the server is shutting down, or the page is leaving",
+  1002: "protocol error: a peer broke RFC 6455",
+  1003: "unsupported data: a message type the endpoint can't take",
+  1005: "no status code: the Close frame had none (Disconnect sends none); 1005 is never sent, only reported",
+  1006: "abnormal closure: the connection ended without a Close frame",
+  1007: "invalid data: e.g. a text message that isn't valid UTF-8",
+  1008: "policy violation",
+  1009: "message too big for the receiver's limit",
+  1010: "the client needed an extension the server didn't agree to",
+  1011: "internal error: the server failed while handling the connection",
+  1012: "service restart",
+  1013: "try again later: the server is overloaded",
+  1015: "TLS handshake failure",
+};
+function closeMeaning(code) {
+  if (CLOSE_CODES[code]) return CLOSE_CODES[code];
+  if (code >= 4000 && code <= 4999) return "private use: the application's own code";
+  if (code >= 3000 && code <= 3999) return "registered for libraries and frameworks";
+  return "";
+}
+// Why a connection that never opened failed: browsers report every cause as
+// 1006 and, on purpose, don't tell the page which one it was.
+const NOT_OPENED = "could not connect. The browser reports every cause the same way (1006) and " +
+  "keeps the reason from the page: nothing listening at that host and port, a path that " +
+  "answered HTTP (e.g. 404) instead of 101, a refused Origin or subprotocol, or TLS. " +
+  "In a shell, `ws13 connect URL` says which.";
 window.lab = lab;
 
 const pageBase = (location.protocol === "https:" ? "wss://" : "ws://") + (location.host || "127.0.0.1:8765");
@@ -117,9 +150,11 @@ function connect() {
   lab.ws = ws;
   lab.pending = [];
   lab.closed = null;
+  let opened = false;
   ws.binaryType = "arraybuffer";
   logSystem("connecting to " + ws.url);
   ws.onopen = () => {
+    opened = true;
     const parts = [];
     if (ws.protocol) parts.push("subprotocol " + ws.protocol);
     if (ws.extensions) parts.push(ws.extensions);
@@ -133,8 +168,9 @@ function connect() {
   };
   ws.onerror = () => logSystem("error (the close event below says more)", true);
   ws.onclose = (event) => {
+    const meaning = !opened && event.code === 1006 ? NOT_OPENED : closeMeaning(event.code);
     logSystem("closed: code " + event.code + (event.reason ? " reason " + JSON.stringify(event.reason) : "") +
-              (event.wasClean ? "" : " (not clean)"), !event.wasClean);
+              (event.wasClean ? "" : " (not clean)") + (meaning ? " — " + meaning : ""), !event.wasClean);
     lab.closed = { code: event.code, reason: event.reason, wasClean: event.wasClean };
     $("negotiated").textContent = "";
     refresh();
@@ -204,6 +240,11 @@ function render(record) {
   if (record.type === "hello") {
     lab.inspectorId = record.id;
     $("inspector-state").textContent = "inspector: on (id " + record.id + ")";
+    if (lab.autoConnect && !lab.ws) {
+      logSystem("on load: connecting to this server's echo service, so its handshake shows on the right");
+      connect();
+    }
+    lab.autoConnect = false;
   } else if (record.type === "open") {
     append($("frames"), el("div", "conn-event",
       "── connection " + record.conn + " opened from " + record.peer + " on " + record.path +
@@ -211,6 +252,7 @@ function render(record) {
   } else if (record.type === "close") {
     append($("frames"), el("div", "conn-event",
       "── connection " + record.conn + " closed: code " + record.code +
+      (closeMeaning(record.code) ? " (" + closeMeaning(record.code) + ")" : "") +
       (record.reason ? " " + JSON.stringify(record.reason) : "") + " after " + record.duration + " s ──"));
   } else if (record.type === "handshake") {
     append($("frames"), renderHandshake(record));

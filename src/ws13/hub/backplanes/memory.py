@@ -112,7 +112,7 @@ class InMemoryBackplane:
             if limit is not None:
                 entries = entries[:limit]
         elif limit is not None:
-            entries = entries[len(entries) - limit :] if limit else []
+            entries = entries[max(0, len(entries) - limit) :] if limit else []
         return HistoryPage(log.epoch, log.offset, entries)
 
     async def subscribe(self, channel: str) -> None:
