@@ -20,6 +20,7 @@ if build != "no" and platform.python_implementation() == "CPython":
                 "src/ws13/_corebase.c",
                 "src/ws13/_maskkeys.c",
                 "src/ws13/_payload.c",
+                "src/ws13/_utf8.c",
             ],
             depends=["src/ws13/_speedups.h"],
             optional=build != "yes",

@@ -19,15 +19,20 @@ from ws13.exceptions import ProtocolError
 from ws13.frames import Frame, Opcode
 
 
-def _using_speedups(env: dict[str, str]) -> str:
-    code = "import ws13._accel as a; print(a.USING_SPEEDUPS, a.apply_mask.__module__)"
+def _python(code: str, no_extensions: str) -> str:
+    """What ``code`` prints in a fresh interpreter, WS13_NO_EXTENSIONS set so."""
     return subprocess.run(
         [sys.executable, "-c", code],
-        env={**os.environ, **env},
+        env={**os.environ, "WS13_NO_EXTENSIONS": no_extensions},
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
+
+
+def _using_speedups(env: dict[str, str]) -> str:
+    code = "import ws13._accel as a; print(a.USING_SPEEDUPS, a.apply_mask.__module__)"
+    return _python(code, env["WS13_NO_EXTENSIONS"])
 
 
 class TestSelector:
@@ -45,14 +50,8 @@ class TestSelector:
             "import sys, ws13, ws13.protocol, ws13.client, ws13.server, ws13._accel as a\n"
             "print(a.USING_SPEEDUPS, 'asyncio' in sys.modules)"
         )
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            env={**os.environ, "WS13_NO_EXTENSIONS": no_extensions},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert result.stdout.split() == [str(not no_extensions), "False"]
+        output = _python(code, no_extensions)
+        assert output.split() == [str(not no_extensions), "False"]
 
     def test_any_import_failure_of_the_extension_falls_back(self) -> None:
         # Not only ImportError: whatever the extension's import raises.
@@ -66,14 +65,8 @@ class TestSelector:
             "import ws13._accel as a, ws13.protocol as p\n"
             "print(a.USING_SPEEDUPS, len(p.Protocol(p.Side.CLIENT).send_message('hi')))"
         )
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            env={**os.environ, "WS13_NO_EXTENSIONS": ""},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert result.stdout.split() == ["False", "1"]
+        output = _python(code, "")
+        assert output.split() == ["False", "1"]
 
     def test_subinterpreters(self, tmp_path: Path) -> None:
         # A subinterpreter sharing the GIL gets its own copy of the module,
@@ -100,14 +93,8 @@ class TestSelector:
             "import ws13._accel as a\n"
             "print(a.USING_SPEEDUPS, len(a.MaskKeys().next()))"
         )
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            env={**os.environ, "WS13_NO_EXTENSIONS": ""},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert result.stdout.split() == ["True", "4"]
+        output = _python(code, "")
+        assert output.split() == ["True", "4"]
         lines = out.read_text().splitlines()
         expected = ["True 8"] + (["False 8"] if sys.version_info >= (3, 12) else [])
         assert lines == expected

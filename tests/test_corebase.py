@@ -36,11 +36,18 @@ KEYS = (b"\x11\x22\x33\x44", b"\xa0\xb1\xc2\xd3", b"\x00\x00\x00\x00")
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def make(twin: twins.Twin, server: bool, deflate: bool, max_size: int | None = MAX_SIZE) -> Any:
+def make(
+    twin: twins.Twin,
+    server: bool,
+    deflate: bool,
+    max_size: int | None = MAX_SIZE,
+    stream: bool = False,
+) -> Any:
     """An OPEN protocol of one copy, with deterministic masking keys."""
     module = twin.protocol
     side = module.Side.SERVER if server else module.Side.CLIENT
     protocol = module.Protocol(side, state=module.State.OPEN, max_size=max_size)
+    protocol.stream_fragments = stream
     if deflate:
         extension = twin.permessage_deflate.PerMessageDeflate(False, False, 15, 15, threshold=16)
         protocol.set_extensions([extension])
@@ -190,6 +197,8 @@ def event(item: Any) -> Any:
     """An event as a value both copies can be compared by."""
     if isinstance(item, (str, bytes)):
         return item
+    if type(item).__name__ == "Fragment":
+        return ("Fragment", item.data, item.fin)
     return (type(item).__name__, int(item.opcode), item.data, item.fin)
 
 
@@ -239,16 +248,16 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
 
 class TestReceiveSection5:
     @SETTINGS
-    @given(st.data(), st.booleans(), st.booleans(), st.booleans())
+    @given(st.data(), st.booleans(), st.booleans(), st.booleans(), st.booleans())
     def test_same_events_bytes_and_close(
-        self, data: st.DataObject, server: bool, deflate: bool, bad_mask: bool
+        self, data: st.DataObject, server: bool, deflate: bool, bad_mask: bool, stream: bool
     ) -> None:
         frames = data.draw(peer_frames(deflate))
         stream = wire(frames, masked=server, bad_mask=bad_mask and data.draw(st.booleans()))
         cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=8))
         chunks = split(stream, cuts)
-        c_result = feed(make(C, server, deflate), chunks)
-        py_result = feed(make(PY, server, deflate), chunks)
+        c_result = feed(make(C, server, deflate, stream=stream), chunks)
+        py_result = feed(make(PY, server, deflate, stream=stream), chunks)
         assert c_result == py_result
 
     @SETTINGS

@@ -27,7 +27,7 @@ from .exceptions import (
     ProtocolError,
     WebSocketError,
 )
-from .frames import Close, CloseCode, Frame, Opcode
+from .frames import Close, CloseCode, Fragment, Frame, Opcode
 from .headers import Headers
 from .http11 import Request, Response
 from .protocol import Protocol, Side, State
@@ -43,6 +43,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "Fragment",
     "Frame",
     "Headers",
     "InvalidHandshake",

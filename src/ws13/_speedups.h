@@ -38,12 +38,12 @@ release_bytes_like(Py_buffer *view)
 void ws13_xor_mask(const unsigned char *in, unsigned char *out, Py_ssize_t n,
                    const unsigned char *m);
 
-/* _speedups.c: validate the next n bytes of a UTF-8 stream from `state`
+/* _utf8.c: validate the next n bytes of a UTF-8 stream from `state`
  * (utils.utf8_check's format); the new state, -1 for invalid UTF-8, -2 for a
  * state utf8_check can't have returned. Releases the GIL for long inputs. */
 long long ws13_utf8_resume(long long state, const unsigned char *s, Py_ssize_t n);
 
-/* _speedups.c: a UTF-8 state argument into *state (-2 for an int too large
+/* _utf8.c: a UTF-8 state argument into *state (-2 for an int too large
  * to be one); -1 with an exception set if it isn't an int. */
 int ws13_utf8_state(PyObject *arg, long long *state);
 
@@ -56,7 +56,7 @@ Py_ssize_t ws13_scan_messages(const unsigned char *buf, Py_ssize_t end, Py_ssize
                               PyObject *out, PyObject *inflate);
 
 /* _speedups.c: build_frame()'s frame (with_payload 0: its header alone, for
- * a payload written beside it) and encode_text(). */
+ * a payload written beside it); _utf8.c: encode_text(). */
 PyObject *ws13_frame(int first_byte, const unsigned char *payload, Py_ssize_t n,
                      const unsigned char *mask, int with_payload);
 PyObject *ws13_encode_text(PyObject *text);
@@ -78,6 +78,11 @@ ws13_get_state(PyObject *module)
 {
     return (ws13_state *)PyModule_GetState(module);
 }
+
+/* _utf8.c: the module's utf8_check() and encode_text(). */
+PyObject *ws13_utf8_check_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames);
+PyObject *ws13_encode_text_py(PyObject *self, PyObject *text);
 
 /* Module exec slots: each adds one type to ws13._speedups. */
 int ws13_add_corebase(PyObject *module);        /* _corebase.c: CoreBase, COPY_MAX */

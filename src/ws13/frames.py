@@ -19,6 +19,7 @@ __all__ = [
     "CLOSE_CODE_EXPLANATIONS",
     "Close",
     "CloseCode",
+    "Fragment",
     "Frame",
     "Opcode",
     "encode_header",
@@ -90,6 +91,21 @@ _WIRE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1
 def is_valid_close_code(code: int) -> bool:
     """Whether ``code`` may appear in a Close frame on the wire."""
     return code in _WIRE_CODES or 3000 <= code <= 4999
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class Fragment:
+    """A frame of a fragmented message, handed out as it arrives.
+
+    The event a ``Protocol`` with ``stream_fragments`` on gives for each
+    frame of a message sent in several (RFC 6455 section 5.4): ``data`` is
+    ``str`` for a text message (decoded as it arrives: a character cut
+    between two frames comes whole with the later one) and ``bytes`` for a
+    binary one; ``fin`` is True on the last.
+    """
+
+    data: str | bytes
+    fin: bool
 
 
 @dataclasses.dataclass(slots=True)

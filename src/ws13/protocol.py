@@ -7,25 +7,27 @@ Pong, echoes Close, and fails the connection on bad input with the right close
 code. No I/O happens here, so any event loop, thread or test can drive it.
 
 Events are complete messages, ``str`` for text and ``bytes`` for binary
-(fragments are reassembled and UTF-8 is checked here), and ``Frame`` objects
-for the control frames Ping, Pong and Close, plus the handshake ``Request`` or
-``Response`` on the side that receives one.
+(fragments are reassembled and UTF-8 is checked here, ``assembler.py``; or
+handed out as ``Fragment`` events as they arrive, with ``stream_fragments``),
+and ``Frame`` objects for the control frames Ping, Pong and Close, plus the
+handshake ``Request`` or ``Response`` on the side that receives one.
 """
 
 from __future__ import annotations
 
+import codecs
 import enum
 import logging
 from typing import Union
 
-from ._accel import MaskKeys, apply_mask, parse_messages, utf8_check
+from ._accel import MaskKeys, parse_messages
+from .assembler import NO_PARTS, MessageAssembler, payload_of
 from .exceptions import InvalidState, PayloadTooBig, ProtocolError
 from .extensions.base import Extension
 from .extensions.permessage_deflate import PerMessageDeflate
-from .frames import Close, CloseCode, Frame, Opcode, is_valid_close_code
+from .frames import Close, CloseCode, Fragment, Frame, Opcode, is_valid_close_code
 from .http11 import Request, Response
-from .largeframes import LARGE_FRAME, LARGE_FRAME_MAX, LargeFrameReceiver
-from .utils import rotate_mask
+from .largeframes import LARGE_FRAME, LARGE_FRAME_MAX
 from .writer import (
     COPY_MAX,
     OP_BINARY,
@@ -51,13 +53,11 @@ __all__ = [
     "State",
 ]
 
-# Shared and never mutated, so an idle connection doesn't own an empty list
-# for each: set_extensions() and the start of a fragmented message assign
-# new lists.
+# Shared and never mutated, so an idle connection doesn't own an empty list:
+# set_extensions() assigns a new one.
 _NO_EXTENSIONS: list[Extension] = []
-_NO_PARTS: list[bytes] = []
 
-Event = Union[str, bytes, Frame, Request, Response]
+Event = Union[str, bytes, Fragment, Frame, Request, Response]
 
 #: What ``parse_messages`` raises from a compressed message it consumed
 #: (see ``Protocol._fail_inflated``): the connection fails, it doesn't crash.
@@ -84,28 +84,7 @@ CONNECTING, OPEN, CLOSING, CLOSED = State.CONNECTING, State.OPEN, State.CLOSING,
 _CONTROL = {OP_CLOSE: Opcode.CLOSE, OP_PING: Opcode.PING, OP_PONG: Opcode.PONG}
 
 
-def _payload(data: bytes | bytearray, head: int, start: int, end: int, masked: int) -> bytes:
-    """``data[start:end]``, part of the payload that starts at ``head``, unmasked.
-
-    The masking key is the 4 bytes before ``head`` when ``masked``. Large
-    pieces are read through a memoryview, so that a buffered frame is copied
-    once, not sliced out of the buffer first; released at once, since the
-    buffer can't be resized while exported (CPython frees it anyway, a
-    tracing GC wouldn't).
-    """
-    mask = b""
-    if masked:
-        mask = bytes(data[head - 4 : head])
-        if start > head:
-            mask = rotate_mask(mask, start - head)
-    if end - start <= COPY_MAX:
-        piece = data[start:end]
-        return apply_mask(piece, mask) if masked else bytes(piece)
-    with memoryview(data) as view, view[start:end] as large:
-        return apply_mask(large, mask) if masked else bytes(large)
-
-
-class Protocol(LargeFrameReceiver):
+class Protocol(MessageAssembler):
     """The WebSocket protocol state machine for one side of one connection.
 
     Args:
@@ -122,16 +101,11 @@ class Protocol(LargeFrameReceiver):
         "_buffer",
         "_deflate",
         "_discarding",
-        "_msg_opcode",
-        "_msg_parts",
         "_msg_rsv",
-        "_msg_size",
         "_need",
-        "_partial_done",
         "_rsv_allowed",
         "_state",
         "_tracer",
-        "_utf8",
         "close_rcvd",
         "close_rcvd_then_sent",
         "close_sent",
@@ -201,13 +175,16 @@ class Protocol(LargeFrameReceiver):
         self._msg_rsv = 0
         # The message being reassembled from fragments (RFC 6455 section 5.4).
         self._msg_opcode = 0
-        self._msg_parts: list[bytes] = _NO_PARTS
+        self._msg_parts: list[bytes] = NO_PARTS
         self._msg_size = 0
         # Where UTF-8 validation of a fragmented or partly received text
         # message stands (utils.utf8_check's state: 0 at a character boundary).
         self._utf8 = 0
         # Bytes of the frame at the head of the buffer already UTF-8 checked.
         self._partial_done = 0
+        #: See MessageAssembler.stream_fragments.
+        self.stream_fragments = False
+        self._stream_decoder: codecs.IncrementalDecoder | None = None
         # Whether a fragmented message we send is in progress.
         self._send_fragmented = False
         # The fast paths (see _update_fast_paths); off until OPEN.
@@ -473,7 +450,7 @@ class Protocol(LargeFrameReceiver):
                 break
             if self._tracer is not None:
                 self._trace_received(data, pos, head, end, expect_mask)
-            payload = _payload(data, head, head + self._partial_done, end, expect_mask)
+            payload = payload_of(data, head, head + self._partial_done, end, expect_mask)
             pos = end
             self._receive_frame(b0, opcode, payload, length)
         return pos
@@ -522,7 +499,7 @@ class Protocol(LargeFrameReceiver):
         self, data: bytes | bytearray, start: int, head: int, end: int, masked: int
     ) -> None:
         assert self._tracer is not None
-        self._tracer(False, bytes(data[start:head]), _payload(data, head, head, end, masked))
+        self._tracer(False, bytes(data[start:head]), payload_of(data, head, head, end, masked))
 
     def _receive_extended(self, b0: int, opcode: int, payload: bytes, length: int) -> None:
         """Run a received frame through the negotiated extensions, then handle it."""
@@ -624,71 +601,12 @@ class Protocol(LargeFrameReceiver):
         )
         self.fail(CloseCode.MESSAGE_TOO_BIG, f"message too big; limit is {self.max_size} bytes")
 
-    def _check_partial_text(self, data: bytes | bytearray, b0: int, head: int, end: int) -> None:
-        """UTF-8-check the part of a text frame received so far.
-
-        Autobahn 6.4.*: an endpoint should fail on invalid UTF-8 as soon as it
-        sees it, not after the rest of the frame arrived.
-        """
-        done = self._partial_done
-        if end - head <= done:
-            return
-        if not self._msg_opcode:
-            self._msg_opcode = OP_TEXT
-            self._msg_parts = []
-        piece = _payload(data, head, head + done, end, self._expect_mask)
-        state = utf8_check(piece, self._utf8)
-        if state < 0:
-            self._fail_utf8("invalid byte sequence")
-            return
-        self._utf8 = state
-        self._msg_parts.append(piece)
-        self._msg_size += end - head - done
-        self._partial_done = end - head
-
     def _fail_utf8(self, reason: str) -> None:
         # Section 8.1: "When an endpoint is to interpret a byte stream as UTF-8
         # but finds that the byte stream is not, in fact, a valid UTF-8 stream,
         # that endpoint MUST _Fail the WebSocket Connection_."
         self.parser_exc = ProtocolError(f"invalid UTF-8 in text message: {reason}")
         self.fail(CloseCode.INVALID_DATA, "invalid UTF-8")
-
-    def _receive_data_frame(self, b0: int, opcode: int, payload: bytes, length: int) -> None:
-        fin = b0 & 0x80
-        if self.debug:
-            self.logger.debug("< %s", Frame(Opcode(opcode), payload, bool(fin)))
-        partial = self._partial_done
-        self._partial_done = 0
-        if fin and not self._msg_opcode:
-            # The common case: a whole message in one frame.
-            if opcode == OP_TEXT:
-                try:
-                    self._events.append(payload.decode("utf-8"))
-                except UnicodeDecodeError as exc:
-                    self._fail_utf8(exc.reason)
-            else:
-                self._events.append(payload)
-            return
-        if not self._msg_opcode:
-            self._msg_opcode = opcode
-            self._msg_parts = []
-        self._msg_size += length - partial
-        self._msg_parts.append(payload)
-        text = self._msg_opcode == OP_TEXT
-        if text:
-            # Each fragment is checked as it arrives (fail fast), the whole
-            # message decoded once at the end.
-            state = utf8_check(payload, self._utf8)
-            if state < 0 or (fin and state):
-                self._fail_utf8("invalid byte sequence" if state < 0 else "unexpected end of data")
-                return
-            self._utf8 = state
-        if fin:
-            message = b"".join(self._msg_parts)
-            self._events.append(message.decode("utf-8") if text else message)
-            self._msg_opcode = 0
-            self._msg_parts = _NO_PARTS
-            self._msg_size = 0
 
     def _receive_control(self, opcode: int, payload: bytes) -> None:
         frame = Frame(_CONTROL[opcode], payload)
@@ -787,4 +705,4 @@ class Protocol(LargeFrameReceiver):
         self._discarding = True
         self._buffer.clear()
         self._large = None
-        self._msg_parts = _NO_PARTS
+        self._msg_parts = NO_PARTS

@@ -348,16 +348,7 @@ class Connection(Pinger):
         """
         kind = type(message)
         if (kind is str or kind is bytes) and not self._fragmenting:
-            # send_nowait() inlined: this runs once per message.
-            try:
-                buffers = self.protocol.send_message(message)  # type: ignore[arg-type]
-            except InvalidState:
-                raise self._send_refused() from None
-            transport = self.transport
-            if len(buffers) == 1 and transport is not None:
-                transport.write(buffers[0])
-            else:
-                self._write_buffers(buffers)
+            self.send_nowait(message)  # type: ignore[arg-type]
             if self._paused_writing:
                 await self._drain()
             return
