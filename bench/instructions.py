@@ -32,7 +32,8 @@ The floor servers (``floor-callback``, ``floor-coro``, ``floor-step``,
 ``floor-task``) parse and frame with ws13's C speedups and differ only in how
 the echo is run: from ``data_received`` itself (a callback API), from a
 coroutine stepped by ``data_received``, from a task whose coroutine
-``data_received`` steps inside the task (what ws13's stepped handler does),
+``data_received`` steps inside the task (what ws13's handler was until issue
+22 removed stepping: it relied on asyncio's private API),
 or from a task woken through a future per message (what ``async for message
 in ws`` costs on asyncio when the task is woken).
 
@@ -453,7 +454,7 @@ def report(results: dict[str, Any]) -> str:
         "in how the echo is run: `floor-callback` from `data_received` itself (a",
         "callback API such as picows's), `floor-coro` from a coroutine that",
         "`data_received` steps, `floor-step` from a task whose coroutine",
-        "`data_received` steps inside the task (ws13's stepped handler),",
+        "`data_received` steps inside the task (ws13's handler before issue 22),",
         "`floor-task` from a task woken through a future per message (the",
         "least an `async for message in ws` API costs when its task is woken).",
         "",

@@ -484,7 +484,8 @@ class FloorStep(FloorCallback):
     sent into its coroutine inside the task (entered and left around the
     send, in the task's context). No future, handle or loop pass per
     message: the least a stepped ``async for message in ws`` can cost, and
-    what ws13's ``Stepper`` does with more cases handled."""
+    what ws13's ``Stepper`` did with more cases handled, until issue 22
+    removed it (it relied on asyncio's private ``_enter_task``)."""
 
     __slots__ = ("coro", "parked", "task")
 
