@@ -36,8 +36,8 @@
  *
  * encode_text(text) -> bytes, in _utf8.c: text.encode("utf-8"), faster for a str of
  * Latin-1 characters that aren't all ASCII (such as "ünïcode" in JSON), which
- * CPython encodes a character at a time (~9 instructions each): here 16
- * characters at a time while they are ASCII. Other str go to CPython's encoder.
+ * CPython encodes a character at a time: here 16 characters at a time while
+ * they are ASCII. Other str go to CPython's encoder.
  *
  * All of them are called once per message or per read, mostly on small
  * payloads, so the per-call overhead matters as much as the loops: they are

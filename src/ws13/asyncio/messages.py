@@ -126,8 +126,7 @@ class MessageQueue:
         # Nothing more to pause or resume. Letting go of the connection (the
         # flow) breaks the reference cycle connection <-> queue, so a closed
         # connection is freed by reference counting, not by the garbage
-        # collector (with the other cycles broken: 296,721 -> 284,819
-        # instructions per connection, bench/instructions.py).
+        # collector (docs/design.md says which other cycles are broken).
         self._flow = _NO_FLOW
         self._paused = False
         waiter = self._waiter

@@ -16,7 +16,7 @@ compressing is most of a compressed echo's cost):
   (1-3 share one greedy matcher; 4-9 search lazily). Against the earlier
   default, level 6 with a 1 KiB window, it compresses varied JSON and text of
   256 B-64 KiB in 60-80 % of the time, at ratios from 10 % worse (1 KiB ticker
-  JSON 5.4x instead of 6.0x, in 9.3 instead of 12.8 us) to 6 % better
+  JSON 5.4x instead of 6.0x) to 6 % better
   (Markdown, Python source); compressing is most of what a compressed echo
   costs. Context takeover is kept: without it 100-200 byte messages shrink
   only 1.2-1.4x. Other settings are one argument away
