@@ -65,12 +65,15 @@ python -c 'import ws13._accel as a, sys; sys.exit(not a.USING_SPEEDUPS)' \
 log "pytest, pure Python (WS13_NO_EXTENSIONS=1)"
 WS13_NO_EXTENSIONS=1 python -m pytest -q -m "not compliance" "$@"
 
-# Every other CPython 3.11+ on the machine (pyenv's, or WS13_OTHER_PYTHONS, a
-# space-separated list of interpreters), each in its own virtualenv with the
-# C speedups: the core, asyncio, extension and differential tests.
+# Every other CPython 3.11+ on the machine (pyenv's versions, python3.1X on the
+# PATH, or WS13_OTHER_PYTHONS, a space-separated list of interpreters), each in
+# its own virtualenv with the C speedups: the core, asyncio, extension and
+# differential tests.
 OTHER_PYTHONS=${WS13_OTHER_PYTHONS:-}
-if [ -z "$OTHER_PYTHONS" ] && command -v pyenv >/dev/null; then
-  for candidate in "$(pyenv root)"/versions/3.*/bin/python3; do
+if [ -z "$OTHER_PYTHONS" ]; then
+  PYENV_VERSIONS="${PYENV_ROOT:-${HOME:-/root}/.pyenv}/versions"
+  for candidate in "$PYENV_VERSIONS"/3.*/bin/python3 \
+      $(command -v python3.11 python3.12 python3.13 python3.14 2>/dev/null || true); do
     [ -x "$candidate" ] && OTHER_PYTHONS="$OTHER_PYTHONS $candidate"
   done
 fi
@@ -93,6 +96,9 @@ for other in $OTHER_PYTHONS; do
   log "pytest, Python $version with the C speedups: core, asyncio, extensions, differential"
   "$other_venv/bin/python" -m pytest -q -m "not compliance" tests/test_*.py tests/asyncio tests/extensions
 done
+if [ ${#SEEN[@]} -eq 1 ]; then
+  echo "no other CPython 3.11+ found: the suite ran on Python $MAIN_VERSION only" >&2
+fi
 
 log "pytest, C speedups"
 exec python -m pytest "$@"
