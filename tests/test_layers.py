@@ -10,6 +10,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 import ws13
 from ws13 import assembler, client, corebase, largeframes, protocol, server, writer
 
@@ -48,10 +50,12 @@ def own_names(tree: ast.Module) -> set[str]:
     return names
 
 
-def test_the_asyncio_layer_uses_only_the_cores_public_api() -> None:
+@pytest.mark.parametrize("layer", ["asyncio", "uvicorn"])
+def test_the_io_layers_use_only_the_cores_public_api(layer: str) -> None:
     private = core_private_names()
-    asyncio_sources = sorted((SRC / "asyncio").glob("*.py"))
-    trees = {path: ast.parse(path.read_text()) for path in asyncio_sources}
+    sources = sorted((SRC / layer).glob("*.py"))
+    assert sources
+    trees = {path: ast.parse(path.read_text()) for path in sources}
     own: set[str] = set().union(*(own_names(tree) for tree in trees.values()))
     found = []
     for path, tree in trees.items():
@@ -81,3 +85,22 @@ def test_no_private_asyncio_api_by_default() -> None:
         text = path.read_text()
         for name in ("_enter_task", "_leave_task", "_current_tasks", "_register_task"):
             assert name not in text, f"{path.relative_to(SRC)} uses asyncio's {name}"
+
+
+def test_the_uvicorn_layer_reads_no_private_attribute_at_all() -> None:
+    # Stricter than the core check: no private attribute of anything it
+    # doesn't define itself (asyncio's or uvloop's transports, uvicorn's
+    # objects, the core, ws13.asyncio's connection).
+    sources = sorted((SRC / "uvicorn").glob("*.py"))
+    trees = {path: ast.parse(path.read_text()) for path in sources}
+    own: set[str] = set().union(*(own_names(tree) for tree in trees.values()))
+    found = [
+        f"{path.name}:{node.lineno} .{node.attr}"
+        for path, tree in trees.items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and node.attr not in own
+    ]
+    assert found == []
