@@ -9,6 +9,8 @@ its log in a temporary file, and waits until it accepts connections.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import socket
@@ -17,10 +19,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+from ws13.asyncio import connect
 
 from ..utils import MS, free_port
 
-__all__ = ["CONTROL", "WS13", "Uvicorn"]
+__all__ = ["CONTROL", "WS13", "Uvicorn", "recorded"]
 
 #: ``--ws`` values: ws13's protocol and uvicorn's own sans-I/O one, the control.
 WS13 = "ws13.uvicorn:WebSocketProtocol"
@@ -82,3 +87,14 @@ class Uvicorn:
             self.process.wait()
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
+
+
+async def recorded(server: Uvicorn, key: str) -> Any:
+    """What the app's handler for ``key`` recorded (``apps.REPORTS``), once it did."""
+    for _ in range(100):
+        async with connect(server.url(f"/report?key={key}")) as ws:
+            found = json.loads(await ws.recv())
+        if found is not None:
+            return found
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"nothing recorded for {key}")

@@ -17,7 +17,7 @@ import json
 import os
 import signal
 import unittest
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ws13.asyncio import connect
 from ws13.client import ClientProtocol
@@ -27,7 +27,7 @@ from ws13.protocol import OPEN
 from ws13.uri import parse_uri
 
 from ..utils import MS
-from .server import CONTROL, WS13, Uvicorn
+from .server import CONTROL, WS13, Uvicorn, recorded
 
 TIMEOUT = 10_000 * MS
 MAX_SIZE = 2**18
@@ -57,16 +57,6 @@ class UvicornCase(unittest.IsolatedAsyncioTestCase):
 
     def url(self, path: str) -> str:
         return self.server.url(path)
-
-    async def report(self, key: str) -> Any:
-        """What the app's handler for ``key`` recorded (waits for it a little)."""
-        for _ in range(100):
-            async with connect(self.url(f"/report?key={key}")) as ws:
-                found = json.loads(await ws.recv())
-            if found is not None:
-                return found
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"nothing recorded for {key}")
 
 
 class BehaviourTests(UvicornCase):
@@ -103,7 +93,7 @@ class BehaviourTests(UvicornCase):
             with self.assertRaises(ConnectionClosed):
                 await ws.recv()
             self.assertEqual(ws.close_code, 1009)
-        self.assertEqual((await self.report("big"))["code"], 1009)
+        self.assertEqual((await recorded(self.server, "big"))["code"], 1009)
 
     async def test_many_messages_in_flight(self) -> None:
         # More than ws_max_queue (32) at once: reading pauses and resumes.
@@ -174,7 +164,9 @@ class BehaviourTests(UvicornCase):
             await ws.send("hello")
             await ws.recv()
             await ws.close(4002, "ciao")
-        self.assertEqual(await self.report("client-close"), {"code": 4002, "reason": "ciao"})
+        self.assertEqual(
+            await recorded(self.server, "client-close"), {"code": 4002, "reason": "ciao"}
+        )
 
     async def test_client_drops_tcp(self) -> None:
         async with connect(self.url("/echo?key=dropped")) as ws:
@@ -183,7 +175,7 @@ class BehaviourTests(UvicornCase):
             assert ws.transport is not None
             ws.transport.abort()
         # ASGI: 1005 when no code was received; both protocols say so.
-        self.assertEqual((await self.report("dropped"))["code"], 1005)
+        self.assertEqual((await recorded(self.server, "dropped"))["code"], 1005)
 
     async def test_handler_returns_without_closing(self) -> None:
         async with connect(self.url("/leave")) as ws:
