@@ -3,7 +3,9 @@
 Usage: python bench/servers.py NAME [--port P] [--deflate] [--cpu N]
 
 NAME is one of ws13, ws13-callback, websockets, aiohttp, picows, raw-asyncio,
-raw-asyncio-task, floor-callback, floor-task, floor-coro, floor-step. (Node's
+raw-asyncio-task, floor-callback, floor-task, floor-coro, floor-step, and
+uvicorn-ws13, uvicorn-websockets, uvicorn-websockets-sansio, uvicorn-wsproto
+(``uvicorn_echo.py``: a Starlette app under uvicorn, compression off). (Node's
 ``ws`` server is bench/node/server.js.) Every server listens on 127.0.0.1 (port 0
 picks a free port), echoes each message back as it came on any path, runs on
 uvloop, and prints ``READY <port>`` on stdout once it accepts connections.
@@ -588,6 +590,23 @@ def floor_server(cls: type[RawEcho]):  # type: ignore[no-untyped-def]
     return run
 
 
+# -- uvicorn ------------------------------------------------------------------
+
+
+def uvicorn_server(protocol: str):  # type: ignore[no-untyped-def]
+    """uvicorn serving uvicorn_echo.py's Starlette echo app with ``--ws`` = ``protocol``."""
+
+    bench = os.path.dirname(os.path.abspath(__file__))
+
+    async def run(port: int, deflate: bool) -> None:
+        sys.path.insert(0, bench)
+        from uvicorn_echo import serve_uvicorn
+
+        await serve_uvicorn(protocol, port, ready)
+
+    return run
+
+
 SERVERS = {
     "ws13": run_ws13,
     "ws13-callback": run_ws13_callback,
@@ -600,6 +619,10 @@ SERVERS = {
     "floor-task": floor_server(FloorTask),
     "floor-coro": floor_server(FloorCoro),
     "floor-step": floor_server(FloorStep),
+    "uvicorn-ws13": uvicorn_server("ws13"),
+    "uvicorn-websockets": uvicorn_server("websockets"),
+    "uvicorn-websockets-sansio": uvicorn_server("websockets-sansio"),
+    "uvicorn-wsproto": uvicorn_server("wsproto"),
 }
 
 

@@ -133,30 +133,29 @@ class WebSocketProtocol(asyncio.Protocol):
         events, writes = self.protocol.receive(data)
         if writes:
             self._write(writes)
-        if events:
-            queue = self._queue
-            for event in events:
-                kind = type(event)
-                if kind is bytes:
-                    message: dict[str, Any] = {"type": _RECEIVE, "bytes": event}
-                elif kind is str:
-                    message = {"type": _RECEIVE, "text": event}
-                else:
-                    self._handle_event(event)
-                    continue
-                if self.phase is not _OPEN:
-                    # The app sent websocket.close: what arrives until the
-                    # client's Close is dropped, as uvicorn's protocols do.
-                    continue
-                # _put() inlined: this runs once per message.
-                waiter = self._waiter
-                if waiter is not None and not waiter.done():
-                    self._waiter = None
-                    waiter.set_result(message)
-                else:
-                    queue.append(message)
-                    if len(queue) >= self._max_queue and not self._read_paused:
-                        self._pause_reading()
+        for event in events:
+            kind = type(event)
+            if kind is bytes:
+                message: dict[str, Any] = {"type": _RECEIVE, "bytes": event}
+            elif kind is str:
+                message = {"type": _RECEIVE, "text": event}
+            else:
+                self._handle_event(event)
+                continue
+            if self.phase is not _OPEN:
+                # The app sent websocket.close: what arrives until the
+                # client's Close is dropped, as uvicorn's protocols do.
+                continue
+            # _put() inlined: this runs once per message.
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                self._waiter = None
+                waiter.set_result(message)
+            else:
+                queue = self._queue
+                queue.append(message)
+                if len(queue) >= self._max_queue and not self._read_paused:
+                    self._pause_reading()
         if writes:
             self._check_closing()
 
@@ -262,14 +261,11 @@ class WebSocketProtocol(asyncio.Protocol):
             return message
         if self._disconnect is not None:
             return self._disconnect
+        # No try/finally to reset _waiter if cancelled: a cancelled waiter
+        # is done, and _put() skips done waiters.
         waiter: asyncio.Future[dict[str, Any]] = self.loop.create_future()
         self._waiter = waiter
-        try:
-            return await waiter
-        finally:
-            # Cancelled or not, this receive() is over (set by _put: None already).
-            if self._waiter is waiter:
-                self._waiter = None
+        return await waiter
 
     async def send(self, message: dict[str, Any]) -> None:
         """ASGI ``send``; raises ClientDisconnected (an OSError) once the client is gone."""
@@ -285,8 +281,7 @@ class WebSocketProtocol(asyncio.Protocol):
             except InvalidState:
                 raise ClientDisconnected() from None
             transport = self.transport
-            assert transport is not None
-            if len(buffers) == 1:
+            if len(buffers) == 1 and transport is not None:
                 transport.write(buffers[0])
             else:
                 self._write_buffers(buffers)
@@ -509,8 +504,10 @@ class WebSocketProtocol(asyncio.Protocol):
             transport.close()
 
     def _write_buffers(self, buffers: list[bytes]) -> None:
+        """Write buffers in order, several in one ``writelines()`` where it keeps flow control."""
         transport = self.transport
-        assert transport is not None
+        if transport is None:
+            return
         if len(buffers) == 1:
             transport.write(buffers[0])
         elif _can_writelines(transport):
