@@ -522,6 +522,7 @@ def render(results: dict[str, Any], chart_name: str | None) -> str:
         lines += micro_section(cases["micro"])
     if "profile" in cases:
         lines += profile_section(cases["profile"], params)
+    lines += uvicorn_section()
     lines += [
         "## Reproduce",
         "",
@@ -533,6 +534,47 @@ def render(results: dict[str, Any], chart_name: str | None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+#: bench/uvicorn_echo.py's results, by app, when it was run with --output here.
+UVICORN_RESULTS = {
+    "Starlette endpoint": BENCH / "results" / "uvicorn-starlette.json",
+    "bare ASGI app": BENCH / "results" / "uvicorn-asgi.json",
+}
+
+
+def uvicorn_section() -> list[str]:
+    """``## ws13 under uvicorn``: bench/uvicorn_echo.py's tables, if it was run."""
+    found = {app: path for app, path in UVICORN_RESULTS.items() if path.exists()}
+    if not found:
+        return []
+    lines = [
+        "## ws13 under uvicorn",
+        "",
+        "`bench/uvicorn_echo.py`: an echo app under uvicorn (uvloop, httptools, compression off)"
+        " with `--ws ws13.uvicorn:WebSocketProtocol` and with uvicorn's own protocols; picows's"
+        " client (CPU 0) against the server (CPU 1), 32 B binary round trips; each cell is the"
+        " median of interleaved repetitions (every protocol once, then again); instructions per"
+        " echo are callgrind's at one connection (`instructions.py`'s method). The last row"
+        " divides ws13's figure by the best of uvicorn's protocols in that column"
+        " (instructions: by websockets-sansio's). See docs/uvicorn.md.",
+        "",
+    ]
+    for app, path in found.items():
+        with open(path) as f:
+            data = json.load(f)
+        args = data["args"]
+        command = f"python bench/uvicorn_echo.py --app {args.get('app', 'starlette')}"
+        command += f" --repeat {args['repeat']}" + " --instructions" * bool(args["instructions"])
+        lines += [
+            f"### {app}",
+            "",
+            f"Command: `{command}`; load average {data['loadavg_before'][0]:.1f} before,"
+            f" {data['loadavg_after'][0]:.1f} after (2 CPUs: above 2, others were running).",
+            "",
+            data["table"],
+        ]
+    return lines
 
 
 def micro_section(micro: dict[str, Any]) -> list[str]:
