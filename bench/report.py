@@ -574,7 +574,41 @@ def uvicorn_section() -> list[str]:
             "",
             data["table"],
         ]
+        lines += uvicorn_targets(data)
     return lines
+
+
+def uvicorn_targets(data: dict[str, Any]) -> list[str]:
+    """Issue 27's targets, checked on one run of bench/uvicorn_echo.py."""
+    import statistics
+
+    def median(name: str, conns: str, key: str) -> float | None:
+        values = [r[key] for r in data["runs"].get(name, {}).get(conns, []) if key in r]
+        return statistics.median(values) if values else None
+
+    others = [name for name in data["runs"] if name != "ws13"]
+    checks = []
+    cpu = median("ws13", "100", "server_cpu_us_per_msg")
+    best_cpu = min(
+        filter(None, (median(o, "100", "server_cpu_us_per_msg") for o in others)), default=None
+    )
+    if cpu and best_cpu:
+        checks.append(("server CPU per message at 100 connections", cpu / best_cpu, "<=", 0.45))
+    rate = median("ws13", "1", "msgs_per_s")
+    best_rate = max(filter(None, (median(o, "1", "msgs_per_s") for o in others)), default=None)
+    if rate and best_rate:
+        checks.append(("msgs/s at 1 connection", rate / best_rate, ">=", 1.3))
+    counts = data.get("instructions_per_echo") or {}
+    if counts.get("ws13") and counts.get("websockets-sansio"):
+        ratio = counts["ws13"] / counts["websockets-sansio"]
+        checks.append(("instructions per echo vs websockets-sansio", ratio, "<=", 0.25))
+    lines = []
+    for what, value, op, target in checks:
+        met = value <= target if op == "<=" else value >= target
+        lines.append(
+            f"* {what}: {value:.2f}x (target {op} {target}x): {'met' if met else 'missed'}"
+        )
+    return [*lines, ""] if lines else []
 
 
 def micro_section(micro: dict[str, Any]) -> list[str]:
