@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 #: What each connection's handler saw, by its ``key`` query parameter.
 REPORTS: dict[str, Any] = {}
@@ -85,6 +85,17 @@ async def leave(ws: WebSocket) -> None:
     await ws.accept()
 
 
+async def late(ws: WebSocket) -> None:
+    """Send once more after the disconnect: the server must say the client is gone."""
+    await ws.accept()
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass
+    try:
+        await ws.send({"type": "websocket.send", "text": "too late"})
+    except WebSocketDisconnect:  # Starlette's wrapping of the server's OSError
+        pass
+
+
 async def report(ws: WebSocket) -> None:
     """Send what the handler of ``key`` recorded, as JSON (``null`` if nothing yet)."""
     await ws.accept()
@@ -108,6 +119,7 @@ WEBSOCKET_ROUTES = {
     "/deny": deny,
     "/close": close,
     "/leave": leave,
+    "/late": late,
     "/report": report,
 }
 

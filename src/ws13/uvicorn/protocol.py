@@ -47,6 +47,7 @@ _HANDSHAKE = 0  # waiting for websocket.accept, .close or .http.response.start
 _OPEN = 1  # accepted: websocket.send and websocket.close
 _DENYING = 2  # websocket.http.response.start sent: body parts follow
 _DONE = 3  # the app closed, denied or was refused: nothing more to send
+_GONE = 4  # the server shut the connection down: sends raise ClientDisconnected
 
 _RECEIVE = "websocket.receive"
 
@@ -205,7 +206,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if transport is None:
             return
         if self.phase is _OPEN and self.protocol.state is OPEN:
-            self.phase = _DONE
+            self.phase = _GONE
             self._put_disconnect(CloseCode.SERVICE_RESTART, "")
             self.protocol.send_close(CloseCode.SERVICE_RESTART)
             self._flush()
@@ -213,6 +214,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._start_close_timer()
         elif self.phase is _HANDSHAKE and self._response is not None:
             self._refuse(500)
+            self.phase = _GONE
         elif not self.protocol.close_expected():
             transport.close()
 
@@ -307,6 +309,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self._denial_body.append(message.get("body", b""))
             if not message.get("more_body", False):
                 self._finish_denial()
+        elif self.phase is _GONE:
+            raise ClientDisconnected()
         else:
             raise RuntimeError(
                 f"Unexpected ASGI message '{kind}', after sending 'websocket.close'."
