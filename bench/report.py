@@ -540,6 +540,7 @@ def render(results: dict[str, Any], chart_name: str | None) -> str:
 UVICORN_RESULTS = {
     "Starlette endpoint": BENCH / "results" / "uvicorn-starlette.json",
     "bare ASGI app": BENCH / "results" / "uvicorn-asgi.json",
+    "Starlette endpoint, a second run": BENCH / "results" / "uvicorn-starlette-2.json",
 }
 
 
