@@ -1,6 +1,7 @@
 """A real uvicorn process for the tests: started, waited for, stopped.
 
-``Uvicorn(app, ws=..., http=...)`` runs ``python -m uvicorn`` in a
+``Uvicorn(app, ws=..., http=...)`` runs ``python -m uvicorn`` (or, with
+``run_with_class``, ``uvicorn.run(app, ws=WebSocketProtocol)``) in a
 subprocess on a free port of 127.0.0.1 (uvicorn has no ``--port 0``), with
 its log in a temporary file, and waits until it accepts connections.
 ``stop()`` sends SIGTERM (or another signal) and waits for it to exit;
@@ -42,7 +43,13 @@ class Uvicorn:
     """One uvicorn process serving ``app`` (an import path)."""
 
     def __init__(
-        self, app: str, *, ws: str = WS13, http: str = "httptools", args: tuple[str, ...] = ()
+        self,
+        app: str,
+        *,
+        ws: str = WS13,
+        http: str = "httptools",
+        args: tuple[str, ...] = (),
+        run_with_class: bool = False,
     ) -> None:
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="uvicorn-", suffix=".log", delete=False)  # noqa: SIM115
@@ -52,6 +59,16 @@ class Uvicorn:
             "--ws", ws, "--http", http, "--loop", "uvloop",
             *args,
         ]  # fmt: skip
+        if run_with_class:
+            # uvicorn.run(app, ws=WebSocketProtocol): the class, not a path.
+            assert ws == WS13
+            assert not args
+            code = (
+                "import uvicorn; from ws13.uvicorn import WebSocketProtocol; "
+                f"uvicorn.run({app!r}, host='127.0.0.1', port={self.port}, "
+                f"ws=WebSocketProtocol, http={http!r})"
+            )
+            command = [sys.executable, "-c", code]
         self.process = subprocess.Popen(
             command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )

@@ -258,6 +258,17 @@ class ControlHttptoolsFastAPI(BehaviourTests):
 del BehaviourTests  # only its subclasses run
 
 
+class PythonAPITests(unittest.IsolatedAsyncioTestCase):
+    async def test_uvicorn_run_with_the_class(self) -> None:
+        server = Uvicorn(STARLETTE, http="h11", run_with_class=True)
+        try:
+            async with asyncio.timeout(TIMEOUT), connect(server.url("/echo")) as ws:
+                await ws.send("by class")
+                self.assertEqual(await ws.recv(), "by class")
+        finally:
+            server.close()
+
+
 class ShutdownTests(unittest.IsolatedAsyncioTestCase):
     """SIGTERM / SIGINT to uvicorn: open connections see 1012; uvicorn exits cleanly."""
 
