@@ -258,7 +258,19 @@ class ControlHttptoolsFastAPI(BehaviourTests):
 del BehaviourTests  # only its subclasses run
 
 
-class PythonAPITests(unittest.IsolatedAsyncioTestCase):
+class SettingsTests(unittest.IsolatedAsyncioTestCase):
+    async def test_ws_max_queue_zero_is_no_limit(self) -> None:
+        server = Uvicorn(STARLETTE, args=("--ws-max-queue", "0"))
+        try:
+            async with asyncio.timeout(TIMEOUT), connect(server.url("/echo")) as ws:
+                for i in range(100):
+                    await ws.send(f"message {i}")
+                for i in range(100):
+                    self.assertEqual(await ws.recv(), f"message {i}")
+            self.assertNotIn("Traceback", server.output())
+        finally:
+            server.close()
+
     async def test_uvicorn_run_with_the_class(self) -> None:
         server = Uvicorn(STARLETTE, http="h11", run_with_class=True)
         try:

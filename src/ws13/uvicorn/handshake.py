@@ -53,7 +53,8 @@ class Settings:
             default 16 MiB); a larger one closes with 1009.
         max_queue: ``ws_max_queue``, messages waiting for the app's
             ``receive()`` before reading pauses (uvicorn's default 32);
-            reading resumes once the app has taken it down to a quarter.
+            reading resumes once the app has taken it down to a quarter;
+            ``None`` (``ws_max_queue`` 0) never pauses.
         ping_interval: ``ws_ping_interval``, seconds between keepalive pings
             (20); ``None`` or 0 sends none.
         ping_timeout: ``ws_ping_timeout``, seconds to wait for the pong
@@ -68,7 +69,7 @@ class Settings:
     """
 
     max_size: int | None
-    max_queue: int
+    max_queue: int | None
     ping_interval: float | None
     ping_timeout: float | None
     extensions: tuple[ServerExtensionFactory, ...]
@@ -83,12 +84,12 @@ class Settings:
         settings = _SETTINGS.get(config)
         if settings is None:
             max_queue = config.ws_max_queue
-            if max_queue is None or max_queue < 1:
-                raise ValueError(f"ws_max_queue must be a positive integer, not {max_queue!r}")
             interval = config.ws_ping_interval
             settings = cls(
                 max_size=config.ws_max_size,
-                max_queue=max_queue,
+                # 0 (or less, or None): no limit, as asyncio.Queue's maxsize
+                # and uvicorn's `websockets` protocol take it.
+                max_queue=max_queue if max_queue and max_queue > 0 else None,
                 ping_interval=interval if interval else None,
                 ping_timeout=config.ws_ping_timeout,
                 extensions=(_DEFLATE,) if config.ws_per_message_deflate else (),

@@ -12,6 +12,7 @@ app's ``send()`` events go out as frames.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections import deque
 from typing import Any, cast
@@ -112,8 +113,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self._queue: deque[dict[str, Any]] = deque()
         self._waiter: asyncio.Future[dict[str, Any]] | None = None
         self._disconnect: dict[str, Any] | None = None
-        self._max_queue = settings.max_queue
-        self._resume_at = settings.max_queue // 4
+        max_queue = settings.max_queue
+        # A float so that "no limit" is infinity: one comparison per message.
+        self._max_queue: float = math.inf if max_queue is None else max_queue
+        self._resume_at = 0 if max_queue is None else max_queue // 4
         self._read_paused = False
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
