@@ -34,7 +34,8 @@ from .auth import Authorize, Principal, Refused, allow_all
 from .backplanes import Backplane, BackplaneUnavailable, Entry, Member
 from .backplanes.memory import InMemoryBackplane
 from .channels import ChannelConfig, ChannelOptions, Policy
-from .session import Flusher, Session, text_frame
+from .session import Flusher, Session
+from .transport import ConnectionTransport, Outgoing, Transport
 from .wire import ErrorCode, HubError
 
 __all__ = ["Hub", "Session", "mount"]
@@ -140,6 +141,11 @@ class Hub:
         self._started = False
 
     # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """Whether ``start()`` was called (``HubEndpoint`` refuses connections until then)."""
+        return self._started
 
     async def start(self) -> None:
         """Connect the backplane and start background work; ``async with`` calls it."""
@@ -255,15 +261,23 @@ class Hub:
     ) -> Response | None:
         """``serve(process_request=...)`` hook: authorize the handshake (401/403)."""
         try:
-            principal = self.authorize(request)
-            if inspect.isawaitable(principal):
-                principal = await principal
+            principal = await self.authorize_request(request)
         except Refused as exc:
             return connection.respond(exc.status, exc.message + "\n")
-        if not isinstance(principal, Principal):
-            raise TypeError("authorize must return a Principal or raise Refused")
         self._principals[connection] = principal
         return None
+
+    async def authorize_request(self, request: Request) -> Principal:
+        """Run the ``authorize`` hook on a handshake: a Principal, or Refused raised.
+
+        Raises TypeError when the hook returns something else.
+        """
+        principal = self.authorize(request)
+        if inspect.isawaitable(principal):
+            principal = await principal
+        if not isinstance(principal, Principal):
+            raise TypeError("authorize must return a Principal or raise Refused")
+        return principal
 
     async def handler(self, connection: ServerConnection) -> None:
         """``serve()`` handler: speak ``ws13.hub.v1`` until the connection closes."""
@@ -271,12 +285,20 @@ class Hub:
         if principal is None:  # not authorized in process_request: do it now
             assert connection.request is not None
             try:
-                result = self.authorize(connection.request)
-                principal = await result if inspect.isawaitable(result) else result
+                principal = await self.authorize_request(connection.request)
             except Refused as exc:
                 await connection.close(CloseCode.POLICY_VIOLATION, exc.message[:120])
                 return
-        session = Session(self, connection, principal)
+        await self.run_session(ConnectionTransport(connection), principal)
+
+    async def run_session(self, transport: Transport, principal: Principal) -> None:
+        """Speak ``ws13.hub.v1`` on an open connection until it closes.
+
+        The part every front-end shares (``handler`` here, ``HubEndpoint``
+        under ASGI): the welcome, requests, pushes, and leaving every channel
+        at the end. ``principal`` is what the handshake was authorized as.
+        """
+        session = Session(self, transport, principal)
         self.sessions.add(session)
         session.send(
             wire.dumps(
@@ -289,7 +311,7 @@ class Hub:
             )
         )
         try:
-            async for message in connection:
+            async for message in transport:
                 if session.closing:
                     # Kicked: ignore what follows until the close (with the
                     # kick's code, not the 1000 returning would send) is done.
@@ -414,11 +436,11 @@ class Hub:
         policy_drop = options.policy is Policy.DROP_OLDEST
         start = result["offset"]
         for entry in replay:
-            session.push(text_frame(_encode_entry(entry)), droppable=policy_drop)
+            session.push(Outgoing(_encode_entry(entry)), droppable=policy_drop)
             start = entry.offset
         for entry in held:
             if entry.epoch != result["epoch"] or entry.offset > start:
-                session.push(text_frame(_encode_entry(entry)), droppable=policy_drop)
+                session.push(Outgoing(_encode_entry(entry)), droppable=policy_drop)
         channel.subs[session] = None
         if options.presence:
             try:
@@ -558,7 +580,7 @@ class Hub:
             self._spawn(self._fill(channel, channel.last))
             return
         channel.last = entry.offset
-        frame = text_frame(_encode_entry(entry))
+        frame = Outgoing(_encode_entry(entry))
         droppable = channel.options.policy is Policy.DROP_OLDEST
         delivered = 0
         push = Session.push  # the hot loop of a fan-out: one lookup, not one per subscriber
@@ -597,7 +619,7 @@ class Hub:
         channel = self._channels.get(channel_name)
         if channel is None:
             return
-        frame = text_frame(wire.encode_event(kind, channel_name, member))
+        frame = Outgoing(wire.encode_event(kind, channel_name, member))
         for session, held in channel.subs.items():
             if held is None:
                 session.push(frame, droppable=True)
