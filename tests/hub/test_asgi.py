@@ -24,6 +24,7 @@ import tempfile
 import unittest
 import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -301,33 +302,66 @@ class InLoopTests(unittest.IsolatedAsyncioTestCase):
         if start:
             await hub.start()
             self.addAsyncCleanup(hub.aclose)
-        endpoint = HubEndpoint(hub, **kwargs)
+        port, stop = await self.uvicorn(self.app(HubEndpoint(hub, **kwargs)))
+        self.addAsyncCleanup(stop)
+        return f"ws://127.0.0.1:{port}"
+
+    def app(self, endpoint: HubEndpoint) -> Starlette:
 
         async def fastapi_style(websocket: WebSocket) -> None:
             # A route that authorizes by itself, as a FastAPI dependency would.
             await endpoint.serve(websocket, principal=Principal(user="route"))
 
-        app = Starlette(
+        return Starlette(
             routes=[
                 WebSocketRoute("/hub", endpoint),
                 WebSocketRoute("/fastapi", fastapi_style),
                 Mount("/mounted", endpoint),
             ]
         )
+
+    async def uvicorn(
+        self, app: Starlette, port: int = 0
+    ) -> tuple[int, Callable[[], Awaitable[None]]]:
+        """Run ``app`` under uvicorn on ``port`` (0: a free one); return the port and a stop."""
         sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
         config = uvicorn.Config(app, lifespan="off", log_level="warning", ws_ping_interval=None)
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))
 
         async def stop() -> None:
-            server.should_exit = True
-            await asyncio.wait_for(task, TIMEOUT)
+            if not task.done():
+                server.should_exit = True
+                await asyncio.wait_for(task, TIMEOUT)
             sock.close()
 
         self.addAsyncCleanup(stop)
         await wait_until(lambda: server.started)
-        return f"ws://127.0.0.1:{sock.getsockname()[1]}"
+        return sock.getsockname()[1], stop
+
+    async def test_a_restart_of_the_server_loses_nothing(self) -> None:
+        hub = Hub()
+        await hub.start()
+        self.addAsyncCleanup(hub.aclose)
+        app = self.app(HubEndpoint(hub))
+        port, stop = await self.uvicorn(app)
+        client = await self.enterAsyncContext(
+            Client(f"ws://127.0.0.1:{port}/hub", request_timeout=TIMEOUT)
+        )
+        subscription = await client.subscribe("chat")
+        await hub.publish("chat", 0)
+        self.assertEqual(getattr(await subscription.get(), "data", None), 0)
+        # uvicorn shuts down (closing with 1012): the sessions end, the hub stays.
+        await stop()
+        await wait_until(lambda: not client.connected and not hub.sessions)
+        for i in range(1, 4):
+            await hub.publish("chat", i)
+        await self.uvicorn(app, port)  # back on the same port: the client reconnects
+        items = [await asyncio.wait_for(subscription.get(), TIMEOUT) for _ in range(3)]
+        self.assertEqual([getattr(item, "data", None) for item in items], [1, 2, 3])
+        self.assertEqual(client.connections, 2)
 
     async def test_route_mount_and_serve_reach_the_same_hub(self) -> None:
         hub = Hub()
