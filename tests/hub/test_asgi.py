@@ -40,7 +40,16 @@ from tests.utils import free_port
 from ws13.asyncio import connect
 from ws13.exceptions import ConnectionClosed, InvalidStatus
 from ws13.http11 import Request
-from ws13.hub import SUBPROTOCOL, ChannelOptions, Client, Hub, Policy, Principal, request_token
+from ws13.hub import (
+    SUBPROTOCOL,
+    ChannelOptions,
+    Client,
+    Hub,
+    Policy,
+    Principal,
+    Refused,
+    request_token,
+)
 from ws13.hub.asgi import HubEndpoint
 
 from .helpers import TIMEOUT, RedisServer, recv_json, wait_until
@@ -405,6 +414,40 @@ class InLoopTests(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(request.path, "/hub?room=1&token=t%201")
         self.assertEqual(request.headers["X-Forwarded-For"], "10.0.0.1")
         self.assertEqual(request.headers["Sec-WebSocket-Protocol"], SUBPROTOCOL)
+
+    async def test_refused_without_the_denial_extension_is_403(self) -> None:
+        def authorize(request: Request) -> Principal:
+            raise Refused(401, "who are you?")
+
+        hub = Hub(authorize=authorize)
+        await hub.start()
+        self.addAsyncCleanup(hub.aclose)
+        endpoint = HubEndpoint(hub)
+
+        async def without_extension(scope: Any, receive: Any, send: Any) -> None:
+            # A server without websocket.http.response, as some are.
+            await endpoint({**scope, "extensions": {}}, receive, send)
+
+        app = Starlette(
+            routes=[WebSocketRoute("/hub", endpoint), Mount("/plain", without_extension)]
+        )
+        port, _ = await self.uvicorn(app)
+        for path, status in (("/hub", 401), ("/plain/", 403)):
+            with self.assertRaises(InvalidStatus) as caught:
+                await connect(f"ws://127.0.0.1:{port}{path}", subprotocols=[SUBPROTOCOL])
+            self.assertEqual(caught.exception.response.status_code, status)
+        self.assertEqual(caught.exception.response.body, b"")
+        self.assertFalse(hub.sessions)
+
+    async def test_binary_messages_get_error_400_as_under_ws13_serve(self) -> None:
+        hub = Hub()
+        base = await self.serve(hub)
+        ws = await connect(base + "/hub", subprotocols=[SUBPROTOCOL])
+        self.addAsyncCleanup(ws.close)
+        await recv_json(ws)
+        await ws.send(b"\x00binary")
+        error = await recv_json(ws)
+        self.assertEqual((error["op"], error["code"]), ("error", 400))
 
     async def test_a_hub_not_started_refuses_with_503(self) -> None:
         base = await self.serve(Hub(), start=False)
