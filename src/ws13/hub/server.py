@@ -3,6 +3,8 @@
 Mount a hub on a ``serve()`` server with ``process_request=hub.process_request``
 and ``handler=hub.handler`` (or ``mount()`` to share a server with other
 paths), and publish from Python with ``await hub.publish(channel, data)``.
+Inside an ASGI app (Starlette, FastAPI), ``ws13.hub.asgi.HubEndpoint(hub)``
+serves the same hub: both front-ends run ``Hub.run_session``.
 
 Each connection is a ``Session`` (``ws13.hub.session``) with a bounded
 outbound queue. A published message is encoded into one frame per node and the
