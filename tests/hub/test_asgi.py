@@ -306,6 +306,9 @@ class ChromiumTests(unittest.IsolatedAsyncioTestCase):
 class InLoopTests(unittest.IsolatedAsyncioTestCase):
     """uvicorn in the test's event loop, serving a Starlette app with the hub."""
 
+    #: uvicorn's WebSocket protocol (``--ws``).
+    ws = "websockets-sansio"
+
     async def serve(self, hub: Hub, *, start: bool = True, **kwargs: Any) -> str:
         """Serve ``hub`` at /hub (a route), /mounted (a mount), /fastapi (``serve()``)."""
         if start:
@@ -336,7 +339,9 @@ class InLoopTests(unittest.IsolatedAsyncioTestCase):
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
-        config = uvicorn.Config(app, lifespan="off", log_level="warning", ws_ping_interval=None)
+        config = uvicorn.Config(
+            app, lifespan="off", log_level="warning", ws=self.ws, ws_ping_interval=None
+        )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))
 
@@ -413,7 +418,7 @@ class InLoopTests(unittest.IsolatedAsyncioTestCase):
         (request,) = seen
         self.assertEqual(request.path, "/hub?room=1&token=t%201")
         self.assertEqual(request.headers["X-Forwarded-For"], "10.0.0.1")
-        self.assertEqual(request.headers["Sec-WebSocket-Protocol"], SUBPROTOCOL)
+        self.assertTrue(request.headers["User-Agent"].startswith("ws13/"))
 
     async def test_refused_without_the_denial_extension_is_403(self) -> None:
         def authorize(request: Request) -> Principal:
@@ -515,6 +520,12 @@ class InLoopTests(unittest.IsolatedAsyncioTestCase):
                 await asyncio.wait_for(ws.recv(), TIMEOUT)
         self.assertEqual(ws.close_code, 1013)
         await wait_until(lambda: not hub.sessions)
+
+
+class InLoopWsprotoTests(InLoopTests):
+    """The same under uvicorn's ``wsproto`` protocol: nothing depends on the server's."""
+
+    ws = "wsproto"
 
 
 class LayerTests(unittest.TestCase):
