@@ -6,7 +6,7 @@ import asyncio
 import logging
 import ssl as ssl_module
 import traceback
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
@@ -347,7 +347,11 @@ class connect:
                 f"won't follow a redirect to {redirects.uri} with unix=True, host= or port=",
             )
 
-    async def _connect(self) -> ClientConnection:
+    async def connect(self) -> ClientConnection:
+        """One connection, redirects followed: what ``await connect(...)`` does.
+
+        The reconnecting loop calls it for each attempt; a subclass may wrap it.
+        """
         redirects = Redirects(self.uri, max_redirects=self.max_redirects)
         headers = self.additional_headers
         try:
@@ -376,10 +380,10 @@ class connect:
             raise TimeoutError(f"timed out opening a connection to {redirects.uri}{limit}") from exc
 
     def __await__(self) -> Generator[Any, None, ClientConnection]:
-        return self._connect().__await__()
+        return self.connect().__await__()
 
     async def __aenter__(self) -> ClientConnection:
-        self.connection = await self._connect()
+        self.connection = await self.connect()
         return self.connection
 
     async def __aexit__(
@@ -391,7 +395,7 @@ class connect:
         assert self.connection is not None
         await self.connection.close(CloseCode.NORMAL_CLOSURE)
 
-    async def __aiter__(self) -> AsyncIterator[ClientConnection]:
+    async def __aiter__(self) -> AsyncGenerator[ClientConnection, None]:
         delays: Iterator[float] | None = None
         while True:
             try:
