@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import ssl
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -412,3 +413,25 @@ class ProxyFailureTests(ProxyTestCase):
     async def test_proxy_with_unix_socket(self) -> None:
         with pytest.raises(ValueError, match="can't be used with unix=True"):
             connect("ws://localhost/", proxy="http://p", unix=True, path="/tmp/x.sock")
+
+
+class WithoutPythonSocksTests(ProxyTestCase):
+    async def test_clear_import_error(self) -> None:
+        # A fresh interpreter where python-socks can't be imported.
+        script = (
+            "import asyncio, sys\n"
+            "sys.modules['python_socks'] = None\n"
+            "from ws13.asyncio.client import connect\n"
+            "try:\n"
+            "    asyncio.run(connect('ws://127.0.0.1:1/', proxy='socks5h://127.0.0.1:1080').connect())\n"
+            "except ImportError as exc:\n"
+            "    print(exc)\n"
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE
+        )
+        stdout, _ = await asyncio.wait_for(process.communicate(), TIMEOUT)
+        assert stdout.decode().strip() == (
+            "connecting through the SOCKS proxy socks5h://127.0.0.1:1080 needs python-socks: "
+            "pip install 'ws13[proxy]'"
+        )

@@ -143,6 +143,9 @@ class connect:
     it is raised out of the loop; else the next delay is waited and the
     attempt repeated. Each retry logs one INFO line on ``logger``.
 
+    The ``uri`` attribute (a ``WebSocketURI``) is where each attempt starts;
+    ``process_exception`` may set it to fail over to another server.
+
     Raises:
         InvalidURI: ``uri`` isn't a valid WebSocket URI.
         InvalidProxy: ``proxy`` (or the environment's) isn't a valid proxy URL.
