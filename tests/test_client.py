@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ssl
 
 import pytest
 
@@ -549,6 +550,7 @@ class TestProcessException:
             InvalidUpgrade("Upgrade", "h2c"),
             InvalidURI("x", "bad"),
             ValueError("x"),
+            ssl.SSLCertVerificationError(1, "certificate verify failed"),
         ],
     )
     def test_fatal(self, exc: Exception) -> None:

@@ -265,8 +265,14 @@ def process_exception(exc: Exception) -> Exception | None:
       front of it; and ``InvalidProxyStatus`` with those statuses.
 
     Returns ``exc`` for everything else, which is fatal: a 4xx, an invalid
-    response, a refused redirect, a bad URI... The reconnecting loop raises it.
+    response, a refused redirect, a bad URI, a TLS certificate that fails
+    verification (``ssl.SSLCertVerificationError``, an ``OSError`` that
+    retrying won't fix)... The reconnecting loop raises it.
     """
+    if isinstance(exc, OSError) and isinstance(exc, ValueError):
+        # ssl.SSLCertVerificationError is both (the core doesn't import ssl):
+        # a certificate that fails verification won't pass on a retry.
+        return exc
     if isinstance(exc, (OSError, TimeoutError)):
         return None
     if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError):

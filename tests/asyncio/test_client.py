@@ -663,6 +663,14 @@ class ReconnectTests(ServerClientTestCase):
         # A fresh series of delays after each connection that worked.
         assert delays_asked == 2
 
+    async def test_breaking_out_closes_the_connection(self) -> None:
+        server = await self.start_server()
+        async with asyncio.timeout(TIMEOUT):
+            async for client in connect(f"ws://127.0.0.1:{server.port}/"):  # noqa: B007
+                break
+            await client.wait_closed()
+        assert client.close_code == 1000
+
     async def test_default_delays(self) -> None:
         opener = connect("ws://127.0.0.1:1/")
         assert opener.reconnect_delays is backoff
