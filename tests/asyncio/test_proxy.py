@@ -413,6 +413,13 @@ class ProxyFailureTests(ProxyTestCase):
     async def test_proxy_with_unix_socket(self) -> None:
         with pytest.raises(ValueError, match="can't be used with unix=True"):
             connect("ws://localhost/", proxy="http://p", unix=True, path="/tmp/x.sock")
+        with pytest.raises(ValueError, match="can't be used with unix=True, sock=, host="):
+            connect("ws://localhost/", proxy="http://p", port=8000)
+
+    async def test_host_and_port_bypass_the_environments_proxy(self) -> None:
+        server = await self.start_server()
+        with environment(HTTP_PROXY="http://127.0.0.1:1"):
+            await self.echo_through("ws://example.invalid/", host="127.0.0.1", port=server.port)
 
 
 class WithoutPythonSocksTests(ProxyTestCase):

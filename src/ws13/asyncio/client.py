@@ -102,8 +102,8 @@ class connect:
             (``http://[user:pass@]host:port``, ``https://...``,
             ``socks5h://``, ``socks5://``, ``socks4a://``, ``socks4://``) uses
             that proxy; ``None`` connects directly. SOCKS needs the
-            ``ws13[proxy]`` extra (python-socks). Not used with ``unix=True``
-            or ``sock=``.
+            ``ws13[proxy]`` extra (python-socks). Not used with ``unix=True``,
+            ``sock=``, ``host=`` or ``port=``, which say where TCP goes.
         proxy_ssl: the TLS context to an ``https://`` proxy (default: the
             system's trusted CAs with hostname checks).
         proxy_server_hostname: the name checked in the proxy's certificate,
@@ -195,8 +195,8 @@ class connect:
         self.ssl = ssl
         self.server_hostname = server_hostname
         if isinstance(proxy, str):
-            if unix or "sock" in kwargs:
-                raise ValueError("proxy= can't be used with unix=True or sock=")
+            if unix or not _DIRECT.isdisjoint(kwargs):
+                raise ValueError("proxy= can't be used with unix=True, sock=, host= or port=")
             self._check_proxy_ssl(parse_proxy(proxy), proxy_ssl)
         self.proxy = proxy
         self.proxy_ssl = proxy_ssl
@@ -259,7 +259,7 @@ class connect:
         return self._default_ssl
 
     def _proxy_for(self, uri: WebSocketURI) -> Proxy | None:
-        if self.unix or "sock" in self.kwargs or self.proxy is None:
+        if self.unix or not _DIRECT.isdisjoint(self.kwargs) or self.proxy is None:
             return None
         url = get_proxy(uri) if self.proxy is True else self.proxy
         if url is None:
@@ -435,6 +435,10 @@ class connect:
                     "connection to %s closed (%s); reconnecting in %.1f s", self.uri, code, delay
                 )
             await asyncio.sleep(delay)
+
+
+#: Keyword arguments that say where TCP goes: no proxy then.
+_DIRECT = frozenset({"sock", "host", "port"})
 
 
 def _abort(connection: ClientConnection) -> None:
