@@ -6,7 +6,9 @@ import asyncio
 import os
 import socket
 import ssl
+import sys
 import tempfile
+import unittest
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -675,3 +677,42 @@ class ReconnectTests(ServerClientTestCase):
         opener = connect("ws://127.0.0.1:1/")
         assert opener.reconnect_delays is backoff
         assert opener.process_exception is process_exception
+
+
+class ReconnectToKilledServerTests(unittest.IsolatedAsyncioTestCase):
+    """A server process killed with SIGKILL (no closing handshake) and started
+    again on its port: the loop yields a new connection."""
+
+    async def start_server(self, port: int) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ws13", "serve", "--port", str(port),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        self.addAsyncCleanup(self.kill, process)
+        return process
+
+    async def kill(self, process: asyncio.subprocess.Process) -> None:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+    async def test_killed_and_restarted(self) -> None:
+        port = free_port()
+        server = await self.start_server(port)
+        echoed = []
+        # Refused while the server starts: retried, every 50 ms.
+        delays = lambda: iter([50 * MS] * 1000)  # noqa: E731
+        async with asyncio.timeout(4 * TIMEOUT):
+            async for client in connect(f"ws://127.0.0.1:{port}/echo", reconnect_delays=delays):
+                await client.send(f"life {len(echoed)}")
+                echoed.append(await client.recv())
+                if len(echoed) == 2:
+                    await client.close()
+                    break
+                server.kill()
+                await server.wait()
+                with pytest.raises(ConnectionClosed) as raised:
+                    await client.recv()
+                assert raised.value.code == 1006
+                server = await self.start_server(port)
+        assert echoed == ["life 0", "life 1"]
