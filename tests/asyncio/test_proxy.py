@@ -31,7 +31,7 @@ from tests.asyncio.helpers import (
 from tests.proxies import Dante, Microsocks, ProxyProcess, Stunnel, Tinyproxy
 from tests.utils import MS, free_port
 from ws13.asyncio.client import connect
-from ws13.asyncio.server import Server, ServerConnection
+from ws13.asyncio.server import Server, ServerConnection, serve
 from ws13.client import process_exception
 from ws13.exceptions import (
     InvalidProxy,
@@ -195,6 +195,39 @@ class HTTPProxyTests(ProxyTestCase):
                     connect(peer.uri, proxy=proxy.url, open_timeout=200 * MS), TIMEOUT
                 )
             assert proxy.tunnels() == [f"127.0.0.1:{peer.port}"]
+
+    async def test_reconnecting_through_the_proxy(self) -> None:
+        # The server behind the proxy is down at first: tinyproxy answers
+        # 500, which the default process_exception retries.
+        port = free_port()
+        proxy = Tinyproxy(port)
+        await self.run_proxy(proxy)
+        servers: list[Server] = []
+
+        async def start_later() -> None:
+            await asyncio.sleep(100 * MS)
+            servers.append(await serve(echo, "127.0.0.1", port))
+
+        starting = asyncio.create_task(start_later())
+        with self.assertLogs("ws13.client", "INFO") as logs:
+            async with asyncio.timeout(TIMEOUT):
+                async for ws in connect(
+                    f"ws://127.0.0.1:{port}/",
+                    proxy=proxy.url,
+                    reconnect_delays=lambda: iter([20 * MS] * 1000),
+                ):
+                    await ws.send("at last")
+                    assert await ws.recv() == "at last"
+                    await ws.close()
+                    break
+        await starting
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+        assert "InvalidProxyStatus: proxy rejected connection: HTTP 500 Unable to connect" in (
+            logs.records[0].getMessage()
+        )
+        assert len(proxy.tunnels()) >= 2
 
 
 class HTTPSProxyTests(ProxyTestCase):
