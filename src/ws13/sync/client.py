@@ -1,0 +1,224 @@
+"""The threaded client: ``connect()`` and ``unix_connect()``.
+
+``connect()`` opens the socket (TCP or Unix, with TLS for ``wss://``), does
+the opening handshake in the calling thread within ``open_timeout``, and
+returns a ``ClientConnection`` whose reader thread then runs until the
+connection closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl as ssl_module
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ..client import ClientProtocol
+from ..exceptions import InvalidURI
+from ..extensions.base import ClientExtensionFactory
+from ..extensions.permessage_deflate import enable_client_permessage_deflate
+from ..headers import Headers
+from ..uri import parse_uri
+from ..version import USER_AGENT
+from .connection import Connection, MaxQueue
+
+__all__ = ["ClientConnection", "connect", "unix_connect"]
+
+#: ``additional_headers``: ``Headers``, a mapping, or (name, value) pairs.
+HeadersLike = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+class ClientConnection(Connection):
+    """A client connection; ``connect()`` returns one once the handshake succeeded.
+
+    The arguments after ``protocol`` are those of ``Connection``.
+    """
+
+    protocol: ClientProtocol
+
+    def __init__(self, sock: socket.socket, protocol: ClientProtocol, **kwargs: Any) -> None:
+        super().__init__(sock, protocol, **kwargs)
+
+    def handshake(
+        self,
+        additional_headers: HeadersLike | None = None,
+        user_agent_header: str | None = USER_AGENT,
+        deadline: float | None = None,
+    ) -> None:
+        """Send the opening handshake request and read the response until
+        ``deadline`` (``time.monotonic()`` seconds; ``None``: no limit).
+
+        Raises InvalidHandshake (InvalidStatus with the response for a
+        status other than 101), InvalidMessage if the server closed the
+        connection first, TimeoutError at the deadline.
+        """
+        protocol = self.protocol
+        headers: Iterable[tuple[str, str]] | None = None
+        if isinstance(additional_headers, (Headers, Mapping)):
+            headers = list(additional_headers.items())
+        elif additional_headers is not None:
+            headers = additional_headers
+        protocol.send_request(protocol.connect(headers, user_agent_header))
+        self._write(protocol.data_to_send())
+        events = self._read_handshake(deadline)
+        if protocol.handshake_exc is not None:
+            raise protocol.handshake_exc
+        # The first event is the Response; messages may have come with it.
+        self._start(events[1:])
+
+
+def connect(
+    uri: str,
+    *,
+    sock: socket.socket | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    server_hostname: str | None = None,
+    origin: str | None = None,
+    extensions: Sequence[ClientExtensionFactory] | None = None,
+    subprotocols: Sequence[str] | None = None,
+    compression: str | None = "deflate",
+    additional_headers: HeadersLike | None = None,
+    user_agent_header: str | None = USER_AGENT,
+    open_timeout: float | None = 10,
+    ping_interval: float | None = 20,
+    ping_timeout: float | None = 20,
+    close_timeout: float | None = 10,
+    max_size: int | None = 2**20,
+    max_queue: MaxQueue = 16,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    create_connection: type[ClientConnection] | None = None,
+    **kwargs: Any,
+) -> ClientConnection:
+    """Open a WebSocket connection to ``uri``; return it once the handshake succeeded.
+
+    Use it as ``with connect(uri) as ws: ...`` (closing the connection with
+    1000 on exit, 1011 if the block raised) or ``ws = connect(uri)`` and
+    ``ws.close()`` when done.
+
+    Args:
+        uri: ``ws://`` or ``wss://`` URI; ``user:password@`` becomes a Basic
+            ``Authorization`` header.
+        sock: an already connected socket to use instead of opening one.
+        ssl: an ``ssl.SSLContext`` for ``wss://`` (default: the system's
+            trusted CAs with hostname checks); refused with ``ws://``.
+        server_hostname: the TLS SNI and hostname to check, if not the URI's host.
+        origin: the ``Origin`` header, if any.
+        extensions: extension factories to offer, e.g. a tuned
+            ``ClientPerMessageDeflateFactory(...)``.
+        subprotocols: subprotocols to offer, in order of preference.
+        compression: ``"deflate"`` (the default) offers permessage-deflate
+            (RFC 7692) with default settings; ``None`` turns it off.
+        additional_headers: extra request headers: ``Headers``, a mapping or
+            (name, value) pairs.
+        user_agent_header: the ``User-Agent`` header (``ws13/<version>``),
+            ``None`` for none.
+        open_timeout: seconds for TCP, TLS and the opening handshake (10);
+            ``None`` waits without limit.
+        ping_interval, ping_timeout, close_timeout, max_queue: see
+            ``Connection`` (20, 20, 10, 16).
+        max_size: the largest message accepted, in bytes (1 MiB); a larger
+            one closes the connection with 1009. ``None`` lifts it.
+        logger: logger to use (default ``ws13.client``).
+        create_connection: the ``ClientConnection`` subclass to build.
+        **kwargs: passed to ``socket.create_connection()``, e.g.
+            ``source_address``, or ``address=(host, port)`` to connect
+            elsewhere than the URI says (Host, TLS name and path stay the URI's).
+
+    Raises:
+        InvalidURI: ``uri`` can't be used.
+        OSError: the TCP connection or TLS failed.
+        InvalidHandshake: the server refused the handshake (InvalidStatus
+            holds its response).
+        TimeoutError: ``open_timeout`` passed.
+    """
+    wsuri = parse_uri(uri)
+    if ssl is not None and not wsuri.secure:
+        raise InvalidURI(uri, "ssl= was given for a ws:// URI; use wss://")
+    if compression == "deflate":
+        extensions = enable_client_permessage_deflate(extensions)
+    elif compression is not None:
+        raise ValueError(f"unsupported compression: {compression!r}; use 'deflate' or None")
+    if open_timeout is not None and not open_timeout > 0:
+        raise ValueError(f"open_timeout must be positive (or None), not {open_timeout}")
+    deadline = None if open_timeout is None else time.monotonic() + open_timeout
+    unix: bool = kwargs.pop("unix", False)
+    path: str | None = kwargs.pop("path", None)
+    if sock is None:
+        if unix:
+            sock = _unix_socket(path, deadline)
+        else:
+            kwargs.setdefault("address", (wsuri.host, wsuri.port))
+            kwargs.setdefault("timeout", _remaining(deadline))
+            sock = socket.create_connection(**kwargs)
+    connection: ClientConnection | None = None
+    try:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Frames go out whole: don't let Nagle's algorithm hold them back.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        if wsuri.secure:
+            if ssl is None:
+                ssl = ssl_module.create_default_context()
+            sock.settimeout(_remaining(deadline))
+            sock = ssl.wrap_socket(sock, server_hostname=server_hostname or wsuri.host)
+        sock.settimeout(None)
+        protocol = ClientProtocol(
+            wsuri,
+            origin=origin,
+            subprotocols=subprotocols,
+            extensions=extensions,
+            max_size=max_size,
+            logger=logger,
+        )
+        connection = (create_connection or ClientConnection)(
+            sock,
+            protocol,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            close_timeout=close_timeout,
+            max_queue=max_queue,
+        )
+        connection.handshake(additional_headers, user_agent_header, deadline)
+    except BaseException:
+        sock.close()
+        raise
+    return connection
+
+
+def unix_connect(
+    path: str | os.PathLike[str] | None = None, uri: str | None = None, **kwargs: Any
+) -> ClientConnection:
+    """Open a WebSocket connection over the Unix socket at ``path``.
+
+    ``uri`` gives the Host header and request path (default
+    ``ws://localhost/``, or ``wss://localhost/`` with ``ssl``). Other
+    arguments are those of ``connect()``.
+    """
+    if uri is None:
+        uri = "wss://localhost/" if kwargs.get("ssl") is not None else "ws://localhost/"
+    return connect(uri, unix=True, path=path, **kwargs)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline``; TimeoutError once it passed."""
+    if deadline is None:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("timed out while opening the connection")
+    return remaining
+
+
+def _unix_socket(path: str | os.PathLike[str] | None, deadline: float | None) -> socket.socket:
+    if path is None:
+        raise ValueError("unix_connect() needs the path of the socket (or sock=)")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(_remaining(deadline))
+        sock.connect(os.fspath(path))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
