@@ -347,6 +347,8 @@ def serve(
                 raise ValueError("unix_serve() needs the path of the socket (or sock=)")
             sock = socket.create_server(os.fspath(path), family=socket.AF_UNIX, **kwargs)
         else:
+            if host is not None and ":" in host:
+                kwargs.setdefault("family", socket.AF_INET6)  # an IPv6 address
             sock = socket.create_server((host or "", port or 0), **kwargs)
 
     def sock_handler(sock: socket.socket, address: Any) -> None:
