@@ -14,16 +14,19 @@ import socket
 import ssl as ssl_module
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, cast
 
 from ..client import ClientProtocol
-from ..exceptions import InvalidURI
+from ..exceptions import InvalidStatus, InvalidURI
 from ..extensions.base import ClientExtensionFactory
 from ..extensions.permessage_deflate import enable_client_permessage_deflate
 from ..headers import Headers
-from ..uri import parse_uri
+from ..proxy import get_proxy, parse_proxy
+from ..redirects import MAX_REDIRECTS, Redirects, is_redirect, strip_credentials
+from ..uri import WebSocketURI, parse_uri
 from ..version import USER_AGENT
 from .connection import Connection, MaxQueue
+from .proxies import TLSInTLS, open_proxy_socket
 
 __all__ = ["ClientConnection", "connect", "unix_connect"]
 
@@ -82,6 +85,10 @@ def connect(
     compression: str | None = "deflate",
     additional_headers: HeadersLike | None = None,
     user_agent_header: str | None = USER_AGENT,
+    proxy: str | Literal[True] | None = True,
+    proxy_ssl: ssl_module.SSLContext | None = None,
+    proxy_server_hostname: str | None = None,
+    max_redirects: int = MAX_REDIRECTS,
     open_timeout: float | None = 10,
     ping_interval: float | None = 20,
     ping_timeout: float | None = 20,
@@ -101,7 +108,8 @@ def connect(
     Args:
         uri: ``ws://`` or ``wss://`` URI; ``user:password@`` becomes a Basic
             ``Authorization`` header.
-        sock: an already connected socket to use instead of opening one.
+        sock: an already connected socket to use instead of opening one
+            (then ``proxy`` is ignored and redirects aren't followed).
         ssl: an ``ssl.SSLContext`` for ``wss://`` (default: the system's
             trusted CAs with hostname checks); refused with ``ws://``.
         server_hostname: the TLS SNI and hostname to check, if not the URI's host.
@@ -114,9 +122,22 @@ def connect(
         additional_headers: extra request headers: ``Headers``, a mapping or
             (name, value) pairs.
         user_agent_header: the ``User-Agent`` header (``ws13/<version>``),
-            ``None`` for none.
-        open_timeout: seconds for TCP, TLS and the opening handshake (10);
-            ``None`` waits without limit.
+            ``None`` for none; also sent to an HTTP proxy.
+        proxy: ``True`` (the default) uses the proxy the environment
+            configures (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``,
+            ``NO_PROXY``... as urllib reads them; see ``ws13.proxy.get_proxy``);
+            a URL (``http://``, ``https://``, ``socks5h://``, ``socks5://``,
+            ``socks4a://``, ``socks4://``, with ``user:password@`` for
+            authentication) uses that proxy; ``None`` connects directly.
+            SOCKS needs python-socks (``pip install 'ws13[proxy]'``).
+        proxy_ssl: the ``ssl.SSLContext`` for TLS to an ``https://`` proxy
+            (default: the system's trusted CAs).
+        proxy_server_hostname: the TLS name to check for the proxy, if not its host.
+        max_redirects: redirects (301, 302, 303, 307, 308) followed on the
+            handshake (10); 0 follows none. Never from ``wss://`` to
+            ``ws://``; credentials don't follow to another origin.
+        open_timeout: seconds for TCP, the proxy, TLS, redirects and the
+            opening handshake, all together (10); ``None`` waits without limit.
         ping_interval, ping_timeout, close_timeout, max_queue: see
             ``Connection`` (20, 20, 10, 16).
         max_size: the largest message accepted, in bytes (1 MiB); a larger
@@ -125,13 +146,17 @@ def connect(
         create_connection: the ``ClientConnection`` subclass to build.
         **kwargs: passed to ``socket.create_connection()``, e.g.
             ``source_address``, or ``address=(host, port)`` to connect
-            elsewhere than the URI says (Host, TLS name and path stay the URI's).
+            elsewhere than the URI says (Host, TLS name and path stay the
+            URI's; not for a redirect's new URI).
 
     Raises:
         InvalidURI: ``uri`` can't be used.
+        InvalidProxy: ``proxy`` can't be used.
         OSError: the TCP connection or TLS failed.
+        ProxyError: the proxy refused (InvalidProxyStatus holds its
+            response) or answered nonsense (InvalidProxyMessage).
         InvalidHandshake: the server refused the handshake (InvalidStatus
-            holds its response).
+            holds its response; InvalidRedirect, a redirect not followed).
         TimeoutError: ``open_timeout`` passed.
     """
     wsuri = parse_uri(uri)
@@ -143,48 +168,68 @@ def connect(
         raise ValueError(f"unsupported compression: {compression!r}; use 'deflate' or None")
     if open_timeout is not None and not open_timeout > 0:
         raise ValueError(f"open_timeout must be positive (or None), not {open_timeout}")
+    if isinstance(proxy, str):
+        parse_proxy(proxy)  # an InvalidProxy now, not after a redirect
     deadline = None if open_timeout is None else time.monotonic() + open_timeout
     unix: bool = kwargs.pop("unix", False)
-    path: str | None = kwargs.pop("path", None)
-    if sock is None:
-        if unix:
-            sock = _unix_socket(path, deadline)
+    path: str | os.PathLike[str] | None = kwargs.pop("path", None)
+    headers: list[tuple[str, str]] | None = None
+    if isinstance(additional_headers, (Headers, Mapping)):
+        headers = list(additional_headers.items())
+    elif additional_headers is not None:
+        headers = list(additional_headers)
+    redirects = Redirects(wsuri, max_redirects=max_redirects)
+    options: dict[str, Any] = {
+        "ping_interval": ping_interval,
+        "ping_timeout": ping_timeout,
+        "close_timeout": close_timeout,
+        "max_queue": max_queue,
+    }
+    while True:
+        target = redirects.uri
+        if sock is not None:
+            opened = sock
+        elif unix:
+            opened = _unix_socket(path, deadline)
         else:
-            kwargs.setdefault("address", (wsuri.host, wsuri.port))
-            kwargs.setdefault("timeout", _remaining(deadline))
-            sock = socket.create_connection(**kwargs)
-    connection: ClientConnection | None = None
-    try:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Frames go out whole: don't let Nagle's algorithm hold them back.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        if wsuri.secure:
-            if ssl is None:
-                ssl = ssl_module.create_default_context()
-            sock.settimeout(_remaining(deadline))
-            sock = ssl.wrap_socket(sock, server_hostname=server_hostname or wsuri.host)
-        sock.settimeout(None)
-        protocol = ClientProtocol(
-            wsuri,
-            origin=origin,
-            subprotocols=subprotocols,
-            extensions=extensions,
-            max_size=max_size,
-            logger=logger,
-        )
-        connection = (create_connection or ClientConnection)(
-            sock,
-            protocol,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            close_timeout=close_timeout,
-            max_queue=max_queue,
-        )
-        connection.handshake(additional_headers, user_agent_header, deadline)
-    except BaseException:
-        sock.close()
-        raise
-    return connection
+            opened = _open_socket(
+                target,
+                proxy,
+                deadline,
+                kwargs,
+                user_agent_header=user_agent_header,
+                proxy_ssl=proxy_ssl,
+                proxy_server_hostname=proxy_server_hostname,
+            )
+            kwargs.pop("address", None)  # the first URI's only
+        # wrap_socket() detaches `opened`: `current` is what to close.
+        current = opened
+        try:
+            current = _start_tls(opened, target, ssl, server_hostname, deadline)
+            protocol = ClientProtocol(
+                target,
+                origin=origin,
+                subprotocols=subprotocols,
+                extensions=extensions,
+                max_size=max_size,
+                logger=logger,
+            )
+            connection = (create_connection or ClientConnection)(current, protocol, **options)
+            connection.handshake(headers, user_agent_header, deadline)
+        except InvalidStatus as exc:
+            current.close()
+            response = exc.response
+            if sock is not None or unix or response is None or not is_redirect(response):
+                raise
+            target = redirects.follow(response)
+            if redirects.left_origin and headers is not None:
+                headers = strip_credentials(headers)
+            protocol.logger.info("redirected (%d) to %s", response.status_code, target)
+            continue
+        except BaseException:
+            current.close()
+            raise
+        return connection
 
 
 def unix_connect(
@@ -199,6 +244,54 @@ def unix_connect(
     if uri is None:
         uri = "wss://localhost/" if kwargs.get("ssl") is not None else "ws://localhost/"
     return connect(uri, unix=True, path=path, **kwargs)
+
+
+def _open_socket(
+    uri: WebSocketURI,
+    proxy: str | Literal[True] | None,
+    deadline: float | None,
+    kwargs: dict[str, Any],
+    **proxy_options: Any,
+) -> socket.socket:
+    """A TCP connection to ``uri``'s host and port, through a proxy if any."""
+    if proxy is True:
+        proxy = get_proxy(uri)
+    if proxy is None:
+        options = dict(kwargs)
+        options.setdefault("address", (uri.host, uri.port))
+        options.setdefault("timeout", _remaining(deadline))
+        return socket.create_connection(**options)
+    return open_proxy_socket(
+        parse_proxy(proxy),
+        uri,
+        lambda: _remaining(deadline),
+        source_address=kwargs.get("source_address"),
+        **proxy_options,
+    )
+
+
+def _start_tls(
+    sock: socket.socket,
+    uri: WebSocketURI,
+    ssl: ssl_module.SSLContext | None,
+    server_hostname: str | None,
+    deadline: float | None,
+) -> socket.socket:
+    """TCP_NODELAY, and TLS for ``wss://`` (inside the proxy's TLS if need be)."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        # Frames go out whole: don't let Nagle's algorithm hold them back.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+    if uri.secure:
+        context = ssl or ssl_module.create_default_context()
+        hostname = server_hostname or uri.host
+        sock.settimeout(_remaining(deadline))
+        if isinstance(sock, ssl_module.SSLSocket):
+            # An https:// proxy's tunnel: TLS to the server inside it.
+            sock = cast(socket.socket, TLSInTLS(sock, context, hostname))
+        else:
+            sock = context.wrap_socket(sock, server_hostname=hostname)
+    sock.settimeout(None)
+    return sock
 
 
 def _remaining(deadline: float | None) -> float | None:
