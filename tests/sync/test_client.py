@@ -7,6 +7,7 @@ import socket
 import ssl
 import tempfile
 import threading
+from typing import Any
 
 import pytest
 
@@ -14,12 +15,14 @@ from tests.utils import MS
 from ws13.exceptions import (
     InvalidHeader,
     InvalidMessage,
+    InvalidRedirect,
     InvalidStatus,
     InvalidURI,
     NegotiationError,
 )
 from ws13.extensions.permessage_deflate import PerMessageDeflate
 from ws13.headers import Headers
+from ws13.http11 import Request, Response
 from ws13.protocol import CLOSED, OPEN
 from ws13.sync.client import ClientConnection, connect, unix_connect
 from ws13.sync.server import ServerConnection, unix_serve
@@ -327,3 +330,84 @@ class ThreadTests(SyncTestCase):
         for thread in started:
             thread.join(TIMEOUT)
             assert not thread.is_alive(), thread.name
+
+
+def redirect_to(location: str, status: int = 302) -> Any:
+    """A ``process_request`` that redirects every request but those for ``/final``."""
+
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        if request.path == "/final":
+            return None
+        response = connection.respond(status, "moved\n")
+        response.headers["Location"] = location
+        return response
+
+    return process_request
+
+
+class RedirectTests(SyncTestCase):
+    def test_relative_redirect_on_the_same_server(self) -> None:
+        server = self.start_server(process_request=redirect_to("/final", 301))
+        client = self.connect(
+            f"ws://user:pw@127.0.0.1:{server.port}/start", additional_headers={"X-Token": "t"}
+        )
+        peer = self.next_handler()
+        assert peer.request is not None
+        assert peer.request.path == "/final"
+        # Same origin: the credentials follow.
+        assert peer.request.headers["Authorization"] == "Basic dXNlcjpwdw=="
+        assert peer.request.headers["X-Token"] == "t"
+        client.send("arrived")
+        assert client.recv(timeout=TIMEOUT) == "arrived"
+
+    def test_chain_to_another_origin_drops_credentials(self) -> None:
+        final = self.start_server()
+        middle = self.start_server(
+            process_request=redirect_to(f"http://127.0.0.1:{final.port}/final", 307)
+        )
+        first = self.start_server(
+            process_request=redirect_to(f"ws://127.0.0.1:{middle.port}/", 308)
+        )
+        self.connect(
+            f"ws://user:pw@127.0.0.1:{first.port}/",
+            additional_headers=[
+                ("Authorization", "Bearer secret"),
+                ("Cookie", "c=1"),
+                ("X-Kept", "k"),
+            ],
+        )
+        peer = self.handlers.get(timeout=TIMEOUT)
+        assert peer.request is not None
+        assert peer.request.path == "/final"
+        assert peer.local_address[1] == final.port
+        assert "Authorization" not in peer.request.headers
+        assert "Cookie" not in peer.request.headers
+        assert peer.request.headers["X-Kept"] == "k"
+
+    def test_redirect_loop(self) -> None:
+        server = self.start_server(process_request=redirect_to("/"))
+        with pytest.raises(InvalidRedirect, match="loop"):
+            connect(f"ws://127.0.0.1:{server.port}/")
+
+    def test_max_redirects(self) -> None:
+        server = self.start_server(process_request=redirect_to("/final"))
+        with pytest.raises(InvalidRedirect, match="more than 0 redirects"):
+            connect(f"ws://127.0.0.1:{server.port}/", max_redirects=0)
+
+    def test_wss_to_ws_is_refused(self) -> None:
+        server_context, client_context = tls_contexts()
+        plain = self.start_server()
+        secure = self.start_server(
+            ssl=server_context, process_request=redirect_to(f"ws://127.0.0.1:{plain.port}/final")
+        )
+        with pytest.raises(InvalidRedirect, match="wss://") as caught:
+            connect(f"wss://127.0.0.1:{secure.port}/", ssl=client_context)
+        assert caught.value.response.status_code == 302
+        assert self.handlers.empty()
+
+    def test_not_followed_over_a_given_socket(self) -> None:
+        server = self.start_server(process_request=redirect_to("/final"))
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        with pytest.raises(InvalidStatus) as caught:
+            connect("ws://127.0.0.1/", sock=sock)
+        assert caught.value.response.status_code == 302
