@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -231,6 +232,26 @@ class ThreadTests(SyncTestCase):
         whole.join(TIMEOUT)
         self.assertEqual(client.recv(timeout=TIMEOUT), "one-two")
         self.assertEqual(client.recv(timeout=TIMEOUT), "whole")
+
+    def test_both_sides_send_large_messages_before_reading(self) -> None:
+        # Each side's sender blocks on a full socket while the peer's reader
+        # must keep reading, and answer the Pings flying both ways meanwhile.
+        messages = [os.urandom(2**20) for _ in range(8)]
+
+        def send_all_then_read(connection: ServerConnection) -> None:
+            for message in messages:
+                connection.send(message)
+            for message in messages:
+                assert connection.recv(timeout=TIMEOUT) == message
+
+        server = self.start_server(send_all_then_read, ping_interval=5 * MS, max_size=None)
+        client = self.connect(uri(server), ping_interval=5 * MS, max_size=None, compression=None)
+        for message in messages:
+            client.send(message)
+        assert [client.recv(timeout=TIMEOUT) for _ in messages] == messages
+        # The handler got them all too and returned: a normal close, not 1011.
+        with self.assertRaises(ConnectionClosedOK):
+            client.recv(timeout=TIMEOUT)
 
 
 class CloseTests(SyncTestCase):
