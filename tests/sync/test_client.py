@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import ssl
 import tempfile
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.utils import MS
 from ws13.exceptions import (
+    ConnectionClosedOK,
     InvalidHeader,
     InvalidMessage,
     InvalidRedirect,
@@ -24,10 +27,10 @@ from ws13.extensions.permessage_deflate import PerMessageDeflate
 from ws13.headers import Headers
 from ws13.http11 import Request, Response
 from ws13.protocol import CLOSED, OPEN
-from ws13.sync.client import ClientConnection, connect, unix_connect
-from ws13.sync.server import ServerConnection, unix_serve
+from ws13.sync.client import ClientConnection, connect, reconnect, unix_connect
+from ws13.sync.server import ServerConnection, serve, unix_serve
 
-from .helpers import TIMEOUT, SyncTestCase, echo, start_thread, tls_contexts
+from .helpers import TIMEOUT, SyncTestCase, echo, start_thread, tls_contexts, wait_until
 
 
 class ConnectTests(SyncTestCase):
@@ -411,3 +414,71 @@ class RedirectTests(SyncTestCase):
         with pytest.raises(InvalidStatus) as caught:
             connect("ws://127.0.0.1/", sock=sock)
         assert caught.value.response.status_code == 302
+
+
+class ReconnectTests(SyncTestCase):
+    def test_reconnects_after_the_server_restarts_on_the_same_port(self) -> None:
+        first = self.start_server()
+        port = first.port
+        delays: list[float] = []
+
+        def quick() -> Iterator[float]:
+            while True:
+                delays.append(10 * MS)
+                yield 10 * MS
+
+        loop = iter(
+            reconnect(f"ws://127.0.0.1:{port}/", reconnect_delays=quick, open_timeout=TIMEOUT)
+        )
+        ws = next(loop)
+        ws.send("one")
+        assert ws.recv(timeout=TIMEOUT) == "one"
+        first.shutdown()
+        with pytest.raises(ConnectionClosedOK):
+            ws.recv(timeout=TIMEOUT)
+        restarted: list[Any] = []
+
+        def restart() -> None:
+            # While the loop retries against a closed port.
+            wait_until(lambda: len(delays) >= 2)
+            server = serve(echo, "127.0.0.1", port)
+            restarted.append(server)
+            server.serve_forever()
+
+        thread = start_thread(restart)
+        with self.assertLogs("ws13.client", logging.INFO) as logs:
+            ws = next(loop)
+        ws.send("two")
+        assert ws.recv(timeout=TIMEOUT) == "two"
+        assert "connect failed; reconnecting in 0.0 seconds" in logs.records[0].getMessage()
+        loop.close()  # the loop closes its last connection
+        assert ws.state is CLOSED
+        restarted[0].shutdown()
+        thread.join(TIMEOUT)
+
+    def test_a_fatal_error_ends_the_loop(self) -> None:
+        server = self.start_server(process_request=lambda c, r: c.respond(403, "no\n"))
+        with pytest.raises(InvalidStatus) as caught:
+            next(iter(reconnect(f"ws://127.0.0.1:{server.port}/")))
+        assert caught.value.response.status_code == 403
+
+    def test_process_exception_decides(self) -> None:
+        server = self.start_server(process_request=lambda c, r: c.respond(403, "no\n"))
+        seen: list[Exception] = []
+
+        def only_twice(exc: Exception) -> Exception | None:
+            seen.append(exc)
+            return None if len(seen) < 3 else RuntimeError("gave up")
+
+        loop = reconnect(
+            f"ws://127.0.0.1:{server.port}/",
+            process_exception=only_twice,
+            reconnect_delays=lambda: iter([0.0] * 5),
+        )
+        with pytest.raises(RuntimeError, match="gave up"):
+            next(iter(loop))
+        assert [type(e) for e in seen] == [InvalidStatus] * 3
+
+    def test_sock_is_refused(self) -> None:
+        with socket.socket() as sock, pytest.raises(TypeError, match="sock"):
+            reconnect("ws://127.0.0.1/", sock=sock)

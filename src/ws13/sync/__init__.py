@@ -8,7 +8,7 @@ several threads. The names and signatures are those of ``websockets.sync``.
 
 from __future__ import annotations
 
-from .client import ClientConnection, connect, unix_connect
+from .client import ClientConnection, connect, reconnect, unix_connect
 from .connection import Connection
 from .server import Server, ServerConnection, serve, unix_serve
 
@@ -18,6 +18,7 @@ __all__ = [
     "Server",
     "ServerConnection",
     "connect",
+    "reconnect",
     "serve",
     "unix_connect",
     "unix_serve",

@@ -13,10 +13,10 @@ import os
 import socket
 import ssl as ssl_module
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, cast
 
-from ..client import ClientProtocol
+from ..client import ClientProtocol, backoff, process_exception
 from ..exceptions import InvalidStatus, InvalidURI
 from ..extensions.base import ClientExtensionFactory
 from ..extensions.permessage_deflate import enable_client_permessage_deflate
@@ -28,7 +28,7 @@ from ..version import USER_AGENT
 from .connection import Connection, MaxQueue
 from .proxies import TLSInTLS, open_proxy_socket
 
-__all__ = ["ClientConnection", "connect", "unix_connect"]
+__all__ = ["ClientConnection", "connect", "reconnect", "unix_connect"]
 
 #: ``additional_headers``: ``Headers``, a mapping, or (name, value) pairs.
 HeadersLike = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
@@ -230,6 +230,72 @@ def connect(
             current.close()
             raise
         return connection
+
+
+class reconnect:
+    """Yield a connection to ``uri``, then a new one after each ends; retry failures.
+
+    ::
+
+        for ws in reconnect("wss://example.com/feed"):
+            try:
+                for message in ws:
+                    handle(message)
+            except ConnectionClosed:
+                continue  # reconnects
+
+    Each connection is closed when the loop's body is done with it; the next
+    one is opened right away. A connection attempt that fails is retried
+    after the next of ``reconnect_delays()`` (default ``ws13.client.backoff``:
+    a random delay up to 5 s, then 3.1 s growing 1.618 times up to 90 s),
+    logging a line at INFO per attempt, unless ``process_exception(exc)``
+    (default ``ws13.client.process_exception``: network errors, timeouts,
+    HTTP 500, 502, 503, 504 are retried) returns an exception: then that is
+    raised and the loop ends. The delays start over after a success. The
+    other arguments are those of ``connect()``; ``sock`` can't be reused.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        process_exception: Callable[[Exception], Exception | None] = process_exception,
+        reconnect_delays: Callable[[], Iterator[float]] = backoff,
+        **kwargs: Any,
+    ) -> None:
+        if "sock" in kwargs:
+            raise TypeError("reconnect() opens a new socket each time: sock= can't be used")
+        parse_uri(uri)  # an InvalidURI now, not at the first attempt
+        self.uri = uri
+        self.process_exception = process_exception
+        self.reconnect_delays = reconnect_delays
+        self.kwargs = kwargs
+        self.logger = kwargs.get("logger") or logging.getLogger("ws13.client")
+
+    def __iter__(self) -> Iterator[ClientConnection]:
+        delays: Iterator[float] | None = None
+        while True:
+            try:
+                connection = connect(self.uri, **self.kwargs)
+            except Exception as exc:
+                fatal = self.process_exception(exc)
+                if fatal is exc:
+                    raise
+                if fatal is not None:
+                    raise fatal from exc
+                if delays is None:
+                    delays = self.reconnect_delays()
+                delay = next(delays)
+                self.logger.info("connect failed; reconnecting in %.1f seconds: %s", delay, exc)
+                time.sleep(delay)
+                continue
+            delays = None
+            try:
+                yield connection
+            finally:
+                # Also when the loop ends (break, return, an exception): its
+                # body's exceptions never come in here, so always 1000.
+                connection.close()
 
 
 def unix_connect(
