@@ -56,6 +56,9 @@ OK_CLOSE_CODES = frozenset(
 
 #: Bytes read per ``recv()`` system call.
 RECV_BUFSIZE = 2**16
+#: A large frame with at least this many bytes still to come is read
+#: straight into its payload (``Protocol.receive_large_buffer()``).
+LARGE_READ = 2**16
 #: Buffers smaller than this in all are joined into one ``sendall()``.
 JOIN_MAX = 2**16
 
@@ -566,9 +569,16 @@ class Connection:
         """The reader thread: read, feed the core, write its answers, queue messages."""
         protocol = self.protocol
         messages = self._messages
+        # recv_into() the payload of a large frame: sockets and SSLSockets
+        # have it (TLSInTLS, for wss:// through an https:// proxy, doesn't).
+        read_into = isinstance(self.socket, socket.socket)
         try:
             while True:
                 messages.wait_below_high_water()
+                if read_into and protocol.large_frame_remaining >= LARGE_READ:
+                    if not self._read_large():
+                        break
+                    continue
                 try:
                     data = self.socket.recv(RECV_BUFSIZE)
                 except OSError as exc:
@@ -581,17 +591,48 @@ class Connection:
                     events, writes = protocol.receive(data)
                     if writes:
                         self._pending += writes
-                if writes:
-                    # Write now unless another thread writes: it writes these too.
-                    if self._send_lock.acquire(blocking=False):
-                        self._release_send()
-                    self._check_close_expected()
-                if events:
-                    self._handle_events(events)
+                self._after_read(events, writes)
         except Exception:  # a bug: don't leave the connection hanging
             self.logger.error("unexpected error in the reader thread", exc_info=True)
         finally:
             self._finish()
+
+    def _read_large(self) -> bool:
+        """Read the next part of a large frame straight into its payload (the
+        core unmasks it in place: no copy); return False at EOF."""
+        protocol = self.protocol
+        with self._core_lock:
+            buffer = protocol.receive_large_buffer()
+        if buffer is None:
+            return True  # failed meanwhile (e.g. a keepalive timeout)
+        try:
+            nbytes = self.socket.recv_into(buffer)
+        except OSError as exc:
+            if self._connection_exc is None:
+                self._connection_exc = exc
+            return False
+        if not nbytes:
+            return False
+        with self._core_lock:
+            # Not receive_large_buffer() again: the pure-Python twin hands
+            # out a new buffer per call.
+            if not protocol.large_frame_remaining:
+                return True  # the connection failed while we read: drop it
+            protocol.large_buffer_updated(nbytes)
+            events, writes = protocol.events_received(), protocol.data_to_send()
+            if writes:
+                self._pending += writes
+        self._after_read(events, writes)
+        return True
+
+    def _after_read(self, events: list[Event], writes: list[bytes]) -> None:
+        if writes:
+            # Write now unless another thread writes: it writes these too.
+            if self._send_lock.acquire(blocking=False):
+                self._release_send()
+            self._check_close_expected()
+        if events:
+            self._handle_events(events)
 
     def _handle_events(self, events: list[Event]) -> None:
         put = self._messages.put
