@@ -25,7 +25,7 @@ import os
 import ssl
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ..asyncio.client import ClientConnection, connect
@@ -34,7 +34,7 @@ from ..exceptions import (
     ConnectionClosed,
     InvalidHandshake,
 )
-from ..uri import parse_uri
+from ..uri import WebSocketURI, parse_uri
 from . import fail
 from .errors import ConnectFailed, connect_failed, unless_plain_http
 from .trace import Dissector, format_frame, format_handshake, handshake_record
@@ -212,10 +212,12 @@ async def open_connection(args: argparse.Namespace) -> ClientConnection:
     if tracer is not None:
         # Set the tracer before the first byte arrives: a frame may come in
         # the same TCP segment as the handshake response.
-        make: Callable[[], ClientConnection] = opener.factory
+        make = opener.factory
 
-        def factory() -> ClientConnection:
-            connection = make()
+        def factory(
+            uri: WebSocketURI, headers: Iterable[tuple[str, str]] | None
+        ) -> ClientConnection:
+            connection = make(uri, headers)
             tracer.protocol = connection.protocol
             connection.protocol.tracer = tracer
             return connection
