@@ -1,24 +1,28 @@
-"""The threaded client through real proxies: tinyproxy, microsocks, stunnel.
+"""The threaded client through real proxies: tinyproxy, stunnel, microsocks, dante.
 
-Each test proves its traffic went through the proxy from the proxy's own
-record (tinyproxy's log, microsocks' output, stunnel's connection count).
+The proxies are ``tests/proxies.py``'s, shared with the asyncio client's
+tests. Each test proves its traffic went through the proxy from the proxy's
+own log (tinyproxy's CONNECT lines, stunnel's byte counts, microsocks' and
+dante's connections).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
+import ssl
 import unittest.mock
 
 import pytest
 import trustme
 
+from tests.proxies import Dante, Microsocks, ProxyProcess, Stunnel, Tinyproxy
 from tests.utils import MS
 from ws13.exceptions import InvalidProxy, InvalidProxyMessage, InvalidProxyStatus, ProxyError
 from ws13.sync.client import connect
 
 from .helpers import TIMEOUT, SyncTestCase, start_thread, tls_contexts, wait_until
-from .proxy_servers import Microsocks, Stunnel, Tinyproxy
 
 ENVIRONMENT = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "ws_proxy", "wss_proxy")
 
@@ -36,10 +40,10 @@ class ProxyTestCase(SyncTestCase):
         self.server = self.start_server()
         self.target = f"127.0.0.1:{self.server.port}"
 
-    def proxy(self, proxy: Tinyproxy | Microsocks | Stunnel) -> None:
+    def proxy(self, proxy: ProxyProcess) -> None:
         """Start ``proxy`` for this test."""
-        proxy.__enter__()
-        self.addCleanup(proxy.__exit__, None, None, None)
+        proxy.start()
+        self.addCleanup(proxy.stop)
 
     def echo(self, uri: str, **kwargs: object) -> None:
         with connect(uri, open_timeout=TIMEOUT, **kwargs) as ws:  # type: ignore[arg-type]
@@ -54,32 +58,32 @@ class ProxyTestCase(SyncTestCase):
 
 class HTTPProxyTests(ProxyTestCase):
     def test_http_proxy(self) -> None:
-        tinyproxy = Tinyproxy()
+        tinyproxy = Tinyproxy(self.server.port)
         self.proxy(tinyproxy)
         self.echo(f"ws://{self.target}/", proxy=tinyproxy.url)
-        assert tinyproxy.connects() == [self.target]
+        assert tinyproxy.tunnels() == [self.target]
 
     def test_http_proxy_from_the_environment(self) -> None:
-        tinyproxy = Tinyproxy()
+        tinyproxy = Tinyproxy(self.server.port)
         self.proxy(tinyproxy)
         os.environ["HTTP_PROXY"] = tinyproxy.url
         self.echo(f"ws://{self.target}/")
-        assert tinyproxy.connects() == [self.target]
+        assert tinyproxy.tunnels() == [self.target]
         # NO_PROXY reaches the host directly; so does proxy=None.
         os.environ["NO_PROXY"] = "127.0.0.1"
         self.echo(f"ws://{self.target}/")
         del os.environ["NO_PROXY"]
         self.echo(f"ws://{self.target}/", proxy=None)
-        assert tinyproxy.connects() == [self.target]
+        assert tinyproxy.tunnels() == [self.target]
 
     def test_basic_auth(self) -> None:
-        tinyproxy = Tinyproxy(auth=("alice", "s3cret"))
+        tinyproxy = Tinyproxy(self.server.port, auth=("alice", "s3cret"))
         self.proxy(tinyproxy)
         self.echo(f"ws://{self.target}/", proxy=f"http://alice:s3cret@127.0.0.1:{tinyproxy.port}")
-        assert tinyproxy.connects() == [self.target]
+        assert tinyproxy.tunnels() == [self.target]
 
     def test_wrong_credentials_give_the_proxys_status_line(self) -> None:
-        tinyproxy = Tinyproxy(auth=("alice", "s3cret"))
+        tinyproxy = Tinyproxy(self.server.port, auth=("alice", "s3cret"))
         self.proxy(tinyproxy)
         for proxy in (f"http://alice:wrong@127.0.0.1:{tinyproxy.port}", tinyproxy.url):
             with pytest.raises(InvalidProxyStatus) as caught:
@@ -93,10 +97,10 @@ class HTTPProxyTests(ProxyTestCase):
             )
 
     def test_unreachable_server_gives_the_proxys_status(self) -> None:
-        tinyproxy = Tinyproxy()
-        self.proxy(tinyproxy)
         with socket.create_server(("127.0.0.1", 0)) as sock:
             closed_port = sock.getsockname()[1]
+        tinyproxy = Tinyproxy(closed_port)
+        self.proxy(tinyproxy)
         with pytest.raises(InvalidProxyStatus) as caught:
             connect(f"ws://127.0.0.1:{closed_port}/", proxy=tinyproxy.url)
         assert caught.value.response.status_code >= 500
@@ -104,10 +108,10 @@ class HTTPProxyTests(ProxyTestCase):
     def test_wss_through_an_http_proxy(self) -> None:
         server_context, client_context = tls_contexts()
         server = self.start_server(ssl=server_context)
-        tinyproxy = Tinyproxy()
+        tinyproxy = Tinyproxy(server.port)
         self.proxy(tinyproxy)
         self.echo(f"wss://localhost:{server.port}/", proxy=tinyproxy.url, ssl=client_context)
-        assert tinyproxy.connects() == [f"localhost:{server.port}"]
+        assert tinyproxy.tunnels() == [f"localhost:{server.port}"]
 
     def test_open_timeout_covers_the_proxy(self) -> None:
         with socket.create_server(("127.0.0.1", 0)) as silent:
@@ -137,27 +141,34 @@ class HTTPProxyTests(ProxyTestCase):
 class HTTPSProxyTests(ProxyTestCase):
     def setUp(self) -> None:
         super().setUp()
-        self.tinyproxy = Tinyproxy()
+        server_context, self.client_context = tls_contexts()
+        self.tls_server = self.start_server(ssl=server_context)
+        self.tinyproxy = Tinyproxy(self.server.port, self.tls_server.port)
         self.proxy(self.tinyproxy)
-        self.stunnel = Stunnel(self.tinyproxy.port, trustme.CA())
+        ca = trustme.CA()
+        self.stunnel = Stunnel(self.tinyproxy.port, ca)
         self.proxy(self.stunnel)
+        self.proxy_context = ssl.create_default_context()
+        ca.configure_trust(self.proxy_context)
+
+    def tunnelled(self) -> list[tuple[int, int]]:
+        """Bytes stunnel sent to the client (TLS) and to tinyproxy, per closed connection."""
+        pattern = r"Connection closed: (\d+) byte\(s\) sent to TLS, (\d+) byte\(s\) sent to socket"
+        return [(int(a), int(b)) for a, b in re.findall(pattern, self.stunnel.log())]
 
     def test_ws_through_an_https_proxy(self) -> None:
-        self.echo(
-            f"ws://{self.target}/", proxy=self.stunnel.url, proxy_ssl=self.stunnel.client_context
-        )
-        assert self.tinyproxy.connects() == [self.target]
+        self.echo(f"ws://{self.target}/", proxy=self.stunnel.url, proxy_ssl=self.proxy_context)
+        assert self.tinyproxy.tunnels() == [self.target]
         # The 200 kB message and its echo crossed stunnel's TLS.
-        wait_until(lambda: any(min(t) > 200_000 for t in self.stunnel.tunnelled()))
+        wait_until(lambda: any(min(t) > 200_000 for t in self.tunnelled()))
 
     def test_wss_through_an_https_proxy_is_tls_in_tls(self) -> None:
-        server_context, client_context = tls_contexts()
-        server = self.start_server(ssl=server_context)
+        server = self.tls_server
         with connect(
             f"wss://localhost:{server.port}/",
             proxy=self.stunnel.url,
-            proxy_ssl=self.stunnel.client_context,
-            ssl=client_context,
+            proxy_ssl=self.proxy_context,
+            ssl=self.client_context,
         ) as ws:
             # Several threads at once through both TLS layers.
             sent = [os.urandom(10_000) for _ in range(80)]
@@ -172,20 +183,20 @@ class HTTPSProxyTests(ProxyTestCase):
                 thread.join(TIMEOUT)
         assert sorted(received) == sorted(sent)  # type: ignore[type-var]
         assert ws.close_code == 1000
-        assert self.tinyproxy.connects() == [f"localhost:{server.port}"]
-        wait_until(lambda: any(min(t) > 800_000 for t in self.stunnel.tunnelled()))
+        assert self.tinyproxy.tunnels() == [f"localhost:{server.port}"]
+        wait_until(lambda: any(min(t) > 800_000 for t in self.tunnelled()))
 
     def test_untrusted_proxy_certificate(self) -> None:
         with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
             connect(f"ws://{self.target}/", proxy=self.stunnel.url)
-        assert self.tinyproxy.connects() == []
+        assert self.tinyproxy.tunnels() == []
 
     def test_proxy_ssl_needs_an_https_proxy(self) -> None:
         with pytest.raises(ValueError, match="proxy_ssl"):
             connect(
                 f"ws://{self.target}/",
                 proxy=self.tinyproxy.url,
-                proxy_ssl=self.stunnel.client_context,
+                proxy_ssl=self.proxy_context,
             )
 
 
@@ -193,32 +204,44 @@ class SOCKSProxyTests(ProxyTestCase):
     def test_socks5h_and_socks5(self) -> None:
         microsocks = Microsocks()
         self.proxy(microsocks)
-        self.echo(f"ws://{self.target}/", proxy=microsocks.url("socks5h"))
-        self.echo(f"ws://localhost:{self.server.port}/", proxy=microsocks.url("socks5"))
+        port = microsocks.port
+        self.echo(f"ws://localhost:{self.server.port}/", proxy=f"socks5h://127.0.0.1:{port}")
+        self.echo(f"ws://localhost:{self.server.port}/", proxy=f"socks5://127.0.0.1:{port}")
         # socks5h hands the name to the proxy; socks5 resolves it here.
-        assert len(microsocks.connects()) == 2
+        first, second = microsocks.tunnels()
+        assert first.startswith("localhost:") or first.endswith(f":{self.server.port}")
+        assert second.endswith(f":{self.server.port}")
+        # The server saw the proxy's outgoing address, not ours.
+        peer = self.next_handler()
+        assert peer.remote_address[0] == Microsocks.OUTGOING
 
     def test_socks_from_the_environment(self) -> None:
         microsocks = Microsocks()
         self.proxy(microsocks)
-        os.environ["ALL_PROXY"] = microsocks.url()
+        os.environ["ALL_PROXY"] = microsocks.url
         self.echo(f"ws://{self.target}/")
-        assert microsocks.connects() == [self.target]
+        assert microsocks.tunnels() == [self.target]
 
     def test_socks5_with_auth(self) -> None:
         microsocks = Microsocks(auth=("bob", "pw"))
         self.proxy(microsocks)
-        self.echo(f"ws://{self.target}/", proxy=microsocks.url())
-        assert microsocks.connects() == [self.target]
+        self.echo(f"ws://{self.target}/", proxy=microsocks.url_with("bob", "pw"))
+        assert microsocks.tunnels() == [self.target]
         with pytest.raises(ProxyError):
-            connect(
-                f"ws://{self.target}/", proxy=f"socks5h://bob:wrong@127.0.0.1:{microsocks.port}"
-            )
+            connect(f"ws://{self.target}/", proxy=microsocks.url_with("bob", "wrong"))
+
+    def test_socks4_with_dante(self) -> None:
+        dante = Dante()
+        self.proxy(dante)
+        self.echo(f"ws://{self.target}/", proxy=dante.url)
+        self.echo(f"ws://{self.target}/", proxy=f"socks4a://127.0.0.1:{dante.port}")
+        # dante logs each tunnel as it opens ("[") and as it closes ("]").
+        assert sum("tcp/connect [" in line for line in dante.tunnels()) == 2
 
     def test_wss_through_socks(self) -> None:
         server_context, client_context = tls_contexts()
         server = self.start_server(ssl=server_context)
         microsocks = Microsocks()
         self.proxy(microsocks)
-        self.echo(f"wss://127.0.0.1:{server.port}/", proxy=microsocks.url(), ssl=client_context)
-        assert microsocks.connects() == [f"127.0.0.1:{server.port}"]
+        self.echo(f"wss://127.0.0.1:{server.port}/", proxy=microsocks.url, ssl=client_context)
+        assert microsocks.tunnels() == [f"127.0.0.1:{server.port}"]

@@ -103,6 +103,9 @@ class Connection:
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be positive (or None), not {value}")
         self.socket = sock
+        # Kept: they still tell which connection it was once the socket is closed.
+        self._local_address = self._address(sock.getsockname)
+        self._remote_address = self._address(sock.getpeername)
         self.protocol = protocol
         # Fragmented messages come as Fragment events, so recv_streaming()
         # can hand them out as they arrive and recv() joins them.
@@ -168,18 +171,18 @@ class Connection:
     @property
     def local_address(self) -> Any:
         """The local socket address (``(host, port)`` for TCP, a path for Unix)."""
-        return self._address(self.socket.getsockname)
+        return self._local_address
 
     @property
     def remote_address(self) -> Any:
-        """The peer's socket address."""
-        return self._address(self.socket.getpeername)
+        """The peer's socket address (``None`` if the peer was gone at once)."""
+        return self._remote_address
 
     @staticmethod
     def _address(get: Callable[[], Any]) -> Any:
         try:
             return get()
-        except OSError:  # the socket is closed
+        except OSError:  # the peer left already
             return None
 
     # -- context manager and iteration ---------------------------------------
