@@ -412,23 +412,23 @@ class Connection:
         refuses (not OPEN) or the socket fails.
         """
         refused = False
-        with self._send_lock:
-            try:
-                with self._core_lock:
-                    if self.protocol.state is not OPEN:
-                        refused = True
-                        buffers = self._take_pending([])
-                    else:
-                        made = produce(self.protocol)
-                        if made is None:
-                            made = self.protocol.data_to_send()
-                        buffers = self._take_pending(made)
-                self._write(buffers)
-            except OSError as exc:
-                self._abort(exc)
-                refused = True
-            finally:
-                self._flush_pending()
+        self._send_lock.acquire()
+        try:
+            with self._core_lock:
+                if self.protocol.state is not OPEN:
+                    refused = True
+                    buffers = self._take_pending([])
+                else:
+                    made = produce(self.protocol)
+                    if made is None:
+                        made = self.protocol.data_to_send()
+                    buffers = self._take_pending(made)
+            self._write(buffers)
+        except OSError as exc:
+            self._abort(exc)
+            refused = True
+        finally:
+            self._release_send()
         self._check_close_expected()
         if refused:
             self._raise_closed()
@@ -440,24 +440,28 @@ class Connection:
             self._pending = []
         return buffers
 
-    def _flush_pending(self) -> None:
-        """Write what the reader left while ``_send_lock`` is held (the caller's)."""
-        while True:
-            with self._core_lock:
-                pending = self._take_pending([])
-            if not pending:
-                return
-            try:
-                self._write(pending)
-            except OSError as exc:
-                self._abort(exc)
-
     def _release_send(self) -> None:
-        """Release ``_send_lock`` taken with ``acquire()``, leaving nothing pending."""
+        """Write what the reader left (``_pending``), then release ``_send_lock``.
+
+        The lock is released under ``_core_lock`` with ``_pending`` seen
+        empty: a reader that queues after that finds the lock free and writes
+        itself; one that queued before is served here. Nothing is left behind.
+        """
         try:
-            self._flush_pending()
-        finally:
-            self._send_lock.release()
+            while True:
+                with self._core_lock:
+                    pending = self._take_pending([])
+                    if not pending:
+                        self._send_lock.release()
+                        return
+                try:
+                    self._write(pending)
+                except OSError as exc:
+                    self._abort(exc)
+        except BaseException:
+            if self._send_lock.locked():
+                self._send_lock.release()
+            raise
 
     def _write(self, buffers: list[bytes]) -> None:
         """Write buffers in order, holding ``_send_lock``; an empty one
