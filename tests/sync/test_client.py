@@ -289,6 +289,24 @@ class TLSTests(SyncTestCase):
                 server_hostname="example.com",
             )
 
+    def test_close_from_another_thread_wakes_recv_over_tls(self) -> None:
+        server = self.start_server(ssl=self.server_context)
+        client = self.connect(f"wss://127.0.0.1:{server.port}/", ssl=self.client_context)
+        outcome: list[BaseException] = []
+
+        def receiver() -> None:
+            try:
+                client.recv()
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = start_thread(receiver)
+        wait_until(lambda: client._messages._getting)
+        client.close()
+        thread.join(TIMEOUT)
+        assert [type(e) for e in outcome] == [ConnectionClosedOK]
+        assert client.close_code == 1000
+
     def test_many_threads_over_tls(self) -> None:
         server = self.start_server(ssl=self.server_context)
         client = self.connect(f"wss://127.0.0.1:{server.port}/", ssl=self.client_context)

@@ -170,6 +170,34 @@ class ShutdownTests(SyncTestCase):
         assert client.wait_closed(TIMEOUT)
         assert client.close_code == 1000
 
+    def test_handshake_under_way_at_shutdown_gets_503(self) -> None:
+        servers: list[Server] = []
+        in_handshake = threading.Event()
+
+        def slow(connection: ServerConnection, request: Request) -> None:
+            in_handshake.set()
+            wait_until(lambda: servers[0].closing)
+
+        server = serve(lambda c: None, "127.0.0.1", 0, process_request=slow)
+        servers.append(server)
+        thread = start_thread(server.serve_forever)
+        outcome: list[BaseException] = []
+
+        def client() -> None:
+            try:
+                connect(f"ws://127.0.0.1:{server.port}/")
+            except BaseException as exc:
+                outcome.append(exc)
+
+        connecting = start_thread(client)
+        assert in_handshake.wait(TIMEOUT)
+        server.shutdown()
+        connecting.join(TIMEOUT)
+        thread.join(TIMEOUT)
+        [exc] = outcome
+        assert isinstance(exc, InvalidStatus)
+        assert exc.response.status_code == 503
+
     def test_shutdown_from_a_handler(self) -> None:
         server = serve(lambda c: c.server.shutdown(), "127.0.0.1", 0)
         thread = start_thread(server.serve_forever)
