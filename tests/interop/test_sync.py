@@ -20,7 +20,7 @@ from websockets.sync.client import connect as their_connect
 from websockets.sync.server import ServerConnection as TheirServerConnection
 from websockets.sync.server import serve as their_serve
 
-from tests.sync.helpers import TIMEOUT, start_thread
+from tests.sync.helpers import TIMEOUT, start_thread, wait_until
 from ws13.exceptions import ConnectionClosedError
 from ws13.sync.client import connect
 from ws13.sync.server import Server, ServerConnection, serve
@@ -98,6 +98,8 @@ class TheirSyncClientOurServerTests(unittest.TestCase):
         assert (ws.close_code, ws.close_reason) == (4000, "bye")
         with their_connect(self.uri) as ws:
             ws.close(4001, "see you ☃")
+        # The handler's thread records its connection when it starts.
+        wait_until(lambda: len(self.echo.connections) == 2)
         connection = self.echo.connections[-1]
         assert connection.wait_closed(TIMEOUT)
         assert (connection.close_code, connection.close_reason) == (4001, "see you ☃")
@@ -188,6 +190,7 @@ class TheirNodeClientOurServerTests(unittest.TestCase):
         assert self.run_client("close-from-server")["closed"] == {"code": 4000, "reason": "bye"}
         result = self.run_client("close-from-client")
         assert result["results"] == ["hello"]
+        wait_until(lambda: len(self.echo.connections) == 2)
         connection = self.echo.connections[-1]
         assert connection.wait_closed(TIMEOUT)
         assert (connection.close_code, connection.close_reason) == (4001, "see you ☃")
