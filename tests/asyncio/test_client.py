@@ -85,7 +85,7 @@ class ConnectTests(ServerClientTestCase):
             "/chat?room=1",
             origin="https://example.com",
             additional_headers=[("X-Token", "abc")],
-            user_agent="test-agent/1.0",
+            user_agent_header="test-agent/1.0",
         )
         server_side = await self.server_side()
         assert server_side.request is not None
@@ -99,7 +99,7 @@ class ConnectTests(ServerClientTestCase):
 
     async def test_no_user_agent(self) -> None:
         server = await self.start_server()
-        await self.connect_to(server, user_agent=None)
+        await self.connect_to(server, user_agent_header=None)
         server_side = await self.server_side()
         assert server_side.request is not None
         assert "User-Agent" not in server_side.request.headers

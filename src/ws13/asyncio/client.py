@@ -94,7 +94,7 @@ class connect:
         extensions: extension factories to offer, e.g. a tuned
             ``ClientPerMessageDeflateFactory(...)``.
         additional_headers: extra request headers, as (name, value) pairs.
-        user_agent: the ``User-Agent`` header (of the handshake and of a
+        user_agent_header: the ``User-Agent`` header (of the handshake and of a
             proxy's ``CONNECT``), ``None`` for none.
         proxy: ``True`` (the default) uses the proxy the environment sets
             for ``uri`` (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``,
@@ -166,7 +166,7 @@ class connect:
         compression: str | None = "deflate",
         extensions: Sequence[ClientExtensionFactory] | None = None,
         additional_headers: Iterable[tuple[str, str]] | None = None,
-        user_agent: str | None = USER_AGENT,
+        user_agent_header: str | None = USER_AGENT,
         proxy: str | Literal[True] | None = True,
         proxy_ssl: ssl_module.SSLContext | None = None,
         proxy_server_hostname: str | None = None,
@@ -206,7 +206,7 @@ class connect:
         self.reconnect_delays = reconnect_delays
         self.open_timeout = open_timeout
         self.additional_headers = additional_headers
-        self.user_agent = user_agent
+        self.user_agent_header = user_agent_header
         self.logger = logger or logging.getLogger("ws13.client")
         self.unix = unix
         self.kwargs = kwargs
@@ -231,7 +231,7 @@ class connect:
             return ClientConnection(
                 protocol,
                 additional_headers=headers,
-                user_agent=user_agent,
+                user_agent=user_agent_header,
                 keepalive=None if ping_interval is None else Keepalive(ping_interval, ping_timeout),
                 closing=closing_deadlines(close_timeout),
                 max_queue=max_queue,
@@ -316,7 +316,7 @@ class connect:
         transport = await connect_http_proxy(
             proxy,
             uri,
-            user_agent_header=self.user_agent,
+            user_agent_header=self.user_agent_header,
             ssl=proxy_ssl,
             server_hostname=self.proxy_server_hostname,
             **self.kwargs,
