@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from .broadcast import broadcast
 from .client import ClientConnection, connect, unix_connect
 from .connection import Connection
 from .server import Server, ServerConnection, serve, unix_serve
@@ -15,6 +16,7 @@ __all__ = [
     "Connection",
     "Server",
     "ServerConnection",
+    "broadcast",
     "connect",
     "serve",
     "unix_connect",

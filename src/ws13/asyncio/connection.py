@@ -338,17 +338,33 @@ class Connection(Pinger):
 
     # -- sending -------------------------------------------------------------
 
-    async def send(self, message: Data | Iterable[Data] | AsyncIterable[Data]) -> None:
+    async def send(
+        self,
+        message: Data | Iterable[Data] | AsyncIterable[Data],
+        *,
+        text: bool | None = None,
+        compress: bool = True,
+    ) -> None:
         """Send a message: ``str`` as text, bytes-like as binary.
 
+        ``text=True`` sends bytes-like as a Text frame (they must be UTF-8:
+        not checked, the peer fails the connection otherwise), ``text=False``
+        sends a ``str``'s UTF-8 as a Binary frame. ``compress=False`` sends
+        this message uncompressed even with permessage-deflate on (e.g. data
+        already compressed, or secrets next to attacker-chosen text: BREACH).
+
         An iterable or async iterable of str (or of bytes-like) sends one
-        fragmented message, a frame per item. Waits while the write buffer is
-        above ``write_limit``. Raises ConnectionClosed once the connection is
-        closing, TypeError for anything else.
+        fragmented message, a frame per item (``text`` applies to it too).
+        Waits while the write buffer is above ``write_limit``. Raises
+        ConnectionClosed once the connection is closing, TypeError for
+        anything else.
         """
         kind = type(message)
         if (kind is str or kind is bytes) and not self._fragmenting:
-            self.send_nowait(message)  # type: ignore[arg-type]
+            if text is None and compress:
+                self.send_nowait(message)  # type: ignore[arg-type]
+            else:
+                self.send_nowait(message, text=text, compress=compress)  # type: ignore[arg-type]
             if self._paused_writing:
                 await self._drain()
             return
@@ -358,7 +374,7 @@ class Connection(Pinger):
                 assert self._send_lock is not None
                 async with self._send_lock:
                     pass
-            self.send_nowait(message)
+            self.send_nowait(message, text=text, compress=compress)
             if self._paused_writing:
                 await self._drain()
         elif isinstance(message, Mapping):
@@ -367,27 +383,33 @@ class Connection(Pinger):
         elif isinstance(message, (Iterable, AsyncIterable)):
             if self.protocol.state is not OPEN:
                 raise self._closed_exc()
-            await self._send_fragments(message)  # type: ignore[arg-type]
+            await self._send_fragments(message, text, compress)  # type: ignore[arg-type]
         else:
             raise TypeError(f"message must be str or bytes-like, not {kind.__name__}")
 
-    def send_nowait(self, message: Data) -> None:
+    def send_nowait(
+        self, message: Data, *, text: bool | None = None, compress: bool = True
+    ) -> None:
         """Send a whole message now, without waiting: ``str`` as text, bytes-like as binary.
 
-        For code that can't await, such as a ``set_message_handler()``
-        callback. What the socket doesn't take at once stays in the write
-        buffer, which this never waits for: a connection whose messages come
-        to a handler stops reading while that buffer is above
-        ``write_limit``, so an echo can't be made to buffer without bound;
-        elsewhere, ``await send()`` (or ``wait_writable()``) is what keeps it
-        bounded. Raises ConnectionClosed once the connection is closing,
-        ConcurrencyError during a fragmented ``send()``, TypeError for
-        anything but str and bytes-like.
+        ``text`` and ``compress`` as in ``send()``. For code that can't
+        await, such as a ``set_message_handler()`` callback. What the socket
+        doesn't take at once stays in the write buffer, which this never
+        waits for: a connection whose messages come to a handler stops
+        reading while that buffer is above ``write_limit``, so an echo can't
+        be made to buffer without bound; elsewhere, ``await send()`` (or
+        ``wait_writable()``) is what keeps it bounded. Raises
+        ConnectionClosed once the connection is closing, ConcurrencyError
+        during a fragmented ``send()``, TypeError for anything but str and
+        bytes-like.
         """
         if self._fragmenting:
             raise ConcurrencyError("send_nowait() during a fragmented send()")
         try:
-            buffers = self.protocol.send_message(message)
+            if text is None and compress:
+                buffers = self.protocol.send_message(message)
+            else:
+                buffers = self.protocol.send_message(message, text=text, compress=compress)
         except InvalidState:
             raise self._send_refused() from None
         transport = self.transport
