@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from .auth import basic_auth
 from .broadcast import broadcast
 from .client import ClientConnection, connect, unix_connect
 from .connection import Connection
@@ -16,6 +17,7 @@ __all__ = [
     "Connection",
     "Server",
     "ServerConnection",
+    "basic_auth",
     "broadcast",
     "connect",
     "serve",

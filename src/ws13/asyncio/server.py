@@ -18,10 +18,13 @@ from ..http11 import Request, Response
 from ..protocol import CLOSED, CONNECTING, OPEN
 from ..server import ServerProtocol, SubprotocolSelector
 from ..version import USER_AGENT
+from .auth import basic_auth
+from .broadcast import broadcast
 from .connection import Connection, closing_deadlines
 from .timers import Deadlines, Keepalive
 
-__all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
+# basic_auth and broadcast live in their own modules; websockets has them here.
+__all__ = ["Server", "ServerConnection", "basic_auth", "broadcast", "serve", "unix_serve"]
 
 Handler = Callable[["ServerConnection"], Awaitable[None]]
 #: ``process_request(connection, request)`` returns None to go on with the
@@ -41,9 +44,14 @@ ProcessResponse = Callable[
 
 
 class ServerConnection(Connection):
-    """A connection accepted by a ``Server``; the argument of the handler."""
+    """A connection accepted by a ``Server``; the argument of the handler.
 
-    __slots__ = ("handler_task", "server")
+    Attributes:
+        server: the ``Server`` that accepted it.
+        username: the user ``basic_auth()`` let in; ``None`` without it.
+    """
+
+    __slots__ = ("handler_task", "server", "username")
 
     protocol: ServerProtocol
 
@@ -51,6 +59,7 @@ class ServerConnection(Connection):
         super().__init__(protocol, **kwargs)
         self.server = server
         self.handler_task: asyncio.Task[None] | None = None
+        self.username: str | None = None
 
     def respond(self, status: int, text: str) -> Response:
         """Build a plain-text HTTP response, for ``process_request`` to return."""
