@@ -132,6 +132,33 @@ class RecvStreamingTests(ServerClientTestCase):
         await wait(sending)
         assert await wait(server.recv()) == "abc"
 
+    async def test_waiting_readers_get_whole_messages(self) -> None:
+        client, server = await self.handlerless()
+        server.recv_streaming()  # turns streaming on, reads nothing
+        gate = asyncio.Event()
+        receiving = asyncio.ensure_future(anext(aiter(server)))
+        sending = asyncio.ensure_future(client.send(slowly([b"x", b"y", b"z"], gate)))
+        await asyncio.sleep(0.05)
+        assert not receiving.done()
+        gate.set()
+        assert await wait(receiving) == b"xyz"
+        await wait(sending)
+
+    async def test_waiting_recv_after_an_unfinished_stream(self) -> None:
+        client, server = await self.handlerless()
+        gate = asyncio.Event()
+        sending = asyncio.ensure_future(client.send(slowly(["1", "2", "3"], gate)))
+        async for piece in server.recv_streaming():
+            assert piece == "1"
+            break
+        receiving = asyncio.ensure_future(server.recv())
+        await asyncio.sleep(0)
+        gate.set()
+        with pytest.raises(ConcurrencyError, match="left a message unfinished"):
+            await wait(receiving)
+        await wait(sending)
+        assert await wait(pieces(server)) == ["2", "3"]
+
     async def test_message_handler_gets_whole_messages(self) -> None:
         client, server = await self.handlerless()
         server.recv_streaming()

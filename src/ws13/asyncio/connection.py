@@ -229,7 +229,7 @@ class Connection(Pinger):
         if messages._queue:
             message = messages.get_nowait()
             if message is not None:
-                if decode is None and type(message) is not Fragment:
+                if decode is None and self._streamer is None:
                     return message  # type: ignore[return-value]
                 return await self._finish(message, decode)
         if self._on_message is not None:
@@ -242,15 +242,16 @@ class Connection(Pinger):
             raise ConcurrencyError("another coroutine is already waiting for the next message")
         waiter = messages._waiter = self.loop.create_future()
         try:
+            # Never a Fragment: Streamer.arrived() joins them for this waiter.
             message = await waiter
         except asyncio.CancelledError:
             messages.cancelled(waiter)
             raise
         except ConnectionClosed as exc:
             raise fresh(exc) from exc.__cause__  # see MessageQueue.close()
-        if decode is None and type(message) is not Fragment:
+        if decode is None:
             return message  # type: ignore[return-value]
-        return await self._finish(message, decode)
+        return decoded(message, decode)  # type: ignore[arg-type]
 
     async def _finish(self, message: str | bytes | Fragment, decode: bool | None) -> str | bytes:
         """What ``recv()`` returns for ``message``: joined if it is a fragment, decoded."""
@@ -300,7 +301,7 @@ class Connection(Pinger):
         if messages._queue:
             message = messages.get_nowait()
             if message is not None:
-                if type(message) is not Fragment:
+                if self._streamer is None:
                     return message  # type: ignore[return-value]
                 return await self._finish(message, None)
         # MessageQueue.wait() inlined.
@@ -315,7 +316,8 @@ class Connection(Pinger):
             raise ConcurrencyError("messages go to the handler given to set_message_handler()")
         waiter = messages._waiter = self.loop.create_future()
         try:
-            message = await waiter
+            # Never a Fragment: Streamer.arrived() joins them for this waiter.
+            return await waiter  # type: ignore[return-value]
         except asyncio.CancelledError:
             messages.cancelled(waiter)
             raise
@@ -324,9 +326,6 @@ class Connection(Pinger):
             raise StopAsyncIteration from None
         except ConnectionClosed as exc:
             raise fresh(exc) from exc.__cause__
-        if type(message) is not Fragment:
-            return message  # type: ignore[return-value]
-        return await self._finish(message, None)
 
     def set_message_handler(self, handler: Callable[[str | bytes], object] | None) -> None:
         """Have ``handler(message)`` called with each message instead of queueing it.
@@ -411,7 +410,6 @@ class Connection(Pinger):
     async def send(
         self,
         message: Data | Iterable[Data] | AsyncIterable[Data],
-        *,
         text: bool | None = None,
         compress: bool = True,
     ) -> None:
@@ -431,10 +429,7 @@ class Connection(Pinger):
         """
         kind = type(message)
         if (kind is str or kind is bytes) and not self._fragmenting:
-            if text is None and compress:
-                self.send_nowait(message)  # type: ignore[arg-type]
-            else:
-                self.send_nowait(message, text=text, compress=compress)  # type: ignore[arg-type]
+            self.send_nowait(message, text, compress)  # type: ignore[arg-type]
             if self._paused_writing:
                 await self._drain()
             return
@@ -457,9 +452,7 @@ class Connection(Pinger):
         else:
             raise TypeError(f"message must be str or bytes-like, not {kind.__name__}")
 
-    def send_nowait(
-        self, message: Data, *, text: bool | None = None, compress: bool = True
-    ) -> None:
+    def send_nowait(self, message: Data, text: bool | None = None, compress: bool = True) -> None:
         """Send a whole message now, without waiting: ``str`` as text, bytes-like as binary.
 
         ``text`` and ``compress`` as in ``send()``. For code that can't
@@ -585,11 +578,12 @@ class Connection(Pinger):
     def _handle_event(self, event: object) -> None:
         """Handle an event other than a message: a fragment, a control frame, the handshake."""
         if type(event) is Fragment:
-            # Streaming is on (recv_streaming()): queued as it arrives.
+            # Streaming is on (recv_streaming()).
             if self._on_message is not None:
                 self._call_handler(event)
             else:
-                self._messages.put(event)
+                assert self._streamer is not None
+                self._streamer.arrived(event)
         elif isinstance(event, Frame):
             if event.opcode is Opcode.PONG:
                 self._acknowledge_pings(event.data)

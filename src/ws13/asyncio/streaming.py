@@ -2,19 +2,26 @@
 
 The first ``recv_streaming()`` on a connection turns the core's
 ``stream_fragments`` on for good: from then on each frame of a fragmented
-message reaches the message queue as a ``Fragment(data, fin)`` as soon as it
+message comes from the core as a ``Fragment(data, fin)`` as soon as it
 arrives (text decoded as it comes, a character cut between frames whole in
 the later piece), instead of one ``str``/``bytes`` at the end. A message in
-one frame is still one item. ``recv_streaming()`` yields the pieces;
-``recv()``, ``async for`` and a ``set_message_handler()`` handler join them
-back into whole messages here (``Streamer.join``/``collect``), so they work
-the same on a streaming connection. A connection that never calls
-``recv_streaming()`` never sees a ``Fragment``: its ``recv()`` pays one type
-check per message.
+one frame is still one item. ``Streamer.arrived()`` routes each fragment:
+
+* to the queue as it is, for ``recv_streaming()`` (waiting or not) and for
+  whoever reads next when nobody waits;
+* joined into the whole message here when ``recv()`` or ``async for`` waits,
+  so that their waiting path, the one of every message on a request/response
+  connection, never sees a fragment and costs what it did;
+* joined for a ``set_message_handler()`` handler (``collect``).
+
+A reader that takes a fragment from the queue (it arrived while nobody
+waited) joins the rest itself (``join``). A connection that never calls
+``recv_streaming()`` never sees a ``Fragment``: its ``recv()`` and ``async
+for`` pay one attribute check per queued message, none per waited one.
 
 Limits stay: the core counts a fragmented message's size across its frames
 and fails the connection with 1009 past ``max_size``, streamed or not; each
-fragment is one item of the queue that ``max_queue`` bounds.
+queued fragment is one item of the queue that ``max_queue`` bounds.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ def decoded(message: str | bytes, decode: bool | None) -> str | bytes:
 class Streamer:
     """The fragment side of one connection's receiving (see the module docstring)."""
 
-    __slots__ = ("_connection", "_held", "_parts", "_unfinished")
+    __slots__ = ("_connection", "_held", "_parts", "_reading", "_unfinished")
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -55,6 +62,8 @@ class Streamer:
         # The fragments recv() took off the queue while _unfinished: the
         # next recv_streaming() yields them first.
         self._held: list[Fragment] = []
+        # recv_streaming() waits for the next item: fragments go to it as they are.
+        self._reading = False
 
     def _check_finished(self) -> None:
         if self._unfinished:
@@ -77,11 +86,39 @@ class Streamer:
         messages = self._connection._messages
         while not fragment.fin:
             item = await messages.get()
-            assert type(item) is Fragment  # the core finishes a message before the next
+            if type(item) is not Fragment:
+                # arrived() joined the rest to these parts while we waited.
+                assert isinstance(item, (str, bytes))
+                return item
             fragment = item
             parts.append(fragment.data)
         self._parts = None
         return _joined(parts)
+
+    def arrived(self, fragment: Fragment) -> None:
+        """Take a ``Fragment`` from the core (no message handler is set).
+
+        Queued as it is for ``recv_streaming()``, or when nobody waits; a
+        ``recv()`` or ``async for`` waiting gets the whole message instead,
+        joined here, so that their waiting path never sees a fragment.
+        """
+        messages = self._connection._messages
+        waiter = messages._waiter
+        if self._reading or waiter is None or waiter.done():
+            messages.put(fragment)
+            return
+        if self._unfinished:
+            # The rest of a message recv_streaming() left: not for recv().
+            messages._waiter = None
+            try:
+                self._check_finished()
+            except ConcurrencyError as exc:
+                waiter.set_exception(exc)
+            messages.put(fragment)
+            return
+        whole = self.collect(fragment)
+        if whole is not None:
+            messages.put(whole)
 
     def collect(self, fragment: Fragment) -> str | bytes | None:
         """Gather ``fragment`` for a message handler: the whole message at the end, else None."""
@@ -103,7 +140,6 @@ class Streamer:
         connection = self._connection
         if connection._on_message is not None:
             raise ConcurrencyError("messages go to the handler given to set_message_handler()")
-        messages = connection._messages
         decoder: codecs.IncrementalDecoder | None = None
         item: str | bytes | Fragment
         if self._parts is not None:
@@ -113,7 +149,7 @@ class Streamer:
         elif self._held:
             item = self._held.pop(0)
         else:
-            item = await messages.get()
+            item = await self._next()
         while True:
             if type(item) is not Fragment:
                 assert isinstance(item, (str, bytes))
@@ -130,7 +166,15 @@ class Streamer:
             yield data
             if item.fin:
                 return
-            item = self._held.pop(0) if self._held else await messages.get()
+            item = self._held.pop(0) if self._held else await self._next()
+
+    async def _next(self) -> str | bytes | Fragment:
+        """The next item of the queue, fragments as they are."""
+        self._reading = True
+        try:
+            return await self._connection._messages.get()
+        finally:
+            self._reading = False
 
 
 def _joined(parts: list[str | bytes]) -> str | bytes:
