@@ -7,6 +7,10 @@ server reads them as they arrive.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import unittest
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,8 +18,9 @@ import pytest
 import websockets.asyncio.client
 
 from tests.asyncio.helpers import ServerClientTestCase, wait, wait_for_condition
+from tests.interop.test_node_ws import NODE_DIR, install_ws
 from ws13.asyncio.connection import Connection
-from ws13.asyncio.server import ServerConnection
+from ws13.asyncio.server import ServerConnection, serve
 from ws13.exceptions import ConcurrencyError, ConnectionClosedError
 
 
@@ -181,3 +186,42 @@ class RecvStreamingTests(ServerClientTestCase):
         async with websockets.asyncio.client.connect(uri) as client:
             await client.send(["frag", "ment", "ed ☃"])
             assert [await wait(client.recv()) for _ in range(3)] == ["frag", "ment", "ed ☃"]
+
+
+class NodeSenderTests(unittest.IsolatedAsyncioTestCase):
+    """Node's ws sends a message in frames, each after the previous one was streamed back."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        install_ws()
+
+    async def test_node_ws_fragments(self) -> None:
+        async def stream_back(connection: ServerConnection) -> None:
+            async for piece in connection.recv_streaming():
+                await connection.send(piece)
+
+        for deflate in (True, False):
+            server = await serve(stream_back, "127.0.0.1", 0)
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    "node",
+                    os.path.join(NODE_DIR, "client.mjs"),
+                    f"ws://127.0.0.1:{server.port}/",
+                    "fragments",
+                    json.dumps(deflate),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+                try:
+                    stdout, stderr = await wait(process.communicate())
+                finally:
+                    if process.returncode is None:
+                        process.kill()
+                        await process.wait()
+            finally:
+                server.close()
+                await wait(server.wait_closed())
+            assert process.returncode == 0, stderr.decode(errors="replace")
+            # Each piece came back before Node sent the next: streamed.
+            assert json.loads(stdout)["results"] == ["frag", "ment", "ed ☃"]
