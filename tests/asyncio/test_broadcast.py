@@ -65,6 +65,19 @@ class BroadcastTests(ServerClientTestCase):
         for client in clients:
             assert await wait(client.recv()) == message
 
+    async def test_tracer_sees_whole_frames(self) -> None:
+        clients = await self.clients(1, max_size=None)
+        [server_side] = self.server_connections
+        traced: list[tuple[bytes, int]] = []
+        server_side.protocol.tracer = lambda out, header, payload: traced.append(
+            (header, len(payload))
+        )
+        broadcast(self.server_connections, b"x" * 70_000, compress=False)
+        broadcast(self.server_connections, b"", compress=False)
+        assert await wait(clients[0].recv()) == b"x" * 70_000
+        assert await wait(clients[0].recv()) == b""
+        assert traced == [(b"\x82\x7f" + (70_000).to_bytes(8, "big"), 70_000), (b"\x82\x00", 0)]
+
     async def test_compressed_once_without_context_takeover(self) -> None:
         factory = ServerPerMessageDeflateFactory(server_no_context_takeover=True)
         clients = await self.clients(3, extensions=[factory])
