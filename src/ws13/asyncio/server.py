@@ -18,10 +18,13 @@ from ..http11 import Request, Response
 from ..protocol import CLOSED, CONNECTING, OPEN
 from ..server import ServerProtocol, SubprotocolSelector
 from ..version import USER_AGENT
+from .auth import basic_auth
+from .broadcast import broadcast
 from .connection import Connection, closing_deadlines
 from .timers import Deadlines, Keepalive
 
-__all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
+# basic_auth and broadcast live in their own modules; websockets has them here.
+__all__ = ["Server", "ServerConnection", "basic_auth", "broadcast", "serve", "unix_serve"]
 
 Handler = Callable[["ServerConnection"], Awaitable[None]]
 #: ``process_request(connection, request)`` returns None to go on with the
@@ -30,12 +33,25 @@ Handler = Callable[["ServerConnection"], Awaitable[None]]
 ProcessRequest = Callable[
     ["ServerConnection", Request], "Response | Awaitable[Response | None] | None"
 ]
+#: ``process_response(connection, request, response)`` runs once the answer to
+#: the handshake is built (the 101, a refusal, or what ``process_request``
+#: returned) and before it is sent: it may change ``response`` in place
+#: (e.g. add a header) and return None, or return another Response to send
+#: instead. It may be a coroutine function. If it raises, the client gets 500.
+ProcessResponse = Callable[
+    ["ServerConnection", Request, Response], "Response | Awaitable[Response | None] | None"
+]
 
 
 class ServerConnection(Connection):
-    """A connection accepted by a ``Server``; the argument of the handler."""
+    """A connection accepted by a ``Server``; the argument of the handler.
 
-    __slots__ = ("handler_task", "server")
+    Attributes:
+        server: the ``Server`` that accepted it.
+        username: the user ``basic_auth()`` let in; ``None`` without it.
+    """
+
+    __slots__ = ("handler_task", "server", "username")
 
     protocol: ServerProtocol
 
@@ -43,6 +59,7 @@ class ServerConnection(Connection):
         super().__init__(protocol, **kwargs)
         self.server = server
         self.handler_task: asyncio.Task[None] | None = None
+        self.username: str | None = None
 
     def respond(self, status: int, text: str) -> Response:
         """Build a plain-text HTTP response, for ``process_request`` to return."""
@@ -64,18 +81,22 @@ class ServerConnection(Connection):
         assert isinstance(event, Request)
         process_request = self.server.process_request
         if process_request is None:
-            self._finish_handshake(event, None)
+            self._process_response(event, None)
             return
         try:
             result = process_request(self, event)
         except Exception:
-            self.logger.error("process_request failed", exc_info=True)
-            self._finish_handshake(event, self.respond(500, "Internal Server Error\n"))
+            self._process_response(event, self._hook_failed("process_request"))
             return
         if inspect.isawaitable(result):
             self.loop.create_task(self._await_process_request(event, result))
         else:
-            self._finish_handshake(event, result)
+            self._process_response(event, result)
+
+    def _hook_failed(self, name: str) -> Response:
+        """Log the exception a hook raised; answer 500 instead."""
+        self.logger.error("%s failed", name, exc_info=True)
+        return self.respond(500, "Internal Server Error\n")
 
     async def _await_process_request(
         self, request: Request, result: Awaitable[Response | None]
@@ -83,16 +104,41 @@ class ServerConnection(Connection):
         try:
             response = await result
         except Exception:
-            self.logger.error("process_request failed", exc_info=True)
-            response = self.respond(500, "Internal Server Error\n")
+            response = self._hook_failed("process_request")
         if self.transport is not None:
-            self._finish_handshake(request, response)
+            self._process_response(request, response)
 
-    def _finish_handshake(self, request: Request, response: Response | None) -> None:
+    def _process_response(self, request: Request, response: Response | None) -> None:
+        """Build the answer (101 unless ``process_request`` gave one), let
+        ``process_response`` see or replace it, then send it."""
         if response is None:
             response = self.protocol.accept(request)
             if self.protocol.handshake_exc is not None:
                 self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
+        process_response = self.server.process_response
+        if process_response is not None:
+            try:
+                result = process_response(self, request, response)
+            except Exception:
+                result = self._hook_failed("process_response")
+            if inspect.isawaitable(result):
+                self.loop.create_task(self._await_process_response(response, result))
+                return
+            if result is not None:
+                response = result
+        self._finish_handshake(response)
+
+    async def _await_process_response(
+        self, response: Response, result: Awaitable[Response | None]
+    ) -> None:
+        try:
+            replacement = await result
+        except Exception:
+            replacement = self._hook_failed("process_response")
+        if self.transport is not None:
+            self._finish_handshake(response if replacement is None else replacement)
+
+    def _finish_handshake(self, response: Response) -> None:
         self.protocol.send_response(response)
         if self.server.opening is not None:
             self.server.opening.discard(self)
@@ -141,11 +187,13 @@ class Server:
         handler: Handler,
         *,
         process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
         open_timeout: float | None = 10,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         self.handler = handler
         self.process_request = process_request
+        self.process_response = process_response
         self.open_timeout = open_timeout
         #: Connections still in the opening handshake, each aborted after
         #: ``open_timeout``: one loop timer for all of them.
@@ -264,6 +312,8 @@ class serve:
         extensions: extension factories, e.g. a tuned
             ``ServerPerMessageDeflateFactory(...)``.
         process_request: hook to answer plain HTTP; see ``ProcessRequest``.
+        process_response: hook to see or replace the handshake's answer
+            before it is sent; see ``ProcessResponse``.
         server_header: ``Server`` header (``None`` for none).
         open_timeout: seconds for the client to complete the handshake (10).
         ping_interval, ping_timeout, close_timeout, max_queue, write_limit:
@@ -287,6 +337,7 @@ class serve:
         compression: str | None = "deflate",
         extensions: Sequence[ServerExtensionFactory] | None = None,
         process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
         server_header: str | None = USER_AGENT,
         open_timeout: float | None = 10,
         ping_interval: float | None = 20,
@@ -300,7 +351,11 @@ class serve:
         **kwargs: Any,
     ) -> None:
         self.server = Server(
-            handler, process_request=process_request, open_timeout=open_timeout, logger=logger
+            handler,
+            process_request=process_request,
+            process_response=process_response,
+            open_timeout=open_timeout,
+            logger=logger,
         )
         if compression == "deflate":
             extensions = enable_server_permessage_deflate(extensions)
