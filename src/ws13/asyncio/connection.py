@@ -67,6 +67,14 @@ class Connection(Pinger):
             for no limit).
         write_limit: write-buffer high-water mark in bytes; ``send()`` waits
             while the buffer is above it until it drains below a quarter of it.
+
+    Counters, read by ``ws13.metrics`` at scrape time (and by anyone): the
+    bytes read from and written to the transport, the opening handshake and
+    every frame's header included (before TLS), ``bytes_received`` and
+    ``bytes_sent``; the whole messages received and sent (not control
+    frames), ``messages_received`` and ``messages_sent``; and
+    ``write_pauses``, how many times the write buffer went above
+    ``write_limit``.
     """
 
     # Slots keep an idle connection small; "__dict__" (created only when
@@ -82,12 +90,15 @@ class Connection(Pinger):
         "_messages",
         "_on_message",
         "_paused_writing",
+        "bytes_received",
         "debug",
         "logger",
         "loop",
+        "messages_received",
         "protocol",
         "transport",
         "write_limit",
+        "write_pauses",
     )
 
     def __init__(
@@ -131,6 +142,13 @@ class Connection(Pinger):
         # the write buffer.
         self._on_message: Callable[[str | bytes], object] | None = None
         self._handler_paused = False
+        # Counted where the I/O already happens: per read, per write, per
+        # message sent; ws13.metrics sums them when scraped.
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.messages_received = 0
+        self.messages_sent = 0
+        self.write_pauses = 0
 
     # -- properties ----------------------------------------------------------
 
@@ -390,9 +408,12 @@ class Connection(Pinger):
             buffers = self.protocol.send_message(message)
         except InvalidState:
             raise self._send_refused() from None
+        self.messages_sent += 1
         transport = self.transport
         if len(buffers) == 1 and transport is not None:
-            transport.write(buffers[0])
+            frame = buffers[0]
+            self.bytes_sent += len(frame)
+            transport.write(frame)
         else:
             self._write_buffers(buffers)
 
@@ -457,11 +478,14 @@ class Connection(Pinger):
         if transport is None:
             return
         if len(buffers) == 1:
+            self.bytes_sent += len(buffers[0])
             transport.write(buffers[0])
-        elif _can_writelines(transport):
-            transport.writelines(buffers)
         else:
-            transport.write(b"".join(buffers))
+            self.bytes_sent += sum(map(len, buffers))
+            if _can_writelines(transport):
+                transport.writelines(buffers)
+            else:
+                transport.write(b"".join(buffers))
 
     def _send_refused(self) -> Exception:
         """What a send raises when the core refuses it (InvalidState)."""
@@ -483,6 +507,7 @@ class Connection(Pinger):
     def _handle_events(self, events: list[Event]) -> None:
         for event in events:
             if type(event) is str or type(event) is bytes:
+                self.messages_received += 1
                 if self._on_message is not None:
                     self._call_handler(event)
                 else:
@@ -528,6 +553,7 @@ class Connection(Pinger):
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
+        self.bytes_received += len(data)
         events, writes = protocol.receive(data)
         if writes:
             self._write(writes)
@@ -537,7 +563,9 @@ class Connection(Pinger):
             if protocol.large_frame_remaining >= LARGE_READ:
                 self._read_large()
             return
-        # _handle_events() inlined for the common case: only messages arrived.
+        # _handle_events() inlined for the common case: only messages arrived;
+        # counted per read, less the other events (below).
+        self.messages_received += len(events)
         messages = self._messages
         for event in events:
             if type(event) is str or type(event) is bytes:
@@ -557,6 +585,7 @@ class Connection(Pinger):
                 else:
                     messages.put(event)
             else:
+                self.messages_received -= 1
                 self._handle_event(event)
 
     def _read_large(self) -> None:
@@ -579,6 +608,7 @@ class Connection(Pinger):
 
     def pause_writing(self) -> None:
         self._paused_writing = True
+        self.write_pauses += 1
         if self._on_message is not None:
             self._pause_for_handler()
 

@@ -8,7 +8,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConnectionClosed
 from ..extensions.base import ServerExtensionFactory
@@ -20,6 +20,9 @@ from ..server import ServerProtocol, SubprotocolSelector
 from ..version import USER_AGENT
 from .connection import Connection, closing_deadlines
 from .timers import Deadlines, Keepalive
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 __all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
 
@@ -53,12 +56,21 @@ class ServerConnection(Connection):
         self.server.connections.add(self)
         if self.server.opening is not None:
             self.server.opening.add(self)
+        if self.server.metrics is not None:
+            self.server.metrics.connection_opened(self)
 
     def _open_timed_out(self) -> None:
         if self.protocol.state is CONNECTING and self.transport is not None:
             if self.debug:
                 self.logger.debug("! opening handshake timed out")
+            if self.server.metrics is not None:
+                self.server.metrics.open_timeout()
             self.transport.abort()
+
+    def _keepalive_timed_out(self) -> None:
+        if self.server.metrics is not None:
+            self.server.metrics.keepalive_timeout()
+        super()._keepalive_timed_out()
 
     def _handle_handshake(self, event: Request | Response) -> None:
         assert isinstance(event, Request)
@@ -126,6 +138,8 @@ class ServerConnection(Connection):
         if self.server.opening is not None:
             self.server.opening.discard(self)
         self.server.connections.discard(self)
+        if self.server.metrics is not None:
+            self.server.metrics.connection_closed(self)
 
 
 class Server:
@@ -134,6 +148,7 @@ class Server:
     Attributes:
         connections: the open connections (including those in the handshake).
         server: the underlying ``asyncio.Server``.
+        metrics: the ``ws13.metrics.Metrics`` its connections report to, if any.
     """
 
     def __init__(
@@ -143,8 +158,10 @@ class Server:
         process_request: ProcessRequest | None = None,
         open_timeout: float | None = 10,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.handler = handler
+        self.metrics = metrics
         self.process_request = process_request
         self.open_timeout = open_timeout
         #: Connections still in the opening handshake, each aborted after
@@ -271,6 +288,11 @@ class serve:
         max_size: the largest message accepted (1 MiB); ``None`` lifts it.
         ssl: an ``ssl.SSLContext`` to serve ``wss://``.
         logger: logger to use (default ``ws13.server``).
+        metrics: a ``ws13.metrics.Metrics`` (``ws13[metrics]``) to count this
+            server's connections, handshakes, messages, bytes and closes in;
+            ``None`` (the default) counts nothing but each connection's own
+            counters (see ``Connection``). Serving them over HTTP is up to
+            ``process_request``: see ``Metrics.mount()``.
         **kwargs: passed to ``loop.create_server()`` (``sock``, ``reuse_port``,
             ``backlog``...) or, with ``unix=True``, ``loop.create_unix_server()``.
     """
@@ -296,11 +318,16 @@ class serve:
         max_queue: int | None = 16,
         write_limit: int = 2**16,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        metrics: Metrics | None = None,
         unix: bool = False,
         **kwargs: Any,
     ) -> None:
         self.server = Server(
-            handler, process_request=process_request, open_timeout=open_timeout, logger=logger
+            handler,
+            process_request=process_request,
+            open_timeout=open_timeout,
+            logger=logger,
+            metrics=metrics,
         )
         if compression == "deflate":
             extensions = enable_server_permessage_deflate(extensions)
