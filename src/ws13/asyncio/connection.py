@@ -11,7 +11,9 @@ messages and frames pre-encoded for broadcasting.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, cast
 
@@ -151,6 +153,11 @@ class Connection(Pinger):
         self.write_pauses = 0
 
     # -- properties ----------------------------------------------------------
+
+    @functools.cached_property
+    def id(self) -> uuid.UUID:
+        """A random identifier (UUID 4), made when first read: for logs."""
+        return uuid.uuid4()
 
     @property
     def state(self) -> State:
@@ -334,7 +341,7 @@ class Connection(Pinger):
             # Its send_nowait() found the connection closing: normal, as
             # ConnectionClosed escaping a serve() handler is.
             return
-        self.logger.error("message handler failed", exc_info=exc)
+        self.logger.error("message handler failed", exc_info=exc, extra={"websocket": self})
         if self.protocol.state is OPEN:
             self.protocol.send_close(CloseCode.INTERNAL_ERROR)
             self._flush()

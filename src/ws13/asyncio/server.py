@@ -81,7 +81,7 @@ class ServerConnection(Connection):
         try:
             result = process_request(self, event)
         except Exception:
-            self.logger.error("process_request failed", exc_info=True)
+            self.logger.error("process_request failed", exc_info=True, extra={"websocket": self})
             self._finish_handshake(event, self.respond(500, "Internal Server Error\n"))
             return
         if inspect.isawaitable(result):
@@ -95,7 +95,7 @@ class ServerConnection(Connection):
         try:
             response = await result
         except Exception:
-            self.logger.error("process_request failed", exc_info=True)
+            self.logger.error("process_request failed", exc_info=True, extra={"websocket": self})
             response = self.respond(500, "Internal Server Error\n")
         if self.transport is not None:
             self._finish_handshake(request, response)
@@ -104,7 +104,11 @@ class ServerConnection(Connection):
         if response is None:
             response = self.protocol.accept(request)
             if self.protocol.handshake_exc is not None:
-                self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
+                self.logger.info(
+                    "opening handshake failed: %s",
+                    self.protocol.handshake_exc,
+                    extra={"websocket": self},
+                )
         self.protocol.send_response(response)
         if self.server.opening is not None:
             self.server.opening.discard(self)
@@ -122,7 +126,7 @@ class ServerConnection(Connection):
             # there is no reference cycle for the garbage collector to free.
             exc.__traceback__ = None
         except Exception:
-            self.logger.error("connection handler failed", exc_info=True)
+            self.logger.error("connection handler failed", exc_info=True, extra={"websocket": self})
             await self.close(CloseCode.INTERNAL_ERROR)
             return
         if self.protocol.state is not CLOSED:
@@ -134,7 +138,11 @@ class ServerConnection(Connection):
         super().connection_lost(exc)
         if self.protocol.handshake_exc is not None and self.protocol.request is None:
             # A malformed request: the core answered 4xx and closed.
-            self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
+            self.logger.info(
+                "opening handshake failed: %s",
+                self.protocol.handshake_exc,
+                extra={"websocket": self},
+            )
         if self.server.opening is not None:
             self.server.opening.discard(self)
         self.server.connections.discard(self)
