@@ -5,10 +5,12 @@ metrics=metrics)`` and ``Hub(..., metrics=metrics)``, and expose it with
 ``metrics.mount()`` (a ``process_request`` answering ``GET /metrics``) or
 ``metrics.asgi_app()``. ``ws13 serve --metrics`` does all three.
 
-Nothing is counted per message here. Each connection already keeps its own
-counters (``Connection.bytes_received``, ``messages_sent``... incremented where
-the I/O layer reads and writes anyway); the I/O layer calls this module once
-when a connection opens and once when it is lost. A scrape sums the counters
+Nothing is counted per message here. The core counts bytes and messages
+as it parses and frames them (``Protocol.bytes_received``,
+``messages_sent``...: C integers with the speedups, so counting allocates
+nothing), each connection adds what it writes around the core and its
+write pauses; the I/O layer calls this module once when a connection opens
+and once when it is lost. A scrape sums the counters
 of the live connections and adds those folded in from the closed ones, so its
 cost grows with the number of open connections (about a microsecond each),
 not with traffic. The hub's figures are read from ``Hub.statistics()`` at the
@@ -63,11 +65,20 @@ _KNOWN_CODES = frozenset(int(code) for code in CloseCode)
 class Metered(Protocol):
     """What a connection must have to be counted: ``ws13.asyncio``'s ``Connection`` has it."""
 
-    bytes_received: int
-    bytes_sent: int
-    messages_received: int
-    messages_sent: int
-    write_pauses: int
+    @property
+    def bytes_received(self) -> int: ...
+
+    @property
+    def bytes_sent(self) -> int: ...
+
+    @property
+    def messages_received(self) -> int: ...
+
+    @property
+    def messages_sent(self) -> int: ...
+
+    @property
+    def write_pauses(self) -> int: ...
 
     @property
     def protocol(self) -> Core: ...

@@ -70,13 +70,11 @@ class Connection(Pinger):
         write_limit: write-buffer high-water mark in bytes; ``send()`` waits
             while the buffer is above it until it drains below a quarter of it.
 
-    Counters, read by ``ws13.metrics`` at scrape time (and by anyone): the
-    bytes read from and written to the transport, the opening handshake and
-    every frame's header included (before TLS), ``bytes_received`` and
-    ``bytes_sent``; the whole messages received and sent (not control
-    frames), ``messages_received`` and ``messages_sent``; and
-    ``write_pauses``, how many times the write buffer went above
-    ``write_limit``.
+    Counters, read by ``ws13.metrics`` at scrape time (and by anyone):
+    ``bytes_received``, ``bytes_sent``, ``messages_received``,
+    ``messages_sent`` (the core's, plus the pre-encoded frames of
+    ``send_frame_nowait()``) and ``write_pauses``, how many times the write
+    buffer went above ``write_limit``.
     """
 
     # Slots keep an idle connection small; "__dict__" (created only when
@@ -92,11 +90,9 @@ class Connection(Pinger):
         "_messages",
         "_on_message",
         "_paused_writing",
-        "bytes_received",
         "debug",
         "logger",
         "loop",
-        "messages_received",
         "protocol",
         "transport",
         "write_limit",
@@ -144,12 +140,10 @@ class Connection(Pinger):
         # the write buffer.
         self._on_message: Callable[[str | bytes], object] | None = None
         self._handler_paused = False
-        # Counted where the I/O already happens: per read, per write, per
-        # message sent; ws13.metrics sums them when scraped.
-        self.bytes_received = 0
-        self.bytes_sent = 0
-        self.messages_received = 0
-        self.messages_sent = 0
+        # The core counts bytes and messages; the frames written around it
+        # (send_frame_nowait) are counted here, and so are write pauses.
+        self._frames_sent = 0
+        self._frames_bytes = 0
         self.write_pauses = 0
 
     # -- properties ----------------------------------------------------------
@@ -158,6 +152,26 @@ class Connection(Pinger):
     def id(self) -> uuid.UUID:
         """A random identifier (UUID 4), made when first read: for logs."""
         return uuid.uuid4()
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes read: the HTTP handshake and frame headers included (before TLS)."""
+        return self.protocol.bytes_received
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes written: the HTTP handshake and frame headers included (before TLS)."""
+        return self.protocol.bytes_sent + self._frames_bytes
+
+    @property
+    def messages_received(self) -> int:
+        """Whole messages received (control frames aren't messages)."""
+        return self.protocol.messages_received
+
+    @property
+    def messages_sent(self) -> int:
+        """Whole messages sent, pre-encoded frames included."""
+        return self.protocol.messages_sent + self._frames_sent
 
     @property
     def state(self) -> State:
@@ -415,12 +429,9 @@ class Connection(Pinger):
             buffers = self.protocol.send_message(message)
         except InvalidState:
             raise self._send_refused() from None
-        self.messages_sent += 1
         transport = self.transport
         if len(buffers) == 1 and transport is not None:
-            frame = buffers[0]
-            self.bytes_sent += len(frame)
-            transport.write(frame)
+            transport.write(buffers[0])
         else:
             self._write_buffers(buffers)
 
@@ -485,14 +496,11 @@ class Connection(Pinger):
         if transport is None:
             return
         if len(buffers) == 1:
-            self.bytes_sent += len(buffers[0])
             transport.write(buffers[0])
+        elif _can_writelines(transport):
+            transport.writelines(buffers)
         else:
-            self.bytes_sent += sum(map(len, buffers))
-            if _can_writelines(transport):
-                transport.writelines(buffers)
-            else:
-                transport.write(b"".join(buffers))
+            transport.write(b"".join(buffers))
 
     def _send_refused(self) -> Exception:
         """What a send raises when the core refuses it (InvalidState)."""
@@ -514,7 +522,6 @@ class Connection(Pinger):
     def _handle_events(self, events: list[Event]) -> None:
         for event in events:
             if type(event) is str or type(event) is bytes:
-                self.messages_received += 1
                 if self._on_message is not None:
                     self._call_handler(event)
                 else:
@@ -560,7 +567,6 @@ class Connection(Pinger):
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
-        self.bytes_received += len(data)
         events, writes = protocol.receive(data)
         if writes:
             self._write(writes)
@@ -570,9 +576,7 @@ class Connection(Pinger):
             if protocol.large_frame_remaining >= LARGE_READ:
                 self._read_large()
             return
-        # _handle_events() inlined for the common case: only messages arrived;
-        # counted per read, less the other events (below).
-        self.messages_received += len(events)
+        # _handle_events() inlined for the common case: only messages arrived.
         messages = self._messages
         for event in events:
             if type(event) is str or type(event) is bytes:
@@ -592,7 +596,6 @@ class Connection(Pinger):
                 else:
                     messages.put(event)
             else:
-                self.messages_received -= 1
                 self._handle_event(event)
 
     def _read_large(self) -> None:

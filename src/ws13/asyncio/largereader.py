@@ -50,7 +50,6 @@ class LargeFrameReader(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         connection = self._connection
         protocol = connection.protocol
-        connection.bytes_received += nbytes
         protocol.large_buffer_updated(nbytes)
         if not protocol.large_frame_remaining:
             # Complete, or the connection failed: back to data_received(),

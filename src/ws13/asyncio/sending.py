@@ -41,7 +41,7 @@ class Sender(asyncio.Protocol):
     annotated here are ``Connection``'s, in its ``__slots__``.
     """
 
-    __slots__ = ("_drain_waiter", "_fragmenting", "_send_lock", "bytes_sent", "messages_sent")
+    __slots__ = ("_drain_waiter", "_fragmenting", "_frames_bytes", "_frames_sent", "_send_lock")
 
     protocol: Protocol
     transport: asyncio.Transport | None
@@ -52,8 +52,8 @@ class Sender(asyncio.Protocol):
     _drain_waiter: asyncio.Future[None] | None
     _send_lock: asyncio.Lock | None
     _fragmenting: bool
-    bytes_sent: int
-    messages_sent: int
+    _frames_bytes: int
+    _frames_sent: int
 
     def _flush(self) -> None:
         """Write what the core queued (``Connection._flush``)."""
@@ -94,7 +94,6 @@ class Sender(asyncio.Protocol):
                 if pending is not None:
                     assert text is not None
                     self._send_fragment(pending, text, first=not sent_first, fin=True)
-                    self.messages_sent += 1
                     await self._drain_if_needed()
             except BaseException:
                 # A message can't be left half-sent: fail the connection.
@@ -149,8 +148,8 @@ class Sender(asyncio.Protocol):
         if self.debug or self.protocol.tracer is not None:
             self._trace_pre_encoded(frame)
         if self.transport is not None:
-            self.messages_sent += 1
-            self.bytes_sent += len(frame)
+            self._frames_sent += 1
+            self._frames_bytes += len(frame)
             self.transport.write(frame)
 
     def send_frames_nowait(self, frames: list[bytes]) -> None:
@@ -165,8 +164,8 @@ class Sender(asyncio.Protocol):
                 self._trace_pre_encoded(frame)
         if self.transport is not None:
             data = b"".join(frames)
-            self.messages_sent += len(frames)
-            self.bytes_sent += len(data)
+            self._frames_sent += len(frames)
+            self._frames_bytes += len(data)
             self.transport.write(data)
 
     def _check_pre_encoded(self) -> None:

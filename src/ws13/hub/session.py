@@ -273,7 +273,7 @@ class Session:
         self._clear()
         if code == CloseCode.TRY_AGAIN_LATER:
             self.hub.stats["slow_disconnects"] += 1
-        logger.info("closing %r: %d %s", self, code, reason)
+        logger.info("closing %r: %d %s", self, code, reason, extra={"websocket": self.connection})
         self.hub._spawn(self.connection.close(code, reason))
 
     @property
