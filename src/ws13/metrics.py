@@ -60,6 +60,8 @@ DEFAULT_PATH = "/metrics"
 #: The labels of ``ws13_connections``, by the core's state.
 _STATES = {CONNECTING: "connecting", OPEN: "open", CLOSING: "closing", CLOSED: "closed"}
 _KNOWN_CODES = frozenset(int(code) for code in CloseCode)
+#: ``close_code_label()`` of the usual codes, looked up once per closed connection.
+_LABELS: dict[int | None, str] = {None: "1006", **{code: str(code) for code in _KNOWN_CODES}}
 
 
 class Metered(Protocol):
@@ -82,6 +84,11 @@ class Metered(Protocol):
 
     @property
     def protocol(self) -> Core: ...
+
+    def counters(self) -> tuple[int, int, int, int, int]:
+        """``(bytes_received, bytes_sent, messages_received, messages_sent,
+        write_pauses)`` in one call: what ``Metrics`` reads."""
+        ...
 
 
 def close_code_label(code: int | None) -> str:
@@ -146,14 +153,16 @@ class _Totals:
             setattr(other, name, value.copy() if isinstance(value, collections.Counter) else value)
         return other
 
-    def add(self, connection: Metered) -> None:
-        """Add a connection's counters (not its close: see ``Metrics.connection_closed``)."""
-        self.bytes_received += connection.bytes_received
-        self.bytes_sent += connection.bytes_sent
-        self.messages_received += connection.messages_received
-        self.messages_sent += connection.messages_sent
-        self.write_pauses += connection.write_pauses
-        response = getattr(connection.protocol, "response", None)
+    def add(self, connection: Metered, response: Response | None) -> None:
+        """Add a connection's counters and handshake (not its close codes)."""
+        bytes_received, bytes_sent, messages_received, messages_sent, write_pauses = (
+            connection.counters()
+        )
+        self.bytes_received += bytes_received
+        self.bytes_sent += bytes_sent
+        self.messages_received += messages_received
+        self.messages_sent += messages_sent
+        self.write_pauses += write_pauses
         if response is not None:
             self.handshakes[response.status_code] += 1
 
@@ -197,20 +206,27 @@ class Metrics:
         Call it once the connection can't count anything more (after the
         transport's ``connection_lost``); a second call does nothing.
         """
+        # Once per connection: lean, no call that can be avoided.
         protocol = connection.protocol
         response = getattr(protocol, "response", None)
+        sent = received = None
+        if response is not None and response.status_code == 101:
+            close = protocol.close_sent
+            code = None if close is None else close.code
+            sent = _LABELS.get(code) or close_code_label(code)
+            close = protocol.close_rcvd
+            code = None if close is None else close.code
+            received = _LABELS.get(code) or close_code_label(code)
         with self._lock:
-            if connection not in self._live:
+            live = self._live
+            if connection not in live:
                 return
-            self._live.discard(connection)
+            live.remove(connection)
             totals = self._totals
-            totals.add(connection)
-            if response is not None and response.status_code == 101:
-                sent, received = protocol.close_sent, protocol.close_rcvd
-                totals.closes_sent[close_code_label(None if sent is None else sent.code)] += 1
-                totals.closes_received[
-                    close_code_label(None if received is None else received.code)
-                ] += 1
+            totals.add(connection, response)
+            if sent is not None and received is not None:
+                totals.closes_sent[sent] += 1
+                totals.closes_received[received] += 1
 
     def open_timeout(self) -> None:
         """A connection was aborted: no handshake within ``open_timeout``."""
@@ -298,8 +314,9 @@ class Metrics:
             hubs = list(self._hubs)
         states = dict.fromkeys(_STATES.values(), 0)
         for connection in live:
-            totals.add(connection)
-            states[_STATES[connection.protocol.state]] += 1
+            protocol = connection.protocol
+            totals.add(connection, getattr(protocol, "response", None))
+            states[_STATES[protocol.state]] += 1
         return list(self._families(totals, states, hubs))
 
     def _families(

@@ -173,6 +173,18 @@ class Connection(Pinger):
         """Whole messages sent, pre-encoded frames included."""
         return self.protocol.messages_sent + self._frames_sent
 
+    def counters(self) -> tuple[int, int, int, int, int]:
+        """``(bytes_received, bytes_sent, messages_received, messages_sent,
+        write_pauses)`` in one call (``ws13.metrics`` reads them so)."""
+        protocol = self.protocol
+        return (
+            protocol.bytes_received,
+            protocol.bytes_sent + self._frames_bytes,
+            protocol.messages_received,
+            protocol.messages_sent + self._frames_sent,
+            self.write_pauses,
+        )
+
     @property
     def state(self) -> State:
         """CONNECTING, OPEN, CLOSING or CLOSED."""

@@ -17,6 +17,7 @@ path       plain HTTP GET                WebSocket upgrade
 /chat.js   its script                    404
 /favicon.* the page's icon (SVG)         404
 /hub       426 Upgrade Required          the pub/sub hub (``ws13.hub``)
+/metrics   metrics (``--metrics``)       404
 (other)    404                           404
 ========== ============================= ==========================================
 
