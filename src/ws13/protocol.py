@@ -371,13 +371,15 @@ class Protocol(MessageAssembler):
     def events_received(self) -> list[Event]:
         """Return what arrived since the last call, oldest first."""
         events, self._events = self._events, []
-        self.messages_received += count_messages(events)
+        if events:
+            self.messages_received += count_messages(events)
         return events
 
     def data_to_send(self) -> list[bytes]:
         """Return the bytes to write, in order; ``SEND_EOF`` means close the transport."""
         writes, self._writes = self._writes, []
-        self.bytes_sent += count_bytes(writes)
+        if writes:
+            self.bytes_sent += count_bytes(writes)
         return writes
 
     def _parse_frames(self, data: bytes | bytearray, pos: int = 0) -> int:
