@@ -155,12 +155,12 @@ class Connection(Pinger):
 
     @property
     def bytes_received(self) -> int:
-        """Bytes read: the HTTP handshake and frame headers included (before TLS)."""
+        """Bytes read: the HTTP handshake and frame headers included (TLS: the plaintext)."""
         return self.protocol.bytes_received
 
     @property
     def bytes_sent(self) -> int:
-        """Bytes written: the HTTP handshake and frame headers included (before TLS)."""
+        """Bytes written: the HTTP handshake and frame headers included (TLS: the plaintext)."""
         return self.protocol.bytes_sent + self._frames_bytes
 
     @property
