@@ -220,6 +220,12 @@ def outcome(protocol: Any) -> dict[str, Any]:
         "close_rcvd_then_sent": protocol.close_rcvd_then_sent,
         "parser_exc": error(protocol.parser_exc),
         "eof_sent": protocol.eof_sent,
+        "counters": (
+            protocol.bytes_received,
+            protocol.bytes_sent,
+            protocol.messages_received,
+            protocol.messages_sent,
+        ),
     }
 
 
@@ -235,6 +241,10 @@ def feed(protocol: Any, chunks: list[bytes]) -> dict[str, Any]:
     protocol.receive_eof()
     events += [event(item) for item in protocol.events_received()]
     writes += protocol.data_to_send()
+    # The counters: every byte fed and handed out, every message.
+    assert protocol.bytes_received == sum(map(len, chunks))
+    assert protocol.bytes_sent == sum(len(w) for w in writes if isinstance(w, bytes))
+    assert protocol.messages_received == sum(isinstance(e, (str, bytes)) for e in events)
     return {"events": events, "writes": writes, "during": during, "after": outcome(protocol)}
 
 
@@ -334,6 +344,8 @@ def run(protocol: Any, ops: list[tuple[str, Any]], server: bool) -> list[Any]:
             results.append(error(exc))
     results.append(protocol.data_to_send())
     results.append(outcome(protocol))
+    handed_out = [b for r in results if isinstance(r, list) for b in r if isinstance(b, bytes)]
+    assert protocol.bytes_sent == sum(map(len, handed_out))
     return results
 
 

@@ -214,7 +214,9 @@ class FrameWriter(CoreBase):
             raise InvalidState("a fragmented message is in progress; send continuations")
         if isinstance(data, str):
             data = encode_text(data)
-        if not fin:
+        if fin:
+            self.messages_sent += 1
+        else:
             self._send_fragmented = True
             self._fast_send = False
         self._write_frame((0x80 if fin else 0) | OP_TEXT, data, compress)
@@ -226,7 +228,9 @@ class FrameWriter(CoreBase):
         self._check_open()
         if self._send_fragmented:
             raise InvalidState("a fragmented message is in progress; send continuations")
-        if not fin:
+        if fin:
+            self.messages_sent += 1
+        else:
             self._send_fragmented = True
             self._fast_send = False
         self._write_frame((0x80 if fin else 0) | OP_BINARY, bytes(data), compress)

@@ -11,7 +11,9 @@ messages and frames pre-encoded for broadcasting.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, cast
 
@@ -68,6 +70,12 @@ class Connection(Pinger):
             for no limit).
         write_limit: write-buffer high-water mark in bytes; ``send()`` waits
             while the buffer is above it until it drains below a quarter of it.
+
+    Counters, read by ``ws13.metrics`` at scrape time (and by anyone):
+    ``bytes_received``, ``bytes_sent``, ``messages_received``,
+    ``messages_sent`` (the core's, plus the pre-encoded frames of
+    ``send_frame_nowait()``) and ``write_pauses``, how many times the write
+    buffer went above ``write_limit``.
     """
 
     # Slots keep an idle connection small; "__dict__" (created only when
@@ -90,6 +98,7 @@ class Connection(Pinger):
         "protocol",
         "transport",
         "write_limit",
+        "write_pauses",
     )
 
     def __init__(
@@ -135,8 +144,50 @@ class Connection(Pinger):
         self._handler_paused = False
         # Made by the first recv_streaming(), which turns streaming on.
         self._streamer: Streamer | None = None
+        # The core counts bytes and messages; the frames written around it
+        # (send_frame_nowait) are counted here, and so are write pauses.
+        self._frames_sent = 0
+        self._frames_bytes = 0
+        self.write_pauses = 0
 
     # -- properties ----------------------------------------------------------
+
+    @functools.cached_property
+    def id(self) -> uuid.UUID:
+        """A random identifier (UUID 4), made when first read: for logs."""
+        return uuid.uuid4()
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes read: the HTTP handshake and frame headers included (TLS: the plaintext)."""
+        return self.protocol.bytes_received
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes written: the HTTP handshake and frame headers included (TLS: the plaintext)."""
+        return self.protocol.bytes_sent + self._frames_bytes
+
+    @property
+    def messages_received(self) -> int:
+        """Whole messages received (control frames aren't messages)."""
+        return self.protocol.messages_received
+
+    @property
+    def messages_sent(self) -> int:
+        """Whole messages sent, pre-encoded frames included."""
+        return self.protocol.messages_sent + self._frames_sent
+
+    def counters(self) -> tuple[int, int, int, int, int]:
+        """``(bytes_received, bytes_sent, messages_received, messages_sent,
+        write_pauses)`` in one call (``ws13.metrics`` reads them so)."""
+        protocol = self.protocol
+        return (
+            protocol.bytes_received,
+            protocol.bytes_sent + self._frames_bytes,
+            protocol.messages_received,
+            protocol.messages_sent + self._frames_sent,
+            self.write_pauses,
+        )
 
     @property
     def state(self) -> State:
@@ -385,7 +436,7 @@ class Connection(Pinger):
             # Its send_nowait() found the connection closing: normal, as
             # ConnectionClosed escaping a serve() handler is.
             return
-        self.logger.error("message handler failed", exc_info=exc)
+        self.logger.error("message handler failed", exc_info=exc, extra={"websocket": self})
         if self.protocol.state is OPEN:
             self.protocol.send_close(CloseCode.INTERNAL_ERROR)
             self._flush()
@@ -671,6 +722,7 @@ class Connection(Pinger):
 
     def pause_writing(self) -> None:
         self._paused_writing = True
+        self.write_pauses += 1
         if self._on_message is not None:
             self._pause_for_handler()
 

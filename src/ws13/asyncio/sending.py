@@ -41,7 +41,7 @@ class Sender(asyncio.Protocol):
     annotated here are ``Connection``'s, in its ``__slots__``.
     """
 
-    __slots__ = ("_drain_waiter", "_fragmenting", "_send_lock")
+    __slots__ = ("_drain_waiter", "_fragmenting", "_frames_bytes", "_frames_sent", "_send_lock")
 
     protocol: Protocol
     transport: asyncio.Transport | None
@@ -52,6 +52,8 @@ class Sender(asyncio.Protocol):
     _drain_waiter: asyncio.Future[None] | None
     _send_lock: asyncio.Lock | None
     _fragmenting: bool
+    _frames_bytes: int
+    _frames_sent: int
 
     def _flush(self) -> None:
         """Write what the core queued (``Connection._flush``)."""
@@ -164,6 +166,8 @@ class Sender(asyncio.Protocol):
         if self.debug or self.protocol.tracer is not None:
             self._trace_pre_encoded(frame)
         if self.transport is not None:
+            self._frames_sent += 1
+            self._frames_bytes += len(frame)
             self.transport.write(frame)
 
     def send_frames_nowait(self, frames: list[bytes]) -> None:
@@ -178,6 +182,9 @@ class Sender(asyncio.Protocol):
         if self.debug or self.protocol.tracer is not None:
             for frame in _whole_frames(frames):
                 self._trace_pre_encoded(frame)
+        if self.transport is not None:
+            self._frames_sent += len(frames)
+            self._frames_bytes += sum(map(len, frames))
         self._write_buffers(frames)
 
     def _check_pre_encoded(self) -> None:

@@ -8,7 +8,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConnectionClosed
 from ..extensions.base import ServerExtensionFactory
@@ -22,6 +22,9 @@ from .auth import basic_auth
 from .broadcast import broadcast
 from .connection import Connection, closing_deadlines
 from .timers import Deadlines, Keepalive
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 # basic_auth and broadcast live in their own modules; websockets has them here.
 __all__ = ["Server", "ServerConnection", "basic_auth", "broadcast", "serve", "unix_serve"]
@@ -70,12 +73,21 @@ class ServerConnection(Connection):
         self.server.connections.add(self)
         if self.server.opening is not None:
             self.server.opening.add(self)
+        if self.server.metrics is not None:
+            self.server.metrics.connection_opened(self)
 
     def _open_timed_out(self) -> None:
         if self.protocol.state is CONNECTING and self.transport is not None:
             if self.debug:
                 self.logger.debug("! opening handshake timed out")
+            if self.server.metrics is not None:
+                self.server.metrics.open_timeout()
             self.transport.abort()
+
+    def _keepalive_timed_out(self) -> None:
+        if self.server.metrics is not None:
+            self.server.metrics.keepalive_timeout()
+        super()._keepalive_timed_out()
 
     def _handle_handshake(self, event: Request | Response) -> None:
         assert isinstance(event, Request)
@@ -95,7 +107,7 @@ class ServerConnection(Connection):
 
     def _hook_failed(self, name: str) -> Response:
         """Log the exception a hook raised; answer 500 instead."""
-        self.logger.error("%s failed", name, exc_info=True)
+        self.logger.error("%s failed", name, exc_info=True, extra={"websocket": self})
         return self.respond(500, "Internal Server Error\n")
 
     async def _await_process_request(
@@ -114,7 +126,11 @@ class ServerConnection(Connection):
         if response is None:
             response = self.protocol.accept(request)
             if self.protocol.handshake_exc is not None:
-                self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
+                self.logger.info(
+                    "opening handshake failed: %s",
+                    self.protocol.handshake_exc,
+                    extra={"websocket": self},
+                )
         process_response = self.server.process_response
         if process_response is not None:
             try:
@@ -156,7 +172,7 @@ class ServerConnection(Connection):
             # there is no reference cycle for the garbage collector to free.
             exc.__traceback__ = None
         except Exception:
-            self.logger.error("connection handler failed", exc_info=True)
+            self.logger.error("connection handler failed", exc_info=True, extra={"websocket": self})
             await self.close(CloseCode.INTERNAL_ERROR)
             return
         if self.protocol.state is not CLOSED:
@@ -168,10 +184,16 @@ class ServerConnection(Connection):
         super().connection_lost(exc)
         if self.protocol.handshake_exc is not None and self.protocol.request is None:
             # A malformed request: the core answered 4xx and closed.
-            self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
+            self.logger.info(
+                "opening handshake failed: %s",
+                self.protocol.handshake_exc,
+                extra={"websocket": self},
+            )
         if self.server.opening is not None:
             self.server.opening.discard(self)
         self.server.connections.discard(self)
+        if self.server.metrics is not None:
+            self.server.metrics.connection_closed(self)
 
 
 class Server:
@@ -180,6 +202,7 @@ class Server:
     Attributes:
         connections: the open connections (including those in the handshake).
         server: the underlying ``asyncio.Server``.
+        metrics: the ``ws13.metrics.Metrics`` its connections report to, if any.
     """
 
     def __init__(
@@ -190,8 +213,10 @@ class Server:
         process_response: ProcessResponse | None = None,
         open_timeout: float | None = 10,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.handler = handler
+        self.metrics = metrics
         self.process_request = process_request
         self.process_response = process_response
         self.open_timeout = open_timeout
@@ -321,6 +346,11 @@ class serve:
         max_size: the largest message accepted (1 MiB); ``None`` lifts it.
         ssl: an ``ssl.SSLContext`` to serve ``wss://``.
         logger: logger to use (default ``ws13.server``).
+        metrics: a ``ws13.metrics.Metrics`` (``ws13[metrics]``) to count this
+            server's connections, handshakes, messages, bytes and closes in;
+            ``None`` (the default) counts nothing but each connection's own
+            counters (see ``Connection``). Serving them over HTTP is up to
+            ``process_request``: see ``Metrics.mount()``.
         **kwargs: passed to ``loop.create_server()`` (``sock``, ``reuse_port``,
             ``backlog``...) or, with ``unix=True``, ``loop.create_unix_server()``.
     """
@@ -347,6 +377,7 @@ class serve:
         max_queue: int | None = 16,
         write_limit: int = 2**16,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        metrics: Metrics | None = None,
         unix: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -356,6 +387,7 @@ class serve:
             process_response=process_response,
             open_timeout=open_timeout,
             logger=logger,
+            metrics=metrics,
         )
         if compression == "deflate":
             extensions = enable_server_permessage_deflate(extensions)

@@ -21,10 +21,11 @@ import collections
 import inspect
 import json
 import logging
+import time  # noqa: TID251 - the backplane lag needs the wall clock
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..asyncio.server import ServerConnection
 from ..exceptions import ConnectionClosed
@@ -39,6 +40,9 @@ from .channels import ChannelConfig, ChannelOptions, Policy
 from .session import Flusher, Session
 from .transport import ConnectionTransport, Outgoing, Transport
 from .wire import ErrorCode, HubError
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 __all__ = ["Hub", "Session", "mount"]
 
@@ -98,6 +102,9 @@ class Hub:
             ``Hub.publish()`` from Python is never limited.
         publish_burst: publishes a connection may make at once after being
             idle (200): the size of its token bucket.
+        metrics: a ``ws13.metrics.Metrics`` that reports this hub's
+            ``statistics()`` when scraped (``docs/metrics.md``); give the
+            same one to ``serve()`` for the connections' own metrics.
     """
 
     def __init__(
@@ -113,6 +120,7 @@ class Hub:
         max_errors: int = 20,
         publish_rate: float | None = 100.0,
         publish_burst: int = 200,
+        metrics: Metrics | None = None,
     ) -> None:
         if publish_rate is not None and publish_rate < 0:
             raise ValueError("publish_rate must be >= 0")
@@ -141,6 +149,8 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._presence_task: asyncio.Task[None] | None = None
         self._started = False
+        if metrics is not None:
+            metrics.add_hub(self)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -248,10 +258,13 @@ class Hub:
         }
 
     def statistics(self) -> dict[str, int]:
-        """Counters: published, delivered, dropped, slow_disconnects, errors."""
+        """Figures now (connections, channels, subscribers, queued) and counters:
+        published, delivered, dropped, slow_disconnects, errors, and for the
+        backplane lag, backplane_messages and backplane_lag_ms (their sum)."""
         return {
             "connections": len(self.sessions),
             "channels": len(self._channels),
+            "subscribers": sum(len(channel.subs) for channel in self._channels.values()),
             "queued": sum(session.queued for session in self.sessions),
             **self.stats,
         }
@@ -563,6 +576,10 @@ class Hub:
         channel = self._channels.get(entry.channel)
         if channel is None:
             return
+        # Once per message and node, not per subscriber: the lag's sum and count.
+        stats = self.stats
+        stats["backplane_messages"] += 1
+        stats["backplane_lag_ms"] += max(0, round(time.time() * 1000) - entry.time)
         if channel.held is not None:
             channel.held.append(entry)
             if len(channel.held) > MAX_HELD:

@@ -264,7 +264,10 @@ class Session:
         self._clear()
         if code == CloseCode.TRY_AGAIN_LATER:
             self.hub.stats["slow_disconnects"] += 1
-        logger.info("closing %r: %d %s", self, code, reason)
+        # Under ws13 serve the transport has the ws13 connection, which log
+        # formatters read (ws13.logs); an ASGI server's connection is hidden.
+        connection = getattr(self.transport, "connection", None)
+        logger.info("closing %r: %d %s", self, code, reason, extra={"websocket": connection})
         self.hub._spawn(self.transport.close(code, reason))
 
     @property
