@@ -16,12 +16,23 @@ import unittest
 from collections.abc import Callable
 from typing import Any
 
+import websockets.exceptions
+import websockets.sync.client
+
 from tests.asyncio.helpers import accept_key, tls_contexts
 from tests.utils import MS
 from ws13.sync.client import ClientConnection, connect
 from ws13.sync.server import Server, ServerConnection, serve
 
-__all__ = ["TIMEOUT", "RawServer", "SyncTestCase", "echo", "tls_contexts", "wait_until"]
+__all__ = [
+    "TIMEOUT",
+    "RawServer",
+    "SyncTestCase",
+    "echo",
+    "tls_contexts",
+    "wait_until",
+    "websockets_first_message",
+]
 
 #: A generous bound for anything that should happen "soon".
 TIMEOUT = 5000 * MS
@@ -166,3 +177,13 @@ class RawServer:
         self._thread.join(TIMEOUT)
         for conn in self._conns:
             conn.close()
+
+
+def websockets_first_message(uri: str) -> str | bytes | int:
+    """The first message the websockets package's sync client receives, or
+    the HTTP status it is refused with."""
+    try:
+        with websockets.sync.client.connect(uri, open_timeout=TIMEOUT) as client:
+            return client.recv(timeout=TIMEOUT)
+    except websockets.exceptions.InvalidStatus as refused:
+        return refused.response.status_code

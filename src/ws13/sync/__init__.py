@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from .client import ClientConnection, connect, reconnect, unix_connect
 from .connection import Connection
-from .server import Server, ServerConnection, serve, unix_serve
+from .server import Server, ServerConnection, basic_auth, serve, unix_serve
 
 __all__ = [
     "ClientConnection",
     "Connection",
     "Server",
     "ServerConnection",
+    "basic_auth",
     "connect",
     "reconnect",
     "serve",

@@ -27,9 +27,11 @@ from ..http11 import Request, Response
 from ..protocol import OPEN
 from ..server import ServerProtocol, SubprotocolSelector
 from ..version import USER_AGENT
+from .auth import basic_auth
 from .connection import Connection, MaxQueue
 
-__all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
+# basic_auth lives in its own module; websockets has it here.
+__all__ = ["Server", "ServerConnection", "basic_auth", "serve", "unix_serve"]
 
 Handler = Callable[["ServerConnection"], None]
 #: ``process_request(connection, request)`` returns None to go on with the
@@ -45,6 +47,10 @@ class ServerConnection(Connection):
     """A connection accepted by a ``Server``; the argument of the handler.
 
     The arguments after ``server`` are those of ``Connection``.
+
+    Attributes:
+        server: the ``Server`` that accepted it.
+        username: the user ``basic_auth()`` let in; ``None`` without it.
     """
 
     protocol: ServerProtocol
@@ -54,6 +60,7 @@ class ServerConnection(Connection):
     ) -> None:
         super().__init__(sock, protocol, **kwargs)
         self.server = server
+        self.username: str | None = None
 
     def respond(self, status: int, text: str) -> Response:
         """Build a plain-text HTTP response, for ``process_request`` to return."""
