@@ -131,7 +131,10 @@ class ConnectTests(ServerClientTestCase):
         assert (await self.server_side()).subprotocol is None
 
     async def test_select_subprotocol(self) -> None:
-        def select(request: Request, offered: object) -> str | None:
+        def select(connection: ServerConnection, offered: object) -> str | None:
+            # websockets' signature: the connection, whose request is known.
+            assert connection.request is not None
+            assert connection.request.headers["Sec-WebSocket-Protocol"] == "a, b, c"
             assert offered == ["a", "b", "c"]
             return "c"
 

@@ -8,7 +8,7 @@ import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -212,6 +212,19 @@ class ConnectErrorTests(SyncTestCase):
             b"Connection: Upgrade\r\nSec-WebSocket-Accept: wrong\r\n\r\n"
         )
         assert isinstance(exc, InvalidHeader)
+
+    def test_select_subprotocol(self) -> None:
+        seen = []
+
+        def select(connection: Any, offered: Sequence[str]) -> str | None:
+            # websockets' signature: the connection, whose request is known.
+            seen.append(connection.request.path)
+            return offered[-1]
+
+        server = self.start_server(select_subprotocol=select)
+        client = self.connect(f"ws://127.0.0.1:{server.port}/room", subprotocols=["a", "b"])
+        assert client.subprotocol == "b"
+        assert seen == ["/room"]
 
     def test_unexpected_subprotocol(self) -> None:
         server = self.start_server(subprotocols=["chat"])

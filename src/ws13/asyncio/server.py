@@ -16,7 +16,7 @@ from ..extensions.permessage_deflate import enable_server_permessage_deflate
 from ..frames import CloseCode
 from ..http11 import Request, Response
 from ..protocol import CLOSED, CONNECTING, OPEN
-from ..server import ServerProtocol, SubprotocolSelector
+from ..server import ServerProtocol, connection_selector
 from ..version import USER_AGENT
 from .auth import basic_auth
 from .broadcast import broadcast
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["Server", "ServerConnection", "basic_auth", "broadcast", "serve", "unix_serve"]
 
 Handler = Callable[["ServerConnection"], Awaitable[None]]
+#: ``select_subprotocol(connection, offered)`` returns one of ``offered``, or
+#: None for no subprotocol (websockets' signature).
+SelectSubprotocol = Callable[["ServerConnection", Sequence[str]], "str | None"]
 #: ``process_request(connection, request)`` returns None to go on with the
 #: WebSocket handshake, or a Response (e.g. ``connection.respond(200, "OK")``)
 #: to answer plain HTTP instead. It may be a coroutine function.
@@ -331,7 +334,9 @@ class serve:
         origins: acceptable Origin values (``None`` in the list: no Origin
             header); refused ones get 403. Default: any.
         subprotocols: subprotocols this server speaks, by preference.
-        select_subprotocol: ``f(request, offered) -> str | None`` to choose instead.
+        select_subprotocol: ``f(connection, offered) -> str | None`` to choose
+            instead (websockets' signature; ``connection.request`` is the
+            request); it must return one of ``offered``, or None.
         compression: ``"deflate"`` (the default) accepts permessage-deflate
             (RFC 7692) when the client offers it; ``None`` turns it off.
         extensions: extension factories, e.g. a tuned
@@ -363,7 +368,7 @@ class serve:
         *,
         origins: Sequence[str | None] | None = None,
         subprotocols: Sequence[str] | None = None,
-        select_subprotocol: SubprotocolSelector | None = None,
+        select_subprotocol: SelectSubprotocol | None = None,
         compression: str | None = "deflate",
         extensions: Sequence[ServerExtensionFactory] | None = None,
         process_request: ProcessRequest | None = None,
@@ -416,13 +421,12 @@ class serve:
             protocol = ServerProtocol(
                 origins=origins,
                 subprotocols=subprotocols,
-                select_subprotocol=select_subprotocol,
                 extensions=extensions,
                 server_header=server_header,
                 max_size=max_size,
                 logger=logger,
             )
-            return ServerConnection(
+            connection = ServerConnection(
                 protocol,
                 server,
                 keepalive=keepalive,
@@ -430,6 +434,9 @@ class serve:
                 max_queue=max_queue,
                 write_limit=write_limit,
             )
+            if select_subprotocol is not None:
+                protocol.select_subprotocol = connection_selector(select_subprotocol, connection)
+            return connection
 
         self.factory = factory
 

@@ -54,7 +54,6 @@ from ..hub import SUBPROTOCOL
 from ..hub.cli import add_serve_arguments, mount, start_hub
 from ..logs import JSONFormatter
 from ..protocol import FrameTracer
-from ..server import SubprotocolSelector
 from . import fail
 from .errors import os_error_reason
 from .execproc import PTY_AVAILABLE, run_command
@@ -331,7 +330,7 @@ def static(name: str) -> Callable[[Request], Response]:
     return answer
 
 
-def hub_subprotocol(hub_path: str) -> SubprotocolSelector:
+def hub_subprotocol(hub_path: str) -> Callable[[ServerConnection, Sequence[str]], str | None]:
     """Agree to ``ws13.hub.v1`` on the hub's path only.
 
     Elsewhere (``/echo``, ``/``) the server doesn't speak it: agreeing there
@@ -339,7 +338,9 @@ def hub_subprotocol(hub_path: str) -> SubprotocolSelector:
     that never comes.
     """
 
-    def select(request: Request, offered: Sequence[str]) -> str | None:
+    def select(connection: ServerConnection, offered: Sequence[str]) -> str | None:
+        request = connection.request
+        assert request is not None  # the handshake is being checked
         if request.path.partition("?")[0] == hub_path and SUBPROTOCOL in offered:
             return SUBPROTOCOL
         return None

@@ -25,7 +25,7 @@ from ..extensions.permessage_deflate import enable_server_permessage_deflate
 from ..frames import CloseCode
 from ..http11 import Request, Response
 from ..protocol import OPEN
-from ..server import ServerProtocol, SubprotocolSelector
+from ..server import ServerProtocol, connection_selector
 from ..version import USER_AGENT
 from .auth import basic_auth
 from .connection import Connection, MaxQueue
@@ -286,7 +286,7 @@ def serve(
     origins: Sequence[str | None] | None = None,
     extensions: Sequence[ServerExtensionFactory] | None = None,
     subprotocols: Sequence[str] | None = None,
-    select_subprotocol: SubprotocolSelector | None = None,
+    select_subprotocol: Callable[[ServerConnection, Sequence[str]], str | None] | None = None,
     compression: str | None = "deflate",
     process_request: ProcessRequest | None = None,
     process_response: ProcessResponse | None = None,
@@ -318,7 +318,9 @@ def serve(
         extensions: extension factories, e.g. a tuned
             ``ServerPerMessageDeflateFactory(...)``.
         subprotocols: subprotocols this server speaks, by preference.
-        select_subprotocol: ``f(request, offered) -> str | None`` to choose instead.
+        select_subprotocol: ``f(connection, offered) -> str | None`` to choose
+            instead (websockets' signature; ``connection.request`` is the
+            request); it must return one of ``offered``, or None.
         compression: ``"deflate"`` (the default) accepts permessage-deflate
             (RFC 7692) when the client offers it; ``None`` turns it off.
         process_request: hook to answer plain HTTP; see ``ProcessRequest``.
@@ -371,7 +373,6 @@ def serve(
             protocol = ServerProtocol(
                 origins=origins,
                 subprotocols=subprotocols,
-                select_subprotocol=select_subprotocol,
                 extensions=extensions,
                 server_header=server_header,
                 max_size=max_size,
@@ -386,6 +387,8 @@ def serve(
                 close_timeout=close_timeout,
                 max_queue=max_queue,
             )
+            if select_subprotocol is not None:
+                protocol.select_subprotocol = connection_selector(select_subprotocol, connection)
             opened = connection.handshake(process_request, process_response, deadline)
         except Exception as exc:
             # TLS or handshake failure, timeout, client gone: nothing to run.
