@@ -2,7 +2,8 @@
 
 Usage: python bench/servers.py NAME [--port P] [--deflate] [--cpu N]
 
-NAME is one of ws13, ws13-callback, websockets, aiohttp, picows, raw-asyncio,
+NAME is one of ws13, ws13-callback, ws13-metrics, ws13-callback-metrics (ws13 with
+Prometheus metrics on), websockets, aiohttp, picows, raw-asyncio,
 raw-asyncio-task, floor-callback, floor-task, floor-coro, floor-step, and
 uvicorn-ws13, uvicorn-websockets, uvicorn-websockets-sansio, uvicorn-wsproto
 (``uvicorn_echo.py``: a Starlette app under uvicorn, compression off). (Node's
@@ -60,9 +61,34 @@ async def run_ws13_callback(port: int, deflate: bool) -> None:
     await serve_ws13(echo, port, deflate)
 
 
-async def serve_ws13(handler, port: int, deflate: bool) -> None:  # type: ignore[no-untyped-def]
+async def run_ws13_metrics(port: int, deflate: bool) -> None:
+    """``ws13`` with Prometheus metrics on (``serve(metrics=Metrics())``): their cost."""
+
+    async def echo(ws):  # type: ignore[no-untyped-def]
+        async for message in ws:
+            await ws.send(message)
+
+    await serve_ws13(echo, port, deflate, metrics=True)
+
+
+async def run_ws13_callback_metrics(port: int, deflate: bool) -> None:
+    """``ws13-callback`` with Prometheus metrics on."""
+
+    async def echo(ws):  # type: ignore[no-untyped-def]
+        ws.set_message_handler(ws.send_nowait)
+        await ws.wait_closed()
+
+    await serve_ws13(echo, port, deflate, metrics=True)
+
+
+async def serve_ws13(handler, port: int, deflate: bool, metrics: bool = False) -> None:  # type: ignore[no-untyped-def]
     from ws13.asyncio import serve
 
+    extra = {}
+    if metrics:
+        from ws13.metrics import Metrics
+
+        extra["metrics"] = Metrics()
     server = await serve(
         handler,
         HOST,
@@ -70,6 +96,7 @@ async def serve_ws13(handler, port: int, deflate: bool) -> None:  # type: ignore
         compression="deflate" if deflate else None,
         max_size=MAX_SIZE,
         backlog=BACKLOG,
+        **extra,
     )
     ready(server.port)
     await asyncio.Future()
@@ -610,6 +637,8 @@ def uvicorn_server(protocol: str):  # type: ignore[no-untyped-def]
 SERVERS = {
     "ws13": run_ws13,
     "ws13-callback": run_ws13_callback,
+    "ws13-metrics": run_ws13_metrics,
+    "ws13-callback-metrics": run_ws13_callback_metrics,
     "websockets": run_websockets,
     "aiohttp": run_aiohttp,
     "picows": run_picows,

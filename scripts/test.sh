@@ -28,6 +28,12 @@ command -v node >/dev/null || APT_PACKAGES+=(nodejs)
 command -v npm >/dev/null || APT_PACKAGES+=(npm)
 # A real Redis for the hub's Redis backplane tests (tests/hub/ start their own).
 command -v redis-server >/dev/null || APT_PACKAGES+=(redis-server)
+# Real proxies for the client's proxy tests (tests/proxies.py): tinyproxy (HTTP
+# CONNECT), stunnel4 (TLS in front of it), microsocks (SOCKS5), dante-server (SOCKS4).
+command -v tinyproxy >/dev/null || APT_PACKAGES+=(tinyproxy)
+command -v stunnel4 >/dev/null || APT_PACKAGES+=(stunnel4)
+command -v microsocks >/dev/null || APT_PACKAGES+=(microsocks)
+command -v danted >/dev/null || APT_PACKAGES+=(dante-server)
 # valgrind for bench/instructions.py's smoke test (callgrind).
 command -v valgrind >/dev/null || APT_PACKAGES+=(valgrind)
 if [ ${#APT_PACKAGES[@]} -gt 0 ]; then

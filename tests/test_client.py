@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import base64
+import ssl
 
 import pytest
 
-from ws13.client import ClientProtocol
+from ws13.client import (
+    BACKOFF_FACTOR,
+    BACKOFF_INITIAL_DELAY,
+    BACKOFF_MAX_DELAY,
+    BACKOFF_MIN_DELAY,
+    ClientProtocol,
+    backoff,
+    process_exception,
+)
 from ws13.exceptions import (
     InvalidHeader,
     InvalidMessage,
+    InvalidProxyMessage,
+    InvalidProxyStatus,
+    InvalidRedirect,
     InvalidState,
     InvalidStatus,
     InvalidUpgrade,
+    InvalidURI,
     NegotiationError,
 )
 from ws13.frames import Frame, Opcode
+from ws13.headers import Headers
 from ws13.http11 import Request, Response
 from ws13.protocol import CLOSED, CLOSING, CONNECTING, OPEN, SEND_EOF
 from ws13.uri import parse_uri
@@ -385,6 +399,8 @@ class TestSection4_1ConnectionClosedDuringHandshake:
         client.receive_eof()
         assert isinstance(client.handshake_exc, InvalidMessage)
         assert "connection closed during the opening handshake" in str(client.handshake_exc)
+        # From EOFError: process_exception() retries it.
+        assert isinstance(client.handshake_exc.__cause__, EOFError)
         assert client.state is CLOSED
         assert client.data_to_send() == [SEND_EOF]
         assert client.events_received() == []
@@ -394,6 +410,7 @@ class TestSection4_1ConnectionClosedDuringHandshake:
         client.receive_data(RESPONSE[:30])
         client.receive_eof()
         assert isinstance(client.handshake_exc, InvalidMessage)
+        assert isinstance(client.handshake_exc.__cause__, EOFError)
         assert client.state is CLOSED
         assert client.data_to_send() == [SEND_EOF]
 
@@ -470,3 +487,71 @@ class TestLogging:
         assert "! opening handshake failed: server rejected WebSocket connection: HTTP 404" in (
             messages
         )
+
+
+class TestBackoff:
+    def test_defaults_are_websockets(self) -> None:
+        assert (BACKOFF_INITIAL_DELAY, BACKOFF_MIN_DELAY, BACKOFF_MAX_DELAY, BACKOFF_FACTOR) == (
+            5.0,
+            3.1,
+            90.0,
+            1.618,
+        )
+
+    def test_sequence(self) -> None:
+        delays = backoff(initial_delay=1, min_delay=2, max_delay=10, factor=2)
+        first = next(delays)
+        assert 0 <= first <= 1
+        assert [next(delays) for _ in range(5)] == [2, 4, 8, 10, 10]
+
+    def test_jitter(self) -> None:
+        firsts = {next(backoff()) for _ in range(20)}
+        assert len(firsts) > 1
+        assert all(0 <= delay <= 5 for delay in firsts)
+
+    def test_capped(self) -> None:
+        delays = backoff()
+        assert max(next(delays) for _ in range(100)) == 90.0
+
+
+class TestProcessException:
+    @pytest.mark.parametrize(
+        "exc",
+        [
+            ConnectionRefusedError(111, "refused"),
+            ConnectionResetError(),
+            OSError("unreachable"),
+            TimeoutError(),
+            InvalidStatus(Response(500, "Internal Server Error", Headers())),
+            InvalidStatus(Response(502, "Bad Gateway", Headers())),
+            InvalidStatus(Response(503, "Service Unavailable", Headers())),
+            InvalidStatus(Response(504, "Gateway Timeout", Headers())),
+            InvalidProxyStatus(Response(502, "Bad Gateway", Headers())),
+        ],
+    )
+    def test_retried(self, exc: Exception) -> None:
+        assert process_exception(exc) is None
+
+    def test_closed_during_handshake_is_retried(self) -> None:
+        client = make_client()
+        client.receive_eof()
+        assert client.handshake_exc is not None
+        assert process_exception(client.handshake_exc) is None
+
+    @pytest.mark.parametrize(
+        "exc",
+        [
+            InvalidStatus(Response(404, "Not Found", Headers())),
+            InvalidStatus(Response(401, "Unauthorized", Headers())),
+            InvalidRedirect(Response(302, "Found", Headers()), "more than 10 redirects"),
+            InvalidProxyStatus(Response(407, "Proxy Authentication Required", Headers())),
+            InvalidProxyMessage("bad"),
+            InvalidMessage("invalid HTTP status line"),
+            InvalidUpgrade("Upgrade", "h2c"),
+            InvalidURI("x", "bad"),
+            ValueError("x"),
+            ssl.SSLCertVerificationError(1, "certificate verify failed"),
+        ],
+    )
+    def test_fatal(self, exc: Exception) -> None:
+        assert process_exception(exc) is exc

@@ -220,6 +220,12 @@ def outcome(protocol: Any) -> dict[str, Any]:
         "close_rcvd_then_sent": protocol.close_rcvd_then_sent,
         "parser_exc": error(protocol.parser_exc),
         "eof_sent": protocol.eof_sent,
+        "counters": (
+            protocol.bytes_received,
+            protocol.bytes_sent,
+            protocol.messages_received,
+            protocol.messages_sent,
+        ),
     }
 
 
@@ -235,6 +241,10 @@ def feed(protocol: Any, chunks: list[bytes]) -> dict[str, Any]:
     protocol.receive_eof()
     events += [event(item) for item in protocol.events_received()]
     writes += protocol.data_to_send()
+    # The counters: every byte fed and handed out, every message.
+    assert protocol.bytes_received == sum(map(len, chunks))
+    assert protocol.bytes_sent == sum(len(w) for w in writes if isinstance(w, bytes))
+    assert protocol.messages_received == sum(isinstance(e, (str, bytes)) for e in events)
     return {"events": events, "writes": writes, "during": during, "after": outcome(protocol)}
 
 
@@ -334,6 +344,8 @@ def run(protocol: Any, ops: list[tuple[str, Any]], server: bool) -> list[Any]:
             results.append(error(exc))
     results.append(protocol.data_to_send())
     results.append(outcome(protocol))
+    handed_out = [b for r in results if isinstance(r, list) for b in r if isinstance(b, bytes)]
+    assert protocol.bytes_sent == sum(map(len, handed_out))
     return results
 
 
@@ -358,6 +370,56 @@ class TestSendMessageSection5:
         for twin in (C, PY):
             with pytest.raises(TypeError):
                 call(make(twin, True, False))
+
+
+class TestBroadcastFrame:
+    """``writer.broadcast_frame()``: the bytes a server's ``send_message()`` gives,
+    made once without a connection, the same in both twins."""
+
+    @SETTINGS
+    @given(
+        st.one_of(
+            texts,
+            payloads,
+            payloads.map(bytearray),
+            payloads.map(memoryview),
+            st.binary(min_size=4090, max_size=70_000),
+        ),
+        st.sampled_from([None, True, False]),
+    )
+    def test_same_as_a_server_connection(self, message: Any, text: bool | None) -> None:
+        c_buffers = C.writer.broadcast_frame(message, text=text)
+        assert c_buffers == PY.writer.broadcast_frame(message, text=text)
+        for twin in (C, PY):
+            assert c_buffers == make(twin, True, False).send_message(message, text=text)
+            # With permessage-deflate on, the uncompressed frame is what
+            # compress=False sends: RFC 7692 section 6 allows it.
+            deflated = make(twin, True, True)
+            assert c_buffers == deflated.send_message(message, text=text, compress=False)
+
+    @SETTINGS
+    @given(
+        st.lists(st.one_of(texts, payloads, st.binary(min_size=4090, max_size=9000)), max_size=4)
+    )
+    def test_compressed_without_context_takeover(self, messages: list[Any]) -> None:
+        for twin in (C, PY):
+            pmd = twin.permessage_deflate.PerMessageDeflate
+            deflate = pmd(False, True, 15, 11, {"level": 5}, threshold=16)
+            protocol = make(twin, True, False)
+            protocol.set_extensions([deflate])
+            # Whatever the connection sent before: no context is kept.
+            for message in messages:
+                sent = protocol.send_message(message)
+                assert sent == twin.writer.broadcast_frame(message, deflate=deflate)
+                assert sent == C.writer.broadcast_frame(message, deflate=deflate)
+
+    def test_bad_arguments(self) -> None:
+        for twin in (C, PY):
+            with pytest.raises(TypeError, match="not int"):
+                twin.writer.broadcast_frame(42)  # type: ignore[arg-type]
+            keeps_context = twin.permessage_deflate.PerMessageDeflate(False, False, 15, 15)
+            with pytest.raises(ValueError, match="context takeover"):
+                twin.writer.broadcast_frame("x", deflate=keeps_context)
 
 
 def test_copy_max_is_the_same() -> None:

@@ -13,6 +13,10 @@ from ws13.exceptions import (
     InvalidHeader,
     InvalidMessage,
     InvalidOrigin,
+    InvalidProxy,
+    InvalidProxyMessage,
+    InvalidProxyStatus,
+    InvalidRedirect,
     InvalidState,
     InvalidStatus,
     InvalidUpgrade,
@@ -21,6 +25,7 @@ from ws13.exceptions import (
     NegotiationError,
     PayloadTooBig,
     ProtocolError,
+    ProxyError,
     WebSocketError,
 )
 from ws13.frames import Close
@@ -42,6 +47,12 @@ class TestTree:
             (InvalidHandshake, WebSocketError),
             (InvalidMessage, InvalidHandshake),
             (InvalidStatus, InvalidHandshake),
+            (InvalidRedirect, InvalidStatus),
+            (InvalidProxy, WebSocketError),
+            (InvalidProxy, ValueError),
+            (ProxyError, InvalidHandshake),
+            (InvalidProxyMessage, ProxyError),
+            (InvalidProxyStatus, ProxyError),
             (InvalidHeader, InvalidHandshake),
             (InvalidUpgrade, InvalidHeader),
             (InvalidOrigin, InvalidHeader),
@@ -141,6 +152,23 @@ class TestSection4Handshake:
         assert str(exc) == "server rejected WebSocket connection: HTTP 404"
         assert exc.status == 404
         assert exc.response is response
+
+    def test_invalid_redirect(self) -> None:
+        response = Response(301, "Moved Permanently", Headers(), b"")
+        exc = InvalidRedirect(response, "more than 10 redirects")
+        assert str(exc) == "redirect not followed: more than 10 redirects (HTTP 301)"
+        assert (exc.status, exc.response, exc.msg) == (301, response, "more than 10 redirects")
+
+    def test_invalid_proxy(self) -> None:
+        exc = InvalidProxy("ftp://p", "scheme ftp isn't supported")
+        assert str(exc) == "'ftp://p' isn't a valid proxy: scheme ftp isn't supported"
+        assert (exc.proxy, exc.msg) == ("ftp://p", "scheme ftp isn't supported")
+
+    def test_invalid_proxy_status(self) -> None:
+        response = Response(407, "Proxy Authentication Required", Headers())
+        exc = InvalidProxyStatus(response)
+        assert str(exc) == "proxy rejected connection: HTTP 407 Proxy Authentication Required"
+        assert (exc.status, exc.response) == (407, response)
 
     @pytest.mark.parametrize(
         ("value", "text"),

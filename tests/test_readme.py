@@ -86,6 +86,13 @@ class ReadmeTests(CLITestCase):
         assert rtt.endswith(" s RTT"), rtt
         assert float(rtt.split()[0]) >= 0, rtt
 
+    def test_sync_client_example(self) -> None:
+        source = python_example("from ws13.sync.client import connect")
+        port = self.start_lab()
+        result = self.run_python(source.replace(f":{LAB_PORT}/", f":{port}/"))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "Hello from a thread!\n"
+
     def test_hub_example_exits_after_its_own_message(self) -> None:
         source = python_example("from ws13.hub import Client, Gap")
         port = self.start_lab()

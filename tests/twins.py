@@ -17,7 +17,13 @@ from types import ModuleType
 
 __all__ = ["Twin", "load"]
 
-_MODULES = ("ws13.protocol", "ws13.server", "ws13.client", "ws13.extensions.permessage_deflate")
+_MODULES = (
+    "ws13.protocol",
+    "ws13.server",
+    "ws13.client",
+    "ws13.writer",
+    "ws13.extensions.permessage_deflate",
+)
 
 
 class Twin:
@@ -27,6 +33,7 @@ class Twin:
         self.protocol = modules["ws13.protocol"]
         self.server = modules["ws13.server"]
         self.client = modules["ws13.client"]
+        self.writer = modules["ws13.writer"]
         self.permessage_deflate = modules["ws13.extensions.permessage_deflate"]
         self.accel = accel
 

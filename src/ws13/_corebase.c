@@ -47,6 +47,12 @@ typedef struct {
     PyObject *mask_next;
     PyObject *writes;
     PyObject *max_size;
+    /* The traffic counters (see ws13.corebase): C integers, so that counting
+     * on the hot paths allocates nothing. */
+    long long bytes_received;
+    long long bytes_sent;
+    long long messages_received;
+    long long messages_sent;
 } CoreBaseObject;
 
 static PyMemberDef corebase_members[] = {
@@ -59,6 +65,10 @@ static PyMemberDef corebase_members[] = {
     {"_mask_next", T_OBJECT_EX, offsetof(CoreBaseObject, mask_next), 0, NULL},
     {"_writes", T_OBJECT_EX, offsetof(CoreBaseObject, writes), 0, NULL},
     {"max_size", T_OBJECT_EX, offsetof(CoreBaseObject, max_size), 0, NULL},
+    {"bytes_received", T_LONGLONG, offsetof(CoreBaseObject, bytes_received), 0, NULL},
+    {"bytes_sent", T_LONGLONG, offsetof(CoreBaseObject, bytes_sent), 0, NULL},
+    {"messages_received", T_LONGLONG, offsetof(CoreBaseObject, messages_received), 0, NULL},
+    {"messages_sent", T_LONGLONG, offsetof(CoreBaseObject, messages_sent), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -295,11 +305,58 @@ hand_out(PyObject **field, const char *name)
     return list;
 }
 
+/* The bytes in a list of writes: bytes-like items (SEND_EOF is not one). */
+static long long
+bytes_in(PyObject *writes)
+{
+    Py_ssize_t i, n = PyList_GET_SIZE(writes);
+    long long total = 0;
+    for (i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(writes, i);
+        if (PyBytes_Check(item)) {
+            total += PyBytes_GET_SIZE(item);
+        }
+        else if (PyByteArray_Check(item)) {
+            total += PyByteArray_GET_SIZE(item);
+        }
+        else if (PyMemoryView_Check(item)) {
+            total += PyMemoryView_GET_BUFFER(item)->len;
+        }
+    }
+    return total;
+}
+
+/* The messages (str and bytes) in a list of events. */
+static long long
+messages_in(PyObject *events)
+{
+    Py_ssize_t i, n = PyList_GET_SIZE(events);
+    long long total = 0;
+    for (i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(events, i);
+        total += PyUnicode_CheckExact(item) || PyBytes_CheckExact(item);
+    }
+    return total;
+}
+
 static PyObject *
 corebase_receive(CoreBaseObject *self, PyObject *data)
 {
     PyObject *events, *writes, *result;
 
+    if (PyBytes_Check(data)) {
+        self->bytes_received += PyBytes_GET_SIZE(data);
+    }
+    else if (PyByteArray_Check(data)) {
+        self->bytes_received += PyByteArray_GET_SIZE(data);
+    }
+    else {
+        Py_ssize_t size = PyObject_Size(data);
+        if (size < 0) {
+            return NULL;
+        }
+        self->bytes_received += size;
+    }
     if (self->fast_recv == Py_True) {
         if (receive_fast(self, data) < 0) {
             return NULL;
@@ -321,6 +378,8 @@ corebase_receive(CoreBaseObject *self, PyObject *data)
         Py_DECREF(events);
         return NULL;
     }
+    self->messages_received += messages_in(events);
+    self->bytes_sent += bytes_in(writes);
     result = PyTuple_Pack(2, events, writes);
     Py_DECREF(events);
     Py_DECREF(writes);
@@ -462,6 +521,10 @@ corebase_send_message(CoreBaseObject *self, PyObject *const *args, Py_ssize_t na
         if (state != NULL) {
             call_contract(self, state->str_send_message, message, text, compress, &result);
         }
+        /* The general path counted the message (send_text / send_binary). */
+        if (result != NULL && PyList_Check(result)) {
+            self->bytes_sent += bytes_in(result);
+        }
         return result;
     }
     buffers = frame_message(self, message, text);
@@ -473,7 +536,9 @@ corebase_send_message(CoreBaseObject *self, PyObject *const *args, Py_ssize_t na
         Py_DECREF(buffers);
         return NULL;
     }
+    self->messages_sent += 1;
     if (PyList_GET_SIZE(writes) == 0) {
+        self->bytes_sent += bytes_in(buffers);
         return buffers;
     }
     /* What was queued before (a Pong, say) goes first. */
@@ -482,7 +547,11 @@ corebase_send_message(CoreBaseObject *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     Py_DECREF(buffers);
-    return hand_out(&self->writes, "_writes");
+    writes = hand_out(&self->writes, "_writes");
+    if (writes != NULL) {
+        self->bytes_sent += bytes_in(writes);
+    }
+    return writes;
 }
 
 static PyMethodDef corebase_methods[] = {

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+import os
+import random
+from collections.abc import Generator, Iterable, Sequence
 
 from .exceptions import (
     InvalidHandshake,
@@ -12,6 +14,7 @@ from .exceptions import (
     InvalidStatus,
     InvalidUpgrade,
     NegotiationError,
+    ProxyError,
 )
 from .extensions.base import ClientExtensionFactory, Extension
 from .headers import Headers, build_extension_list, parse_extension_list, parse_token_list
@@ -21,7 +24,15 @@ from .uri import WebSocketURI
 from .utils import accept_key, generate_key
 from .version import USER_AGENT
 
-__all__ = ["ClientProtocol"]
+__all__ = [
+    "BACKOFF_FACTOR",
+    "BACKOFF_INITIAL_DELAY",
+    "BACKOFF_MAX_DELAY",
+    "BACKOFF_MIN_DELAY",
+    "ClientProtocol",
+    "backoff",
+    "process_exception",
+]
 
 
 class ClientProtocol(Protocol):
@@ -171,9 +182,9 @@ class ClientProtocol(Protocol):
         if self._state is CONNECTING and self.handshake_exc is None:
             self._parse_response(eof=True)
             if self._state is CONNECTING and self.handshake_exc is None:
-                self.handshake_exc = InvalidMessage(
-                    "connection closed during the opening handshake"
-                )
+                exc = InvalidMessage("connection closed during the opening handshake")
+                exc.__cause__ = EOFError("connection closed")
+                self.handshake_exc = exc
         super().receive_eof()
 
     def _parse_response(self, *, eof: bool) -> None:
@@ -204,3 +215,68 @@ class ClientProtocol(Protocol):
         self._handshake_buffer = bytearray()
         if rest:
             super().receive_data(rest)
+
+
+# Reconnection: what to retry and how long to wait. websockets' names and
+# defaults, so programs and settings carry over; each default can be set with
+# an environment variable.
+BACKOFF_INITIAL_DELAY = float(os.environ.get("WS13_BACKOFF_INITIAL_DELAY", "5"))
+BACKOFF_MIN_DELAY = float(os.environ.get("WS13_BACKOFF_MIN_DELAY", "3.1"))
+BACKOFF_MAX_DELAY = float(os.environ.get("WS13_BACKOFF_MAX_DELAY", "90.0"))
+BACKOFF_FACTOR = float(os.environ.get("WS13_BACKOFF_FACTOR", "1.618"))
+
+
+def backoff(
+    initial_delay: float = BACKOFF_INITIAL_DELAY,
+    min_delay: float = BACKOFF_MIN_DELAY,
+    max_delay: float = BACKOFF_MAX_DELAY,
+    factor: float = BACKOFF_FACTOR,
+) -> Generator[float, None, None]:
+    """The delays, in seconds, between reconnection attempts; endless.
+
+    First a random delay between 0 and ``initial_delay`` (5): RFC 6455
+    section 7.2.3 asks clients to spread their reconnections after an
+    abnormal closure, lest they all come back at once. Then ``min_delay``
+    (3.1) multiplied by ``factor`` (1.618) at each attempt, up to
+    ``max_delay`` (90), which repeats. Set the defaults with
+    ``WS13_BACKOFF_INITIAL_DELAY``, ``WS13_BACKOFF_MIN_DELAY``,
+    ``WS13_BACKOFF_MAX_DELAY`` and ``WS13_BACKOFF_FACTOR``.
+    """
+    yield random.random() * initial_delay
+    delay = min_delay
+    while delay < max_delay:
+        yield delay
+        delay *= factor
+    while True:
+        yield max_delay
+
+
+def process_exception(exc: Exception) -> Exception | None:
+    """Whether a failed connection attempt is worth retrying: the default policy.
+
+    Returns ``None`` to retry, after the next backoff delay, on what may be
+    transient:
+
+    * ``OSError`` (refused, reset, unreachable; python-socks' proxy errors
+      are ``OSError`` too) and ``TimeoutError``;
+    * ``InvalidMessage`` caused by ``EOFError``: the connection closed during
+      the opening handshake;
+    * ``InvalidStatus`` 500, 502, 503 or 504, from the server or a proxy in
+      front of it; and ``InvalidProxyStatus`` with those statuses.
+
+    Returns ``exc`` for everything else, which is fatal: a 4xx, an invalid
+    response, a refused redirect, a bad URI, a TLS certificate that fails
+    verification (``ssl.SSLCertVerificationError``, an ``OSError`` that
+    retrying won't fix)... The reconnecting loop raises it.
+    """
+    if isinstance(exc, OSError) and isinstance(exc, ValueError):
+        # ssl.SSLCertVerificationError is both (the core doesn't import ssl):
+        # a certificate that fails verification won't pass on a retry.
+        return exc
+    if isinstance(exc, (OSError, TimeoutError)):
+        return None
+    if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError):
+        return None
+    if isinstance(exc, (InvalidStatus, ProxyError)) and exc.status in (500, 502, 503, 504):
+        return None
+    return exc

@@ -26,6 +26,15 @@ The state, set by ``Protocol`` and read by both twins:
   frames must be masked (a server), else 0; ``max_size``: the largest message
   (``None``: no limit); ``_inflate``: permessage-deflate's
   ``decode_message`` when it is the only extension, else ``None``.
+* ``bytes_received``, ``bytes_sent``, ``messages_received``,
+  ``messages_sent``: the traffic counters (public; integers, C integers in the
+  C twin, so that counting allocates nothing). Bytes in: every byte given to
+  ``receive()`` (and ``large_buffer_updated()``); bytes out: every byte
+  handed out to write (by ``receive()``, ``send_message()``,
+  ``data_to_send()``): the HTTP handshake, frame headers and control frames
+  included. Messages: whole messages handed out as events, and whole
+  messages framed (``send_message()``, ``send_text()`` / ``send_binary()``
+  with ``fin``, the last ``send_continuation()``).
 * ``_fast_send``: whether a whole message may be framed without the general
   path: OPEN, no fragmented message being sent, no tracer, no debug log, no
   extension but permessage-deflate alone; ``_encode_message``: that
@@ -47,7 +56,26 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .protocol import Event
 
-__all__ = ["CoreBase"]
+__all__ = ["CoreBase", "count_bytes", "count_messages"]
+
+
+def count_bytes(writes: list[bytes]) -> int:
+    """The bytes in a list of writes (``SEND_EOF`` isn't bytes)."""
+    # A plain loop: a generator costs more than the usual one or two items.
+    total = 0
+    for item in writes:
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            total += len(item)
+    return total
+
+
+def count_messages(events: list[Event]) -> int:
+    """The messages (``str`` and ``bytes``) in a list of events."""
+    total = 0
+    for item in events:
+        if type(item) is str or type(item) is bytes:
+            total += 1
+    return total
 
 
 class CoreBase:
@@ -62,7 +90,11 @@ class CoreBase:
         "_inflate",
         "_mask_next",
         "_writes",
+        "bytes_received",
+        "bytes_sent",
         "max_size",
+        "messages_received",
+        "messages_sent",
     )
 
     _encode_message: Callable[[bytes], bytes | None] | None
@@ -74,6 +106,10 @@ class CoreBase:
     _mask_next: Callable[[], bytes] | None
     _writes: list[bytes]
     max_size: int | None
+    bytes_received: int
+    bytes_sent: int
+    messages_received: int
+    messages_sent: int
 
     def receive(self, data: bytes | bytearray) -> tuple[list[Event], list[bytes]]:
         """Feed bytes received; return what arrived and what to write, in one call.
@@ -83,9 +119,12 @@ class CoreBase:
         ``SEND_EOF`` means close the transport), then handle the events.
         Both lists are often empty; they are the caller's.
         """
+        self.bytes_received += len(data)
         self.receive_data(data)
         events, self._events = self._events, []
         writes, self._writes = self._writes, []
+        self.messages_received += count_messages(events)
+        self.bytes_sent += count_bytes(writes)
         return events, writes
 
     def send_message(
@@ -112,7 +151,9 @@ class CoreBase:
         Raises InvalidState unless OPEN or while a fragmented message is
         being sent; TypeError for anything but str and bytes-like.
         """
-        return self._send_message(message, text, compress)
+        writes = self._send_message(message, text, compress)
+        self.bytes_sent += count_bytes(writes)
+        return writes
 
     # -- the contract: what the class extending this one implements ----------
 

@@ -7,9 +7,15 @@ The tree::
     │   ├── ConnectionClosedOK
     │   └── ConnectionClosedError
     ├── InvalidURI (also ValueError)
+    ├── InvalidProxy (also ValueError)    a proxy URL that can't be used
     ├── InvalidHandshake
     │   ├── InvalidMessage            malformed HTTP during the opening handshake
     │   ├── InvalidStatus             the server answered with a status other than 101
+    │   │   └── InvalidRedirect       a redirect that isn't followed (loop, too many,
+    │   │                             wss to ws, bad Location)
+    │   ├── ProxyError                connecting through a proxy failed
+    │   │   ├── InvalidProxyMessage   the proxy's answer to CONNECT is malformed
+    │   │   └── InvalidProxyStatus    the proxy refused CONNECT (e.g. 407)
     │   ├── InvalidHeader
     │   │   ├── InvalidUpgrade        Upgrade / Connection missing or wrong
     │   │   ├── InvalidOrigin         Origin refused by the server (403)
@@ -42,6 +48,10 @@ __all__ = [
     "InvalidHeader",
     "InvalidMessage",
     "InvalidOrigin",
+    "InvalidProxy",
+    "InvalidProxyMessage",
+    "InvalidProxyStatus",
+    "InvalidRedirect",
     "InvalidState",
     "InvalidStatus",
     "InvalidURI",
@@ -50,6 +60,7 @@ __all__ = [
     "NegotiationError",
     "PayloadTooBig",
     "ProtocolError",
+    "ProxyError",
     "WebSocketError",
 ]
 
@@ -148,6 +159,53 @@ class InvalidStatus(InvalidHandshake):
     def __init__(self, response: Response) -> None:
         super().__init__(
             f"server rejected WebSocket connection: HTTP {response.status_code}",
+            status=response.status_code,
+        )
+        self.response = response
+
+
+class InvalidRedirect(InvalidStatus):
+    """The server answered with a redirect the client won't follow.
+
+    ``response`` is the redirect; ``msg`` says why: a loop, more than
+    ``max_redirects`` redirects, ``wss://`` to ``ws://``, or a missing or
+    invalid ``Location`` header.
+    """
+
+    def __init__(self, response: Response, msg: str) -> None:
+        super().__init__(response)
+        self.msg = msg
+        self.args = (f"redirect not followed: {msg} (HTTP {response.status_code})",)
+
+
+class InvalidProxy(WebSocketError, ValueError):
+    """A proxy URL could not be used (bad scheme, no host, a path...)."""
+
+    def __init__(self, proxy: str, msg: str) -> None:
+        self.proxy = proxy
+        self.msg = msg
+        super().__init__(f"{proxy!r} isn't a valid proxy: {msg}")
+
+
+class ProxyError(InvalidHandshake):
+    """Connecting through a proxy failed (the proxy itself answered or misbehaved)."""
+
+
+class InvalidProxyMessage(ProxyError):
+    """The proxy's answer to ``CONNECT`` isn't valid HTTP, or is too large."""
+
+
+class InvalidProxyStatus(ProxyError):
+    """The proxy refused ``CONNECT``: its status line is in the message.
+
+    Attributes:
+        response: the proxy's response (status, reason and headers; no body).
+    """
+
+    def __init__(self, response: Response) -> None:
+        reason = f" {response.reason_phrase}" if response.reason_phrase else ""
+        super().__init__(
+            f"proxy rejected connection: HTTP {response.status_code}{reason}",
             status=response.status_code,
         )
         self.response = response

@@ -213,7 +213,10 @@ class Response:
         split = _split_head(data)
         if split is None:
             if eof:
-                raise InvalidMessage("connection closed during the opening handshake")
+                # From EOFError: a network failure, which a client may retry.
+                raise InvalidMessage("connection closed during the opening handshake") from (
+                    EOFError("connection closed")
+                )
             return None
         head, size = split
         line, _, block = head.partition("\n")

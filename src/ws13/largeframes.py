@@ -105,6 +105,7 @@ class LargeFrameReceiver(FrameWriter):
         large = self._large
         if large is None:
             raise InvalidState("no large frame is being received")
+        self.bytes_received += nbytes
         large.written(nbytes)
         self._large_received(large)
         self._update_fast_paths()

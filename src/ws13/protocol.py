@@ -22,6 +22,7 @@ from typing import Union
 
 from ._accel import MaskKeys, parse_messages
 from .assembler import NO_PARTS, MessageAssembler, payload_of
+from .corebase import count_bytes, count_messages
 from .exceptions import InvalidState, PayloadTooBig, ProtocolError
 from .extensions.base import Extension
 from .extensions.permessage_deflate import PerMessageDeflate
@@ -128,6 +129,11 @@ class Protocol(MessageAssembler):
         self.side = side
         self._state = state
         self.max_size = max_size
+        # The traffic counters (see ws13.corebase).
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.messages_received = 0
+        self.messages_sent = 0
         if logger is None:
             logger = logging.getLogger("ws13.client" if side is CLIENT else "ws13.server")
         self.logger = logger
@@ -365,11 +371,15 @@ class Protocol(MessageAssembler):
     def events_received(self) -> list[Event]:
         """Return what arrived since the last call, oldest first."""
         events, self._events = self._events, []
+        if events:
+            self.messages_received += count_messages(events)
         return events
 
     def data_to_send(self) -> list[bytes]:
         """Return the bytes to write, in order; ``SEND_EOF`` means close the transport."""
         writes, self._writes = self._writes, []
+        if writes:
+            self.bytes_sent += count_bytes(writes)
         return writes
 
     def _parse_frames(self, data: bytes | bytearray, pos: int = 0) -> int:
@@ -658,6 +668,7 @@ class Protocol(MessageAssembler):
         if fin:
             self._send_fragmented = False
             self._update_fast_paths()
+            self.messages_sent += 1
         self._write_frame((0x80 if fin else 0) | OP_CONT, bytes(data))
 
     def send_close(self, code: int | None = None, reason: str = "") -> None:

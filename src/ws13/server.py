@@ -5,6 +5,7 @@ from __future__ import annotations
 import binascii
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .exceptions import (
     InvalidHandshake,
@@ -28,13 +29,25 @@ from .protocol import CLOSED, CONNECTING, OPEN, SERVER, Protocol, State
 from .utils import accept_key
 from .version import USER_AGENT
 
-__all__ = ["ServerProtocol", "SubprotocolSelector"]
+__all__ = ["ServerProtocol", "SubprotocolSelector", "connection_selector"]
 
 # Shared, never mutated: set_extensions() receives a new list when any is accepted.
 _NO_EXTENSIONS: list[Extension] = []
 
 #: ``select_subprotocol(request, offered)`` returns the chosen subprotocol or None.
 SubprotocolSelector = Callable[[Request, Sequence[str]], "str | None"]
+
+
+def connection_selector(
+    select_subprotocol: Callable[[Any, Sequence[str]], str | None], connection: object
+) -> SubprotocolSelector:
+    """Adapt websockets' ``select_subprotocol(connection, offered)``, which the
+    I/O layers' ``serve()`` take, to the core's ``(request, offered)``."""
+
+    def select(request: Request, offered: Sequence[str]) -> str | None:
+        return select_subprotocol(connection, offered)
+
+    return select
 
 
 class ServerProtocol(Protocol):

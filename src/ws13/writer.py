@@ -32,6 +32,7 @@ __all__ = [
     "SEND_EOF",
     "FrameTracer",
     "FrameWriter",
+    "broadcast_frame",
 ]
 
 #: Opcodes as plain ints, for the hot paths (``Opcode`` members compare slower).
@@ -52,6 +53,64 @@ SEND_EOF = b""
 #: one frame: above a few KiB the copy costs more than the extra buffer.
 #: (``CoreBase``'s C twin has the same: ``_speedups.COPY_MAX``.)
 COPY_MAX = 4096
+
+
+def broadcast_frame(
+    message: str | bytes | bytearray | memoryview,
+    *,
+    text: bool | None = None,
+    deflate: PerMessageDeflate | None = None,
+) -> list[bytes]:
+    """Encode a whole message once, for many server connections; return its buffers.
+
+    One unmasked frame with FIN set, the same bytes for every server-side
+    connection it suits: a server doesn't mask (RFC 6455 section 5.1). One
+    buffer, or two (header, payload) when the payload is above
+    ``COPY_MAX``, as ``send_message()`` returns them: write them in order.
+    A client masks each frame with its own key: this is not for client
+    connections. ``str`` goes as text and bytes-like as binary unless
+    ``text`` says otherwise, as in ``send_message()``.
+
+    Without ``deflate`` the frame is uncompressed and suits every server
+    connection, with permessage-deflate or not (RFC 7692 section 6 lets any
+    message go uncompressed). With ``deflate``, a connection's negotiated
+    ``PerMessageDeflate`` whose own compressor keeps no context
+    (``local_no_context_takeover``: the client accepted
+    ``server_no_context_takeover``), the message is compressed once with a
+    fresh compressor of the same window bits, settings and threshold: the
+    bytes that connection's ``send_message()`` would give, and so the bytes
+    for every connection with the same parameters. With context takeover
+    each connection's compressor has its own history: it can't share.
+
+    Raises TypeError for anything but str and bytes-like; ValueError for a
+    ``deflate`` that keeps context.
+    """
+    if isinstance(message, str):
+        payload = encode_text(message)
+        first_byte = 0x80 | (OP_BINARY if text is False else OP_TEXT)
+    elif isinstance(message, (bytes, bytearray, memoryview)):
+        payload = bytes(message)
+        first_byte = 0x80 | (OP_TEXT if text is True else OP_BINARY)
+    else:
+        raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
+    if deflate is not None:
+        if not deflate.local_no_context_takeover:
+            raise ValueError("a compressor with context takeover can't encode for others")
+        fresh = PerMessageDeflate(
+            True,
+            True,
+            deflate.remote_max_window_bits,
+            deflate.local_max_window_bits,
+            deflate.compress_settings,
+            deflate.threshold,
+        )
+        compressed = fresh.encode_message(payload)
+        if compressed is not None:
+            payload = compressed
+            first_byte |= 0x40  # RSV1: a compressed message (RFC 7692 section 6)
+    if len(payload) > COPY_MAX:
+        return [encode_header(first_byte, len(payload), None), payload]
+    return [build_frame(first_byte, payload, None)]
 
 
 class FrameWriter(CoreBase):
@@ -155,7 +214,9 @@ class FrameWriter(CoreBase):
             raise InvalidState("a fragmented message is in progress; send continuations")
         if isinstance(data, str):
             data = encode_text(data)
-        if not fin:
+        if fin:
+            self.messages_sent += 1
+        else:
             self._send_fragmented = True
             self._fast_send = False
         self._write_frame((0x80 if fin else 0) | OP_TEXT, data, compress)
@@ -167,7 +228,9 @@ class FrameWriter(CoreBase):
         self._check_open()
         if self._send_fragmented:
             raise InvalidState("a fragmented message is in progress; send continuations")
-        if not fin:
+        if fin:
+            self.messages_sent += 1
+        else:
             self._send_fragmented = True
             self._fast_send = False
         self._write_frame((0x80 if fin else 0) | OP_BINARY, bytes(data), compress)

@@ -6,10 +6,14 @@ import asyncio
 import os
 import socket
 import ssl
+import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+import unittest
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
+import trustme
 
 from tests.asyncio.helpers import (
     TIMEOUT,
@@ -19,16 +23,21 @@ from tests.asyncio.helpers import (
     echo,
     tls_contexts,
 )
+from tests.proxies import Tinyproxy
 from tests.utils import MS, free_port
 from ws13.asyncio.client import ClientConnection, connect, unix_connect
-from ws13.asyncio.server import ServerConnection, unix_serve
+from ws13.asyncio.server import Server, ServerConnection, serve, unix_serve
+from ws13.client import backoff, process_exception
 from ws13.exceptions import (
+    ConnectionClosed,
     InvalidHeader,
     InvalidMessage,
+    InvalidRedirect,
     InvalidStatus,
     InvalidURI,
     NegotiationError,
 )
+from ws13.headers import Headers
 from ws13.http11 import Request, Response
 from ws13.protocol import CLOSED, OPEN
 
@@ -76,7 +85,7 @@ class ConnectTests(ServerClientTestCase):
             "/chat?room=1",
             origin="https://example.com",
             additional_headers=[("X-Token", "abc")],
-            user_agent="test-agent/1.0",
+            user_agent_header="test-agent/1.0",
         )
         server_side = await self.server_side()
         assert server_side.request is not None
@@ -90,7 +99,7 @@ class ConnectTests(ServerClientTestCase):
 
     async def test_no_user_agent(self) -> None:
         server = await self.start_server()
-        await self.connect_to(server, user_agent=None)
+        await self.connect_to(server, user_agent_header=None)
         server_side = await self.server_side()
         assert server_side.request is not None
         assert "User-Agent" not in server_side.request.headers
@@ -122,7 +131,10 @@ class ConnectTests(ServerClientTestCase):
         assert (await self.server_side()).subprotocol is None
 
     async def test_select_subprotocol(self) -> None:
-        def select(request: Request, offered: object) -> str | None:
+        def select(connection: ServerConnection, offered: object) -> str | None:
+            # websockets' signature: the connection, whose request is known.
+            assert connection.request is not None
+            assert connection.request.headers["Sec-WebSocket-Protocol"] == "a, b, c"
             assert offered == ["a", "b", "c"]
             return "c"
 
@@ -353,3 +365,357 @@ class TLSTests(ServerClientTestCase):
             ):
                 await client.send(b"tls over unix")
                 assert await asyncio.wait_for(client.recv(), TIMEOUT) == b"tls over unix"
+
+
+class RedirectTests(ServerClientTestCase):
+    """Redirects from real ws13 servers whose process_request answers 3xx."""
+
+    async def redirecting_server(
+        self, redirects: dict[str, tuple[int, str]], **kwargs: Any
+    ) -> tuple[Server, list[Request]]:
+        """A server answering ``redirects[path]`` (status, Location) and accepting
+        other paths; every request it received goes in the returned list."""
+        requests: list[Request] = []
+
+        def process_request(connection: ServerConnection, request: Request) -> Response | None:
+            requests.append(request)
+            if request.path not in redirects:
+                return None
+            status, location = redirects[request.path]
+            response = connection.respond(status, "moved\n")
+            response.headers["Location"] = location.replace(
+                "PORT", str(connection.local_address[1])
+            )
+            return response
+
+        server = await self.start_server(process_request=process_request, **kwargs)
+        return server, requests
+
+    async def test_chain_relative_and_absolute(self) -> None:
+        server, requests = await self.redirecting_server(
+            {
+                "/a": (302, "b?x=1"),
+                "/b?x=1": (301, "ws://127.0.0.1:PORT/c"),
+                "/c": (307, "http://127.0.0.1:PORT/d"),
+                "/d": (308, "//127.0.0.1:PORT/ws#fragment"),
+                "/ws": (303, "/final"),
+            }
+        )
+        async with asyncio.timeout(TIMEOUT):
+            async with connect(f"ws://127.0.0.1:{server.port}/a") as client:
+                assert client.request is not None
+                assert client.request.path == "/final"
+                await client.send("hi")
+                assert await client.recv() == "hi"
+        assert [r.path for r in requests] == ["/a", "/b?x=1", "/c", "/d", "/ws", "/final"]
+        assert {r.headers["Host"] for r in requests} == {f"127.0.0.1:{server.port}"}
+
+    async def test_loop(self) -> None:
+        server, requests = await self.redirecting_server({"/x": (302, "/y"), "/y": (302, "/x")})
+        with pytest.raises(InvalidRedirect) as raised:
+            await asyncio.wait_for(connect(f"ws://127.0.0.1:{server.port}/x"), TIMEOUT)
+        exc = raised.value
+        assert str(exc) == (
+            f"redirect not followed: redirect loop back to ws://127.0.0.1:{server.port}/x "
+            "(HTTP 302)"
+        )
+        assert isinstance(exc, InvalidStatus)
+        assert exc.response is not None
+        assert exc.response.headers["Location"] == "/x"
+        assert [r.path for r in requests] == ["/x", "/y"]
+
+    async def test_too_many(self) -> None:
+        server, requests = await self.redirecting_server(
+            {f"/{n}": (302, f"/{n + 1}") for n in range(20)}
+        )
+        uri = f"ws://127.0.0.1:{server.port}/0"
+        with pytest.raises(InvalidRedirect, match=r"more than 10 redirects \(HTTP 302\)"):
+            await asyncio.wait_for(connect(uri), TIMEOUT)
+        assert len(requests) == 11
+        with pytest.raises(InvalidRedirect, match="more than 3 redirects"):
+            await asyncio.wait_for(connect(uri, max_redirects=3), TIMEOUT)
+        # max_redirects=0: the redirect itself is the answer.
+        with pytest.raises(InvalidRedirect, match="more than 0 redirects") as raised:
+            await asyncio.wait_for(connect(uri, max_redirects=0), TIMEOUT)
+        assert raised.value.status == 302
+
+    async def test_wss_to_ws_refused(self) -> None:
+        server_context, client_context = tls_contexts()
+        plain = await self.start_server()
+        secure, _ = await self.redirecting_server(
+            {"/": (301, f"ws://127.0.0.1:{plain.port}/")}, ssl=server_context
+        )
+        with pytest.raises(InvalidRedirect) as raised:
+            await asyncio.wait_for(
+                connect(f"wss://127.0.0.1:{secure.port}/", ssl=client_context), TIMEOUT
+            )
+        assert str(raised.value) == (
+            "redirect not followed: refusing to go from wss:// to "
+            f"ws://127.0.0.1:{plain.port}/ (HTTP 301)"
+        )
+        assert self.handlers.empty()
+
+    async def test_ws_to_wss(self) -> None:
+        ca = trustme.CA()
+        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("localhost").configure_cert(server_context)
+        secure = await self.start_server(ssl=server_context)
+        plain, _ = await self.redirecting_server({"/": (301, f"https://localhost:{secure.port}/")})
+        # ssl= can't go with a ws:// URI: the default context, which reads
+        # SSL_CERT_FILE, verifies the server the redirect leads to.
+        with tempfile.TemporaryDirectory() as directory:
+            cafile = os.path.join(directory, "ca.pem")
+            ca.cert_pem.write_to_path(cafile)
+            saved = os.environ.get("SSL_CERT_FILE")
+            os.environ["SSL_CERT_FILE"] = cafile
+            try:
+                async with asyncio.timeout(TIMEOUT):
+                    async with connect(f"ws://127.0.0.1:{plain.port}/") as client:
+                        await client.send("secure now")
+                        assert await client.recv() == "secure now"
+                        assert client.protocol.uri.secure
+            finally:
+                if saved is None:
+                    del os.environ["SSL_CERT_FILE"]
+                else:
+                    os.environ["SSL_CERT_FILE"] = saved
+
+    async def test_credentials_stay_on_their_origin(self) -> None:
+        other, other_requests = await self.redirecting_server({})
+        first, first_requests = await self.redirecting_server(
+            {
+                "/login": (302, "/moved"),
+                "/moved": (302, f"ws://localhost:{other.port}/elsewhere"),
+            }
+        )
+        async with asyncio.timeout(TIMEOUT):
+            async with connect(
+                f"ws://ann:s3cret@127.0.0.1:{first.port}/login",
+                additional_headers=[("Cookie", "session=1"), ("X-Trace", "7")],
+            ):
+                pass
+        # Same origin: the credentials went along.
+        for request in first_requests:
+            assert request.headers["Authorization"].startswith("Basic ")
+            assert request.headers["Cookie"] == "session=1"
+        # Another origin: no credentials, the right Host, other headers kept.
+        (request,) = other_requests
+        assert "Authorization" not in request.headers
+        assert "Cookie" not in request.headers
+        assert request.headers["X-Trace"] == "7"
+        assert request.headers["Host"] == f"localhost:{other.port}"
+
+    async def test_bad_location(self) -> None:
+        server, _ = await self.redirecting_server({"/": (302, "ftp://127.0.0.1/")})
+        with pytest.raises(InvalidRedirect, match="isn't a ws, wss, http or https URL"):
+            await asyncio.wait_for(connect(f"ws://127.0.0.1:{server.port}/"), TIMEOUT)
+
+    async def test_no_location_is_a_plain_refusal(self) -> None:
+        def moved(connection: ServerConnection, request: Request) -> Response:
+            return connection.respond(302, "nowhere\n")
+
+        server = await self.start_server(process_request=moved)
+        with pytest.raises(InvalidRedirect, match="no Location header"):
+            await asyncio.wait_for(connect(f"ws://127.0.0.1:{server.port}/"), TIMEOUT)
+
+    async def test_redirect_with_sock_refused(self) -> None:
+        server, _ = await self.redirecting_server({"/": (302, "/ws")})
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        with pytest.raises(InvalidRedirect, match="can't open a new connection on the sock="):
+            await asyncio.wait_for(connect(f"ws://127.0.0.1:{server.port}/", sock=sock), TIMEOUT)
+
+    async def test_redirect_through_a_proxy(self) -> None:
+        target = await self.start_server()
+        server, _ = await self.redirecting_server({"/": (301, f"ws://127.0.0.1:{target.port}/")})
+        proxy = Tinyproxy(server.port, target.port)
+        await asyncio.to_thread(proxy.start)
+        self.addCleanup(proxy.stop)
+        async with asyncio.timeout(TIMEOUT):
+            async with connect(f"ws://127.0.0.1:{server.port}/", proxy=proxy.url) as client:
+                await client.send("via")
+                assert await client.recv() == "via"
+        assert proxy.tunnels() == [f"127.0.0.1:{server.port}", f"127.0.0.1:{target.port}"]
+
+
+async def iterate(opener: connect) -> None:
+    """Run a reconnecting loop that does nothing with its connections until it raises."""
+    async with asyncio.timeout(TIMEOUT):
+        async for _ in opener:
+            pass
+
+
+class ReconnectTests(ServerClientTestCase):
+    """``async for ws in connect(...)``: real servers stopped and started again."""
+
+    @staticmethod
+    def quick() -> Iterator[float]:
+        """Short delays, so the tests take milliseconds to reconnect."""
+        return iter([10 * MS] * 1000)
+
+    async def test_reconnects_after_the_server_restarts(self) -> None:
+        port = free_port()
+        servers = [await serve(echo, "127.0.0.1", port)]
+        self.addAsyncCleanup(self.stop_all, servers)
+
+        async def restart_later() -> None:
+            await asyncio.sleep(100 * MS)
+            servers.append(await serve(echo, "127.0.0.1", port))
+
+        connections: list[ClientConnection] = []
+        restarting: asyncio.Task[None] | None = None
+        async with asyncio.timeout(TIMEOUT):
+            async for client in connect(f"ws://127.0.0.1:{port}/", reconnect_delays=self.quick):
+                connections.append(client)
+                await client.send(f"hello {len(connections)}")
+                assert await client.recv() == f"hello {len(connections)}"
+                if len(connections) == 2:
+                    break
+                # The server goes away; while it is down attempts fail and
+                # are retried; it comes back on the same port.
+                servers[0].close()
+                await servers[0].wait_closed()
+                with pytest.raises(ConnectionClosed):
+                    await client.recv()
+                restarting = asyncio.create_task(restart_later())
+        assert restarting is not None
+        assert restarting.done()
+        assert connections[0] is not connections[1]
+        assert connections[0].state is CLOSED
+        await connections[1].close()
+
+    async def stop_all(self, servers: list[Server]) -> None:
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+
+    async def test_logs_each_attempt(self) -> None:
+        port = free_port()
+        attempts = 0
+
+        def count(exc: Exception) -> Exception | None:
+            nonlocal attempts
+            attempts += 1
+            return None if attempts < 3 else InvalidStatus(Response(418, "", Headers()))
+
+        opener = connect(
+            f"ws://127.0.0.1:{port}/", reconnect_delays=self.quick, process_exception=count
+        )
+        with self.assertLogs("ws13.client", "INFO") as logs, pytest.raises(InvalidStatus):
+            await iterate(opener)
+        retries = [r.getMessage() for r in logs.records if "retrying" in r.getMessage()]
+        assert len(retries) == 2
+        assert retries[0].startswith(f"connecting to ws://127.0.0.1:{port}/ failed: ")
+        assert "ConnectionRefusedError" in retries[0]
+        assert retries[0].endswith("retrying in 0.0 s")
+
+    async def test_client_error_is_fatal(self) -> None:
+        def forbidden(connection: ServerConnection, request: Request) -> Response:
+            return connection.respond(403, "go away\n")
+
+        server = await self.start_server(process_request=forbidden)
+        opener = connect(f"ws://127.0.0.1:{server.port}/", reconnect_delays=self.quick)
+        with pytest.raises(InvalidStatus) as raised:
+            await iterate(opener)
+        assert raised.value.status == 403
+
+    async def test_server_errors_are_retried(self) -> None:
+        answers = iter([503, 502, None])
+
+        def flaky(connection: ServerConnection, request: Request) -> Response | None:
+            status = next(answers)
+            return None if status is None else connection.respond(status, "busy\n")
+
+        server = await self.start_server(process_request=flaky)
+        async with asyncio.timeout(TIMEOUT):
+            async for client in connect(
+                f"ws://127.0.0.1:{server.port}/", reconnect_delays=self.quick
+            ):
+                await client.send("at last")
+                assert await client.recv() == "at last"
+                break
+
+    async def test_process_exception_makes_a_retry_fatal(self) -> None:
+        port = free_port()
+        seen: list[Exception] = []
+
+        def fatal(exc: Exception) -> Exception | None:
+            seen.append(exc)
+            return RuntimeError("give up")
+
+        with pytest.raises(RuntimeError, match="give up") as raised:
+            await iterate(connect(f"ws://127.0.0.1:{port}/", process_exception=fatal))
+        assert isinstance(raised.value.__cause__, ConnectionRefusedError)
+        assert len(seen) == 1
+
+    async def test_waits_after_a_drop(self) -> None:
+        server = await self.start_server()
+        delays_asked = 0
+
+        def counted() -> Iterator[float]:
+            nonlocal delays_asked
+            delays_asked += 1
+            return self.quick()
+
+        async with asyncio.timeout(TIMEOUT):
+            count = 0
+            async for client in connect(f"ws://127.0.0.1:{server.port}/", reconnect_delays=counted):
+                count += 1
+                if count == 3:
+                    break
+                (await self.server_side()).transport.abort()  # type: ignore[union-attr]
+                with pytest.raises(ConnectionClosed):
+                    await client.recv()
+        # A fresh series of delays after each connection that worked.
+        assert delays_asked == 2
+
+    async def test_breaking_out_closes_the_connection(self) -> None:
+        server = await self.start_server()
+        async with asyncio.timeout(TIMEOUT):
+            async for client in connect(f"ws://127.0.0.1:{server.port}/"):  # noqa: B007
+                break
+            await client.wait_closed()
+        assert client.close_code == 1000
+
+    async def test_default_delays(self) -> None:
+        opener = connect("ws://127.0.0.1:1/")
+        assert opener.reconnect_delays is backoff
+        assert opener.process_exception is process_exception
+
+
+class ReconnectToKilledServerTests(unittest.IsolatedAsyncioTestCase):
+    """A server process killed with SIGKILL (no closing handshake) and started
+    again on its port: the loop yields a new connection."""
+
+    async def start_server(self, port: int) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ws13", "serve", "--port", str(port),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        self.addAsyncCleanup(self.kill, process)
+        return process
+
+    async def kill(self, process: asyncio.subprocess.Process) -> None:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+    async def test_killed_and_restarted(self) -> None:
+        port = free_port()
+        server = await self.start_server(port)
+        echoed = []
+        # Refused while the server starts: retried, every 50 ms.
+        delays = lambda: iter([50 * MS] * 1000)  # noqa: E731
+        async with asyncio.timeout(4 * TIMEOUT):
+            async for client in connect(f"ws://127.0.0.1:{port}/echo", reconnect_delays=delays):
+                await client.send(f"life {len(echoed)}")
+                echoed.append(await client.recv())
+                if len(echoed) == 2:
+                    await client.close()
+                    break
+                server.kill()
+                await server.wait()
+                with pytest.raises(ConnectionClosed) as raised:
+                    await client.recv()
+                assert raised.value.code == 1006
+                server = await self.start_server(port)
+        assert echoed == ["life 0", "life 1"]

@@ -572,3 +572,59 @@ class UvloopTests(unittest.TestCase):
                 assert transport.is_reading()
 
         self.run_on_uvloop(scenario())
+
+
+class MessageOptionTests(ServerClientTestCase):
+    async def test_send_text_option(self) -> None:
+        client = await self.connect_to(await self.start_server())
+        await client.send("é as binary", text=False)
+        assert await wait(client.recv()) == "é as binary".encode()
+        await client.send("é as text".encode(), text=True)
+        assert await wait(client.recv()) == "é as text"
+        await client.send(bytearray(b"plain"), text=True)
+        assert await wait(client.recv()) == "plain"
+        await client.send([b"frag", b"ments"], text=True)
+        assert await wait(client.recv()) == "fragments"
+        await client.send(["frag", "ments"], text=False)
+        assert await wait(client.recv()) == b"fragments"
+
+    async def test_recv_decode(self) -> None:
+        client = await self.connect_to(await self.start_server())
+        await client.send("☃")
+        assert await wait(client.recv(decode=False)) == "☃".encode()
+        await client.send("☃".encode())
+        assert await wait(client.recv(decode=True)) == "☃"
+        await client.send(b"kept")
+        assert await wait(client.recv(decode=False)) == b"kept"
+        await client.send(b"\xff")
+        with pytest.raises(UnicodeDecodeError):
+            await wait(client.recv(decode=True))
+        # The message is gone; the connection goes on.
+        await client.send("next")
+        assert await wait(client.recv(decode=None)) == "next"
+
+    async def test_recv_decode_while_waiting(self) -> None:
+        client = await self.connect_to(await self.start_server())
+        receiving = asyncio.ensure_future(client.recv(decode=False))
+        await asyncio.sleep(0)
+        await client.send("waited")
+        assert await wait(receiving) == b"waited"
+
+    async def test_compress_opt_out(self) -> None:
+        client = await self.connect_to(await self.start_server())
+        first_bytes: list[int] = []
+        client.protocol.tracer = lambda out, header, payload: out and first_bytes.append(header[0])
+        message = "compressible " * 100
+        await client.send(message)
+        await client.send(message, compress=False)
+        await client.send([message, message], compress=False)
+        await client.send([message, message])
+        for _ in range(4):
+            await wait(client.recv())
+        # RSV1 (0x40) marks a compressed message's first frame.
+        assert first_bytes == [0xC1, 0x81, 0x01, 0x80, 0x41, 0x80]
+
+    async def test_send_nowait_options(self) -> None:
+        client = await self.connect_to(await self.start_server())
+        client.send_nowait("binary", text=False, compress=False)
+        assert await wait(client.recv()) == b"binary"

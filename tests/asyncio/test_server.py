@@ -560,3 +560,70 @@ class CompressionTests(ServerClientTestCase):
             await wait(client.recv())
         assert raised.value.rcvd is not None
         assert raised.value.rcvd.code == 1002
+
+
+class ProcessResponseTests(ServerClientTestCase):
+    async def test_adds_a_header_in_place(self) -> None:
+        seen: list[tuple[str, int]] = []
+
+        def stamp(connection: ServerConnection, request: Request, response: Response) -> None:
+            seen.append((request.path, response.status_code))
+            response.headers["X-Served-By"] = "test"
+
+        server = await self.start_server(process_response=stamp)
+        client = await self.connect_to(server, "/stamped")
+        assert client.response is not None
+        assert client.response.headers["X-Served-By"] == "test"
+        assert seen == [("/stamped", 101)]
+        await client.send("still open")
+        assert await wait(client.recv()) == "still open"
+
+    async def test_async_replaces_the_response(self) -> None:
+        async def refuse(
+            connection: ServerConnection, request: Request, response: Response
+        ) -> Response | None:
+            await asyncio.sleep(0)
+            if request.path == "/closed":
+                return connection.respond(403, "Closed for today\n")
+            return None
+
+        server = await self.start_server(process_response=refuse)
+        with pytest.raises(InvalidStatus) as raised:
+            await wait(connect(f"ws://127.0.0.1:{server.port}/closed"))
+        assert raised.value.status == 403
+        assert raised.value.response.body == b"Closed for today\n"
+        client = await self.connect_to(server, "/open")
+        assert client.state is OPEN
+
+    async def test_sees_the_answer_of_process_request(self) -> None:
+        seen: list[int] = []
+
+        def health(connection: ServerConnection, request: Request) -> Response:
+            return connection.respond(200, "OK\n")
+
+        def record(connection: ServerConnection, request: Request, response: Response) -> None:
+            seen.append(response.status_code)
+
+        server = await self.start_server(process_request=health, process_response=record)
+        status, _, body = await wait(asyncio.to_thread(http_get, server.port, "/health"))  # type: ignore[misc]
+        assert (status, body, seen) == (200, b"OK\n", [200])
+
+    async def test_raises(self) -> None:
+        def crash(connection: ServerConnection, request: Request, response: Response) -> None:
+            raise RuntimeError("bug")
+
+        async def crash_later(
+            connection: ServerConnection, request: Request, response: Response
+        ) -> None:
+            await asyncio.sleep(0)
+            raise RuntimeError("bug")
+
+        for hook in (crash, crash_later):
+            server = await self.start_server(process_response=hook)
+            with (
+                self.assertLogs("ws13.server", "ERROR") as logs,
+                pytest.raises(InvalidStatus) as raised,
+            ):
+                await wait(connect(f"ws://127.0.0.1:{server.port}/"))
+            assert raised.value.status == 500
+            assert [r.getMessage() for r in logs.records] == ["process_response failed"]

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import trustme
 
 from tests.cli.helpers import ENV, TIMEOUT, WS13, CLITestCase, wait_for_port
+from tests.proxies import Tinyproxy
 from tests.utils import free_port
 from ws13.version import __version__
 
@@ -431,3 +433,66 @@ class KeylogTests(ScriptedServerTests):
             self.assert_one_line_error(
                 result.stderr, f"cannot write --keylog {bad}: No such file or directory"
             )
+
+
+class ProxyTests(CLITestCase):
+    """``--proxy`` and ``--no-proxy`` through a real tinyproxy."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        _, self.port = self.start_server()
+        self.uri = f"ws://127.0.0.1:{self.port}/echo"
+
+    def proxy(self, **kwargs: Any) -> Tinyproxy:
+        proxy = Tinyproxy(self.port, **kwargs)
+        proxy.start()
+        self.addCleanup(proxy.stop)
+        return proxy
+
+    def run_with_env(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        clean = {k: v for k, v in ENV.items() if not k.lower().endswith("_proxy")}
+        return subprocess.run(
+            [*WS13, *args],
+            input="hi\n",
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=TIMEOUT,
+            env={**clean, **env},
+        )
+
+    def test_proxy_option(self) -> None:
+        proxy = self.proxy()
+        result = self.run_with_env("connect", "--proxy", proxy.url, self.uri)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "hi\n", "")
+        assert proxy.tunnels() == [f"127.0.0.1:{self.port}"]
+
+    def test_environment_and_no_proxy(self) -> None:
+        proxy = self.proxy()
+        result = self.run_with_env("connect", self.uri, HTTP_PROXY=proxy.url)
+        assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
+        assert len(proxy.tunnels()) == 1
+        result = self.run_with_env("connect", "--no-proxy", self.uri, HTTP_PROXY=proxy.url)
+        assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
+        assert len(proxy.tunnels()) == 1
+
+    def test_proxy_errors(self) -> None:
+        proxy = self.proxy(auth=("ann", "s3cret"))
+        result = self.run_with_env("connect", "--proxy", proxy.url, self.uri)
+        assert result.returncode == 1
+        self.assert_one_line_error(
+            result.stderr, "proxy rejected connection: HTTP 407 Proxy Authentication Required"
+        )
+        port = free_port()
+        result = self.run_with_env("connect", "--proxy", f"http://127.0.0.1:{port}", self.uri)
+        assert result.returncode == 1
+        self.assert_one_line_error(
+            result.stderr, f"cannot connect to proxy http://127.0.0.1:{port}: Connection refused"
+        )
+        result = self.run_with_env("connect", "--proxy", "ftp://127.0.0.1", self.uri)
+        assert result.returncode == 2
+        self.assert_one_line_error(
+            result.stderr,
+            "'ftp://127.0.0.1' isn't a valid proxy: scheme ftp isn't supported; "
+            "use one of http, https, socks5h, socks5, socks4a, socks4",
+        )

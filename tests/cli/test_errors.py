@@ -22,7 +22,14 @@ from ws13.cli.errors import (
     not_tls_message,
     os_error_reason,
 )
-from ws13.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from ws13.exceptions import (
+    InvalidHandshake,
+    InvalidProxy,
+    InvalidProxyStatus,
+    InvalidRedirect,
+    InvalidStatus,
+    InvalidURI,
+)
 from ws13.headers import Headers
 from ws13.http11 import Response
 
@@ -35,6 +42,31 @@ COMMANDS = {
 
 
 class ConnectFailedTests(unittest.TestCase):
+    def test_proxy_errors(self) -> None:
+        url = "ws://127.0.0.1:8000/"
+        refused = ConnectionRefusedError(errno.ECONNREFUSED, "cannot connect to proxy ...")
+        failed = connect_failed(url, refused, "http://ann:s3cret@127.0.0.1:3128")
+        self.assertEqual(
+            str(failed), "cannot connect to proxy http://ann@127.0.0.1:3128: Connection refused"
+        )
+        self.assertTrue(failed.retry)
+        status = InvalidProxyStatus(Response(407, "Proxy Authentication Required", Headers()))
+        failed = connect_failed(url, status, "http://127.0.0.1:3128")
+        self.assertEqual(
+            str(failed), "proxy rejected connection: HTTP 407 Proxy Authentication Required"
+        )
+        self.assertFalse(failed.retry)
+        bad_gateway = InvalidProxyStatus(Response(502, "Bad Gateway", Headers()))
+        self.assertTrue(connect_failed(url, bad_gateway, "http://127.0.0.1:3128").retry)
+        invalid = connect_failed(url, InvalidProxy("ftp://p", "scheme ftp isn't supported"))
+        self.assertEqual((invalid.status, invalid.retry), (2, False))
+
+    def test_redirect_not_followed(self) -> None:
+        exc = InvalidRedirect(Response(302, "Found", Headers()), "more than 10 redirects")
+        failed = connect_failed("ws://127.0.0.1:8000/", exc)
+        self.assertEqual(str(failed), "redirect not followed: more than 10 redirects (HTTP 302)")
+        self.assertFalse(failed.retry)
+
     def test_resolver_error(self) -> None:
         exc = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         self.assertEqual(

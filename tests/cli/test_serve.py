@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -10,12 +11,20 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from typing import Any
 
 import trustme
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cli.helpers import TIMEOUT, CLITestCase
+from ws13._accel import USING_SPEEDUPS
+from ws13.asyncio import connect
+from ws13.exceptions import InvalidStatus
+from ws13.hub import Client as HubClient
+from ws13.version import __version__
 
 
 def http_get(port: int, path: str) -> tuple[int, str, bytes]:
@@ -339,3 +348,170 @@ class ServeTLSTests(CLITestCase):
                     assert result.returncode == 2
                     self.assert_one_line_error(result.stderr)
                     assert result.stderr.startswith(f"ws13: error: {message}"), result.stderr
+
+
+def metric_samples(port: int, path: str = "/metrics") -> dict[tuple[str, tuple[Any, ...]], float]:
+    """GET the metrics and parse them with prometheus_client's own parser."""
+    status, content_type, body = http_get(port, path)
+    assert status == 200, body
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+async def echo_workload(port: int, closes: list[int], messages: list[str | bytes]) -> None:
+    """One connection per close code: each message sent and its echo read, then that close."""
+    for code in closes:
+        async with connect(f"ws://127.0.0.1:{port}/echo", compression=None) as ws:
+            for message in messages:
+                await ws.send(message)
+                assert await ws.recv() == message
+            await ws.close(code)
+    status = None
+    try:
+        await connect(f"ws://127.0.0.1:{port}/no-such-path")
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+    assert status == 404
+
+
+async def hub_workload(port: int, subscribers: int) -> None:
+    """``subscribers`` hub clients on channel news; another publishes one message to them."""
+    url = f"ws://127.0.0.1:{port}/hub"
+    clients = [HubClient(url) for _ in range(subscribers)]
+    publisher = HubClient(url)
+    try:
+        for client in [*clients, publisher]:
+            await client.connect()
+        subscriptions = [await client.subscribe("news") for client in clients]
+        await publisher.publish("news", "extra!")
+        for subscription in subscriptions:
+            message = await asyncio.wait_for(subscription.get(), TIMEOUT)
+            assert getattr(message, "data", None) == "extra!", message
+    finally:
+        for client in [*clients, publisher]:
+            await client.close()
+
+
+class ServeMetricsTests(CLITestCase):
+    def test_metrics_match_the_workload(self) -> None:
+        _, port = self.start_server("--metrics", "--hub-ticker", "0")
+        closes = [1000, 4001]
+        messages: list[str | bytes] = ["hello", b"\x00" * 300, "z" * 1000]
+        asyncio.run(echo_workload(port, closes, messages))
+        deadline = time.monotonic() + TIMEOUT
+        # The server folds a connection in when it is lost, a moment after
+        # the client saw its close.
+        while (samples := metric_samples(port))["ws13_connections", (("state", "open"),)]:
+            assert time.monotonic() < deadline, samples
+            time.sleep(0.02)
+        total = len(closes) * len(messages)
+        assert samples["ws13_received_messages_total", ()] == total
+        assert samples["ws13_sent_messages_total", ()] == total
+        accepted = samples["ws13_handshakes_total", (("outcome", "accepted"), ("status", "101"))]
+        assert accepted == len(closes)
+        assert samples["ws13_handshakes_total", (("outcome", "rejected"), ("status", "404"))] == 1
+        for code, label in zip(closes, ["1000", "4xxx"], strict=True):
+            assert samples["ws13_closes_received_total", (("code", label),)] == 1, code
+            assert samples["ws13_closes_sent_total", (("code", label),)] == 1, code
+        # Each message came masked (6 or 8 bytes of header) and went back
+        # unmasked (2 or 4): the payloads were 5, 300 and 1,000 bytes.
+        payloads = (5 + 300 + 1000) * len(closes)
+        assert samples["ws13_received_bytes_total", ()] > payloads + (6 + 8 + 8) * len(closes)
+        assert samples["ws13_sent_bytes_total", ()] > payloads + (2 + 4 + 4) * len(closes)
+        # The global registry: the process's own metrics come along.
+        assert ("process_resident_memory_bytes", ()) in samples
+        assert (
+            samples[
+                "ws13_info",
+                (("speedups", "c" if USING_SPEEDUPS else "python"), ("version", __version__)),
+            ]
+            == 1
+        )
+
+        asyncio.run(hub_workload(port, subscribers=3))
+        samples = metric_samples(port)
+        assert samples["ws13_hub_publishes_total", ()] == 1
+        assert samples["ws13_hub_deliveries_total", ()] == 3
+        assert samples["ws13_hub_backplane_up", ()] == 1
+        # Earlier scrapes count as plain HTTP answers.
+        assert samples["ws13_handshakes_total", (("outcome", "http"), ("status", "200"))] >= 1
+
+    def test_metrics_path(self) -> None:
+        _, port = self.start_server("--metrics", "--metrics-path", "/stats", "--hub-ticker", "0")
+        assert ("ws13_connections_accepted_total", ()) in metric_samples(port, "/stats")
+        assert http_get(port, "/metrics")[0] == 404
+
+    def test_no_metrics_without_the_option(self) -> None:
+        _, port = self.start_server()
+        assert http_get(port, "/metrics")[0] == 404
+
+    def test_bad_metrics_options(self) -> None:
+        for args, message in [
+            (["--metrics-path", "/m"], "--metrics-path needs --metrics"),
+            (
+                ["--metrics", "--metrics-path", "m"],
+                "--metrics-path m: must start with / and have no query",
+            ),
+            (
+                ["--metrics", "--metrics-path", "/echo"],
+                "--metrics-path /echo: that path is already served",
+            ),
+            (
+                ["--metrics", "--metrics-path", "/hub"],
+                "--metrics-path /hub: that path is already served",
+            ),
+        ]:
+            with self.subTest(args=args):
+                result = self.run_ws13("serve", "--port", "0", *args)
+                assert result.returncode == 2
+                self.assert_one_line_error(result.stderr, message)
+
+    def test_metrics_without_prometheus_client(self) -> None:
+        # sys.modules[name] = None is how Python spells "this module can't be imported".
+        code = (
+            "import sys; sys.modules['prometheus_client'] = None; from ws13.cli import main; "
+            "sys.exit(main(['serve', '--port', '0', '--metrics']))"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT
+        )
+        assert result.returncode == 2
+        self.assert_one_line_error(
+            result.stderr, "--metrics needs prometheus_client: pip install 'ws13[metrics]'"
+        )
+
+
+class ServeJSONLogTests(CLITestCase):
+    def test_every_line_is_json(self) -> None:
+        server, port = self.start_server("--log-format", "json", "--metrics", "--hub-ticker", "0")
+        result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/echo", input="hi\n")
+        assert result.returncode == 0
+        assert self.stop_server(server) == 0
+        records = [json.loads(line) for line in self.stderr_of(server).splitlines()]
+        for record in records:
+            assert {"time", "level", "logger", "message"} <= record.keys(), record
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["time"]), record
+        events = {record.get("event"): record for record in records}
+        assert events["listening"]["url"] == f"ws://127.0.0.1:{port}/echo"
+        assert events["metrics"]["path"] == "/metrics"
+        opened, closed = events["open"], events["close"]
+        assert (opened["level"], opened["logger"]) == ("info", "ws13.serve")
+        assert re.fullmatch(r"127\.0\.0\.1:\d+", opened["remote"]), opened
+        assert opened["path"] == "/echo"
+        assert closed["connection"] == opened["connection"]
+        assert closed["remote"] == opened["remote"]
+        assert closed["close_code"] == 1000
+        assert closed["duration"] >= 0
+        assert "shutdown" in events
+
+    def test_errors_are_json_too(self) -> None:
+        result = self.run_ws13("serve", "--log-format", "json", "--port", "70000")
+        assert result.returncode == 2
+        (line,) = result.stderr.splitlines()
+        record = json.loads(line)
+        assert (record["level"], record["event"]) == ("error", "error")
+        assert record["message"] == "--port 70000: must be between 0 and 65535"

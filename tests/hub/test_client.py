@@ -69,8 +69,8 @@ class ClientTests(HubTestCase):
         self.assertEqual(getattr(await subscription.get(), "data", None), 0)
         # Drop the connection; publish while the client is away.
         (session,) = hub.sessions
-        assert session.connection.transport is not None
-        session.connection.transport.abort()
+        assert session.transport.connection.transport is not None
+        session.transport.connection.transport.abort()
         await wait_until(lambda: not client.connected)
         for i in range(1, 6):
             await hub.publish("chat", i)

@@ -20,6 +20,7 @@ from ws13.hub import (
     mount,
     request_token,
 )
+from ws13.metrics import Metrics
 
 from .helpers import TIMEOUT, HubTestCase, recv_json, wait_until
 
@@ -448,3 +449,28 @@ class MountTests(HubTestCase):
             with self.assertRaises(InvalidStatus) as caught:
                 await connect(self.url(server, "/health"))
             self.assertEqual(json.loads(caught.exception.response.body)["status"], "ok")
+
+
+class HubStatisticsTests(HubTestCase):
+    async def test_subscribers_and_backplane_lag(self) -> None:
+        hub, server = await self.start_hub()
+        one, two = await self.raw(server), await self.raw(server)
+        for ws in (one, two):
+            await self.request(ws, op="subscribe", channel="a")
+        await self.request(one, op="subscribe", channel="b")
+        await hub.publish("a", 1)
+        for ws in (one, two):
+            self.assertEqual((await recv_json(ws))["data"], 1)
+        statistics = hub.statistics()
+        self.assertEqual((statistics["channels"], statistics["subscribers"]), (2, 3))
+        self.assertEqual(statistics["delivered"], 2)
+        # One message came through the backplane, at most a moment after it was published.
+        self.assertEqual(statistics["backplane_messages"], 1)
+        self.assertLess(statistics["backplane_lag_ms"], 10_000)
+
+    async def test_metrics_argument(self) -> None:
+        metrics = Metrics()
+        hub, _ = await self.start_hub(metrics=metrics)
+        await hub.publish("nobody-listens", 1)
+        text = metrics.exposition()[0].decode()
+        self.assertIn("ws13_hub_publishes_total 1.0", text)

@@ -19,13 +19,15 @@ from .helpers import HubTestCase, recv_json
 
 def session_of(hub: Hub, ws: ClientConnection) -> Session:
     """The hub's session for the client connection ``ws``."""
-    (session,) = (s for s in hub.sessions if s.connection.remote_address == ws.local_address)
+    (session,) = (
+        s for s in hub.sessions if s.transport.connection.remote_address == ws.local_address
+    )
     return session
 
 
 def record_writes(session: Session) -> list[bytes]:
     """Every ``transport.write`` to ``session``'s socket from now on."""
-    transport: Any = session.connection.transport
+    transport: Any = session.transport.connection.transport
     writes: list[bytes] = []
     write = transport.write
 

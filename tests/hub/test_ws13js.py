@@ -64,8 +64,8 @@ class Ws13JsTests(HubTestCase):
             # Drop the connection; what is published meanwhile arrives once, in order.
             lines.clear()
             (session,) = hub.sessions
-            assert session.connection.transport is not None
-            session.connection.transport.abort()
+            assert session.transport.connection.transport is not None
+            session.transport.connection.transport.abort()
             await wait_until(lambda: not hub.sessions)
             for i in range(5, 8):
                 await hub.publish("chat", i)

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from .auth import basic_auth
+from .broadcast import broadcast
 from .client import ClientConnection, connect, unix_connect
 from .connection import Connection
 from .server import Server, ServerConnection, serve, unix_serve
@@ -15,6 +17,8 @@ __all__ = [
     "Connection",
     "Server",
     "ServerConnection",
+    "basic_auth",
+    "broadcast",
     "connect",
     "serve",
     "unix_connect",

@@ -5,19 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
-from collections.abc import Generator, Iterable, Sequence
+import traceback
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
-from ..client import ClientProtocol
-from ..exceptions import InvalidMessage, InvalidURI
+from ..client import ClientProtocol, backoff, process_exception
+from ..exceptions import InvalidMessage, InvalidRedirect, InvalidStatus, InvalidURI
 from ..extensions.base import ClientExtensionFactory
 from ..extensions.permessage_deflate import enable_client_permessage_deflate
 from ..frames import CloseCode
 from ..http11 import Request, Response
-from ..uri import parse_uri
+from ..proxy import Proxy, get_proxy, parse_proxy
+from ..redirects import MAX_REDIRECTS, Redirects, is_redirect, same_origin, strip_credentials
+from ..uri import WebSocketURI, parse_uri
 from ..version import USER_AGENT
 from .connection import Connection, check_close_timeout, closing_deadlines
+from .proxy import connect_http_proxy, connect_socks_proxy
 from .timers import Keepalive
 
 __all__ = ["ClientConnection", "connect", "unix_connect"]
@@ -73,8 +77,12 @@ class ClientConnection(Connection):
 class connect:
     """Open a WebSocket connection to ``uri``.
 
-    Use it as ``ws = await connect(uri)`` or ``async with connect(uri) as ws:``
-    (which closes the connection on exit).
+    Three ways to use it:
+
+    * ``ws = await connect(uri)``: one connection, closed by you;
+    * ``async with connect(uri) as ws:``: closed on exit;
+    * ``async for ws in connect(uri):``: a new connection each time the
+      previous one failed or closed, see *Reconnection* below.
 
     Args:
         uri: ``ws://`` or ``wss://`` URI; ``user:password@`` becomes a Basic
@@ -86,9 +94,36 @@ class connect:
         extensions: extension factories to offer, e.g. a tuned
             ``ClientPerMessageDeflateFactory(...)``.
         additional_headers: extra request headers, as (name, value) pairs.
-        user_agent: the ``User-Agent`` header, ``None`` for none.
-        open_timeout: seconds for TCP, TLS and the opening handshake (10);
-            ``None`` waits forever.
+        user_agent_header: the ``User-Agent`` header (of the handshake and of a
+            proxy's ``CONNECT``), ``None`` for none.
+        proxy: ``True`` (the default) uses the proxy the environment sets
+            for ``uri`` (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``,
+            ``NO_PROXY``: see ``ws13.proxy.get_proxy()``); a URL
+            (``http://[user:pass@]host:port``, ``https://...``,
+            ``socks5h://``, ``socks5://``, ``socks4a://``, ``socks4://``) uses
+            that proxy; ``None`` connects directly. SOCKS needs the
+            ``ws13[proxy]`` extra (python-socks). Not used with ``unix=True``,
+            ``sock=``, ``host=`` or ``port=``, which say where TCP goes.
+        proxy_ssl: the TLS context to an ``https://`` proxy (default: the
+            system's trusted CAs with hostname checks).
+        proxy_server_hostname: the name checked in the proxy's certificate,
+            if not the proxy's host.
+        max_redirects: how many redirects (301, 302, 303, 307, 308) to follow
+            (10); then, or on a loop, a ``wss://`` to ``ws://`` redirect or a
+            bad ``Location``, raise ``InvalidRedirect`` (an ``InvalidStatus``).
+            ``0`` follows none. See ``ws13.redirects``.
+        open_timeout: seconds for everything before the connection is open:
+            proxy, TCP, TLS, redirects and the opening handshake (10);
+            ``None`` waits forever (but a SOCKS handshake still gives up after
+            python-socks' 60 s).
+        process_exception: with ``async for``, called with each exception
+            that ended a connection attempt; returns ``None`` to retry, or the
+            exception to raise (default: ``ws13.client.process_exception``:
+            retry network errors, timeouts and 500/502/503/504).
+        reconnect_delays: with ``async for``, a function returning the
+            delays between attempts, an iterator of seconds (default:
+            ``ws13.client.backoff``: random 0-5 s, then 3.1 s growing by
+            1.618 times up to 90 s).
         ping_interval, ping_timeout, close_timeout, max_queue, write_limit:
             see ``Connection``.
         max_size: the largest message accepted, in bytes (1 MiB); ``None`` lifts it.
@@ -97,8 +132,29 @@ class connect:
         server_hostname: the TLS SNI and hostname to check, if not the URI's host.
         logger: logger to use (default ``ws13.client``).
         **kwargs: passed to ``loop.create_connection()`` (e.g. ``sock``,
-            ``local_addr``, ``family``), or ``loop.create_unix_connection()``
+            ``local_addr``, ``family``; through an HTTP proxy they apply to
+            the connection to the proxy), or ``loop.create_unix_connection()``
             with ``unix=True`` (then ``path`` is required).
+
+    Reconnection: ``async for ws in connect(uri)`` yields an open connection;
+    when your loop body is done with it (typically after ``ConnectionClosed``)
+    the next iteration waits the first delay of a fresh ``reconnect_delays()``
+    and connects again. A failed attempt goes to ``process_exception``: fatal,
+    it is raised out of the loop; else the next delay is waited and the
+    attempt repeated. Each retry logs one INFO line on ``logger``.
+
+    The ``uri`` attribute (a ``WebSocketURI``) is where each attempt starts;
+    ``process_exception`` may set it to fail over to another server.
+
+    Raises:
+        InvalidURI: ``uri`` isn't a valid WebSocket URI.
+        InvalidProxy: ``proxy`` (or the environment's) isn't a valid proxy URL.
+        OSError: TCP to the server or the proxy failed.
+        ProxyError: the proxy refused (``InvalidProxyStatus``, e.g. 407) or
+            answered nonsense (``InvalidProxyMessage``).
+        InvalidHandshake: the opening handshake failed (``InvalidStatus`` for
+            a refusal, ``InvalidRedirect`` for a redirect not followed).
+        TimeoutError: ``open_timeout`` ran out.
     """
 
     def __init__(
@@ -110,7 +166,13 @@ class connect:
         compression: str | None = "deflate",
         extensions: Sequence[ClientExtensionFactory] | None = None,
         additional_headers: Iterable[tuple[str, str]] | None = None,
-        user_agent: str | None = USER_AGENT,
+        user_agent_header: str | None = USER_AGENT,
+        proxy: str | Literal[True] | None = True,
+        proxy_ssl: ssl_module.SSLContext | None = None,
+        proxy_server_hostname: str | None = None,
+        max_redirects: int = MAX_REDIRECTS,
+        process_exception: Callable[[Exception], Exception | None] = process_exception,
+        reconnect_delays: Callable[[], Iterator[float]] = backoff,
         open_timeout: float | None = 10,
         ping_interval: float | None = 20,
         ping_timeout: float | None = 20,
@@ -127,24 +189,39 @@ class connect:
         self.uri = parse_uri(uri)
         # Checked here, not when the factory runs after TCP connected.
         check_close_timeout(close_timeout)
+        Redirects(self.uri, max_redirects=max_redirects)
         if ssl is not None and not self.uri.secure:
             raise InvalidURI(uri, "ssl= was given for a ws:// URI; use wss://")
-        if self.uri.secure and ssl is None:
-            ssl = ssl_module.create_default_context()
         self.ssl = ssl
         self.server_hostname = server_hostname
+        if isinstance(proxy, str):
+            if unix or not _DIRECT.isdisjoint(kwargs):
+                raise ValueError("proxy= can't be used with unix=True, sock=, host= or port=")
+            self._check_proxy_ssl(parse_proxy(proxy), proxy_ssl)
+        self.proxy = proxy
+        self.proxy_ssl = proxy_ssl
+        self.proxy_server_hostname = proxy_server_hostname
+        self.max_redirects = max_redirects
+        self.process_exception = process_exception
+        self.reconnect_delays = reconnect_delays
         self.open_timeout = open_timeout
+        self.additional_headers = additional_headers
+        self.user_agent_header = user_agent_header
+        self.logger = logger or logging.getLogger("ws13.client")
         self.unix = unix
         self.kwargs = kwargs
         self.connection: ClientConnection | None = None
+        self._default_ssl: ssl_module.SSLContext | None = None
         if compression == "deflate":
             extensions = enable_client_permessage_deflate(extensions)
         elif compression is not None:
             raise ValueError(f"unsupported compression: {compression!r}; use 'deflate' or None")
 
-        def factory() -> ClientConnection:
+        def factory(
+            uri: WebSocketURI, headers: Iterable[tuple[str, str]] | None
+        ) -> ClientConnection:
             protocol = ClientProtocol(
-                self.uri,
+                uri,
                 origin=origin,
                 subprotocols=subprotocols,
                 extensions=extensions,
@@ -153,56 +230,163 @@ class connect:
             )
             return ClientConnection(
                 protocol,
-                additional_headers=additional_headers,
-                user_agent=user_agent,
+                additional_headers=headers,
+                user_agent=user_agent_header,
                 keepalive=None if ping_interval is None else Keepalive(ping_interval, ping_timeout),
                 closing=closing_deadlines(close_timeout),
                 max_queue=max_queue,
                 write_limit=write_limit,
             )
 
-        self.factory = factory
+        #: Makes the ``ClientConnection`` of each attempt, for ``uri`` with
+        #: these request headers; wrap it to watch or adjust every connection.
+        self.factory: Callable[
+            [WebSocketURI, Iterable[tuple[str, str]] | None], ClientConnection
+        ] = factory
 
-    async def _connect(self) -> ClientConnection:
+    @staticmethod
+    def _check_proxy_ssl(proxy: Proxy, proxy_ssl: ssl_module.SSLContext | None) -> None:
+        if proxy_ssl is not None and proxy.scheme != "https":
+            raise ValueError(f"proxy_ssl= was given for the proxy {proxy}; use https://")
+
+    def _ssl_for(self, uri: WebSocketURI) -> ssl_module.SSLContext | None:
+        if not uri.secure:
+            return None
+        if self.ssl is not None:
+            return self.ssl
+        if self._default_ssl is None:
+            self._default_ssl = ssl_module.create_default_context()
+        return self._default_ssl
+
+    def _proxy_for(self, uri: WebSocketURI) -> Proxy | None:
+        if self.unix or not _DIRECT.isdisjoint(self.kwargs) or self.proxy is None:
+            return None
+        url = get_proxy(uri) if self.proxy is True else self.proxy
+        if url is None:
+            return None
+        proxy = parse_proxy(url)
+        self._check_proxy_ssl(proxy, self.proxy_ssl)
+        return proxy
+
+    async def _open(
+        self, uri: WebSocketURI, headers: Iterable[tuple[str, str]] | None
+    ) -> ClientConnection:
+        """TCP (through the proxy, if any) and TLS to ``uri``; the handshake is sent."""
         loop = asyncio.get_running_loop()
-        connection: ClientConnection | None = None
+        ssl = self._ssl_for(uri)
+        hostname = (self.server_hostname or uri.host) if ssl is not None else None
+
+        def factory() -> ClientConnection:
+            return self.factory(uri, headers)
+
+        if self.unix:
+            _, connection = await loop.create_unix_connection(
+                factory, ssl=ssl, server_hostname=hostname, **self.kwargs
+            )
+            return connection
+        proxy = self._proxy_for(uri)
+        if proxy is None:
+            kwargs = dict(self.kwargs)
+            if "sock" not in kwargs:
+                kwargs.setdefault("host", uri.host)
+                kwargs.setdefault("port", uri.port)
+            _, connection = await loop.create_connection(
+                factory, ssl=ssl, server_hostname=hostname, **kwargs
+            )
+            return connection
+        self.logger.debug("connecting to %s through the proxy %s", uri, proxy)
+        if proxy.is_socks:
+            sock = await connect_socks_proxy(
+                proxy,
+                uri,
+                handshake_timeout=self.open_timeout,
+                local_addr=self.kwargs.get("local_addr"),
+            )
+            try:
+                _, connection = await loop.create_connection(
+                    factory, sock=sock, ssl=ssl, server_hostname=hostname
+                )
+            except BaseException:
+                sock.close()
+                raise
+            return connection
+        proxy_ssl = self.proxy_ssl
+        if proxy.scheme == "https" and proxy_ssl is None:
+            proxy_ssl = ssl_module.create_default_context()
+        transport = await connect_http_proxy(
+            proxy,
+            uri,
+            user_agent_header=self.user_agent_header,
+            ssl=proxy_ssl,
+            server_hostname=self.proxy_server_hostname,
+            **self.kwargs,
+        )
+        connection = factory()
         try:
-            async with asyncio.timeout(self.open_timeout):
-                if self.unix:
-                    _, connection = await loop.create_unix_connection(
-                        self.factory,
-                        ssl=self.ssl,
-                        server_hostname=self._hostname(),
-                        **self.kwargs,
-                    )
-                else:
-                    kwargs = dict(self.kwargs)
-                    if "sock" not in kwargs:
-                        kwargs.setdefault("host", self.uri.host)
-                        kwargs.setdefault("port", self.uri.port)
-                    _, connection = await loop.create_connection(
-                        self.factory,
-                        ssl=self.ssl,
-                        server_hostname=self._hostname(),
-                        **kwargs,
-                    )
-                await connection._handshake
+            if ssl is not None:
+                # TLS to the server inside the tunnel (inside TLS to an
+                # https:// proxy: asyncio's start_tls nests them).
+                tls = await loop.start_tls(transport, connection, ssl, server_hostname=hostname)
+                assert tls is not None
+                transport = tls
+            else:
+                transport.set_protocol(connection)
+            connection.connection_made(transport)
+            transport.resume_reading()
         except BaseException:
-            if connection is not None and connection.transport is not None:
-                connection.transport.abort()
+            transport.abort()
             raise
         return connection
 
-    def _hostname(self) -> str | None:
-        if self.ssl is None:
-            return None
-        return self.server_hostname or self.uri.host
+    def _check_redirect(self, redirects: Redirects, response: Response) -> None:
+        """Refuse what can't be followed with this connection's settings."""
+        if "sock" in self.kwargs:
+            raise InvalidRedirect(response, "can't open a new connection on the sock= given")
+        if not same_origin(self.uri, redirects.uri) and (
+            self.unix or "host" in self.kwargs or "port" in self.kwargs
+        ):
+            raise InvalidRedirect(
+                response,
+                f"won't follow a redirect to {redirects.uri} with unix=True, host= or port=",
+            )
+
+    async def connect(self) -> ClientConnection:
+        """One connection, redirects followed: what ``await connect(...)`` does.
+
+        The reconnecting loop calls it for each attempt; a subclass may wrap it.
+        """
+        redirects = Redirects(self.uri, max_redirects=self.max_redirects)
+        headers = self.additional_headers
+        try:
+            async with asyncio.timeout(self.open_timeout):
+                while True:
+                    connection = await self._open(redirects.uri, headers)
+                    try:
+                        await connection._handshake
+                    except InvalidStatus as exc:
+                        _abort(connection)
+                        response = exc.response
+                        if response is None or not is_redirect(response):
+                            raise
+                        new = redirects.follow(response)
+                        self._check_redirect(redirects, response)
+                        self.logger.info("redirected (HTTP %d) to %s", exc.status, new)
+                        if redirects.left_origin and headers is not None:
+                            headers = strip_credentials(headers)
+                    except BaseException:
+                        _abort(connection)
+                        raise
+                    else:
+                        return connection
+        except TimeoutError as exc:
+            limit = "" if self.open_timeout is None else f" (open_timeout={self.open_timeout:g} s)"
+            raise TimeoutError(f"timed out opening a connection to {redirects.uri}{limit}") from exc
 
     def __await__(self) -> Generator[Any, None, ClientConnection]:
-        return self._connect().__await__()
+        return self.connect().__await__()
 
     async def __aenter__(self) -> ClientConnection:
-        self.connection = await self._connect()
+        self.connection = await self.connect()
         return self.connection
 
     async def __aexit__(
@@ -213,6 +397,57 @@ class connect:
     ) -> None:
         assert self.connection is not None
         await self.connection.close(CloseCode.NORMAL_CLOSURE)
+
+    async def __aiter__(self) -> AsyncGenerator[ClientConnection, None]:
+        delays: Iterator[float] | None = None
+        while True:
+            try:
+                async with self as connection:
+                    yield connection
+            except Exception as exc:
+                try:
+                    fatal = self.process_exception(exc)
+                except Exception as raised:
+                    # Raising instead of returning is a common slip; honour it.
+                    fatal = raised
+                if fatal is exc:
+                    raise
+                if fatal is not None:
+                    raise fatal from exc
+                if delays is None:
+                    delays = iter(self.reconnect_delays())
+                delay = next(delays)
+                self.logger.info(
+                    "connecting to %s failed: %s; retrying in %.1f s",
+                    self.uri,
+                    _describe(exc),
+                    delay,
+                )
+            else:
+                # RFC 6455 section 7.2.3: after a connection ends, wait a
+                # random while before reconnecting, lest every client of a
+                # restarted server come back at once. A fresh series of
+                # delays: the connection worked.
+                delays = iter(self.reconnect_delays())
+                delay = next(delays)
+                code = connection.close_code
+                self.logger.info(
+                    "connection to %s closed (%s); reconnecting in %.1f s", self.uri, code, delay
+                )
+            await asyncio.sleep(delay)
+
+
+#: Keyword arguments that say where TCP goes: no proxy then.
+_DIRECT = frozenset({"sock", "host", "port"})
+
+
+def _abort(connection: ClientConnection) -> None:
+    if connection.transport is not None:
+        connection.transport.abort()
+
+
+def _describe(exc: Exception) -> str:
+    return "".join(traceback.format_exception_only(exc)).strip().replace("\n", " ")
 
 
 def unix_connect(path: str, uri: str = "ws://localhost/", **kwargs: Any) -> connect:

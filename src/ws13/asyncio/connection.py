@@ -11,7 +11,9 @@ messages and frames pre-encoded for broadcasting.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, cast
 
@@ -21,13 +23,14 @@ from ..exceptions import (
     ConnectionClosedOK,
     InvalidState,
 )
-from ..frames import CloseCode, Frame, Opcode
+from ..frames import CloseCode, Fragment, Frame, Opcode
 from ..http11 import Request, Response
 from ..protocol import CLOSED, OPEN, SEND_EOF, Event, Protocol, State
 from .largereader import LARGE_READ, LargeFrameReader
 from .messages import MessageQueue, fresh
 from .pinging import Pinger
 from .sending import OK_CLOSE_CODES, Data
+from .streaming import Streamer, decoded
 from .timers import Deadlines, Keepalive
 
 __all__ = ["OK_CLOSE_CODES", "Connection", "Data"]
@@ -67,6 +70,12 @@ class Connection(Pinger):
             for no limit).
         write_limit: write-buffer high-water mark in bytes; ``send()`` waits
             while the buffer is above it until it drains below a quarter of it.
+
+    Counters, read by ``ws13.metrics`` at scrape time (and by anyone):
+    ``bytes_received``, ``bytes_sent``, ``messages_received``,
+    ``messages_sent`` (the core's, plus the pre-encoded frames of
+    ``send_frame_nowait()``) and ``write_pauses``, how many times the write
+    buffer went above ``write_limit``.
     """
 
     # Slots keep an idle connection small; "__dict__" (created only when
@@ -82,12 +91,14 @@ class Connection(Pinger):
         "_messages",
         "_on_message",
         "_paused_writing",
+        "_streamer",
         "debug",
         "logger",
         "loop",
         "protocol",
         "transport",
         "write_limit",
+        "write_pauses",
     )
 
     def __init__(
@@ -131,8 +142,52 @@ class Connection(Pinger):
         # the write buffer.
         self._on_message: Callable[[str | bytes], object] | None = None
         self._handler_paused = False
+        # Made by the first recv_streaming(), which turns streaming on.
+        self._streamer: Streamer | None = None
+        # The core counts bytes and messages; the frames written around it
+        # (send_frame_nowait) are counted here, and so are write pauses.
+        self._frames_sent = 0
+        self._frames_bytes = 0
+        self.write_pauses = 0
 
     # -- properties ----------------------------------------------------------
+
+    @functools.cached_property
+    def id(self) -> uuid.UUID:
+        """A random identifier (UUID 4), made when first read: for logs."""
+        return uuid.uuid4()
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes read: the HTTP handshake and frame headers included (TLS: the plaintext)."""
+        return self.protocol.bytes_received
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes written: the HTTP handshake and frame headers included (TLS: the plaintext)."""
+        return self.protocol.bytes_sent + self._frames_bytes
+
+    @property
+    def messages_received(self) -> int:
+        """Whole messages received (control frames aren't messages)."""
+        return self.protocol.messages_received
+
+    @property
+    def messages_sent(self) -> int:
+        """Whole messages sent, pre-encoded frames included."""
+        return self.protocol.messages_sent + self._frames_sent
+
+    def counters(self) -> tuple[int, int, int, int, int]:
+        """``(bytes_received, bytes_sent, messages_received, messages_sent,
+        write_pauses)`` in one call (``ws13.metrics`` reads them so)."""
+        protocol = self.protocol
+        return (
+            protocol.bytes_received,
+            protocol.bytes_sent + self._frames_bytes,
+            protocol.messages_received,
+            protocol.messages_sent + self._frames_sent,
+            self.write_pauses,
+        )
 
     @property
     def state(self) -> State:
@@ -204,18 +259,30 @@ class Connection(Pinger):
 
     # -- receiving -----------------------------------------------------------
 
-    async def recv(self) -> str | bytes:
+    async def recv(self, decode: bool | None = None) -> str | bytes:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        ``decode=False`` returns text as ``bytes`` (its UTF-8, re-encoded:
+        the core checks and decodes text as it arrives), ``decode=True``
+        returns binary as ``str`` (decoded as UTF-8: UnicodeDecodeError if
+        it isn't, and the message is gone). A fragmented message comes
+        whole, also on a connection where ``recv_streaming()`` is used.
+        Cancelling ``recv()`` loses nothing: the next call returns the
+        message.
 
         Raises ConnectionClosedOK after a normal close and ConnectionClosedError
         otherwise, once every message received before the close was read;
-        ConcurrencyError if another coroutine is already in ``recv()``.
+        ConcurrencyError if another coroutine is already in ``recv()`` or
+        ``recv_streaming()``, or if ``recv_streaming()`` left a message
+        unfinished (call it again for the rest).
         """
         messages = self._messages
         if messages._queue:
             message = messages.get_nowait()
             if message is not None:
-                return message
+                if decode is None and self._streamer is None:
+                    return message  # type: ignore[return-value]
+                return await self._finish(message, decode)
         if self._on_message is not None:
             raise ConcurrencyError("messages go to the handler given to set_message_handler()")
         # MessageQueue.wait() inlined, as in __anext__: a call per message.
@@ -226,12 +293,54 @@ class Connection(Pinger):
             raise ConcurrencyError("another coroutine is already waiting for the next message")
         waiter = messages._waiter = self.loop.create_future()
         try:
-            return await waiter
+            # Never a Fragment: Streamer.arrived() joins them for this waiter.
+            message = await waiter
         except asyncio.CancelledError:
             messages.cancelled(waiter)
             raise
         except ConnectionClosed as exc:
             raise fresh(exc) from exc.__cause__  # see MessageQueue.close()
+        if decode is None:
+            return message  # type: ignore[return-value]
+        return decoded(message, decode)  # type: ignore[arg-type]
+
+    async def _finish(self, message: str | bytes | Fragment, decode: bool | None) -> str | bytes:
+        """What ``recv()`` returns for ``message``: joined if it is a fragment, decoded."""
+        if type(message) is Fragment:
+            assert self._streamer is not None  # only streaming makes fragments
+            message = await self._streamer.join(message)
+        return decoded(message, decode)  # type: ignore[arg-type]
+
+    def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[str | bytes]:
+        """Iterate over the pieces of the next message as they arrive.
+
+        ``async for piece in ws.recv_streaming(): ...`` yields ``str`` pieces
+        for a text message (each decoded as it arrives: a character cut
+        between two frames comes whole in the later piece) and ``bytes`` for
+        a binary one, a piece per frame, and stops after the message's last
+        frame. A message sent in one frame is one piece (however large: a
+        frame is not split). ``decode`` as in ``recv()``; with
+        ``decode=True`` binary is decoded incrementally.
+
+        The first call turns streaming on for this connection, for good:
+        from then on each frame of a fragmented message is queued as it
+        arrives (each counts toward ``max_queue``) instead of once the
+        message is whole; ``recv()`` and ``async for`` still return whole
+        messages. ``max_size`` still bounds the whole message: past it the
+        connection fails with 1009 and the iteration raises
+        ConnectionClosedError. Messages already whole in the queue when
+        streaming starts come as one piece.
+
+        Leaving the loop before the last piece (``break``, cancellation)
+        keeps the rest: the next ``recv_streaming()`` continues that
+        message, and ``recv()`` raises ConcurrencyError until it has.
+        Raises what ``recv()`` raises.
+        """
+        streamer = self._streamer
+        if streamer is None:
+            streamer = self._streamer = Streamer(self)
+            self.protocol.stream_fragments = True
+        return streamer.stream(decode)
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         """Iterate over messages until a normal close (an error close raises)."""
@@ -243,7 +352,9 @@ class Connection(Pinger):
         if messages._queue:
             message = messages.get_nowait()
             if message is not None:
-                return message
+                if self._streamer is None:
+                    return message  # type: ignore[return-value]
+                return await self._finish(message, None)
         # MessageQueue.wait() inlined.
         if messages._exc is not None:
             if isinstance(messages._exc, ConnectionClosedOK):
@@ -256,7 +367,8 @@ class Connection(Pinger):
             raise ConcurrencyError("messages go to the handler given to set_message_handler()")
         waiter = messages._waiter = self.loop.create_future()
         try:
-            return await waiter
+            # Never a Fragment: Streamer.arrived() joins them for this waiter.
+            return await waiter  # type: ignore[return-value]
         except asyncio.CancelledError:
             messages.cancelled(waiter)
             raise
@@ -289,6 +401,8 @@ class Connection(Pinger):
         waiter = self._messages._waiter
         if handler is not None and waiter is not None and not waiter.done():
             raise ConcurrencyError("a coroutine is waiting in recv()")
+        if handler is not None and self._streamer is not None:
+            self._streamer.check_handler()
         self._on_message = handler
         if handler is None:
             self._unpause_for_handler()
@@ -302,8 +416,14 @@ class Connection(Pinger):
         if self._paused_writing:
             self._pause_for_handler()
 
-    def _call_handler(self, message: str | bytes) -> None:
+    def _call_handler(self, message: str | bytes | Fragment) -> None:
         assert self._on_message is not None
+        if isinstance(message, Fragment):
+            assert self._streamer is not None  # only streaming makes fragments
+            whole = self._streamer.collect(message)
+            if whole is None:
+                return
+            message = whole
         try:
             self._on_message(message)
         except Exception as exc:
@@ -316,7 +436,7 @@ class Connection(Pinger):
             # Its send_nowait() found the connection closing: normal, as
             # ConnectionClosed escaping a serve() handler is.
             return
-        self.logger.error("message handler failed", exc_info=exc)
+        self.logger.error("message handler failed", exc_info=exc, extra={"websocket": self})
         if self.protocol.state is OPEN:
             self.protocol.send_close(CloseCode.INTERNAL_ERROR)
             self._flush()
@@ -338,17 +458,29 @@ class Connection(Pinger):
 
     # -- sending -------------------------------------------------------------
 
-    async def send(self, message: Data | Iterable[Data] | AsyncIterable[Data]) -> None:
+    async def send(
+        self,
+        message: Data | Iterable[Data] | AsyncIterable[Data],
+        text: bool | None = None,
+        compress: bool = True,
+    ) -> None:
         """Send a message: ``str`` as text, bytes-like as binary.
 
+        ``text=True`` sends bytes-like as a Text frame (they must be UTF-8:
+        not checked, the peer fails the connection otherwise), ``text=False``
+        sends a ``str``'s UTF-8 as a Binary frame. ``compress=False`` sends
+        this message uncompressed even with permessage-deflate on (e.g. data
+        already compressed, or secrets next to attacker-chosen text: BREACH).
+
         An iterable or async iterable of str (or of bytes-like) sends one
-        fragmented message, a frame per item. Waits while the write buffer is
-        above ``write_limit``. Raises ConnectionClosed once the connection is
-        closing, TypeError for anything else.
+        fragmented message, a frame per item (``text`` applies to it too).
+        Waits while the write buffer is above ``write_limit``. Raises
+        ConnectionClosed once the connection is closing, TypeError for
+        anything else.
         """
         kind = type(message)
         if (kind is str or kind is bytes) and not self._fragmenting:
-            self.send_nowait(message)  # type: ignore[arg-type]
+            self.send_nowait(message, text, compress)  # type: ignore[arg-type]
             if self._paused_writing:
                 await self._drain()
             return
@@ -358,7 +490,7 @@ class Connection(Pinger):
                 assert self._send_lock is not None
                 async with self._send_lock:
                     pass
-            self.send_nowait(message)
+            self.send_nowait(message, text=text, compress=compress)
             if self._paused_writing:
                 await self._drain()
         elif isinstance(message, Mapping):
@@ -367,27 +499,31 @@ class Connection(Pinger):
         elif isinstance(message, (Iterable, AsyncIterable)):
             if self.protocol.state is not OPEN:
                 raise self._closed_exc()
-            await self._send_fragments(message)  # type: ignore[arg-type]
+            await self._send_fragments(message, text, compress)  # type: ignore[arg-type]
         else:
             raise TypeError(f"message must be str or bytes-like, not {kind.__name__}")
 
-    def send_nowait(self, message: Data) -> None:
+    def send_nowait(self, message: Data, text: bool | None = None, compress: bool = True) -> None:
         """Send a whole message now, without waiting: ``str`` as text, bytes-like as binary.
 
-        For code that can't await, such as a ``set_message_handler()``
-        callback. What the socket doesn't take at once stays in the write
-        buffer, which this never waits for: a connection whose messages come
-        to a handler stops reading while that buffer is above
-        ``write_limit``, so an echo can't be made to buffer without bound;
-        elsewhere, ``await send()`` (or ``wait_writable()``) is what keeps it
-        bounded. Raises ConnectionClosed once the connection is closing,
-        ConcurrencyError during a fragmented ``send()``, TypeError for
-        anything but str and bytes-like.
+        ``text`` and ``compress`` as in ``send()``. For code that can't
+        await, such as a ``set_message_handler()`` callback. What the socket
+        doesn't take at once stays in the write buffer, which this never
+        waits for: a connection whose messages come to a handler stops
+        reading while that buffer is above ``write_limit``, so an echo can't
+        be made to buffer without bound; elsewhere, ``await send()`` (or
+        ``wait_writable()``) is what keeps it bounded. Raises
+        ConnectionClosed once the connection is closing, ConcurrencyError
+        during a fragmented ``send()``, TypeError for anything but str and
+        bytes-like.
         """
         if self._fragmenting:
             raise ConcurrencyError("send_nowait() during a fragmented send()")
         try:
-            buffers = self.protocol.send_message(message)
+            if text is None and compress:
+                buffers = self.protocol.send_message(message)
+            else:
+                buffers = self.protocol.send_message(message, text=text, compress=compress)
         except InvalidState:
             raise self._send_refused() from None
         transport = self.transport
@@ -491,8 +627,15 @@ class Connection(Pinger):
                 self._handle_event(event)
 
     def _handle_event(self, event: object) -> None:
-        """Handle an event other than a message: a control frame or the handshake."""
-        if isinstance(event, Frame):
+        """Handle an event other than a message: a fragment, a control frame, the handshake."""
+        if type(event) is Fragment:
+            # Streaming is on (recv_streaming()).
+            if self._on_message is not None:
+                self._call_handler(event)
+            else:
+                assert self._streamer is not None
+                self._streamer.arrived(event)
+        elif isinstance(event, Frame):
             if event.opcode is Opcode.PONG:
                 self._acknowledge_pings(event.data)
         elif isinstance(event, (Request, Response)):
@@ -579,6 +722,7 @@ class Connection(Pinger):
 
     def pause_writing(self) -> None:
         self._paused_writing = True
+        self.write_pauses += 1
         if self._on_message is not None:
             self._pause_for_handler()
 

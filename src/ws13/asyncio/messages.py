@@ -16,10 +16,13 @@ from collections import deque
 from typing import Protocol
 
 from ..exceptions import ConcurrencyError
+from ..frames import Fragment
 
 __all__ = ["FlowControl", "MessageQueue"]
 
-Message = str | bytes
+#: A whole message, or a piece of one once ``recv_streaming()`` turned
+#: streaming on (see ``streaming.py``).
+Message = str | bytes | Fragment
 
 
 class FlowControl(Protocol):

@@ -41,7 +41,7 @@ class Sender(asyncio.Protocol):
     annotated here are ``Connection``'s, in its ``__slots__``.
     """
 
-    __slots__ = ("_drain_waiter", "_fragmenting", "_send_lock")
+    __slots__ = ("_drain_waiter", "_fragmenting", "_frames_bytes", "_frames_sent", "_send_lock")
 
     protocol: Protocol
     transport: asyncio.Transport | None
@@ -52,12 +52,24 @@ class Sender(asyncio.Protocol):
     _drain_waiter: asyncio.Future[None] | None
     _send_lock: asyncio.Lock | None
     _fragmenting: bool
+    _frames_bytes: int
+    _frames_sent: int
 
     def _flush(self) -> None:
         """Write what the core queued (``Connection._flush``)."""
         raise NotImplementedError
 
-    async def _send_fragments(self, fragments: Iterable[Data] | AsyncIterable[Data]) -> None:
+    def _write_buffers(self, buffers: list[bytes]) -> None:
+        """Write buffers in order, in one system call (``Connection._write_buffers``)."""
+        raise NotImplementedError
+
+    async def _send_fragments(
+        self,
+        fragments: Iterable[Data] | AsyncIterable[Data],
+        as_text: bool | None = None,
+        compress: bool = True,
+    ) -> None:
+        """Send one message, a frame per item; ``as_text`` and ``compress`` as in ``send()``."""
         if self._send_lock is None:
             self._send_lock = asyncio.Lock()
         async with self._send_lock:
@@ -69,6 +81,8 @@ class Sender(asyncio.Protocol):
                     if isinstance(fragments, AsyncIterable)
                     else _as_async(fragments)
                 )
+                # Whether the items are str, and whether the frames are Text.
+                kind: bool | None = None
                 text: bool | None = None
                 # Each fragment waits for the next one to learn whether it is
                 # the last (FIN), so a generator can be sent lazily.
@@ -80,18 +94,22 @@ class Sender(asyncio.Protocol):
                         item_text, data = False, bytes(item)
                     else:
                         raise TypeError("fragments must be str or bytes-like")
-                    if text is None:
-                        text = item_text
-                    elif text != item_text:
+                    if kind is None:
+                        kind = item_text
+                        text = kind if as_text is None else as_text
+                    elif kind != item_text:
                         raise TypeError("all fragments of a message must be str or all bytes")
                     if pending is not None:
-                        self._send_fragment(pending, text, first=not sent_first, fin=False)
+                        assert text is not None
+                        self._send_fragment(
+                            pending, text, compress, first=not sent_first, fin=False
+                        )
                         sent_first = True
                         await self._drain_if_needed()
                     pending = data
                 if pending is not None:
                     assert text is not None
-                    self._send_fragment(pending, text, first=not sent_first, fin=True)
+                    self._send_fragment(pending, text, compress, first=not sent_first, fin=True)
                     await self._drain_if_needed()
             except BaseException:
                 # A message can't be left half-sent: fail the connection.
@@ -102,16 +120,18 @@ class Sender(asyncio.Protocol):
             finally:
                 self._fragmenting = False
 
-    def _send_fragment(self, data: bytes, text: bool, *, first: bool, fin: bool) -> None:
+    def _send_fragment(
+        self, data: bytes, text: bool, compress: bool, *, first: bool, fin: bool
+    ) -> None:
         protocol = self.protocol
         if protocol.state is not OPEN:
             raise self._closed_exc()
         if not first:
             protocol.send_continuation(data, fin=fin)
         elif text:
-            protocol.send_text(data, fin=fin)
+            protocol.send_text(data, fin=fin, compress=compress)
         else:
-            protocol.send_binary(data, fin=fin)
+            protocol.send_binary(data, fin=fin, compress=compress)
         self._flush()
 
     async def _drain_if_needed(self) -> None:
@@ -146,20 +166,26 @@ class Sender(asyncio.Protocol):
         if self.debug or self.protocol.tracer is not None:
             self._trace_pre_encoded(frame)
         if self.transport is not None:
+            self._frames_sent += 1
+            self._frames_bytes += len(frame)
             self.transport.write(frame)
 
     def send_frames_nowait(self, frames: list[bytes]) -> None:
         """Write several pre-encoded frames (see ``send_frame_nowait``) in one write.
 
         A broadcaster that queued frames for a connection while it was busy
-        sends them together: one system call instead of one per frame.
+        sends them together: one system call instead of one per frame. The
+        two buffers of a large frame from ``ws13.writer.broadcast_frame()``
+        (header, payload) count as one frame here.
         """
         self._check_pre_encoded()
         if self.debug or self.protocol.tracer is not None:
-            for frame in frames:
+            for frame in _whole_frames(frames):
                 self._trace_pre_encoded(frame)
         if self.transport is not None:
-            self.transport.write(b"".join(frames))
+            self._frames_sent += len(frames)
+            self._frames_bytes += sum(map(len, frames))
+        self._write_buffers(frames)
 
     def _check_pre_encoded(self) -> None:
         protocol = self.protocol
@@ -209,6 +235,22 @@ class Sender(asyncio.Protocol):
         exc = ConnectionClosedError(rcvd, sent, protocol.close_rcvd_then_sent)
         exc.__cause__ = protocol.parser_exc
         return exc
+
+
+def _whole_frames(buffers: list[bytes]) -> list[bytes]:
+    """The frames in ``buffers``, a header alone joined to its payload (for tracing)."""
+    frames = []
+    i = 0
+    while i < len(buffers):
+        frame = buffers[i]
+        length = frame[1] & 0x7F
+        head = 2 if length < 126 else 4 if length == 126 else 10
+        if head > 2 and len(frame) == head and i + 1 < len(buffers):
+            frame += buffers[i + 1]
+            i += 1
+        frames.append(frame)
+        i += 1
+    return frames
 
 
 async def _as_async(iterator: Iterable[Data]) -> AsyncIterator[Data]:

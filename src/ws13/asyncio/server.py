@@ -8,7 +8,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConnectionClosed
 from ..extensions.base import ServerExtensionFactory
@@ -16,26 +16,48 @@ from ..extensions.permessage_deflate import enable_server_permessage_deflate
 from ..frames import CloseCode
 from ..http11 import Request, Response
 from ..protocol import CLOSED, CONNECTING, OPEN
-from ..server import ServerProtocol, SubprotocolSelector
+from ..server import ServerProtocol, connection_selector
 from ..version import USER_AGENT
+from .auth import basic_auth
+from .broadcast import broadcast
 from .connection import Connection, closing_deadlines
 from .timers import Deadlines, Keepalive
 
-__all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
+if TYPE_CHECKING:
+    from ..metrics import Metrics
+
+# basic_auth and broadcast live in their own modules; websockets has them here.
+__all__ = ["Server", "ServerConnection", "basic_auth", "broadcast", "serve", "unix_serve"]
 
 Handler = Callable[["ServerConnection"], Awaitable[None]]
+#: ``select_subprotocol(connection, offered)`` returns one of ``offered``, or
+#: None for no subprotocol (websockets' signature).
+SelectSubprotocol = Callable[["ServerConnection", Sequence[str]], "str | None"]
 #: ``process_request(connection, request)`` returns None to go on with the
 #: WebSocket handshake, or a Response (e.g. ``connection.respond(200, "OK")``)
 #: to answer plain HTTP instead. It may be a coroutine function.
 ProcessRequest = Callable[
     ["ServerConnection", Request], "Response | Awaitable[Response | None] | None"
 ]
+#: ``process_response(connection, request, response)`` runs once the answer to
+#: the handshake is built (the 101, a refusal, or what ``process_request``
+#: returned) and before it is sent: it may change ``response`` in place
+#: (e.g. add a header) and return None, or return another Response to send
+#: instead. It may be a coroutine function. If it raises, the client gets 500.
+ProcessResponse = Callable[
+    ["ServerConnection", Request, Response], "Response | Awaitable[Response | None] | None"
+]
 
 
 class ServerConnection(Connection):
-    """A connection accepted by a ``Server``; the argument of the handler."""
+    """A connection accepted by a ``Server``; the argument of the handler.
 
-    __slots__ = ("handler_task", "server")
+    Attributes:
+        server: the ``Server`` that accepted it.
+        username: the user ``basic_auth()`` let in; ``None`` without it.
+    """
+
+    __slots__ = ("handler_task", "server", "username")
 
     protocol: ServerProtocol
 
@@ -43,6 +65,7 @@ class ServerConnection(Connection):
         super().__init__(protocol, **kwargs)
         self.server = server
         self.handler_task: asyncio.Task[None] | None = None
+        self.username: str | None = None
 
     def respond(self, status: int, text: str) -> Response:
         """Build a plain-text HTTP response, for ``process_request`` to return."""
@@ -53,29 +76,42 @@ class ServerConnection(Connection):
         self.server.connections.add(self)
         if self.server.opening is not None:
             self.server.opening.add(self)
+        if self.server.metrics is not None:
+            self.server.metrics.connection_opened(self)
 
     def _open_timed_out(self) -> None:
         if self.protocol.state is CONNECTING and self.transport is not None:
             if self.debug:
                 self.logger.debug("! opening handshake timed out")
+            if self.server.metrics is not None:
+                self.server.metrics.open_timeout()
             self.transport.abort()
+
+    def _keepalive_timed_out(self) -> None:
+        if self.server.metrics is not None:
+            self.server.metrics.keepalive_timeout()
+        super()._keepalive_timed_out()
 
     def _handle_handshake(self, event: Request | Response) -> None:
         assert isinstance(event, Request)
         process_request = self.server.process_request
         if process_request is None:
-            self._finish_handshake(event, None)
+            self._process_response(event, None)
             return
         try:
             result = process_request(self, event)
         except Exception:
-            self.logger.error("process_request failed", exc_info=True)
-            self._finish_handshake(event, self.respond(500, "Internal Server Error\n"))
+            self._process_response(event, self._hook_failed("process_request"))
             return
         if inspect.isawaitable(result):
             self.loop.create_task(self._await_process_request(event, result))
         else:
-            self._finish_handshake(event, result)
+            self._process_response(event, result)
+
+    def _hook_failed(self, name: str) -> Response:
+        """Log the exception a hook raised; answer 500 instead."""
+        self.logger.error("%s failed", name, exc_info=True, extra={"websocket": self})
+        return self.respond(500, "Internal Server Error\n")
 
     async def _await_process_request(
         self, request: Request, result: Awaitable[Response | None]
@@ -83,16 +119,45 @@ class ServerConnection(Connection):
         try:
             response = await result
         except Exception:
-            self.logger.error("process_request failed", exc_info=True)
-            response = self.respond(500, "Internal Server Error\n")
+            response = self._hook_failed("process_request")
         if self.transport is not None:
-            self._finish_handshake(request, response)
+            self._process_response(request, response)
 
-    def _finish_handshake(self, request: Request, response: Response | None) -> None:
+    def _process_response(self, request: Request, response: Response | None) -> None:
+        """Build the answer (101 unless ``process_request`` gave one), let
+        ``process_response`` see or replace it, then send it."""
         if response is None:
             response = self.protocol.accept(request)
             if self.protocol.handshake_exc is not None:
-                self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
+                self.logger.info(
+                    "opening handshake failed: %s",
+                    self.protocol.handshake_exc,
+                    extra={"websocket": self},
+                )
+        process_response = self.server.process_response
+        if process_response is not None:
+            try:
+                result = process_response(self, request, response)
+            except Exception:
+                result = self._hook_failed("process_response")
+            if inspect.isawaitable(result):
+                self.loop.create_task(self._await_process_response(response, result))
+                return
+            if result is not None:
+                response = result
+        self._finish_handshake(response)
+
+    async def _await_process_response(
+        self, response: Response, result: Awaitable[Response | None]
+    ) -> None:
+        try:
+            replacement = await result
+        except Exception:
+            replacement = self._hook_failed("process_response")
+        if self.transport is not None:
+            self._finish_handshake(response if replacement is None else replacement)
+
+    def _finish_handshake(self, response: Response) -> None:
         self.protocol.send_response(response)
         if self.server.opening is not None:
             self.server.opening.discard(self)
@@ -110,7 +175,7 @@ class ServerConnection(Connection):
             # there is no reference cycle for the garbage collector to free.
             exc.__traceback__ = None
         except Exception:
-            self.logger.error("connection handler failed", exc_info=True)
+            self.logger.error("connection handler failed", exc_info=True, extra={"websocket": self})
             await self.close(CloseCode.INTERNAL_ERROR)
             return
         if self.protocol.state is not CLOSED:
@@ -122,10 +187,16 @@ class ServerConnection(Connection):
         super().connection_lost(exc)
         if self.protocol.handshake_exc is not None and self.protocol.request is None:
             # A malformed request: the core answered 4xx and closed.
-            self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
+            self.logger.info(
+                "opening handshake failed: %s",
+                self.protocol.handshake_exc,
+                extra={"websocket": self},
+            )
         if self.server.opening is not None:
             self.server.opening.discard(self)
         self.server.connections.discard(self)
+        if self.server.metrics is not None:
+            self.server.metrics.connection_closed(self)
 
 
 class Server:
@@ -134,6 +205,7 @@ class Server:
     Attributes:
         connections: the open connections (including those in the handshake).
         server: the underlying ``asyncio.Server``.
+        metrics: the ``ws13.metrics.Metrics`` its connections report to, if any.
     """
 
     def __init__(
@@ -141,11 +213,15 @@ class Server:
         handler: Handler,
         *,
         process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
         open_timeout: float | None = 10,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.handler = handler
+        self.metrics = metrics
         self.process_request = process_request
+        self.process_response = process_response
         self.open_timeout = open_timeout
         #: Connections still in the opening handshake, each aborted after
         #: ``open_timeout``: one loop timer for all of them.
@@ -258,12 +334,16 @@ class serve:
         origins: acceptable Origin values (``None`` in the list: no Origin
             header); refused ones get 403. Default: any.
         subprotocols: subprotocols this server speaks, by preference.
-        select_subprotocol: ``f(request, offered) -> str | None`` to choose instead.
+        select_subprotocol: ``f(connection, offered) -> str | None`` to choose
+            instead (websockets' signature; ``connection.request`` is the
+            request); it must return one of ``offered``, or None.
         compression: ``"deflate"`` (the default) accepts permessage-deflate
             (RFC 7692) when the client offers it; ``None`` turns it off.
         extensions: extension factories, e.g. a tuned
             ``ServerPerMessageDeflateFactory(...)``.
         process_request: hook to answer plain HTTP; see ``ProcessRequest``.
+        process_response: hook to see or replace the handshake's answer
+            before it is sent; see ``ProcessResponse``.
         server_header: ``Server`` header (``None`` for none).
         open_timeout: seconds for the client to complete the handshake (10).
         ping_interval, ping_timeout, close_timeout, max_queue, write_limit:
@@ -271,6 +351,11 @@ class serve:
         max_size: the largest message accepted (1 MiB); ``None`` lifts it.
         ssl: an ``ssl.SSLContext`` to serve ``wss://``.
         logger: logger to use (default ``ws13.server``).
+        metrics: a ``ws13.metrics.Metrics`` (``ws13[metrics]``) to count this
+            server's connections, handshakes, messages, bytes and closes in;
+            ``None`` (the default) counts nothing but each connection's own
+            counters (see ``Connection``). Serving them over HTTP is up to
+            ``process_request``: see ``Metrics.mount()``.
         **kwargs: passed to ``loop.create_server()`` (``sock``, ``reuse_port``,
             ``backlog``...) or, with ``unix=True``, ``loop.create_unix_server()``.
     """
@@ -283,10 +368,11 @@ class serve:
         *,
         origins: Sequence[str | None] | None = None,
         subprotocols: Sequence[str] | None = None,
-        select_subprotocol: SubprotocolSelector | None = None,
+        select_subprotocol: SelectSubprotocol | None = None,
         compression: str | None = "deflate",
         extensions: Sequence[ServerExtensionFactory] | None = None,
         process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
         server_header: str | None = USER_AGENT,
         open_timeout: float | None = 10,
         ping_interval: float | None = 20,
@@ -296,11 +382,17 @@ class serve:
         max_queue: int | None = 16,
         write_limit: int = 2**16,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        metrics: Metrics | None = None,
         unix: bool = False,
         **kwargs: Any,
     ) -> None:
         self.server = Server(
-            handler, process_request=process_request, open_timeout=open_timeout, logger=logger
+            handler,
+            process_request=process_request,
+            process_response=process_response,
+            open_timeout=open_timeout,
+            logger=logger,
+            metrics=metrics,
         )
         if compression == "deflate":
             extensions = enable_server_permessage_deflate(extensions)
@@ -329,13 +421,12 @@ class serve:
             protocol = ServerProtocol(
                 origins=origins,
                 subprotocols=subprotocols,
-                select_subprotocol=select_subprotocol,
                 extensions=extensions,
                 server_header=server_header,
                 max_size=max_size,
                 logger=logger,
             )
-            return ServerConnection(
+            connection = ServerConnection(
                 protocol,
                 server,
                 keepalive=keepalive,
@@ -343,6 +434,9 @@ class serve:
                 max_queue=max_queue,
                 write_limit=write_limit,
             )
+            if select_subprotocol is not None:
+                protocol.select_subprotocol = connection_selector(select_subprotocol, connection)
+            return connection
 
         self.factory = factory
 

@@ -20,13 +20,14 @@ import argparse
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import os
 import ssl
 import sys
 import threading
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, Literal
 
 from ..asyncio.client import ClientConnection, connect
 from ..client import ClientProtocol
@@ -34,7 +35,8 @@ from ..exceptions import (
     ConnectionClosed,
     InvalidHandshake,
 )
-from ..uri import parse_uri
+from ..proxy import get_proxy, parse_proxy
+from ..uri import WebSocketURI, parse_uri
 from . import fail
 from .errors import ConnectFailed, connect_failed, unless_plain_http
 from .trace import Dissector, format_frame, format_handshake, handshake_record
@@ -114,6 +116,19 @@ def add_parser(commands: Any) -> None:
         help="reconnect when the connection fails or closes, waiting "
         f"{BACKOFF_INITIAL:g} s, then twice as long each time, up to {BACKOFF_MAX:g} s",
     )
+    proxies = parser.add_mutually_exclusive_group()
+    proxies.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="connect through this proxy: http://[user:pass@]host:port, https://..., "
+        "socks5h://..., socks5://..., socks4a://..., socks4://... (default: the "
+        "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY environment variables)",
+    )
+    proxies.add_argument(
+        "--no-proxy",
+        action="store_true",
+        help="connect directly, whatever the environment says",
+    )
     parser.add_argument(
         "--trace",
         action="store_true",
@@ -158,6 +173,8 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 def check_args(args: argparse.Namespace) -> None:
     """Raise ValueError with a one-line message for bad options."""
     parse_uri(args.url)  # InvalidURI is a ValueError
+    if args.proxy is not None:
+        parse_proxy(args.proxy)  # InvalidProxy too
     _headers(args.header)
     if args.max_size < 0:
         raise ValueError(f"--max-size {args.max_size}: must be 0 (no limit) or more")
@@ -193,11 +210,27 @@ def _stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-async def open_connection(args: argparse.Namespace) -> ClientConnection:
-    """Connect as the options say; raise ConnectFailed with a one-line reason."""
-    tracer = Tracer() if args.trace else None
-    try:
-        opener = connect(
+class _Opener(connect):
+    """``connect()`` as the options say, with the CLI's extras on each attempt.
+
+    ``--trace`` gets each connection's handshake and frames; a ``wss://``
+    handshake that goes unanswered is checked for a plain HTTP server
+    (``unless_plain_http``); ``--reconnect`` decides what is retried, prints
+    one line per wait, and waits ``BACKOFF_INITIAL`` seconds, then twice as
+    long each time up to ``BACKOFF_MAX``.
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tracer: Tracer | None = None
+        #: Why the last attempt failed, printed with the next wait.
+        self.failure: str | None = None
+        proxy: str | Literal[True] | None = True
+        if args.no_proxy:
+            proxy = None
+        elif args.proxy is not None:
+            proxy = args.proxy
+        super().__init__(
             args.url,
             additional_headers=_headers(args.header),
             subprotocols=args.subprotocol or None,
@@ -206,30 +239,82 @@ async def open_connection(args: argparse.Namespace) -> ClientConnection:
             ping_interval=args.ping_interval or None,
             compression=None if args.no_compression else "deflate",
             ssl=_ssl_context(args),
+            proxy=proxy,
+            process_exception=self._process_exception,
+            reconnect_delays=self._delays,
         )
-    except ValueError as exc:
-        raise connect_failed(args.url, exc) from None
-    if tracer is not None:
-        # Set the tracer before the first byte arrives: a frame may come in
-        # the same TCP segment as the handshake response.
-        make: Callable[[], ClientConnection] = opener.factory
+        if args.trace:
+            make = self.factory
 
-        def factory() -> ClientConnection:
-            connection = make()
-            tracer.protocol = connection.protocol
-            connection.protocol.tracer = tracer
-            return connection
+            def factory(
+                uri: WebSocketURI, headers: Iterable[tuple[str, str]] | None
+            ) -> ClientConnection:
+                # Set the tracer before the first byte arrives: a frame may
+                # come in the same TCP segment as the handshake response.
+                connection = make(uri, headers)
+                self.tracer = Tracer()
+                self.tracer.protocol = connection.protocol
+                connection.protocol.tracer = self.tracer
+                return connection
 
-        opener.factory = factory
+            self.factory = factory
+
+    async def connect(self) -> ClientConnection:
+        try:
+            connection = await unless_plain_http(super().connect(), self.args.url)
+        except InvalidHandshake:
+            if self.tracer is not None:
+                self.tracer.announce()
+            raise
+        if self.tracer is not None:
+            self.tracer.announce()
+        return connection
+
+    def _process_exception(self, exc: Exception) -> Exception | None:
+        failed = connect_failed(self.args.url, exc, self._proxy_url())
+        if not (self.args.reconnect and failed.retry):
+            return failed
+        self.failure = str(failed)
+        return None
+
+    def _proxy_url(self) -> str | None:
+        if self.proxy is True:
+            return get_proxy(self.uri)
+        return self.proxy
+
+    def _delays(self) -> Iterator[float]:
+        delay = BACKOFF_INITIAL
+        while True:
+            failure, self.failure = self.failure, None
+            prefix = "" if failure is None else f"{failure}; "
+            _stderr(f"ws13: {prefix}reconnecting in {delay:g} s")
+            yield delay
+            delay = min(delay * BACKOFF_FACTOR, BACKOFF_MAX)
+
+
+async def reconnecting(
+    args: argparse.Namespace, run_one: Callable[[ClientConnection], Awaitable[int | None]]
+) -> int:
+    """Connect and run ``run_one`` until it returns an exit status.
+
+    ``run_one`` returns ``None`` to connect again (``--reconnect``): the
+    reconnecting loop of ``ws13.asyncio.connect`` then waits and reconnects.
+    """
     try:
-        connection = await unless_plain_http(opener, args.url)
-    except Exception as exc:
-        if tracer is not None and isinstance(exc, InvalidHandshake):
-            tracer.announce()
-        raise connect_failed(args.url, exc) from None
-    if tracer is not None:
-        tracer.announce()
-    return connection
+        opener = _Opener(args)
+    except ValueError as exc:
+        failed = connect_failed(args.url, exc)
+        return fail(str(failed), failed.status)
+    try:
+        async with contextlib.aclosing(aiter(opener)) as connections:
+            async for ws in connections:
+                status = await run_one(ws)
+                if status is not None:
+                    return status
+    except ConnectFailed as exc:
+        return fail(str(exc), exc.status)
+    # The loop of connections never ends by itself.
+    raise AssertionError("unreachable")
 
 
 def format_message(message: str | bytes, args: argparse.Namespace) -> str:
@@ -407,30 +492,6 @@ async def _pipe_once(ws: ClientConnection, session: Session) -> int | None:
         _stderr(f"ws13: connection closed: {code}{reason}")
         return None
     return close_status(ws)
-
-
-async def reconnecting(
-    args: argparse.Namespace, run_one: Callable[[ClientConnection], Awaitable[int | None]]
-) -> int:
-    """Connect and run ``run_one``; with ``--reconnect``, again after each failure."""
-    delay = BACKOFF_INITIAL
-    while True:
-        try:
-            ws = await open_connection(args)
-        except ConnectFailed as exc:
-            if not (args.reconnect and exc.retry):
-                return fail(str(exc), exc.status)
-            _stderr(f"ws13: {exc}; reconnecting in {delay:g} s")
-            await asyncio.sleep(delay)
-            delay = min(delay * BACKOFF_FACTOR, BACKOFF_MAX)
-            continue
-        delay = BACKOFF_INITIAL
-        status: int | None = await run_one(ws)
-        if status is not None:
-            return status
-        _stderr(f"ws13: reconnecting in {delay:g} s")
-        await asyncio.sleep(delay)
-        delay = min(delay * BACKOFF_FACTOR, BACKOFF_MAX)
 
 
 async def _pipe(args: argparse.Namespace) -> int:

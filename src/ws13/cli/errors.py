@@ -7,6 +7,9 @@
 * a bad URL: ``'http://x/' isn't a valid WebSocket URI: scheme isn't ws or wss`` (2);
 * a name that doesn't resolve: ``cannot connect to URL: could not resolve host HOST``;
 * a refused connection: ``cannot connect to URL: Connection refused``;
+* through a proxy: ``cannot connect to proxy PROXY: Connection refused``, or the
+  proxy's refusal ``proxy rejected connection: HTTP 407 Proxy Authentication Required``;
+* a redirect not followed: ``redirect not followed: more than 10 redirects (HTTP 302)``;
 * an HTTP answer other than 101: ``server rejected the connection: HTTP 404 Not Found``;
 * TLS: ``TLS error: CERTIFICATE_VERIFY_FAILED``; a ``wss://`` URL whose server
   answers in plain HTTP: ``... the server answered with plain HTTP, not TLS: ...``;
@@ -24,7 +27,15 @@ import ssl
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from ..exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from ..exceptions import (
+    InvalidHandshake,
+    InvalidProxy,
+    InvalidProxyStatus,
+    InvalidRedirect,
+    InvalidStatus,
+    InvalidURI,
+)
+from ..proxy import parse_proxy
 from ..uri import parse_uri
 
 __all__ = [
@@ -103,8 +114,9 @@ def not_tls_message(url: str) -> str:
     return f"cannot connect to {url}: the server answered with plain HTTP, not TLS (is it {plain}?)"
 
 
-def connect_failed(url: str, exc: BaseException) -> ConnectFailed:
-    """The ``ConnectFailed`` for ``exc``, raised while connecting to ``url``."""
+def connect_failed(url: str, exc: BaseException, proxy: str | None = None) -> ConnectFailed:
+    """The ``ConnectFailed`` for ``exc``, raised while connecting to ``url``
+    (through ``proxy``, a proxy URL, if given)."""
     if isinstance(exc, ConnectFailed):
         return exc
     if isinstance(exc, ssl.SSLError):
@@ -118,6 +130,10 @@ def connect_failed(url: str, exc: BaseException) -> ConnectFailed:
         return ConnectFailed(f"TLS error: {reason}", retry=False)
     if isinstance(exc, (InvalidURI, ValueError)):
         return ConnectFailed(str(exc), 2, retry=False)
+    if isinstance(exc, InvalidProxyStatus):
+        return ConnectFailed(str(exc), retry=exc.status >= 500)
+    if isinstance(exc, InvalidRedirect):
+        return ConnectFailed(str(exc), retry=False)
     if isinstance(exc, InvalidStatus):
         phrase = exc.response.reason_phrase if exc.response is not None else ""
         return ConnectFailed(
@@ -128,6 +144,13 @@ def connect_failed(url: str, exc: BaseException) -> ConnectFailed:
         return ConnectFailed(f"opening handshake failed: {exc}")
     if isinstance(exc, TimeoutError):
         return ConnectFailed(f"timed out connecting to {url}")
+    if isinstance(exc, OSError) and proxy is not None:
+        try:
+            where = parse_proxy(proxy)
+        except InvalidProxy:
+            return ConnectFailed(f"cannot connect to proxy: {exc}")
+        reason = os_error_reason(exc, where.host)
+        return ConnectFailed(f"cannot connect to proxy {where}: {reason}")
     if isinstance(exc, OSError):
         return ConnectFailed(f"cannot connect to {url}: {os_error_reason(exc, _host(url))}")
     return ConnectFailed(f"cannot connect to {url}: {exc}")

@@ -17,12 +17,16 @@ path       plain HTTP GET                WebSocket upgrade
 /chat.js   its script                    404
 /favicon.* the page's icon (SVG)         404
 /hub       426 Upgrade Required          the pub/sub hub (``ws13.hub``)
+/metrics   metrics (``--metrics``)       404
 (other)    404                           404
 ========== ============================= ==========================================
 
 A service connection opened with ``?inspect=<id>`` streams its handshake and
 every frame to the inspector with that id. Each WebSocket connection logs one
 line when it opens and one when it closes; ``-v`` adds a line per frame.
+``--log-format json`` writes every line of stderr as a JSON object
+(``ws13.logs.JSONFormatter``). ``--metrics`` adds Prometheus metrics at
+``/metrics`` (``--metrics-path``), counting every connection and the hub.
 """
 
 from __future__ import annotations
@@ -48,8 +52,8 @@ from ..headers import Headers
 from ..http11 import Request, Response
 from ..hub import SUBPROTOCOL
 from ..hub.cli import add_serve_arguments, mount, start_hub
+from ..logs import JSONFormatter
 from ..protocol import FrameTracer
-from ..server import SubprotocolSelector
 from . import fail
 from .errors import os_error_reason
 from .execproc import PTY_AVAILABLE, run_command
@@ -113,6 +117,23 @@ def add_parser(commands: Any) -> None:
         action="count",
         default=0,
         help="log every frame (-vv: also the library's debug log)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="stderr as text lines (text, the default) or one JSON object per line (json)",
+    )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve Prometheus metrics at /metrics on the same port (needs ws13[metrics])",
+    )
+    parser.add_argument(
+        "--metrics-path",
+        metavar="PATH",
+        default=None,
+        help="where --metrics serves them (/metrics)",
     )
     add_serve_arguments(parser)
     parser.set_defaults(run=run)
@@ -243,7 +264,13 @@ class DemoServer:
         route = self.routes[path.partition("?")[0]]
         assert route.websocket is not None
         subprotocol = connection.subprotocol or "-"
-        logger.info("open %s %s subprotocol=%s", peer, path, subprotocol)
+        logger.info(
+            "open %s %s subprotocol=%s",
+            peer,
+            path,
+            subprotocol,
+            extra={"event": "open", "websocket": connection, "remote": peer, "path": path},
+        )
         watch = self._watches.pop(connection, None)
         if watch is not None:
             watch.announce()
@@ -257,13 +284,21 @@ class DemoServer:
             await connection.close()
             if watch is not None:
                 watch.closed()
+            duration = time.monotonic() - started
             logger.info(
                 "close %s %s subprotocol=%s code=%s duration=%.3fs",
                 peer,
                 path,
                 subprotocol,
                 connection.close_code,
-                time.monotonic() - started,
+                duration,
+                extra={
+                    "event": "close",
+                    "websocket": connection,
+                    "remote": peer,
+                    "path": path,
+                    "duration": round(duration, 3),
+                },
             )
 
     async def service(self, connection: ServerConnection) -> None:
@@ -295,7 +330,7 @@ def static(name: str) -> Callable[[Request], Response]:
     return answer
 
 
-def hub_subprotocol(hub_path: str) -> SubprotocolSelector:
+def hub_subprotocol(hub_path: str) -> Callable[[ServerConnection, Sequence[str]], str | None]:
     """Agree to ``ws13.hub.v1`` on the hub's path only.
 
     Elsewhere (``/echo``, ``/``) the server doesn't speak it: agreeing there
@@ -303,7 +338,9 @@ def hub_subprotocol(hub_path: str) -> SubprotocolSelector:
     that never comes.
     """
 
-    def select(request: Request, offered: Sequence[str]) -> str | None:
+    def select(connection: ServerConnection, offered: Sequence[str]) -> str | None:
+        request = connection.request
+        assert request is not None  # the handshake is being checked
         if request.path.partition("?")[0] == hub_path and SUBPROTOCOL in offered:
             return SUBPROTOCOL
         return None
@@ -316,7 +353,12 @@ def _frame_logger(peer: str) -> FrameTracer:
 
     def log_frame(outgoing: bool, header: bytes, payload: bytes) -> None:
         record = dissector.frame(not outgoing, header, payload)
-        logger.info("%s %s", peer, format_frame_line(record, outgoing))
+        logger.info(
+            "%s %s",
+            peer,
+            format_frame_line(record, outgoing),
+            extra={"event": "frame", "remote": peer},
+        )
 
     return log_frame
 
@@ -358,16 +400,64 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
+def _say(args: argparse.Namespace, message: str, event: str, **fields: Any) -> None:
+    """Tell the operator: a plain line on stderr, or with ``--log-format json`` a JSON one."""
+    if args.log_format == "json":
+        logger.info(message, extra={"event": event, **fields})
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _fail(args: argparse.Namespace, message: str, status: int = 1) -> int:
+    """``fail()``, as a JSON line with ``--log-format json``."""
+    if args.log_format == "json":
+        logger.error("%s", message, extra={"event": "error"})
+        return status
+    return fail(message, status)
+
+
+def _metrics(args: argparse.Namespace, demo: DemoServer) -> Any:
+    """The ``Metrics`` for ``--metrics``, routed at its path; None without it.
+
+    Raises ValueError with a one-line reason (prometheus_client missing, a
+    path already taken).
+    """
+    if args.metrics_path is not None and not args.metrics:
+        raise ValueError("--metrics-path needs --metrics")
+    if not args.metrics:
+        return None
+    path = args.metrics_path or "/metrics"
+    if not path.startswith("/") or "?" in path:
+        raise ValueError(f"--metrics-path {path}: must start with / and have no query")
+    if path in demo.routes or path == args.hub_path:
+        raise ValueError(f"--metrics-path {path}: that path is already served")
+    try:
+        import prometheus_client
+
+        from ..metrics import Metrics
+    except ImportError:
+        raise ValueError("--metrics needs prometheus_client: pip install 'ws13[metrics]'") from None
+    # The global registry: prometheus_client adds the process's CPU, memory
+    # and file descriptors to it, which an operator wants beside ours.
+    metrics = Metrics(registry=prometheus_client.REGISTRY)
+    demo.routes[path] = Route(http=metrics.response)
+    return metrics
+
+
 async def _serve(args: argparse.Namespace) -> int:
     try:
         context = _tls_context(args)
     except ValueError as exc:
-        return fail(str(exc), 2)
+        return _fail(args, str(exc), 2)
     demo = DemoServer(
         args.command or args.pty_command,
         log_frames=args.verbose >= 1,
         pty=args.pty_command is not None,
     )
+    try:
+        metrics = _metrics(args, demo)
+    except ValueError as exc:
+        return _fail(args, str(exc), 2)
     # Signal handlers first: a SIGTERM right after the port opens must stop
     # the server cleanly, not kill it.
     loop = asyncio.get_running_loop()
@@ -380,9 +470,9 @@ async def _serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
     try:
-        hub = await start_hub(args)
+        hub = await start_hub(args, metrics=metrics)
     except (ValueError, ImportError) as exc:
-        return fail(str(exc), 2)
+        return _fail(args, str(exc), 2)
     # The pub/sub hub at --hub-path (/hub) beside the demo routes; /health
     # then also reports the hub (503 "degraded" while Redis is unreachable).
     handler, process_request = mount(hub, demo.handler, demo.process_request, path=args.hub_path)
@@ -395,27 +485,34 @@ async def _serve(args: argparse.Namespace) -> int:
             select_subprotocol=hub_subprotocol(args.hub_path),
             max_size=args.max_size or None,
             ssl=context,
+            metrics=metrics,
         )
     except OSError as exc:
         await hub.aclose()
-        return fail(f"cannot listen on {args.host}:{args.port}: {os_error_reason(exc, args.host)}")
+        reason = os_error_reason(exc, args.host)
+        return _fail(args, f"cannot listen on {args.host}:{args.port}: {reason}")
     host = f"[{args.host}]" if ":" in args.host else args.host
     port = server.port
     ws, http = ("wss", "https") if context is not None else ("ws", "http")
-    print(
+    _say(
+        args,
         f"ws13 serving on {ws}://{host}:{port}/echo — demo page: {http}://{host}:{port}/",
-        file=sys.stderr,
-        flush=True,
+        "listening",
+        url=f"{ws}://{host}:{port}/echo",
     )
+    if metrics is not None:
+        path = args.metrics_path or "/metrics"
+        _say(args, f"ws13 metrics at {http}://{host}:{port}{path}", "metrics", path=path)
     if demo.command is not None:
         terminal = " with a pseudo-terminal" if demo.pty else ""
-        print(
+        _say(
+            args,
             f"ws13 running {demo.command!r}{terminal} for each connection",
-            file=sys.stderr,
-            flush=True,
+            "exec",
+            command=demo.command,
         )
     await stop
-    print("ws13 shutting down", file=sys.stderr, flush=True)
+    _say(args, "ws13 shutting down", "shutdown")
     server.close()
     await server.wait_closed()
     await hub.aclose()
@@ -423,24 +520,31 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        format="%(asctime)s %(message)s",
-        level=logging.DEBUG if args.verbose >= 2 else logging.INFO,
-    )
+    level = logging.DEBUG if args.verbose >= 2 else logging.INFO
+    if args.log_format == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(JSONFormatter())
+        logging.basicConfig(level=level, handlers=[handler])
+        # Python's warnings too, or they would be the one line that isn't JSON.
+        logging.captureWarnings(True)
+    else:
+        logging.basicConfig(format="%(asctime)s %(message)s", level=level)
     if args.verbose < 2:
         logging.getLogger("ws13.server").setLevel(logging.WARNING)
     if not 0 <= args.port <= 65535:
-        return fail(f"--port {args.port}: must be between 0 and 65535", 2)
+        return _fail(args, f"--port {args.port}: must be between 0 and 65535", 2)
     if args.max_size < 0:
-        return fail(f"--max-size {args.max_size}: must be 0 (no limit) or more", 2)
+        return _fail(args, f"--max-size {args.max_size}: must be 0 (no limit) or more", 2)
     if args.pty_command is not None and not PTY_AVAILABLE:
-        return fail("--exec-pty needs pseudo-terminals (os.openpty), which this system lacks", 2)
+        return _fail(
+            args, "--exec-pty needs pseudo-terminals (os.openpty), which this system lacks", 2
+        )
     for option, value in (("--exec", args.command), ("--exec-pty", args.pty_command)):
         if value is not None and not value.strip():
-            return fail(f"{option}: the command is empty", 2)
+            return _fail(args, f"{option}: the command is empty", 2)
     try:
         factory = loop_factory(args.loop)
     except ImportError:
-        return fail("--loop uvloop: uvloop is not installed (pip install 'ws13[speed]')", 2)
+        return _fail(args, "--loop uvloop: uvloop is not installed (pip install 'ws13[speed]')", 2)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(_serve(args))

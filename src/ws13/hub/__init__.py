@@ -8,6 +8,7 @@ memory; many share them through Redis (``RedisBackplane``, ``ws13[redis]``).
 
 from __future__ import annotations
 
+from .asgi import HubEndpoint
 from .auth import Principal, Refused, request_token
 from .backplanes import Backplane, BackplaneUnavailable, Entry, HistoryPage, Member, open_backplane
 from .backplanes.memory import InMemoryBackplane
@@ -28,6 +29,7 @@ __all__ = [
     "ErrorCode",
     "HistoryPage",
     "Hub",
+    "HubEndpoint",
     "HubError",
     "InMemoryBackplane",
     "Member",

@@ -21,7 +21,7 @@ import logging
 import random
 import sys
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..cli.errors import connect_failed, unless_plain_http
 from ..exceptions import InvalidURI
@@ -33,6 +33,9 @@ from .channels import ChannelOptions, Policy
 from .client import Client, Gap, NotAHub
 from .server import Hub, mount
 from .wire import SUBPROTOCOL, HubError
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 __all__ = [
     "DEMO_CHANNELS",
@@ -118,8 +121,11 @@ def demo_authorize(request: Request) -> Principal:
     return Principal(info={"nick": nick} if nick else None)
 
 
-async def start_hub(args: argparse.Namespace) -> Hub:
-    """The started hub for ``ws13 serve``'s options; ValueError/ImportError for a bad --redis."""
+async def start_hub(args: argparse.Namespace, metrics: Metrics | None = None) -> Hub:
+    """The started hub for ``ws13 serve``'s options; ValueError/ImportError for a bad --redis.
+
+    ``metrics`` (``--metrics``) reports the hub's figures.
+    """
     rate = getattr(args, "hub_publish_rate", 100.0)
     if rate < 0:
         raise ValueError("--hub-publish-rate must be >= 0")
@@ -135,6 +141,7 @@ async def start_hub(args: argparse.Namespace) -> Hub:
         authorize=demo_authorize,
         publish_rate=rate,
         publish_burst=max(1, round(2 * rate)),
+        metrics=metrics,
     )
     await hub.start()
     if not backplane.healthy:

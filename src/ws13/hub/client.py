@@ -11,8 +11,9 @@
             else:
                 print(item.offset, item.data)
 
-When the connection drops the client reconnects with exponential backoff and
-jitter, resubscribes every channel from the last offset it saw, and receives
+When the connection drops the client reconnects (the reconnecting loop of
+``ws13.asyncio.connect``, with this client's backoff and jitter, trying the next
+URL after each failure), resubscribes every channel from the last offset it saw, and receives
 exactly the messages it missed before new ones. If the hub can't provide
 them (history trimmed, epoch changed) the subscription yields a ``Gap``.
 """
@@ -20,18 +21,21 @@ them (history trimmed, epoch changed) the subscription yields a ``Gap``.
 from __future__ import annotations
 
 import asyncio  # noqa: TID251 - the client is an I/O layer
+import contextlib
 import dataclasses
 import inspect
 import itertools
 import json
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..asyncio.client import ClientConnection, connect
+from ..asyncio import client as ws_client
+from ..asyncio.client import ClientConnection
 from ..exceptions import ConnectionClosed, InvalidHandshake
+from ..uri import parse_uri
 from .wire import SUBPROTOCOL, ErrorCode, HubError
 
 __all__ = ["Client", "ConnectionLost", "Gap", "Message", "NotAHub", "Subscription"]
@@ -233,15 +237,34 @@ class Client:
         self._pending: dict[int, tuple[asyncio.Future[dict[str, Any]], Any]] = {}
         self._subscriptions: dict[str, Subscription] = {}
         self._runner: asyncio.Task[None] | None = None
+        self._opener: ws_client.connect | None = None
+        self._first_failures = 0
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
     async def connect(self) -> None:
-        """Open the first connection; raise if it fails (later ones are retried)."""
-        connection = await self._open()
-        self._runner = asyncio.get_running_loop().create_task(self._run(connection))
+        """Open the first connection; raise if it fails (later ones are retried).
+
+        The first connection tries each URL once, in order; then the reconnecting
+        loop of ``ws13.asyncio.connect`` keeps the client connected.
+        """
+        loop = asyncio.get_running_loop()
+        self._opener = ws_client.connect(
+            self.url,
+            process_exception=self._process_exception,
+            reconnect_delays=self._delays,
+            **self._connect_kwargs,
+        )
+        first: asyncio.Future[None] = loop.create_future()
+        self._runner = loop.create_task(self._run(self._opener, first))
+        try:
+            await first
+        except BaseException:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+            raise
         await self._wait_connected()
 
     async def close(self) -> None:
@@ -397,56 +420,74 @@ class Client:
         """The URL of the current (or next) connection."""
         return self.urls[self._next_url % len(self.urls)]
 
-    async def _open(self) -> ClientConnection:
-        """Connect to the next URL; the first connection tries each once."""
-        attempts = len(self.urls) if self.connections == 0 else 1
-        for attempt in range(attempts):
-            url = self.url
-            try:
-                connection = await connect(url, **self._connect_kwargs)
-                if (
-                    SUBPROTOCOL in (self._connect_kwargs["subprotocols"] or ())
-                    and connection.subprotocol != SUBPROTOCOL
-                ):
-                    # Not a hub: no welcome would ever come.
-                    await connection.close()
-                    raise NotAHub(url)
-                break
-            except (OSError, InvalidHandshake, TimeoutError):
-                self._next_url += 1
-                if attempt == attempts - 1:
-                    raise
-        self._connection = connection
-        return connection
+    def _fail_over(self, opener: ws_client.connect) -> None:
+        """The next attempt goes to the next URL."""
+        self._next_url += 1
+        opener.uri = parse_uri(self.url)
 
-    async def _run(self, connection: ClientConnection) -> None:
+    def _process_exception(self, exc: Exception) -> Exception | None:
+        """What ``connect()``'s loop retries: network errors, refused handshakes
+        and timeouts, on the next URL; the first connection tries each URL once."""
+        if self._closing or not isinstance(exc, (OSError, InvalidHandshake, TimeoutError)):
+            return exc
+        if self.connections == 0:
+            self._first_failures += 1
+            if self._first_failures >= len(self.urls):
+                return exc
+        assert self._opener is not None
+        self._fail_over(self._opener)
+        return None
+
+    def _delays(self) -> Iterator[float]:
+        """The waits of ``connect()``'s loop: none while the first connection
+        tries each URL, then ``backoff(0)``, ``backoff(1)``..."""
         attempt = 0
         while True:
-            self.connections += 1
-            try:
-                await self._serve(connection)
-            except (ConnectionClosed, OSError):
-                pass
-            finally:
-                self._connected.clear()
-                for future, _ in self._pending.values():
-                    if not future.done():
-                        future.set_exception(ConnectionLost())
-            if self._closing or not self.reconnect:
-                break
-            while not self._closing:
-                await asyncio.sleep(self.backoff(attempt))
-                attempt = min(attempt + 1, 64)
-                try:
-                    connection = await self._open()
-                    attempt = 0
-                    break
-                except (OSError, InvalidHandshake, TimeoutError) as exc:
-                    logger.info("reconnect to %s failed: %s", self.url, exc)
+            if self.connections == 0:
+                yield 0.0
             else:
-                break
-        for subscription in list(self._subscriptions.values()):
-            subscription._end()
+                yield self.backoff(attempt)
+                attempt = min(attempt + 1, 64)
+
+    async def _run(self, opener: ws_client.connect, first: asyncio.Future[None]) -> None:
+        try:
+            async with contextlib.aclosing(aiter(opener)) as connections:
+                async for connection in connections:
+                    if (
+                        SUBPROTOCOL in (self._connect_kwargs["subprotocols"] or ())
+                        and connection.subprotocol != SUBPROTOCOL
+                    ):
+                        # Not a hub: no welcome would ever come.
+                        await connection.close()
+                        error = NotAHub(self.url)
+                        if self._process_exception(error) is not None:
+                            raise error
+                        continue
+                    self._connection = connection
+                    self.connections += 1
+                    if not first.done():
+                        first.set_result(None)
+                    try:
+                        await self._serve(connection)
+                    except (ConnectionClosed, OSError):
+                        pass
+                    finally:
+                        self._connected.clear()
+                        for future, _ in self._pending.values():
+                            if not future.done():
+                                future.set_exception(ConnectionLost())
+                    if self._closing or not self.reconnect:
+                        break
+        except Exception as exc:
+            if not first.done():
+                first.set_exception(exc)
+            else:
+                logger.warning("stopped reconnecting to %s: %s", self.url, exc)
+        finally:
+            if not first.done():
+                first.set_exception(ConnectionLost("the client is closed"))
+            for subscription in list(self._subscriptions.values()):
+                subscription._end()
 
     async def _serve(self, connection: ClientConnection) -> None:
         resubscribing: asyncio.Task[None] | None = None

@@ -3,6 +3,8 @@
 Mount a hub on a ``serve()`` server with ``process_request=hub.process_request``
 and ``handler=hub.handler`` (or ``mount()`` to share a server with other
 paths), and publish from Python with ``await hub.publish(channel, data)``.
+Inside an ASGI app (Starlette, FastAPI), ``ws13.hub.asgi.HubEndpoint(hub)``
+serves the same hub: both front-ends run ``Hub.run_session``.
 
 Each connection is a ``Session`` (``ws13.hub.session``) with a bounded
 outbound queue. A published message is encoded into one frame per node and the
@@ -19,10 +21,11 @@ import collections
 import inspect
 import json
 import logging
+import time  # noqa: TID251 - the backplane lag needs the wall clock
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..asyncio.server import ServerConnection
 from ..exceptions import ConnectionClosed
@@ -34,8 +37,12 @@ from .auth import Authorize, Principal, Refused, allow_all
 from .backplanes import Backplane, BackplaneUnavailable, Entry, Member
 from .backplanes.memory import InMemoryBackplane
 from .channels import ChannelConfig, ChannelOptions, Policy
-from .session import Flusher, Session, text_frame
+from .session import Flusher, Session
+from .transport import ConnectionTransport, Outgoing, Transport
 from .wire import ErrorCode, HubError
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 __all__ = ["Hub", "Session", "mount"]
 
@@ -95,6 +102,9 @@ class Hub:
             ``Hub.publish()`` from Python is never limited.
         publish_burst: publishes a connection may make at once after being
             idle (200): the size of its token bucket.
+        metrics: a ``ws13.metrics.Metrics`` that reports this hub's
+            ``statistics()`` when scraped (``docs/metrics.md``); give the
+            same one to ``serve()`` for the connections' own metrics.
     """
 
     def __init__(
@@ -110,6 +120,7 @@ class Hub:
         max_errors: int = 20,
         publish_rate: float | None = 100.0,
         publish_burst: int = 200,
+        metrics: Metrics | None = None,
     ) -> None:
         if publish_rate is not None and publish_rate < 0:
             raise ValueError("publish_rate must be >= 0")
@@ -138,8 +149,15 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._presence_task: asyncio.Task[None] | None = None
         self._started = False
+        if metrics is not None:
+            metrics.add_hub(self)
 
     # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """Whether ``start()`` was called (``HubEndpoint`` refuses connections until then)."""
+        return self._started
 
     async def start(self) -> None:
         """Connect the backplane and start background work; ``async with`` calls it."""
@@ -240,10 +258,13 @@ class Hub:
         }
 
     def statistics(self) -> dict[str, int]:
-        """Counters: published, delivered, dropped, slow_disconnects, errors."""
+        """Figures now (connections, channels, subscribers, queued) and counters:
+        published, delivered, dropped, slow_disconnects, errors, and for the
+        backplane lag, backplane_messages and backplane_lag_ms (their sum)."""
         return {
             "connections": len(self.sessions),
             "channels": len(self._channels),
+            "subscribers": sum(len(channel.subs) for channel in self._channels.values()),
             "queued": sum(session.queued for session in self.sessions),
             **self.stats,
         }
@@ -255,15 +276,23 @@ class Hub:
     ) -> Response | None:
         """``serve(process_request=...)`` hook: authorize the handshake (401/403)."""
         try:
-            principal = self.authorize(request)
-            if inspect.isawaitable(principal):
-                principal = await principal
+            principal = await self.authorize_request(request)
         except Refused as exc:
             return connection.respond(exc.status, exc.message + "\n")
-        if not isinstance(principal, Principal):
-            raise TypeError("authorize must return a Principal or raise Refused")
         self._principals[connection] = principal
         return None
+
+    async def authorize_request(self, request: Request) -> Principal:
+        """Run the ``authorize`` hook on a handshake: a Principal, or Refused raised.
+
+        Raises TypeError when the hook returns something else.
+        """
+        principal = self.authorize(request)
+        if inspect.isawaitable(principal):
+            principal = await principal
+        if not isinstance(principal, Principal):
+            raise TypeError("authorize must return a Principal or raise Refused")
+        return principal
 
     async def handler(self, connection: ServerConnection) -> None:
         """``serve()`` handler: speak ``ws13.hub.v1`` until the connection closes."""
@@ -271,12 +300,20 @@ class Hub:
         if principal is None:  # not authorized in process_request: do it now
             assert connection.request is not None
             try:
-                result = self.authorize(connection.request)
-                principal = await result if inspect.isawaitable(result) else result
+                principal = await self.authorize_request(connection.request)
             except Refused as exc:
                 await connection.close(CloseCode.POLICY_VIOLATION, exc.message[:120])
                 return
-        session = Session(self, connection, principal)
+        await self.run_session(ConnectionTransport(connection), principal)
+
+    async def run_session(self, transport: Transport, principal: Principal) -> None:
+        """Speak ``ws13.hub.v1`` on an open connection until it closes.
+
+        The part every front-end shares (``handler`` here, ``HubEndpoint``
+        under ASGI): the welcome, requests, pushes, and leaving every channel
+        at the end. ``principal`` is what the handshake was authorized as.
+        """
+        session = Session(self, transport, principal)
         self.sessions.add(session)
         session.send(
             wire.dumps(
@@ -289,7 +326,7 @@ class Hub:
             )
         )
         try:
-            async for message in connection:
+            async for message in transport:
                 if session.closing:
                     # Kicked: ignore what follows until the close (with the
                     # kick's code, not the 1000 returning would send) is done.
@@ -414,11 +451,11 @@ class Hub:
         policy_drop = options.policy is Policy.DROP_OLDEST
         start = result["offset"]
         for entry in replay:
-            session.push(text_frame(_encode_entry(entry)), droppable=policy_drop)
+            session.push(Outgoing(_encode_entry(entry)), droppable=policy_drop)
             start = entry.offset
         for entry in held:
             if entry.epoch != result["epoch"] or entry.offset > start:
-                session.push(text_frame(_encode_entry(entry)), droppable=policy_drop)
+                session.push(Outgoing(_encode_entry(entry)), droppable=policy_drop)
         channel.subs[session] = None
         if options.presence:
             try:
@@ -539,6 +576,10 @@ class Hub:
         channel = self._channels.get(entry.channel)
         if channel is None:
             return
+        # Once per message and node, not per subscriber: the lag's sum and count.
+        stats = self.stats
+        stats["backplane_messages"] += 1
+        stats["backplane_lag_ms"] += max(0, round(time.time() * 1000) - entry.time)
         if channel.held is not None:
             channel.held.append(entry)
             if len(channel.held) > MAX_HELD:
@@ -558,7 +599,7 @@ class Hub:
             self._spawn(self._fill(channel, channel.last))
             return
         channel.last = entry.offset
-        frame = text_frame(_encode_entry(entry))
+        frame = Outgoing(_encode_entry(entry))
         droppable = channel.options.policy is Policy.DROP_OLDEST
         delivered = 0
         push = Session.push  # the hot loop of a fan-out: one lookup, not one per subscriber
@@ -597,7 +638,7 @@ class Hub:
         channel = self._channels.get(channel_name)
         if channel is None:
             return
-        frame = text_frame(wire.encode_event(kind, channel_name, member))
+        frame = Outgoing(wire.encode_event(kind, channel_name, member))
         for session, held in channel.subs.items():
             if held is None:
                 session.push(frame, droppable=True)

@@ -3,14 +3,15 @@
 Frames pushed to a session are not written at once: they wait in the
 session's queue until the end of the event-loop iteration, when one callback
 (``Flusher``, one ``loop.call_soon`` per iteration for the whole hub) writes
-each dirty session's frames with a single ``send_frames_nowait()``. A ticker
+each dirty session's messages with a single ``Transport.write()`` (over ws13's
+own connection, one ``send_frames_nowait()``). A ticker
 burst, a history replay or a backlog of publishes handled in one iteration thus
 costs one system call per subscriber, not one per frame.
 
 The queue is bounded (``Hub.max_queue`` frames, ``Hub.max_queue_bytes``
 bytes). While the socket takes data, a batch that reaches the bound is written
 at once, so only frames the socket refused ever count against it; while it
-doesn't, a drain task waits on ``Connection.wait_writable()`` and the channel's
+doesn't, a drain task waits on ``Transport.wait_writable()`` and the channel's
 ``Policy`` applies beyond the bound: drop the oldest droppable pushes, or close
 with 1013. Replies and pushes share the one queue, so they are never reordered.
 """
@@ -24,28 +25,20 @@ import secrets
 import time  # noqa: TID251 - the publish rate limit needs a clock
 from typing import TYPE_CHECKING, Any
 
-from .._accel import encode_text
-from ..asyncio.server import ServerConnection
 from ..exceptions import ConnectionClosed
-from ..frames import CloseCode, encode_header
-from ..protocol import OPEN
+from ..frames import CloseCode
 from . import wire
 from .auth import Principal
 from .backplanes import Member
+from .transport import Outgoing, Transport
 from .wire import ErrorCode
 
 if TYPE_CHECKING:
     from .server import Hub, _Channel
 
-__all__ = ["Flusher", "Session", "text_frame"]
+__all__ = ["Flusher", "Session"]
 
 logger = logging.getLogger("ws13.hub")
-
-
-def text_frame(text: str) -> bytes:
-    """A complete unmasked text frame for ``text``, as a server sends it."""
-    payload = encode_text(text)
-    return encode_header(0x81, len(payload), None) + payload
 
 
 #: The longest a flush waits after the previous one (see ``Flusher``).
@@ -109,9 +102,10 @@ class Flusher:
 class Session:
     """One client connection to the hub: its subscriptions and outbound queue."""
 
-    def __init__(self, hub: Hub, connection: ServerConnection, principal: Principal) -> None:
+    def __init__(self, hub: Hub, transport: Transport, principal: Principal) -> None:
         self.hub = hub
-        self.connection = connection
+        #: The client's connection (``ConnectionTransport`` under ``ws13 serve``).
+        self.transport = transport
         self.principal = principal
         #: Unique across nodes; the ``client`` in presence.
         self.id = secrets.token_urlsafe(12)
@@ -123,7 +117,7 @@ class Session:
         #: Publish tokens (see ``allow_publish``); below 0 is debt from refusals.
         self.tokens = float(hub.publish_burst)
         self._refilled = time.monotonic()
-        self._queue: collections.deque[tuple[bytes, bool]] = collections.deque()
+        self._queue: collections.deque[tuple[Outgoing, bool]] = collections.deque()
         self._queued_bytes = 0
         # The hub's bounds and flusher, read on every push.
         self._max_frames = hub.max_queue
@@ -138,7 +132,7 @@ class Session:
 
     def send(self, text: str) -> None:
         """Queue a reply: never dropped, so a full queue disconnects."""
-        self.push(text_frame(text), droppable=False)
+        self.push(Outgoing(text), droppable=False)
 
     def reply(self, request_id: wire.RequestId, result: dict[str, Any]) -> None:
         self.send(wire.encode_reply(request_id, result))
@@ -182,14 +176,14 @@ class Session:
 
     # -- the outbound queue ------------------------------------------------------
 
-    def push(self, frame: bytes, droppable: bool) -> None:
-        """Queue ``frame`` for this iteration's write; bounded while the socket is full."""
+    def push(self, message: Outgoing, droppable: bool) -> None:
+        """Queue ``message`` for this iteration's write; bounded while the socket is full."""
         # Once per subscriber per message: the common case is first and lean.
         if self.closing:
             return
         queue = self._queue
-        queue.append((frame, droppable))
-        size = self._queued_bytes = self._queued_bytes + len(frame)
+        queue.append((message, droppable))
+        size = self._queued_bytes = self._queued_bytes + message.size
         if self._drainer is None and len(queue) <= self._max_frames and size <= self._max_bytes:
             if not self._dirty:
                 self._dirty = True
@@ -215,20 +209,17 @@ class Session:
         """Write everything queued in one write, or start draining if the socket is full."""
         if self._drainer is not None or not self._queue:
             return
-        connection = self.connection
-        if connection.writable:
+        transport = self.transport
+        if transport.writable:
             self._write_queue()
-        elif connection.protocol.state is OPEN:
+        elif transport.open:
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
         else:
             self._clear()
 
     def _write_queue(self) -> None:
         queue = self._queue
-        if len(queue) == 1:
-            self.connection.send_frame_nowait(queue[0][0])
-        else:
-            self.connection.send_frames_nowait([frame for frame, _ in queue])
+        self.transport.write([message for message, _ in queue])
         queue.clear()
         self._queued_bytes = 0
 
@@ -238,27 +229,27 @@ class Session:
 
     def _drop_oldest(self) -> bool:
         queue = self._queue
-        for index, (frame, droppable) in enumerate(queue):
+        for index, (message, droppable) in enumerate(queue):
             if droppable:
                 del queue[index]
-                self._queued_bytes -= len(frame)
+                self._queued_bytes -= message.size
                 self.dropped += 1
                 self.hub.stats["dropped"] += 1
                 return True
         return False
 
     async def _drain(self) -> None:
-        connection = self.connection
+        transport = self.transport
         try:
             while self._queue and not self.closing:
-                await connection.wait_writable()
-                if self._queue and connection.writable:
+                await transport.wait_writable()
+                if self._queue and transport.writable:
                     self._write_queue()
         except ConnectionClosed:
             pass
         finally:
             self._drainer = None
-            if self.closing or connection.protocol.state is not OPEN:
+            if self.closing or not transport.open:
                 self._clear()
 
     def kick(self, code: int, reason: str) -> None:
@@ -268,13 +259,16 @@ class Session:
         self.closing = True
         # An error reply queued just before (the one that crossed max_errors)
         # goes out ahead of the Close frame; a slow consumer's backlog doesn't.
-        if self._queue and self._drainer is None and self.connection.writable:
+        if self._queue and self._drainer is None and self.transport.writable:
             self._write_queue()
         self._clear()
         if code == CloseCode.TRY_AGAIN_LATER:
             self.hub.stats["slow_disconnects"] += 1
-        logger.info("closing %r: %d %s", self, code, reason)
-        self.hub._spawn(self.connection.close(code, reason))
+        # Under ws13 serve the transport has the ws13 connection, which log
+        # formatters read (ws13.logs); an ASGI server's connection is hidden.
+        connection = getattr(self.transport, "connection", None)
+        logger.info("closing %r: %d %s", self, code, reason, extra={"websocket": connection})
+        self.hub._spawn(self.transport.close(code, reason))
 
     @property
     def queued(self) -> int:

@@ -4,6 +4,8 @@
 //   echo               send text and binary messages of several sizes, check the echoes
 //   close-from-client  exchange one message, then close with 4001 "see you ☃"
 //   close-from-server  send "close 4000" and wait for the server to close
+//   fragments          send one text message in three frames, each after the
+//                      server echoed the previous one (it must stream them)
 // OPTIONS: the perMessageDeflate option as JSON (default: true).
 // Prints one JSON object on stdout: {extensions, results, closed: {code, reason}}.
 import { WebSocket } from "ws";
@@ -63,6 +65,12 @@ async function main() {
     ws.close(4001, "see you ☃");
   } else if (mode === "close-from-server") {
     ws.send("close 4000");
+  } else if (mode === "fragments") {
+    for (const [piece, fin] of [["frag", false], ["ment", false], ["ed ☃", true]]) {
+      ws.send(piece, { fin });
+      results.push((await next()).data.toString());
+    }
+    ws.close(1000, "done");
   } else {
     throw new Error(`unknown mode ${mode}`);
   }
