@@ -18,6 +18,9 @@ import os
 import signal
 import unittest
 from typing import ClassVar
+from urllib.request import urlopen
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from ws13.asyncio import connect
 from ws13.client import ClientProtocol
@@ -279,6 +282,38 @@ class SettingsTests(unittest.IsolatedAsyncioTestCase):
                 self.assertEqual(await ws.recv(), "by class")
         finally:
             server.close()
+
+
+class MetricsTests(unittest.IsolatedAsyncioTestCase):
+    """``with_metrics()``: the counters of ws13.metrics, parsed with prometheus_client's parser."""
+
+    async def test_counters_match_the_workload(self) -> None:
+        server = Uvicorn("tests.uvicorn.metered:app", ws="tests.uvicorn.metered:Protocol")
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                for _ in range(2):
+                    async with connect(server.url("/echo"), compression=None) as ws:
+                        for i in range(3):
+                            await ws.send(f"message {i}")
+                            await ws.recv()
+                await recorded(server, "")  # the last /echo's close is recorded
+                text = await asyncio.to_thread(
+                    lambda: urlopen(f"http://127.0.0.1:{server.port}/metrics/").read().decode()
+                )
+        finally:
+            server.close()
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+        # Two /echo connections and the /report one, all closed by the client.
+        self.assertEqual(samples[("ws13_connections_accepted_total", ())], 3)
+        self.assertEqual(samples[("ws13_received_messages_total", ())], 6)
+        self.assertEqual(samples[("ws13_sent_messages_total", ())], 7)  # + the report
+        accepted = (("outcome", "accepted"), ("status", "101"))
+        self.assertEqual(samples[("ws13_handshakes_total", accepted)], 3)
+        self.assertEqual(samples[("ws13_closes_received_total", (("code", "1000"),))], 3)
 
 
 class ShutdownTests(unittest.IsolatedAsyncioTestCase):

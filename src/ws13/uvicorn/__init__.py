@@ -8,6 +8,6 @@ package imports uvicorn.
 
 from __future__ import annotations
 
-from .protocol import WebSocketProtocol
+from .protocol import WebSocketProtocol, with_metrics
 
-__all__ = ["WebSocketProtocol"]
+__all__ = ["WebSocketProtocol", "with_metrics"]

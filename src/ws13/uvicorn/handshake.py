@@ -63,9 +63,8 @@ class Settings:
             default), with uvicorn's parameters.
         root_path, asgi_version: as uvicorn puts them in the scope.
         logger: ``uvicorn.error``, where uvicorn's own protocols log.
-        metrics: ``config.ws13_metrics`` if the application set one, else
-            ``None``: the place where instruments will be handed to each
-            connection (not used yet).
+        metrics: ``config.ws13_metrics`` (a ``ws13.metrics.Metrics``) if the
+            application set one, else ``None``; see ``with_metrics()``.
     """
 
     max_size: int | None

@@ -15,7 +15,7 @@ import asyncio
 import math
 import os
 from collections import deque
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.protocols.utils import (
     ClientDisconnected,
@@ -32,6 +32,9 @@ from ..frames import CloseCode, Frame, Opcode
 from ..http11 import Request, Response
 from ..protocol import CLOSED, OPEN, SEND_EOF
 from ..server import ServerProtocol
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 from .handshake import (
     CLOSE_TIMEOUT,
     Settings,
@@ -41,7 +44,7 @@ from .handshake import (
     plain_response,
 )
 
-__all__ = ["WebSocketProtocol"]
+__all__ = ["WebSocketProtocol", "with_metrics"]
 
 # Where the ASGI conversation stands (the app's side; the core has its own state).
 _HANDSHAKE = 0  # waiting for websocket.accept, .close or .http.response.start
@@ -125,6 +128,42 @@ class WebSocketProtocol(asyncio.Protocol):
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
         self._ping_payload: bytes | None = None
+        #: ``ws13.metrics.Metrics`` this connection reports to, if any (see
+        #: ``with_metrics()``); and how many times the write buffer filled.
+        self.metrics: Metrics | None = self.metrics_class_default or settings.metrics
+        self.write_pauses = 0
+
+    #: The ``Metrics`` of the classes ``with_metrics()`` makes.
+    metrics_class_default: Metrics | None = None
+
+    # -- what ws13.metrics reads (its Metered protocol) ------------------------
+
+    @property
+    def bytes_received(self) -> int:
+        return self.protocol.bytes_received
+
+    @property
+    def bytes_sent(self) -> int:
+        return self.protocol.bytes_sent
+
+    @property
+    def messages_received(self) -> int:
+        return self.protocol.messages_received
+
+    @property
+    def messages_sent(self) -> int:
+        return self.protocol.messages_sent
+
+    def counters(self) -> tuple[int, int, int, int, int]:
+        """The traffic counters in one call, as ``ws13.metrics`` reads them."""
+        protocol = self.protocol
+        return (
+            protocol.bytes_received,
+            protocol.bytes_sent,
+            protocol.messages_received,
+            protocol.messages_sent,
+            self.write_pauses,
+        )
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -132,6 +171,8 @@ class WebSocketProtocol(asyncio.Protocol):
         # No isinstance check: uvloop's transports don't subclass asyncio's.
         self.transport = cast(asyncio.Transport, transport)
         self.server_state.connections.add(self)
+        if self.metrics is not None:
+            self.metrics.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
         events, writes = self.protocol.receive(data)
@@ -171,6 +212,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self.write_pauses += 1
 
     def resume_writing(self) -> None:
         self._write_paused = False
@@ -194,6 +236,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self._close_timer = None
         # asyncio never calls resume_writing() on a transport lost while paused.
         self.resume_writing()
+        if self.metrics is not None:
+            self.metrics.connection_closed(self)
 
     # -- uvicorn -------------------------------------------------------------
 
@@ -584,6 +628,21 @@ class WebSocketProtocol(asyncio.Protocol):
             # the app is the slow side, not the client. Ping again later.
             self._start_keepalive()
             return
+        if self.metrics is not None:
+            self.metrics.keepalive_timeout()
         self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         self._flush()
         self._check_closing()
+
+
+def with_metrics(metrics: Metrics) -> type[WebSocketProtocol]:
+    """A ``WebSocketProtocol`` whose connections report to ``metrics`` (``ws13[metrics]``).
+
+    ``uvicorn.run(app, ws=with_metrics(metrics))``, or for the command line
+    a module-level ``Protocol = with_metrics(metrics)`` and ``--ws
+    module:Protocol``; serve ``metrics.asgi_app()`` on a route of the app
+    for Prometheus. The metrics are those of ``ws13 serve --metrics``
+    (docs/metrics.md); counting costs nothing per message (the core counts).
+    Setting ``config.ws13_metrics`` on uvicorn's ``Config`` does the same.
+    """
+    return type("WebSocketProtocol", (WebSocketProtocol,), {"metrics_class_default": metrics})
