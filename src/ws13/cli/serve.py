@@ -56,6 +56,7 @@ from ..logs import JSONFormatter
 from ..protocol import FrameTracer
 from ..server import SubprotocolSelector
 from . import fail
+from .capture import add_pcap_arguments, pcap_writer
 from .errors import os_error_reason
 from .execproc import PTY_AVAILABLE, run_command
 from .inspector import InspectorHub, Watch, format_peer
@@ -137,6 +138,7 @@ def add_parser(commands: Any) -> None:
         help="where --metrics serves them (/metrics)",
     )
     add_serve_arguments(parser)
+    add_pcap_arguments(parser, many=True)
     parser.set_defaults(run=run)
 
 
@@ -455,6 +457,7 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     try:
         metrics = _metrics(args, demo)
+        pcap = pcap_writer(args)
     except ValueError as exc:
         return _fail(args, str(exc), 2)
     # Signal handlers first: a SIGTERM right after the port opens must stop
@@ -485,6 +488,7 @@ async def _serve(args: argparse.Namespace) -> int:
             max_size=args.max_size or None,
             ssl=context,
             metrics=metrics,
+            pcap=pcap,
         )
     except OSError as exc:
         await hub.aclose()
