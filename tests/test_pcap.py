@@ -125,6 +125,16 @@ class WriterTests(unittest.TestCase):
             self.assertEqual(os.listdir(directory), ["cap.pcapng"])
             self.assertLessEqual(os.path.getsize(path), 5_000)
 
+    def test_a_file_object_stops_at_max_size(self) -> None:
+        file = io.BytesIO()
+        writer = PcapWriter(file, max_size=2_000)
+        with self.assertLogs("ws13.pcap", "INFO"):
+            for port in range(50000, 50010):
+                TcpFlow(writer, ("127.0.0.1", port), ("127.0.0.1", 80), NOW)
+        self.assertTrue(writer.failed)
+        self.assertLessEqual(len(file.getvalue()), 2_000)
+        blocks(file.getvalue())  # whole blocks only
+
     def test_bad_arguments(self) -> None:
         with self.assertRaises(ValueError):
             PcapWriter(io.BytesIO(), files=0)

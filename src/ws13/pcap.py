@@ -123,8 +123,9 @@ class PcapWriter:
 
     Args:
         path: the file to write (created or truncated now), or an open
-            binary file object (then not rotated: ``max_size`` and ``files``
-            are ignored; each write is flushed; closing it is up to you).
+            binary file object (then not rotated: writing stops at
+            ``max_size``, ``files`` is ignored; each write is flushed;
+            closing it is up to you).
         max_size: rotate once the file holds this many bytes (default 100 MiB).
         files: how many files rotation keeps, ``FILE`` included (default 2;
             1 truncates ``FILE`` instead).
@@ -162,12 +163,13 @@ class PcapWriter:
     def write_packets(self, blocks: list[bytes]) -> None:
         """Append the blocks and flush; rotate first if they would pass ``max_size``."""
         data = b"".join(blocks)
-        if (
-            self.path is not None
-            and self._size > len(self._header)
-            and (self._size + len(data) > self.max_size)
-        ):
-            self._rotate()
+        if self._size + len(data) > self.max_size and not self.failed:
+            if self.path is None:
+                self.failed = True
+                logger.info("capture stopped: %d bytes is its max_size", self.max_size)
+                return
+            if self._size > len(self._header):
+                self._rotate()
         self._write(data)
 
     def add_secrets(self, keylog: bytes) -> None:

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 
 from tests.asyncio.helpers import tls_contexts
 from tests.tshark import tshark, tshark_fields, websocket_frames
-from ws13.asyncio.capture import TLS_COMMENT
+from ws13.asyncio.capture import TLS_COMMENT, start_capture
 from ws13.asyncio.client import connect
 from ws13.asyncio.server import ServerConnection, serve
+from ws13.http11 import Request
 from ws13.pcap import MSS_IPV4, MSS_IPV6, PcapWriter
 
 #: Above LARGE_READ (256 KiB): the rest is read by the large frame reader.
@@ -197,6 +198,25 @@ class CaptureTests(unittest.IsolatedAsyncioTestCase):
                 await self.echo_once(server.port, "file")
         texts = tshark_fields(path, "websocket.payload.text", "websocket.payload.text")
         self.assertEqual(texts, [["file"]] * 2)
+
+    async def test_start_capture_from_process_request(self) -> None:
+        path = self.path("chosen.pcapng")
+        writer = PcapWriter(path)
+
+        def process_request(connection: ServerConnection, request: Request) -> None:
+            if request.path == "/watched":
+                start_capture(connection, writer, client=False, received=request.serialize())
+
+        async with serve(echo, "127.0.0.1", 0, process_request=process_request) as server:
+            for path_ in ("/", "/watched", "/"):
+                async with connect(f"ws://127.0.0.1:{server.port}{path_}") as ws:
+                    await ws.send(path_)
+                    await ws.recv()
+        http = tshark_fields(path, "http", "http.request.uri", "http.response.code")
+        self.assertEqual(http, [["/watched", ""], ["", "101"]])
+        texts = tshark_fields(path, "websocket.payload.text", "websocket.payload.text")
+        self.assertEqual(texts, [["/watched"]] * 2)
+        self.assertEqual(tshark(path, "-Y", "tcp.analysis.flags"), "")
 
     async def test_unwritable_path_fails_at_once(self) -> None:
         missing = self.path("missing/x.pcapng")

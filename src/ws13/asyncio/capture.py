@@ -24,7 +24,7 @@ from typing import IO, Any, Generic, TypeVar
 from ..pcap import PcapWriter, TcpFlow
 from .connection import Connection
 
-__all__ = ["Pcap", "TapProtocol", "TapTransport", "open_pcap", "tap", "untap"]
+__all__ = ["Pcap", "TapProtocol", "TapTransport", "open_pcap", "start_capture", "tap", "untap"]
 
 C = TypeVar("C", bound=Connection)
 
@@ -55,6 +55,27 @@ def tap(
     return tapped
 
 
+def start_capture(
+    connection: Connection, pcap: Pcap, *, client: bool, received: bytes = b""
+) -> None:
+    """Capture an open connection from now on, e.g. from ``process_request``.
+
+    The capture starts with its TCP handshake now, then ``received`` as if
+    it had just come from the peer (``request.serialize()`` for a server:
+    the request was read before this call). ``client``: whether
+    ``connection`` is the client's end. A connection already captured, or
+    closed, is left as it is.
+    """
+    transport = connection.transport
+    if transport is None or isinstance(transport, TapTransport) or transport.is_closing():
+        return
+    tap = TapProtocol(connection, open_pcap(pcap), client=client)
+    tap.start(transport)
+    tap.read(received)
+    connection.transport = TapTransport(transport, tap)
+    transport.set_protocol(tap)
+
+
 def untap(protocol: C | TapProtocol[C]) -> C:
     """The connection behind what a (possibly tapped) factory made."""
     if isinstance(protocol, TapProtocol):
@@ -78,13 +99,17 @@ class TapProtocol(asyncio.Protocol, Generic[C]):
         self.flow: TcpFlow | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.start(transport)
+        self.connection.connection_made(TapTransport(transport, self))
+
+    def start(self, transport: asyncio.BaseTransport) -> None:
+        """The TCP handshake, on the transport's addresses (none for Unix sockets)."""
         local = _ip_address(transport.get_extra_info("sockname"))
         peer = _ip_address(transport.get_extra_info("peername"))
         if local is not None and peer is not None and not self.writer.failed:
             tls = transport.get_extra_info("sslcontext") is not None
             client, server = (local, peer) if self.client else (peer, local)
             self.flow = TcpFlow(self.writer, client, server, _now(), TLS_COMMENT if tls else None)
-        self.connection.connection_made(TapTransport(transport, self))
 
     def data_received(self, data: bytes) -> None:
         self.read(data)
