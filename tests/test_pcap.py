@@ -9,7 +9,7 @@ import tempfile
 import unittest
 
 from tests.tshark import tshark, tshark_fields
-from ws13.pcap import MSS_IPV4, PcapWriter, TcpFlow, secrets_block
+from ws13.pcap import MSS_IPV4, PcapWriter, TcpFlow
 from ws13.version import __version__
 
 NOW = 1_765_000_000_000_000  # microseconds
@@ -52,12 +52,6 @@ class WriterTests(unittest.TestCase):
         data = found[5][1]
         self.assertEqual(struct.unpack_from("<I", data, 12)[0], 54 + 3)
         self.assertEqual(data[20 + 54 : 20 + 57], b"GET")
-
-    def test_secrets_block(self) -> None:
-        kind, body = blocks(secrets_block(b"CLIENT_RANDOM 00 11\n"))[0]
-        self.assertEqual(kind, 0x0A)
-        self.assertEqual(struct.unpack_from("<II", body), (0x544C534B, 20))
-        self.assertEqual(body[8:28], b"CLIENT_RANDOM 00 11\n")
 
     def test_segments_checksums_and_numbers_read_by_tshark(self) -> None:
         with tempfile.TemporaryDirectory() as directory:

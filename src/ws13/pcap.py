@@ -64,7 +64,6 @@ _LINKTYPE_ETHERNET = 1
 _SNAPLEN = 0  # no limit
 _OPT_COMMENT = 1
 _OPT_SHB_USERAPPL = 4
-_SECRETS_TLS_KEYLOG = 0x544C534B
 
 _FIN, _SYN, _RST, _PSH, _ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 #: Window scale shift the SYNs advertise, with the window field at 0xFFFF:
@@ -113,11 +112,6 @@ def packet_block(timestamp_us: int, packet: bytes, comment: str | None = None) -
     return _block(0x00000006, body + _pad(packet) + _options(options))
 
 
-def secrets_block(keylog: bytes) -> bytes:
-    """A Decryption Secrets Block holding NSS key log lines (TLS)."""
-    return _block(0x0000000A, struct.pack("<II", _SECRETS_TLS_KEYLOG, len(keylog)) + _pad(keylog))
-
-
 class PcapWriter:
     """A pcapng file that connections append packets to, bounded by rotation.
 
@@ -149,7 +143,6 @@ class PcapWriter:
         self._header = section_header()
         self._file: IO[bytes] | None = None
         self._size = 0
-        self._secrets: list[bytes] = []
         if isinstance(path, (str, os.PathLike)):
             self.path: str | None = os.fspath(path)
             with open(self.path, "wb") as file:  # OSError now, not mid-run
@@ -171,11 +164,6 @@ class PcapWriter:
             if self._size > len(self._header):
                 self._rotate()
         self._write(data)
-
-    def add_secrets(self, keylog: bytes) -> None:
-        """Append TLS key log lines in a Decryption Secrets Block (repeated after rotation)."""
-        self._secrets.append(keylog)
-        self._write(secrets_block(keylog))
 
     def _write(self, data: bytes) -> None:
         if self.failed:
@@ -209,8 +197,6 @@ class PcapWriter:
             return
         self._size = 0
         self._write(self._header)
-        for keylog in self._secrets:
-            self._write(secrets_block(keylog))
 
 
 def _checksum(data: bytes) -> int:
