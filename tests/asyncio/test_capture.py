@@ -177,18 +177,21 @@ class CaptureTests(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(tshark(path, "-Y", "tcp.analysis.flags"), "")
 
     async def test_wss_is_shown_decrypted_with_a_comment(self) -> None:
-        path = self.path("client.pcapng")
+        client, served = self.path("client.pcapng"), self.path("server.pcapng")
         server_context, client_context = tls_contexts()
-        async with serve(echo, "127.0.0.1", 0, ssl=server_context) as server:
+        async with serve(echo, "127.0.0.1", 0, ssl=server_context, pcap=served) as server:
             url = f"wss://127.0.0.1:{server.port}/"
-            async with connect(url, ssl=client_context, pcap=path) as ws:
+            async with connect(url, ssl=client_context, pcap=client) as ws:
                 await ws.send("secret")
                 self.assertEqual(await ws.recv(), "secret")
-        self.assertEqual(tshark_fields(path, "frame.comment", "frame.comment"), [[TLS_COMMENT]])
-        self.assertEqual(
-            tshark_fields(path, "websocket", "websocket.payload.text")[:2],
-            [["secret"], ["secret"]],
-        )
+        for path in (client, served):
+            comments = tshark_fields(path, "frame.comment", "frame.comment")
+            self.assertEqual(comments, [[TLS_COMMENT]])
+            self.assertEqual(
+                tshark_fields(path, "websocket", "websocket.payload.text")[:2],
+                [["secret"], ["secret"]],
+            )
+            self.assertEqual(tshark(path, "-Y", "tcp.analysis.flags"), "")
 
     async def test_writer_object_and_file_object(self) -> None:
         path = self.path("shared.pcapng")
