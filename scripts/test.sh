@@ -36,6 +36,9 @@ command -v microsocks >/dev/null || APT_PACKAGES+=(microsocks)
 command -v danted >/dev/null || APT_PACKAGES+=(dante-server)
 # valgrind for bench/instructions.py's smoke test (callgrind).
 command -v valgrind >/dev/null || APT_PACKAGES+=(valgrind)
+# tshark reads the pcapng captures of --pcap; noninteractive answers its
+# debconf question (wireshark-common/install-setuid) with the default, no.
+command -v tshark >/dev/null || APT_PACKAGES+=(tshark)
 if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "apt-get install ${APT_PACKAGES[*]}"

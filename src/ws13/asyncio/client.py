@@ -20,6 +20,7 @@ from ..proxy import Proxy, get_proxy, parse_proxy
 from ..redirects import MAX_REDIRECTS, Redirects, is_redirect, same_origin, strip_credentials
 from ..uri import WebSocketURI, parse_uri
 from ..version import USER_AGENT
+from .capture import Pcap, TapProtocol, open_pcap, tap, untap
 from .connection import Connection, check_close_timeout, closing_deadlines
 from .proxy import connect_http_proxy, connect_socks_proxy
 from .timers import Keepalive
@@ -131,6 +132,10 @@ class connect:
             trusted CAs with hostname checks).
         server_hostname: the TLS SNI and hostname to check, if not the URI's host.
         logger: logger to use (default ``ws13.client``).
+        pcap: capture the connection to this pcapng file (a path, an open
+            binary file or a ``ws13.pcap.PcapWriter``; a path is opened now:
+            OSError if it can't be written). Through a proxy, the addresses
+            are the proxy's. See docs/lab.md.
         **kwargs: passed to ``loop.create_connection()`` (e.g. ``sock``,
             ``local_addr``, ``family``; through an HTTP proxy they apply to
             the connection to the proxy), or ``loop.create_unix_connection()``
@@ -184,6 +189,7 @@ class connect:
         server_hostname: str | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         unix: bool = False,
+        pcap: Pcap | None = None,
         **kwargs: Any,
     ) -> None:
         self.uri = parse_uri(uri)
@@ -210,6 +216,8 @@ class connect:
         self.logger = logger or logging.getLogger("ws13.client")
         self.unix = unix
         self.kwargs = kwargs
+        # Opened now: an unwritable path fails here, not after TCP connected.
+        self.pcap = None if pcap is None else open_pcap(pcap)
         self.connection: ClientConnection | None = None
         self._default_ssl: ssl_module.SSLContext | None = None
         if compression == "deflate":
@@ -276,14 +284,17 @@ class connect:
         ssl = self._ssl_for(uri)
         hostname = (self.server_hostname or uri.host) if ssl is not None else None
 
-        def factory() -> ClientConnection:
+        def make() -> ClientConnection:
             return self.factory(uri, headers)
 
+        factory: Callable[[], ClientConnection | TapProtocol[ClientConnection]] = make
+        if self.pcap is not None:
+            factory = tap(make, self.pcap, client=True)
         if self.unix:
             _, connection = await loop.create_unix_connection(
                 factory, ssl=ssl, server_hostname=hostname, **self.kwargs
             )
-            return connection
+            return untap(connection)
         proxy = self._proxy_for(uri)
         if proxy is None:
             kwargs = dict(self.kwargs)
@@ -293,7 +304,7 @@ class connect:
             _, connection = await loop.create_connection(
                 factory, ssl=ssl, server_hostname=hostname, **kwargs
             )
-            return connection
+            return untap(connection)
         self.logger.debug("connecting to %s through the proxy %s", uri, proxy)
         if proxy.is_socks:
             sock = await connect_socks_proxy(
@@ -309,7 +320,7 @@ class connect:
             except BaseException:
                 sock.close()
                 raise
-            return connection
+            return untap(connection)
         proxy_ssl = self.proxy_ssl
         if proxy.scheme == "https" and proxy_ssl is None:
             proxy_ssl = ssl_module.create_default_context()
@@ -321,22 +332,22 @@ class connect:
             server_hostname=self.proxy_server_hostname,
             **self.kwargs,
         )
-        connection = factory()
+        protocol = factory()
         try:
             if ssl is not None:
                 # TLS to the server inside the tunnel (inside TLS to an
                 # https:// proxy: asyncio's start_tls nests them).
-                tls = await loop.start_tls(transport, connection, ssl, server_hostname=hostname)
+                tls = await loop.start_tls(transport, protocol, ssl, server_hostname=hostname)
                 assert tls is not None
                 transport = tls
             else:
-                transport.set_protocol(connection)
-            connection.connection_made(transport)
+                transport.set_protocol(protocol)
+            protocol.connection_made(transport)
             transport.resume_reading()
         except BaseException:
             transport.abort()
             raise
-        return connection
+        return untap(protocol)
 
     def _check_redirect(self, redirects: Redirects, response: Response) -> None:
         """Refuse what can't be followed with this connection's settings."""

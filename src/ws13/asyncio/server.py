@@ -20,6 +20,7 @@ from ..server import ServerProtocol, connection_selector
 from ..version import USER_AGENT
 from .auth import basic_auth
 from .broadcast import broadcast
+from .capture import Pcap, open_pcap, tap
 from .connection import Connection, closing_deadlines
 from .timers import Deadlines, Keepalive
 
@@ -356,6 +357,10 @@ class serve:
             ``None`` (the default) counts nothing but each connection's own
             counters (see ``Connection``). Serving them over HTTP is up to
             ``process_request``: see ``Metrics.mount()``.
+        pcap: capture every connection to this pcapng file (a path, an open
+            binary file or a ``ws13.pcap.PcapWriter``; a path is opened now:
+            OSError if it can't be written). ``None`` (the default) captures
+            nothing. See docs/lab.md.
         **kwargs: passed to ``loop.create_server()`` (``sock``, ``reuse_port``,
             ``backlog``...) or, with ``unix=True``, ``loop.create_unix_server()``.
     """
@@ -383,9 +388,11 @@ class serve:
         write_limit: int = 2**16,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         metrics: Metrics | None = None,
+        pcap: Pcap | None = None,
         unix: bool = False,
         **kwargs: Any,
     ) -> None:
+        self.pcap = None if pcap is None else open_pcap(pcap)
         self.server = Server(
             handler,
             process_request=process_request,
@@ -442,11 +449,14 @@ class serve:
 
     async def _start(self) -> Server:
         loop = asyncio.get_running_loop()
+        factory: Callable[[], asyncio.Protocol] = self.factory
+        if self.pcap is not None:
+            factory = tap(self.factory, self.pcap, client=False)
         if self.unix:
-            self.server.server = await loop.create_unix_server(self.factory, **self.kwargs)
+            self.server.server = await loop.create_unix_server(factory, **self.kwargs)
         else:
             self.server.server = await loop.create_server(
-                self.factory, self.host, self.port, **self.kwargs
+                factory, self.host, self.port, **self.kwargs
             )
         return self.server
 

@@ -38,6 +38,7 @@ from ..exceptions import (
 from ..proxy import get_proxy, parse_proxy
 from ..uri import WebSocketURI, parse_uri
 from . import fail
+from .capture import add_pcap_arguments, pcap_writer
 from .errors import ConnectFailed, connect_failed, unless_plain_http
 from .trace import Dissector, format_frame, format_handshake, handshake_record
 
@@ -134,6 +135,7 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="print the handshake and every frame, dissected with a hex dump, on stderr",
     )
+    add_pcap_arguments(parser, many=False)
     parser.set_defaults(run=run)
 
 
@@ -242,6 +244,7 @@ class _Opener(connect):
             proxy=proxy,
             process_exception=self._process_exception,
             reconnect_delays=self._delays,
+            pcap=getattr(args, "pcap_writer", None),
         )
         if args.trace:
             make = self.factory
@@ -503,6 +506,8 @@ async def _pipe(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     try:
         check_args(args)
+        # Opened before connecting: an unwritable path is a usage error.
+        args.pcap_writer = pcap_writer(args)
     except ValueError as exc:
         return fail(str(exc), 2)
     if sys.stdin.isatty() and sys.stdout.isatty():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import io
 import json
 import secrets
 import time
@@ -24,12 +25,15 @@ from typing import Any
 
 from ..asyncio.server import ServerConnection
 from ..exceptions import ConnectionClosed
+from ..pcap import PcapWriter
 from .trace import PREVIEW, Dissector, handshake_record
 
-__all__ = ["QUEUE_LIMIT", "Inspector", "InspectorHub", "Watch", "format_peer"]
+__all__ = ["CAPTURE_LIMIT", "QUEUE_LIMIT", "Inspector", "InspectorHub", "Watch", "format_peer"]
 
 #: Records waiting for a slow inspector before new ones are dropped.
 QUEUE_LIMIT = 512
+#: The bytes of an inspector's capture (``/capture``): past it, capture stops.
+CAPTURE_LIMIT = 4 * 2**20
 
 
 class Inspector:
@@ -45,6 +49,22 @@ class Inspector:
         self._queue: collections.deque[dict[str, Any]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._unreported = 0
+        # The pcapng of the connections it watches, made by the first one.
+        self._capture: io.BytesIO | None = None
+        self._writer: PcapWriter | None = None
+
+    def capture(self) -> PcapWriter:
+        """The pcapng writer of the watched connections (``CAPTURE_LIMIT`` bytes at most)."""
+        if self._writer is None:
+            self._capture = io.BytesIO()
+            self._writer = PcapWriter(self._capture, max_size=CAPTURE_LIMIT)
+        return self._writer
+
+    def pcapng(self) -> bytes:
+        """The capture so far: a pcapng file with no packets before the first watch."""
+        self.capture()
+        assert self._capture is not None
+        return self._capture.getvalue()
 
     def push(self, record: dict[str, Any]) -> None:
         """Queue ``record`` for the page, or drop and count it if the queue is full."""

@@ -46,6 +46,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..asyncio.capture import start_capture
 from ..asyncio.server import ServerConnection, serve
 from ..exceptions import ConnectionClosed
 from ..headers import Headers
@@ -55,6 +56,7 @@ from ..hub.cli import add_serve_arguments, mount, start_hub
 from ..logs import JSONFormatter
 from ..protocol import FrameTracer
 from . import fail
+from .capture import add_pcap_arguments, pcap_writer
 from .errors import os_error_reason
 from .execproc import PTY_AVAILABLE, run_command
 from .inspector import InspectorHub, Watch, format_peer
@@ -136,6 +138,7 @@ def add_parser(commands: Any) -> None:
         help="where --metrics serves them (/metrics)",
     )
     add_serve_arguments(parser)
+    add_pcap_arguments(parser, many=True)
     parser.set_defaults(run=run)
 
 
@@ -196,6 +199,7 @@ class DemoServer:
             "/": Route(http=static("index.html"), websocket=self.service, inspectable=True),
             "/echo": Route(websocket=self.service, inspectable=True),
             "/inspect": Route(websocket=self.inspectors.serve),
+            "/capture": Route(http=self.capture),
             "/health": Route(http=self.health),
             "/lab.css": Route(http=static("lab.css")),
             "/lab.js": Route(http=static("lab.js")),
@@ -237,10 +241,30 @@ class DemoServer:
                 watch = Watch(inspector, connection)
                 self._watches[connection] = watch
                 tracers.append(watch.trace)
+                # The same connection as pcapng for /capture: the request was
+                # read already, the rest (the 101 on) is captured as it goes.
+                start_capture(
+                    connection, inspector.capture(), client=False, received=request.serialize()
+                )
             if self.log_frames:
                 tracers.append(_frame_logger(format_peer(connection)))
         connection.protocol.tracer = _fan_out(tracers)
         return None
+
+    def capture(self, request: Request) -> Response:
+        """``/capture?inspect=<id>``: the pcapng of the connections that inspector watched."""
+        inspect = parse_qs(request.path.partition("?")[2]).get("inspect")
+        inspector = None if not inspect else self.inspectors.get(inspect[0])
+        if inspector is None:
+            return _response(404, "Not Found: no inspector with that id\n", "text/plain")
+        headers = Headers()
+        headers["Content-Type"] = "application/x-pcapng"
+        headers["Content-Disposition"] = f'attachment; filename="ws13-lab-{inspector.id}.pcapng"'
+        headers["Cache-Control"] = "no-store"
+        headers["Connection"] = "close"
+        body = inspector.pcapng()
+        headers["Content-Length"] = str(len(body))
+        return Response(200, "OK", headers, body)
 
     def health(self, request: Request) -> Response:
         status = {
@@ -456,6 +480,7 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     try:
         metrics = _metrics(args, demo)
+        pcap = pcap_writer(args)
     except ValueError as exc:
         return _fail(args, str(exc), 2)
     # Signal handlers first: a SIGTERM right after the port opens must stop
@@ -486,6 +511,7 @@ async def _serve(args: argparse.Namespace) -> int:
             max_size=args.max_size or None,
             ssl=context,
             metrics=metrics,
+            pcap=pcap,
         )
     except OSError as exc:
         await hub.aclose()

@@ -231,6 +231,7 @@ function openInspector() {
   };
   ws.onclose = () => {
     lab.inspectorId = null;
+    $("download-capture").hidden = true;
     $("inspector-state").textContent = "inspector: disconnected, retrying…";
     setTimeout(openInspector, RETRY_MS);
   };
@@ -240,6 +241,12 @@ function render(record) {
   if (record.type === "hello") {
     lab.inspectorId = record.id;
     $("inspector-state").textContent = "inspector: on (id " + record.id + ")";
+    // The server captures the connections this inspector watches: the same
+    // frames as shown here, as a pcapng file for Wireshark (docs/lab.md).
+    const download = $("download-capture");
+    download.href = "/capture?inspect=" + record.id;
+    download.download = "ws13-lab-" + record.id + ".pcapng";
+    download.hidden = false;
     if (lab.autoConnect && !lab.ws) {
       logSystem("on load: connecting to this server's echo service, so its handshake shows on the right");
       connect();
