@@ -91,11 +91,15 @@ class Process:
 
 redis: RedisServer
 example: Process
+example_ws13: Process
 node: Process
+
+#: ws13's uvicorn protocol, as ``--ws`` takes it.
+WS13_PROTOCOL = "ws13.uvicorn:WebSocketProtocol"
 
 
 def setUpModule() -> None:
-    global redis, example, node
+    global redis, example, example_ws13, node
     redis = RedisServer()
     unittest.addModuleCleanup(redis.close)
     redis.start()
@@ -104,6 +108,11 @@ def setUpModule() -> None:
         {"WS13_REDIS": redis.url, "HUB_TOKEN": TOKEN},
     )
     unittest.addModuleCleanup(example.stop)
+    # The same example under ws13's uvicorn protocol, the one docs/uvicorn.md
+    # advises; in memory (its ticker would interleave with the other's on Redis).
+    args = ["-m", "uvicorn", "examples.fastapi_hub:app", "--host", "127.0.0.1"]
+    example_ws13 = Process([*args, "--port", "{port}", "--ws", WS13_PROTOCOL], {"HUB_TOKEN": TOKEN})
+    unittest.addModuleCleanup(example_ws13.stop)
     node = Process(
         ["-m", "ws13", "serve", "--port", "{port}", "--redis", redis.url, "--hub-ticker", "0"],
         {},
@@ -122,14 +131,19 @@ def http(method: str, url: str, body: Any = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-class ExampleTests(unittest.IsolatedAsyncioTestCase):
-    """``uvicorn examples.fastapi_hub:app`` (default WebSocket protocol) on Redis."""
+class ExampleCase(unittest.IsolatedAsyncioTestCase):
+    """Talks to the example: ``server()`` says which process, on which backplane."""
+
+    backplane = "redis"
+
+    def server(self) -> Process:
+        return example
 
     def url(self, query: str = f"nick=tester&token={TOKEN}") -> str:
-        return f"ws://127.0.0.1:{example.port}/hub?{query}"
+        return f"ws://127.0.0.1:{self.server().port}/hub?{query}"
 
     async def post(self, channel: str, data: Any) -> dict[str, Any]:
-        url = f"http://127.0.0.1:{example.port}/publish/{channel}"
+        url = f"http://127.0.0.1:{self.server().port}/publish/{channel}"
         status, body = await asyncio.to_thread(http, "POST", url, data)
         self.assertEqual(status, 200, body)
         result: dict[str, Any] = json.loads(body)
@@ -137,6 +151,10 @@ class ExampleTests(unittest.IsolatedAsyncioTestCase):
 
     async def client(self, url: str) -> Client:
         return await self.enterAsyncContext(Client(url, request_timeout=TIMEOUT))
+
+
+class ExampleTests(ExampleCase):
+    """``uvicorn examples.fastapi_hub:app`` (default WebSocket protocol) on Redis."""
 
     async def test_history_then_publishes_from_the_http_route(self) -> None:
         for i in range(3):
@@ -161,13 +179,15 @@ class ExampleTests(unittest.IsolatedAsyncioTestCase):
         )
         # The app's own routes: health, and a bad channel name from HTTP.
         status, body = await asyncio.to_thread(
-            http, "GET", f"http://127.0.0.1:{example.port}/health"
+            http, "GET", f"http://127.0.0.1:{self.server().port}/health"
         )
         self.assertEqual(status, 200)
         health = json.loads(body)
-        self.assertEqual((health["status"], health["backplane"]["backplane"]), ("ok", "redis"))
+        self.assertEqual(
+            (health["status"], health["backplane"]["backplane"]), ("ok", self.backplane)
+        )
         status, body = await asyncio.to_thread(
-            http, "POST", f"http://127.0.0.1:{example.port}/publish/bad%20channel", 1
+            http, "POST", f"http://127.0.0.1:{self.server().port}/publish/bad%20channel", 1
         )
         self.assertEqual(status, 400)
 
@@ -232,6 +252,22 @@ class ExampleTests(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(status, 200)
         with open(os.path.join(os.path.dirname(ws13.__file__), "static", "ws13.js"), "rb") as f:
             self.assertEqual(script, f.read())
+
+
+class ExampleUnderWs13ProtocolTests(ExampleCase):
+    """The same example under ``--ws ws13.uvicorn:WebSocketProtocol``: hub and denial."""
+
+    backplane = "memory"
+
+    def server(self) -> Process:
+        return example_ws13
+
+    test_history_then_publishes_from_the_http_route = (
+        ExampleTests.test_history_then_publishes_from_the_http_route
+    )
+    test_the_authorize_hook_refuses_a_bad_token_with_401 = (
+        ExampleTests.test_the_authorize_hook_refuses_a_bad_token_with_401
+    )
 
 
 #: Wait in the page until ``condition`` (a JS expression) is true.
@@ -526,6 +562,12 @@ class InLoopWsprotoTests(InLoopTests):
     """The same under uvicorn's ``wsproto`` protocol: nothing depends on the server's."""
 
     ws = "wsproto"
+
+
+class InLoopWs13ProtocolTests(InLoopTests):
+    """The same under ws13's uvicorn protocol (``ws13.uvicorn.WebSocketProtocol``)."""
+
+    ws = WS13_PROTOCOL
 
 
 class LayerTests(unittest.TestCase):

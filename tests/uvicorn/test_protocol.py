@@ -16,10 +16,13 @@ import base64
 import json
 import os
 import signal
+import ssl
+import tempfile
 import unittest
 from typing import ClassVar
 from urllib.request import urlopen
 
+import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
 from ws13.asyncio import connect
@@ -106,6 +109,19 @@ class BehaviourTests(UvicornCase):
                 await ws.send(f"message {i}")
             for i in range(200):
                 self.assertEqual(await ws.recv(), f"message {i}")
+
+    async def test_receive_and_send_under_wait_for_and_ensure_future(self) -> None:
+        # ws13's receive()/send() return futures, uvicorn's are coroutines:
+        # both are awaitables that asyncio.wait_for and ensure_future take.
+        async with connect(self.url("/waits")) as ws:
+            self.assertEqual(await ws.recv(), "timed out")
+            await ws.send("one")
+            self.assertEqual(await ws.recv(), "after wait_for: one")
+            await ws.send("two")
+            self.assertEqual(await ws.recv(), "from a task: two")
+            with self.assertRaises(ConnectionClosed):
+                await ws.recv()
+        self.assertEqual(ws.close_code, 1000)
 
     async def test_subprotocol_negotiation(self) -> None:
         async with connect(self.url("/scope"), subprotocols=["chat.v1", "chat.v2"]) as ws:
@@ -280,6 +296,30 @@ class SettingsTests(unittest.IsolatedAsyncioTestCase):
             async with asyncio.timeout(TIMEOUT), connect(server.url("/echo")) as ws:
                 await ws.send("by class")
                 self.assertEqual(await ws.recv(), "by class")
+        finally:
+            server.close()
+
+    async def test_wss_with_uvicorns_ssl_options(self) -> None:
+        # uvicorn terminates TLS (--ssl-keyfile/--ssl-certfile); the scope says wss.
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1")
+        client_context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ca.configure_trust(client_context)
+        with tempfile.TemporaryDirectory() as directory:
+            key_file, cert_file = f"{directory}/key.pem", f"{directory}/cert.pem"
+            cert.private_key_pem.write_to_path(key_file)
+            cert.cert_chain_pems[0].write_to_path(cert_file)
+            server = Uvicorn(
+                STARLETTE, args=("--ssl-keyfile", key_file, "--ssl-certfile", cert_file)
+            )
+        try:
+            url = f"wss://127.0.0.1:{server.port}"
+            async with asyncio.timeout(TIMEOUT):
+                async with connect(url + "/echo", ssl=client_context) as ws:
+                    await ws.send("over TLS")
+                    self.assertEqual(await ws.recv(), "over TLS")
+                async with connect(url + "/scope", ssl=client_context) as ws:
+                    self.assertEqual(json.loads(await ws.recv())["scheme"], "wss")
         finally:
             server.close()
 
