@@ -8,7 +8,6 @@ see (the disconnect event, the scope) is recorded by key and read back over
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -104,34 +103,6 @@ async def report(ws: WebSocket) -> None:
     await ws.close()
 
 
-class Waits:
-    """A raw ASGI app using the server's ``receive``/``send`` as asyncio allows awaitables.
-
-    ``asyncio.wait_for(receive(), 0.05)`` times out with nothing sent and
-    the next message is not lost; ``asyncio.ensure_future(receive())`` and
-    ``ensure_future(send(...))`` run as tasks. Each step's result goes back
-    as a text message.
-    """
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await receive()  # websocket.connect
-        await send({"type": "websocket.accept"})
-        try:
-            await asyncio.wait_for(receive(), 0.05)
-            result = "no timeout"
-        except TimeoutError:
-            result = "timed out"
-        await send({"type": "websocket.send", "text": result})
-        message = await asyncio.wait_for(receive(), 10)
-        await send({"type": "websocket.send", "text": "after wait_for: " + message["text"]})
-        message = await asyncio.ensure_future(receive())
-        text = "from a task: " + message["text"]
-        await asyncio.ensure_future(send({"type": "websocket.send", "text": text}))
-        await send({"type": "websocket.close"})
-        while (await receive())["type"] != "websocket.disconnect":
-            pass
-
-
 async def page(request: Request) -> Response:
     """A page for Chromium to open WebSockets from (same origin)."""
     return HTMLResponse(PAGE)
@@ -157,7 +128,6 @@ starlette_app = Starlette(
         Route("/", page),
         Route("/health", health),
         *(WebSocketRoute(path, handler) for path, handler in WEBSOCKET_ROUTES.items()),
-        WebSocketRoute("/waits", Waits()),
     ]
 )
 
@@ -166,4 +136,3 @@ fastapi_app.add_api_route("/", page)
 fastapi_app.add_api_route("/health", health)
 for _path, _handler in WEBSOCKET_ROUTES.items():
     fastapi_app.add_api_websocket_route(_path, _handler)
-fastapi_app.router.routes.append(WebSocketRoute("/waits", Waits()))

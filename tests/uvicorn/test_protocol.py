@@ -110,19 +110,6 @@ class BehaviourTests(UvicornCase):
             for i in range(200):
                 self.assertEqual(await ws.recv(), f"message {i}")
 
-    async def test_receive_and_send_under_wait_for_and_ensure_future(self) -> None:
-        # ws13's receive()/send() return futures, uvicorn's are coroutines:
-        # both are awaitables that asyncio.wait_for and ensure_future take.
-        async with connect(self.url("/waits")) as ws:
-            self.assertEqual(await ws.recv(), "timed out")
-            await ws.send("one")
-            self.assertEqual(await ws.recv(), "after wait_for: one")
-            await ws.send("two")
-            self.assertEqual(await ws.recv(), "from a task: two")
-            with self.assertRaises(ConnectionClosed):
-                await ws.recv()
-        self.assertEqual(ws.close_code, 1000)
-
     async def test_subprotocol_negotiation(self) -> None:
         async with connect(self.url("/scope"), subprotocols=["chat.v1", "chat.v2"]) as ws:
             self.assertEqual(ws.subprotocol, "chat.v2")

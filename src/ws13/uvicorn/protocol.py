@@ -15,7 +15,6 @@ import asyncio
 import math
 import os
 from collections import deque
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.protocols.utils import (
@@ -124,9 +123,6 @@ class WebSocketProtocol(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
-        # What send() returns when the frame is written and the buffer not full.
-        self._sent: asyncio.Future[None] = self.loop.create_future()
-        self._sent.set_result(None)
         self._lost = False
         self._close_timer: asyncio.TimerHandle | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
@@ -304,45 +300,26 @@ class WebSocketProtocol(asyncio.Protocol):
             assert self.transport is not None
             self.transport.close()
 
-    def receive(self) -> asyncio.Future[dict[str, Any]]:
-        """ASGI ``receive``: websocket.connect, .receive, then .disconnect (repeated).
-
-        A plain method returning a future (done when a message is queued),
-        not a coroutine: the spec asks for an "awaitable callable", and the
-        app's task then waits on the future itself, without a coroutine
-        frame in between (887 instructions less per echo under callgrind,
-        4 %). ``await receive()``, ``asyncio.wait_for(receive(), t)`` and
-        ``asyncio.ensure_future(receive())`` work; ``asyncio.create_task(
-        receive())`` raises ``TypeError`` (it takes coroutines only): use
-        ``ensure_future()`` (as Django Channels 4 does) or wrap it in an
-        ``async def``. See docs/uvicorn.md.
-        """
+    async def receive(self) -> dict[str, Any]:
+        """ASGI ``receive``: websocket.connect, .receive, then .disconnect (repeated)."""
         queue = self._queue
-        future: asyncio.Future[dict[str, Any]] = self.loop.create_future()
         if queue:
-            future.set_result(queue.popleft())
+            message = queue.popleft()
             if self._read_paused and len(queue) <= self._resume_at:
                 self._resume_reading()
-        elif self._disconnect is not None:
-            future.set_result(self._disconnect)
-        else:
-            # No reset of _waiter if cancelled: a cancelled waiter is done,
-            # and _put() skips done waiters.
-            self._waiter = future
-        return future
+            return message
+        if self._disconnect is not None:
+            return self._disconnect
+        # No try/finally to reset _waiter if cancelled: a cancelled waiter
+        # is done, and _put() skips done waiters.
+        waiter: asyncio.Future[dict[str, Any]] = self.loop.create_future()
+        self._waiter = waiter
+        return await waiter
 
-    def send(self, message: dict[str, Any]) -> Awaitable[None]:
-        """ASGI ``send``; raises ClientDisconnected (an OSError) once the client is gone.
-
-        For websocket.send on an open connection, a plain method: it writes
-        the frame when called and returns an awaitable, a future already
-        done (one per connection) or, when the write buffer is full, the
-        wait for it to drain; an error raises at the call, which ``await
-        send(...)`` sees the same (444 instructions less per echo, 2 %).
-        Every other event goes through a coroutine. As for ``receive()``:
-        ``ensure_future(send(...))``, not ``create_task()``.
-        """
-        if message["type"] == "websocket.send" and self.phase is _OPEN:
+    async def send(self, message: dict[str, Any]) -> None:
+        """ASGI ``send``; raises ClientDisconnected (an OSError) once the client is gone."""
+        kind = message["type"]
+        if kind == "websocket.send" and self.phase is _OPEN:
             data = message.get("bytes")
             if data is None:
                 data = message.get("text")
@@ -358,13 +335,8 @@ class WebSocketProtocol(asyncio.Protocol):
             else:
                 self._write_buffers(buffers)
             if self._write_paused:
-                return self._drain()
-            return self._sent
-        return self._send_other(message)
-
-    async def _send_other(self, message: dict[str, Any]) -> None:
-        """``send()`` of anything but websocket.send on an open connection."""
-        kind = message["type"]
+                await self._drain()
+            return
         if self._lost:
             raise ClientDisconnected()
         if self.phase is _HANDSHAKE:
