@@ -26,7 +26,13 @@ from tests.rfc6455 import (
     UNMASKED_HELLO,
     UNMASKED_PING,
 )
-from ws13.exceptions import InvalidState, PayloadTooBig, ProtocolError
+from ws13.exceptions import (
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+    PayloadTooBig,
+    ProtocolError,
+)
 from ws13.frames import Close, CloseCode, Frame, Opcode
 from ws13.protocol import (
     CLIENT,
@@ -694,6 +700,39 @@ class TestSection7_4StatusCodes:
         protocol = client()
         protocol.send_close(CloseCode.GOING_AWAY)
         assert sent_frames(protocol) == [close_frame(1001)]
+
+    @pytest.mark.parametrize(
+        ("code", "ok"), [(1000, True), (1001, True), (1011, False), (4000, False)]
+    )
+    def test_close_exc_after_the_closing_handshake(self, code: int, ok: bool) -> None:
+        # What the I/O layers raise once closed: OK for 1000 and 1001 both ways.
+        protocol = server()
+        receive(protocol, masked(0x8, close_payload(code, "bye")))
+        protocol.receive_eof()
+        exc = protocol.close_exc
+        assert isinstance(exc, ConnectionClosedOK if ok else ConnectionClosedError)
+        assert exc.rcvd == Close(code, "bye")
+        assert exc.sent == Close(code, "")
+        assert exc.rcvd_then_sent is True
+        assert protocol.close_exc is not exc  # a new exception each time
+
+    def test_close_exc_without_a_close_frame(self) -> None:
+        protocol = server()
+        protocol.receive_eof()
+        exc = protocol.close_exc
+        assert isinstance(exc, ConnectionClosedError)
+        assert exc.rcvd is None
+        assert exc.sent is None
+        assert isinstance(exc.__cause__, EOFError)
+
+    def test_close_exc_after_a_protocol_error(self) -> None:
+        protocol = server()
+        receive(protocol, frame(0x1, b"unmasked"))
+        exc = protocol.close_exc
+        assert isinstance(exc, ConnectionClosedError)
+        assert exc.sent is not None
+        assert exc.sent.code == 1002
+        assert isinstance(exc.__cause__, ProtocolError)
 
 
 class TestSection5_5_2Ping:

@@ -23,7 +23,14 @@ from typing import Union
 from ._accel import MaskKeys, parse_messages
 from .assembler import NO_PARTS, MessageAssembler, payload_of
 from .corebase import count_bytes, count_messages
-from .exceptions import InvalidState, PayloadTooBig, ProtocolError
+from .exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+    PayloadTooBig,
+    ProtocolError,
+)
 from .extensions.base import Extension
 from .extensions.permessage_deflate import PerMessageDeflate
 from .frames import Close, CloseCode, Fragment, Frame, Opcode, is_valid_close_code
@@ -53,6 +60,11 @@ __all__ = [
     "Side",
     "State",
 ]
+
+#: The close codes that make ``ConnectionClosedOK`` (else ``ConnectionClosedError``).
+OK_CLOSE_CODES = frozenset(
+    {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
+)
 
 # Shared and never mutated, so an idle connection doesn't own an empty list:
 # set_extensions() assigns a new one.
@@ -289,6 +301,25 @@ class Protocol(MessageAssembler):
         if self.close_rcvd is None:
             return ""
         return self.close_rcvd.reason
+
+    @property
+    def close_exc(self) -> ConnectionClosed:
+        """What sending or receiving raises once the connection is closing or
+        closed (websockets' name): ``ConnectionClosedOK`` when both Close
+        frames carry 1000, 1001 or no code (1005), else
+        ``ConnectionClosedError``, caused by ``parser_exc`` if any. A new
+        exception on each read."""
+        rcvd, sent = self.close_rcvd, self.close_sent
+        if (
+            rcvd is not None
+            and sent is not None
+            and rcvd.code in OK_CLOSE_CODES
+            and sent.code in OK_CLOSE_CODES
+        ):
+            return ConnectionClosedOK(rcvd, sent, self.close_rcvd_then_sent)
+        exc = ConnectionClosedError(rcvd, sent, self.close_rcvd_then_sent)
+        exc.__cause__ = self.parser_exc
+        return exc
 
     def close_expected(self) -> bool:
         """Whether the TCP connection is expected to close soon.

@@ -29,11 +29,11 @@ from ..protocol import CLOSED, OPEN, SEND_EOF, Event, Protocol, State
 from .largereader import LARGE_READ, LargeFrameReader
 from .messages import MessageQueue, fresh
 from .pinging import Pinger
-from .sending import OK_CLOSE_CODES, Data
+from .sending import Data
 from .streaming import Streamer, decoded
 from .timers import Deadlines, Keepalive
 
-__all__ = ["OK_CLOSE_CODES", "Connection", "Data"]
+__all__ = ["Connection", "Data", "write_buffers"]
 
 #: Whether ``transport.writelines()`` keeps flow control: not with the selector
 #: transport of CPython 3.12.0-3.12.8 and 3.13.0-3.13.1 (gh-127655, it never
@@ -47,9 +47,16 @@ _WRITELINES_OK = not (
 )
 
 
-def _can_writelines(transport: asyncio.WriteTransport) -> bool:
-    """Whether ``transport.writelines()`` may be used (see ``_WRITELINES_OK``)."""
-    return _WRITELINES_OK and not transport.is_closing()
+def write_buffers(transport: asyncio.WriteTransport, buffers: list[bytes]) -> None:
+    """Write buffers in order: several (a large frame's header and payload, a
+    pong and a message...) in one ``writelines()``, one system call, where it
+    keeps flow control (see ``_WRITELINES_OK``); else joined, in one ``write()``."""
+    if len(buffers) == 1:
+        transport.write(buffers[0])
+    elif _WRITELINES_OK and not transport.is_closing():
+        transport.writelines(buffers)
+    else:
+        transport.write(b"".join(buffers))
 
 
 class Connection(Pinger):
@@ -586,18 +593,9 @@ class Connection(Pinger):
             self._start_close_timer()
 
     def _write_buffers(self, buffers: list[bytes]) -> None:
-        """Write buffers in order: several (a large frame's header and
-        payload, a pong and a message...) in one ``writelines()``, one system
-        call, where it keeps flow control (see ``_can_writelines``)."""
         transport = self.transport
-        if transport is None:
-            return
-        if len(buffers) == 1:
-            transport.write(buffers[0])
-        elif _can_writelines(transport):
-            transport.writelines(buffers)
-        else:
-            transport.write(b"".join(buffers))
+        if transport is not None:
+            write_buffers(transport, buffers)
 
     def _send_refused(self) -> Exception:
         """What a send raises when the core refuses it (InvalidState)."""

@@ -20,18 +20,13 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
 from .._accel import encode_text
-from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidState
+from ..exceptions import ConnectionClosed, InvalidState
 from ..frames import CloseCode, Frame, Opcode
 from ..protocol import OPEN, Protocol, Side
 
-__all__ = ["OK_CLOSE_CODES", "Data", "Sender"]
+__all__ = ["Data", "Sender"]
 
 Data = str | bytes | bytearray | memoryview
-
-#: The close codes that make ``ConnectionClosedOK`` (else ``ConnectionClosedError``).
-OK_CLOSE_CODES = frozenset(
-    {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
-)
 
 
 class Sender(asyncio.Protocol):
@@ -223,18 +218,7 @@ class Sender(asyncio.Protocol):
             raise self._closed_exc()
 
     def _closed_exc(self) -> ConnectionClosed:
-        protocol = self.protocol
-        rcvd, sent = protocol.close_rcvd, protocol.close_sent
-        if (
-            rcvd is not None
-            and sent is not None
-            and rcvd.code in OK_CLOSE_CODES
-            and sent.code in OK_CLOSE_CODES
-        ):
-            return ConnectionClosedOK(rcvd, sent, protocol.close_rcvd_then_sent)
-        exc = ConnectionClosedError(rcvd, sent, protocol.close_rcvd_then_sent)
-        exc.__cause__ = protocol.parser_exc
-        return exc
+        return self.protocol.close_exc
 
 
 def _whole_frames(buffers: list[bytes]) -> list[bytes]:

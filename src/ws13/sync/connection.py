@@ -35,7 +35,6 @@ from typing import Any
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
-    ConnectionClosedError,
     ConnectionClosedOK,
 )
 from ..frames import CloseCode, Fragment, Frame, Opcode
@@ -43,16 +42,12 @@ from ..http11 import Request, Response
 from ..protocol import CLOSED, OPEN, Event, Protocol, State
 from .messages import MessageQueue
 
-__all__ = ["OK_CLOSE_CODES", "Connection", "Data", "MaxQueue"]
+__all__ = ["Connection", "Data", "MaxQueue"]
 
 Data = str | bytes | bytearray | memoryview
 #: ``max_queue``: the high-water mark, or ``(high, low)`` water marks.
 MaxQueue = int | None | tuple[int | None, int | None]
 
-#: The close codes that make ``ConnectionClosedOK`` (else ``ConnectionClosedError``).
-OK_CLOSE_CODES = frozenset(
-    {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
-)
 
 #: Bytes read per ``recv()`` system call.
 RECV_BUFSIZE = 2**16
@@ -487,17 +482,9 @@ class Connection:
         raise self._closed_exc()
 
     def _closed_exc(self) -> ConnectionClosed:
-        protocol = self.protocol
-        rcvd, sent = protocol.close_rcvd, protocol.close_sent
-        if (
-            rcvd is not None
-            and sent is not None
-            and rcvd.code in OK_CLOSE_CODES
-            and sent.code in OK_CLOSE_CODES
-        ):
-            return ConnectionClosedOK(rcvd, sent, protocol.close_rcvd_then_sent)
-        exc = ConnectionClosedError(rcvd, sent, protocol.close_rcvd_then_sent)
-        exc.__cause__ = self._connection_exc or protocol.parser_exc
+        exc = self.protocol.close_exc
+        if self._connection_exc is not None and not isinstance(exc, ConnectionClosedOK):
+            exc.__cause__ = self._connection_exc
         return exc
 
     def _check_close_expected(self) -> None:

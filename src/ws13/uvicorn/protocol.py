@@ -26,7 +26,7 @@ from uvicorn.protocols.utils import (
     is_ssl,
 )
 
-from ..asyncio.connection import _can_writelines
+from ..asyncio.connection import write_buffers
 from ..exceptions import InvalidState
 from ..frames import CloseCode, Frame, Opcode
 from ..http11 import Request, Response
@@ -555,16 +555,9 @@ class WebSocketProtocol(asyncio.Protocol):
             transport.close()
 
     def _write_buffers(self, buffers: list[bytes]) -> None:
-        """Write buffers in order, several in one ``writelines()`` where it keeps flow control."""
         transport = self.transport
-        if transport is None:
-            return
-        if len(buffers) == 1:
-            transport.write(buffers[0])
-        elif _can_writelines(transport):
-            transport.writelines(buffers)
-        else:
-            transport.write(b"".join(buffers))
+        if transport is not None:
+            write_buffers(transport, buffers)
 
     async def _drain(self) -> None:
         """Wait until the write buffer is below its low-water mark (or the client is gone)."""
