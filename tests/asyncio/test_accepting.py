@@ -30,16 +30,17 @@ REQUEST = (
 )
 
 
-def answered(socks: list[socket.socket], quiet: float) -> list[socket.socket]:
-    """The sockets that got their 101, once none got one for ``quiet`` seconds."""
+def answered(socks: list[socket.socket], quiet: float | None = None) -> list[socket.socket]:
+    """The sockets that got their 101: all of them, or those that did before
+    none got one for ``quiet`` seconds."""
     selector = selectors.DefaultSelector()
     for sock in socks:
         selector.register(sock, selectors.EVENT_READ, bytearray())
     done: list[socket.socket] = []
     deadline = time.monotonic() + TIMEOUT
     while selector.get_map() and time.monotonic() < deadline:
-        events = selector.select(quiet)
-        if not events:
+        events = selector.select(quiet if quiet is not None else TIMEOUT)
+        if not events and quiet is not None:
             break
         for key, _ in events:
             sock = key.fileobj
@@ -83,6 +84,7 @@ class OutOfFileDescriptorsTests(CLITestCase):
             socks.append(sock)
         # The server holds as many as its 64 descriptors allow; the others
         # wait in the listen backlog.
+        self.wait_for_log(process, "accepting paused")
         opened = answered(socks, quiet=1000 * MS)
         assert 20 < len(opened) < 64, len(opened)
         waiting = [sock for sock in socks if sock not in opened]
@@ -101,8 +103,9 @@ class OutOfFileDescriptorsTests(CLITestCase):
         # Freed descriptors let the waiting clients in.
         for sock in opened:
             sock.close()
-        late = answered(waiting, quiet=1000 * MS)
+        late = answered(waiting)
         assert len(late) == len(waiting)
+        self.wait_for_log(process, "accepting connections again")
         for sock in late:
             echo(sock, b"in at last")
         stderr = self.stderr_of(process)
@@ -112,6 +115,12 @@ class OutOfFileDescriptorsTests(CLITestCase):
         for sock in late:
             sock.close()
         assert self.stop_server(process) == 0
+
+    def wait_for_log(self, process: subprocess.Popen[str], text: str) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while text not in self.stderr_of(process):
+            assert time.monotonic() < deadline, self.stderr_of(process)
+            time.sleep(20 * MS)
 
     def test_asyncio_loop(self) -> None:
         self.run_out("asyncio")
