@@ -279,7 +279,7 @@ class Server:
         self.acceptor: Acceptor | None = None
         #: Accepted sockets becoming connections (a TLS handshake, or a few
         #: loop callbacks without TLS).
-        self.connecting: set[asyncio.Task[None]] = set()
+        self.connecting: set[asyncio.Task[Any]] = set()
         self._close_task: asyncio.Task[None] | None = None
         #: Done when close() starts: what serve_forever() waits for.
         self._stopping: asyncio.Future[None] | None = None
@@ -538,23 +538,23 @@ class serve:
         }
         factory = self.factory
         logger = ws_server.logger
-
-        async def connect(sock: socket.socket) -> None:
-            try:
-                await loop.connect_accepted_socket(factory, sock, **tls)
-            except Exception as exc:
-                # A failed TLS handshake, or a client gone already: the
-                # transport has closed the socket.
-                logger.debug("! connection failed before the handshake: %s", exc)
-
         # Kept until done (the loop holds tasks weakly); close() cancels
         # those still in a TLS handshake.
         connecting = ws_server.connecting
 
+        def connected(task: asyncio.Task[Any]) -> None:
+            connecting.discard(task)
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                # A failed TLS handshake, or a client gone already: the
+                # transport has closed the socket.
+                logger.debug("! connection failed before the handshake: %s", exc)
+
         def accepted(sock: socket.socket) -> None:
-            task = loop.create_task(connect(sock))
+            # The loop's coroutine as the task, no wrapper: this is the
+            # accept path's one cost over the loop's own accept loop.
+            task = loop.create_task(loop.connect_accepted_socket(factory, sock, **tls))
             connecting.add(task)
-            task.add_done_callback(connecting.discard)
+            task.add_done_callback(connected)
 
         ws_server.acceptor = Acceptor(
             loop,
