@@ -1,16 +1,31 @@
-"""Running out of file descriptors: ``ws13 serve`` under a low RLIMIT_NOFILE, on both loops."""
+"""Tests for ws13.asyncio.accepting: running out of file descriptors (``ws13
+serve`` under a low RLIMIT_NOFILE, on both loops), and the listening options
+of ``create_server`` through ws13's own accept loop."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import selectors
 import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
+import pytest
+
+from tests.asyncio.helpers import (
+    ServerClientTestCase,
+    echo,
+    tls_contexts,
+    wait,
+    wait_for_condition,
+)
 from tests.cli.helpers import TIMEOUT, CLITestCase, wait_for_port
 from tests.utils import MS, free_port
+from ws13.asyncio.client import connect
+from ws13.asyncio.server import serve
 
 #: Starts ``ws13 serve`` with at most 64 file descriptors.
 LAUNCHER = (
@@ -58,7 +73,7 @@ def answered(socks: list[socket.socket], quiet: float | None = None) -> list[soc
     return done
 
 
-def echo(sock: socket.socket, text: bytes) -> None:
+def echo_raw(sock: socket.socket, text: bytes) -> None:
     """Send a text message (masked with a zero key) and read its echo."""
     sock.sendall(bytes([0x81, 0x80 | len(text)]) + b"\0\0\0\0" + text)
     expected = bytes([0x81, len(text)]) + text
@@ -103,7 +118,7 @@ class OutOfFileDescriptorsTests(CLITestCase):
         assert len(other) == 2, other
         # Every open connection still works.
         for sock in opened:
-            echo(sock, b"still here")
+            echo_raw(sock, b"still here")
         # Freed descriptors let the waiting clients in.
         for sock in opened:
             sock.close()
@@ -111,7 +126,7 @@ class OutOfFileDescriptorsTests(CLITestCase):
         assert len(late) == len(waiting)
         self.wait_for_log(process, "accepting connections again")
         for sock in late:
-            echo(sock, b"in at last")
+            echo_raw(sock, b"in at last")
         stderr = self.stderr_of(process)
         assert stderr.count("accepting paused") == 1, stderr
         assert stderr.count("accepting connections again") == 1, stderr
@@ -147,3 +162,67 @@ class OutOfFileDescriptorsTests(CLITestCase):
 
     def test_uvloop(self) -> None:
         self.run_out("uvloop")
+
+
+class ListeningTests(ServerClientTestCase):
+    """What ``create_server`` offered still works with ws13's own accept loop."""
+
+    async def echoes(self, uri: str, **kwargs: Any) -> None:
+        async with connect(uri, **kwargs) as client:
+            await client.send("hi")
+            assert await wait(client.recv()) == "hi"
+
+    async def test_sock(self) -> None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        address = sock.getsockname()
+        # The server owns the socket from now on: its close() closes it.
+        server = await serve(echo, sock=sock)
+        self.addAsyncCleanup(self._stop_server, server)
+        assert server.sockets[0].getsockname() == address
+        await self.echoes(f"ws://127.0.0.1:{server.port}/")
+
+    async def test_several_hosts(self) -> None:
+        server = await self.start_server(host=["127.0.0.1", "::1"])  # type: ignore[arg-type]
+        hosts = sorted(sock.getsockname()[0] for sock in server.sockets)
+        assert hosts == ["127.0.0.1", "::1"]
+        for sock in server.sockets:
+            host, port = sock.getsockname()[:2]
+            await self.echoes(f"ws://{'[::1]' if host == '::1' else host}:{port}/")
+
+    async def test_reuse_port(self) -> None:
+        first = await self.start_server(reuse_port=True)
+        port = first.port
+        second = await serve(echo, "127.0.0.1", port, reuse_port=True)
+        self.addAsyncCleanup(self._stop_server, second)
+        await self.echoes(f"ws://127.0.0.1:{port}/")
+        # Either server answers on the port: the second, once the first is gone.
+        first.close()
+        await wait(first.wait_closed())
+        await self.echoes(f"ws://127.0.0.1:{port}/")
+        assert second.sockets[0].getsockname()[1] == port
+
+    async def test_failed_tls_handshake_is_not_an_error(self) -> None:
+        server_context, client_context = tls_contexts()
+        server = await self.start_server(ssl=server_context)
+        with self.assertNoLogs("ws13.server", level="WARNING"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # not TLS
+            assert await wait(reader.read()) == b""  # the server hung up
+            writer.close()
+            await self.echoes(f"wss://localhost:{server.port}/", ssl=client_context)
+
+    async def test_close_cancels_tls_handshakes_in_progress(self) -> None:
+        server_context, _ = tls_contexts()
+        server = await self.start_server(ssl=server_context)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        await wait_for_condition(lambda: bool(server.connecting))
+        server.close()
+        await wait(server.wait_closed())
+        assert not server.connecting
+        assert await wait(reader.read()) == b""
+        writer.close()
+
+    async def test_start_serving_is_refused(self) -> None:
+        with pytest.raises(TypeError, match="start_serving is not supported"):
+            serve(echo, "127.0.0.1", 0, start_serving=False)
