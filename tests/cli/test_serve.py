@@ -16,6 +16,7 @@ import tempfile
 import time
 from typing import Any
 
+import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -137,6 +138,44 @@ class ServeTests(CLITestCase):
         assert result.returncode == 1
         self.assert_one_line_error(result.stderr)
         assert result.stderr.startswith("ws13: error: connection closed abnormally: 1009")
+
+    def test_max_connections(self) -> None:
+        _, port = self.start_server("--max-connections", "1", "--max-connections-per-ip", "1")
+
+        async def limited() -> None:
+            url = f"ws://127.0.0.1:{port}/echo"
+            first = await connect(url)
+            with pytest.raises(InvalidStatus) as raised:
+                await connect(url)
+            assert raised.value.response.status_code == 503
+            assert raised.value.response.headers["Retry-After"] == "5"
+            await first.send("still served")
+            assert await first.recv() == "still served"
+            # /health is plain HTTP: it takes no slot.
+            status, _, _ = await asyncio.to_thread(http_get, port, "/health")
+            assert status == 200
+            await first.close()
+            # The slot is free once the server has seen the close.
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    try:
+                        again = await connect(url)
+                    except InvalidStatus:
+                        await asyncio.sleep(0.01)
+                        continue
+                    break
+            await again.close()
+
+        asyncio.run(limited())
+
+    def test_max_handshake_rate(self) -> None:
+        _, port = self.start_server("--max-handshake-rate", "1")
+        # start_server's port probe was no HTTP request: the one token is left.
+        result = self.run_ws13("connect", f"ws://127.0.0.1:{port}/echo", input="hi\n")
+        assert (result.returncode, result.stdout) == (0, "hi\n")
+        status, _, body = http_get(port, "/health")
+        assert status == 429
+        assert body == b"Too Many Requests: slow down\n"
 
     def test_port_in_use(self) -> None:
         with socket.socket() as busy:
@@ -281,6 +320,12 @@ class ServeRoutesTests(CLITestCase):
             (["--hub-ticker", "-1"], "--hub-ticker must be >= 0 (0: off)"),
             (["--hub-path", "hub"], "--hub-path hub: must start with /"),
             (["--hub-publish-rate", "-1"], "--hub-publish-rate must be >= 0"),
+            (["--max-connections", "0"], "--max-connections 0: must be more than 0"),
+            (
+                ["--max-connections-per-ip", "-2"],
+                "--max-connections-per-ip -2: must be more than 0",
+            ),
+            (["--max-handshake-rate", "0"], "--max-handshake-rate 0: must be more than 0"),
             (
                 ["--redis", "nonsense"],
                 "unsupported backplane URL: 'nonsense'; use redis://HOST:PORT/DB",

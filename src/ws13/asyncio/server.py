@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
@@ -18,10 +19,12 @@ from ..http11 import Request, Response
 from ..protocol import CLOSED, CONNECTING, OPEN
 from ..server import ServerProtocol, connection_selector
 from ..version import USER_AGENT
+from .accepting import Acceptor
 from .auth import basic_auth
 from .broadcast import broadcast
 from .capture import Pcap, open_pcap, tap
 from .connection import Connection, closing_deadlines
+from .limits import RETRY_AFTER, Limits
 from .timers import Deadlines, Keepalive
 
 if TYPE_CHECKING:
@@ -58,7 +61,7 @@ class ServerConnection(Connection):
         username: the user ``basic_auth()`` let in; ``None`` without it.
     """
 
-    __slots__ = ("handler_task", "server", "username")
+    __slots__ = ("handler_task", "limit_address", "server", "username")
 
     protocol: ServerProtocol
 
@@ -67,6 +70,8 @@ class ServerConnection(Connection):
         self.server = server
         self.handler_task: asyncio.Task[None] | None = None
         self.username: str | None = None
+        #: The source address holding a slot of ``Server.limits``, if any.
+        self.limit_address: str | None = None
 
     def respond(self, status: int, text: str) -> Response:
         """Build a plain-text HTTP response, for ``process_request`` to return."""
@@ -93,8 +98,27 @@ class ServerConnection(Connection):
             self.server.metrics.keepalive_timeout()
         super()._keepalive_timed_out()
 
+    def _source(self) -> str:
+        """The peer's address for ``Limits``: its IP, or "" on a Unix socket."""
+        peer = self.remote_address
+        return str(peer[0]) if isinstance(peer, tuple) else ""
+
+    def _refuse(self, status: int, text: str, retry_after: int) -> Response:
+        response = self.respond(status, text)
+        response.headers["Retry-After"] = str(retry_after)
+        return response
+
     def _handle_handshake(self, event: Request | Response) -> None:
         assert isinstance(event, Request)
+        limits = self.server.limits
+        if limits is not None and limits.rate is not None:
+            wait = limits.wait_before_request(self._source())
+            if wait is not None:
+                self.logger.info("handshake refused: over max_handshake_rate")
+                self._process_response(
+                    event, self._refuse(429, "Too Many Requests: slow down\n", wait)
+                )
+                return
         process_request = self.server.process_request
         if process_request is None:
             self._process_response(event, None)
@@ -127,6 +151,16 @@ class ServerConnection(Connection):
     def _process_response(self, request: Request, response: Response | None) -> None:
         """Build the answer (101 unless ``process_request`` gave one), let
         ``process_response`` see or replace it, then send it."""
+        limits = self.server.limits
+        if response is None and limits is not None:
+            source = self._source()
+            if limits.admit(source):
+                self.limit_address = source
+            else:
+                self.logger.info("handshake refused: too many connections")
+                response = self._refuse(
+                    503, "Service Unavailable: too many connections\n", RETRY_AFTER
+                )
         if response is None:
             response = self.protocol.accept(request)
             if self.protocol.handshake_exc is not None:
@@ -193,11 +227,18 @@ class ServerConnection(Connection):
                 self.protocol.handshake_exc,
                 extra={"websocket": self},
             )
-        if self.server.opening is not None:
-            self.server.opening.discard(self)
-        self.server.connections.discard(self)
-        if self.server.metrics is not None:
-            self.server.metrics.connection_closed(self)
+        server = self.server
+        if server.opening is not None:
+            server.opening.discard(self)
+        server.connections.discard(self)
+        if self.limit_address is not None:
+            assert server.limits is not None
+            server.limits.release(self.limit_address)
+            self.limit_address = None
+        if server.acceptor is not None:
+            server.acceptor.connection_closed()
+        if server.metrics is not None:
+            server.metrics.connection_closed(self)
 
 
 class Server:
@@ -205,7 +246,10 @@ class Server:
 
     Attributes:
         connections: the open connections (including those in the handshake).
-        server: the underlying ``asyncio.Server``.
+        server: the underlying ``asyncio.Server``: it owns the listening
+            sockets, but the ``Acceptor`` accepts on them (see ``accepting``).
+        acceptor: the accept loop, which pauses when file descriptors run out.
+        limits: the connection and handshake-rate ``Limits``, if any is set.
         metrics: the ``ws13.metrics.Metrics`` its connections report to, if any.
     """
 
@@ -218,9 +262,11 @@ class Server:
         open_timeout: float | None = 10,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         metrics: Metrics | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.handler = handler
         self.metrics = metrics
+        self.limits = limits
         self.process_request = process_request
         self.process_response = process_response
         self.open_timeout = open_timeout
@@ -234,7 +280,13 @@ class Server:
         self.logger = logger or logging.getLogger("ws13.server")
         self.connections: set[ServerConnection] = set()
         self.server: asyncio.Server | None = None
+        self.acceptor: Acceptor | None = None
+        #: Accepted sockets becoming connections (a TLS handshake, or a few
+        #: loop callbacks without TLS).
+        self.connecting: set[asyncio.Task[Any]] = set()
         self._close_task: asyncio.Task[None] | None = None
+        #: Done when close() starts: what serve_forever() waits for.
+        self._stopping: asyncio.Future[None] | None = None
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
@@ -255,9 +307,15 @@ class Server:
         """
         if self._close_task is None:
             self._close_task = asyncio.get_running_loop().create_task(self._close(code, timeout))
+            if self._stopping is not None and not self._stopping.done():
+                self._stopping.set_result(None)
 
     async def _close(self, code: int, grace: float | None) -> None:
         assert self.server is not None
+        if self.acceptor is not None:
+            self.acceptor.close()
+        for task in list(self.connecting):
+            task.cancel()
         self.server.close()
         connections = list(self.connections)
         for connection in connections:
@@ -293,14 +351,12 @@ class Server:
             await self.server.wait_closed()
 
     async def serve_forever(self) -> None:
-        """Serve until cancelled; then shut down gracefully."""
-        assert self.server is not None
-        # Shielded: from Python 3.12.1 on, a cancelled asyncio.Server.serve_forever()
-        # waits for every connection to drop before returning, so it hung with
-        # clients connected; our graceful close below is what drops them.
-        serving = asyncio.ensure_future(self.server.serve_forever())
+        """Serve until cancelled (then shut down gracefully) or closed."""
+        assert self._stopping is not None
+        # The Acceptor serves already: this only waits. Shielded so that
+        # a cancellation leaves the future for close() to complete.
         try:
-            await asyncio.shield(serving)
+            await asyncio.shield(self._stopping)
         except asyncio.CancelledError:
             self.close()
             await self.wait_closed()
@@ -361,8 +417,21 @@ class serve:
             binary file or a ``ws13.pcap.PcapWriter``; a path is opened now:
             OSError if it can't be written). ``None`` (the default) captures
             nothing. See docs/lab.md.
+        max_connections: WebSocket connections open at once (``None``, the
+            default: no limit); one more gets 503 with ``Retry-After: 5``.
+        max_connections_per_ip: the same per source address (``None``: no
+            limit); also 503.
+        max_handshake_rate: HTTP requests per second per source address, a
+            token bucket with a one-second burst (``None``: no limit); one more
+            gets 429 with ``Retry-After``. See ``ws13.asyncio.limits.Limits``.
         **kwargs: passed to ``loop.create_server()`` (``sock``, ``reuse_port``,
-            ``backlog``...) or, with ``unix=True``, ``loop.create_unix_server()``.
+            ``backlog`` (100), ``ssl_handshake_timeout``...) or, with
+            ``unix=True``, ``loop.create_unix_server()``.
+
+    The server accepts connections itself (``ws13.asyncio.accepting``): when
+    ``accept()`` fails for want of file descriptors (or memory) it logs one
+    warning, stops accepting while open connections go on, and starts again
+    when a connection closes or, at the latest, every 2 s.
     """
 
     def __init__(
@@ -389,9 +458,17 @@ class serve:
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         metrics: Metrics | None = None,
         pcap: Pcap | None = None,
+        max_connections: int | None = None,
+        max_connections_per_ip: int | None = None,
+        max_handshake_rate: float | None = None,
         unix: bool = False,
         **kwargs: Any,
     ) -> None:
+        limits = None
+        if (max_connections, max_connections_per_ip, max_handshake_rate) != (None, None, None):
+            limits = Limits(max_connections, max_connections_per_ip, max_handshake_rate)
+        if "start_serving" in kwargs:
+            raise TypeError("serve() starts serving at once: start_serving is not supported")
         self.pcap = None if pcap is None else open_pcap(pcap)
         self.server = Server(
             handler,
@@ -400,6 +477,7 @@ class serve:
             open_timeout=open_timeout,
             logger=logger,
             metrics=metrics,
+            limits=limits,
         )
         if compression == "deflate":
             extensions = enable_server_permessage_deflate(extensions)
@@ -449,16 +527,62 @@ class serve:
 
     async def _start(self) -> Server:
         loop = asyncio.get_running_loop()
+        kwargs = self.kwargs
         factory: Callable[[], asyncio.Protocol] = self.factory
         if self.pcap is not None:
             factory = tap(self.factory, self.pcap, client=False)
+        # The loop makes and binds the listening sockets (hosts, IPv6,
+        # reuse_port, sock=, Unix paths: all its own), but never accepts on
+        # them: the Acceptor does, on duplicates of them.
         if self.unix:
-            self.server.server = await loop.create_unix_server(factory, **self.kwargs)
+            server = await loop.create_unix_server(factory, start_serving=False, **kwargs)
         else:
-            self.server.server = await loop.create_server(
-                factory, self.host, self.port, **self.kwargs
+            server = await loop.create_server(
+                factory, self.host, self.port, start_serving=False, **kwargs
             )
-        return self.server
+        ws_server = self.server
+        ws_server.server = server
+        ws_server._stopping = loop.create_future()
+        listeners = [
+            socket.socket(s.family, s.type, s.proto, os.dup(s.fileno())) for s in server.sockets
+        ]
+        for listener in listeners:
+            listener.setblocking(False)
+        tls: dict[str, Any] = {
+            key: kwargs[key]
+            for key in ("ssl", "ssl_handshake_timeout", "ssl_shutdown_timeout")
+            if kwargs.get(key) is not None
+        }
+        logger = ws_server.logger
+        # Kept until done (the loop holds tasks weakly); close() cancels
+        # those still in a TLS handshake.
+        connecting = ws_server.connecting
+
+        def connected(task: asyncio.Task[Any]) -> None:
+            connecting.discard(task)
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                # A failed TLS handshake, or a client gone already: the
+                # transport has closed the socket.
+                logger.debug("! connection failed before the handshake: %s", exc)
+
+        def accepted(sock: socket.socket) -> None:
+            # The loop's coroutine as the task, no wrapper: this is the
+            # accept path's one cost over the loop's own accept loop.
+            task = loop.create_task(loop.connect_accepted_socket(factory, sock, **tls))
+            connecting.add(task)
+            task.add_done_callback(connected)
+
+        ws_server.acceptor = Acceptor(
+            loop,
+            listeners,
+            accepted,
+            backlog=kwargs.get("backlog", 100),
+            logger=logger,
+            # Those still connecting hold a descriptor too.
+            open_connections=lambda: len(ws_server.connections) + len(connecting),
+        )
+        ws_server.acceptor.start()
+        return ws_server
 
     def __await__(self) -> Generator[Any, None, Server]:
         return self._start().__await__()

@@ -108,6 +108,25 @@ def add_parser(commands: Any) -> None:
         help="largest message accepted, in bytes (1048576); 0 for no limit",
     )
     parser.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="WebSocket connections open at once; one more gets 503 (no limit)",
+    )
+    parser.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        metavar="N",
+        help="the same per client address; one more gets 503 (no limit)",
+    )
+    parser.add_argument(
+        "--max-handshake-rate",
+        type=float,
+        metavar="R",
+        help="HTTP requests per second per client address, bursts of one second's "
+        "worth; one more gets 429 (no limit)",
+    )
+    parser.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
         default="auto",
@@ -512,6 +531,9 @@ async def _serve(args: argparse.Namespace) -> int:
             ssl=context,
             metrics=metrics,
             pcap=pcap,
+            max_connections=args.max_connections,
+            max_connections_per_ip=args.max_connections_per_ip,
+            max_handshake_rate=args.max_handshake_rate,
         )
     except OSError as exc:
         await hub.aclose()
@@ -561,6 +583,13 @@ def run(args: argparse.Namespace) -> int:
         return _fail(args, f"--port {args.port}: must be between 0 and 65535", 2)
     if args.max_size < 0:
         return _fail(args, f"--max-size {args.max_size}: must be 0 (no limit) or more", 2)
+    for option, number in (
+        ("--max-connections", args.max_connections),
+        ("--max-connections-per-ip", args.max_connections_per_ip),
+        ("--max-handshake-rate", args.max_handshake_rate),
+    ):
+        if number is not None and not number > 0:
+            return _fail(args, f"{option} {number:g}: must be more than 0", 2)
     if args.pty_command is not None and not PTY_AVAILABLE:
         return _fail(
             args, "--exec-pty needs pseudo-terminals (os.openpty), which this system lacks", 2
