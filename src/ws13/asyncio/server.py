@@ -23,6 +23,7 @@ from .broadcast import broadcast
 from .capture import Pcap, open_pcap, tap
 from .connection import Connection, closing_deadlines
 from .timers import Deadlines, Keepalive
+from .tlscapture import KeyLog, relayed
 
 if TYPE_CHECKING:
     from ..metrics import Metrics
@@ -361,6 +362,12 @@ class serve:
             binary file or a ``ws13.pcap.PcapWriter``; a path is opened now:
             OSError if it can't be written). ``None`` (the default) captures
             nothing. See docs/lab.md.
+        pcap_tls: with ``pcap`` and ``ssl``, capture the TLS records as
+            sent plus the session keys (a Decryption Secrets Block), so
+            Wireshark decrypts them, instead of the plaintext (default
+            False). It sets ``keylog_filename`` on the ``ssl`` context if
+            unset; the connections' ``remote_address`` is then empty.
+            ValueError without ``pcap`` and ``ssl``, or with ``unix=True``.
         **kwargs: passed to ``loop.create_server()`` (``sock``, ``reuse_port``,
             ``backlog``...) or, with ``unix=True``, ``loop.create_unix_server()``.
     """
@@ -389,10 +396,14 @@ class serve:
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         metrics: Metrics | None = None,
         pcap: Pcap | None = None,
+        pcap_tls: bool = False,
         unix: bool = False,
         **kwargs: Any,
     ) -> None:
+        if pcap_tls and (pcap is None or kwargs.get("ssl") is None or unix):
+            raise ValueError("pcap_tls=True needs pcap= and ssl=, and not unix=True")
         self.pcap = None if pcap is None else open_pcap(pcap)
+        self.keylog = KeyLog(kwargs["ssl"]) if pcap_tls else None
         self.server = Server(
             handler,
             process_request=process_request,
@@ -450,14 +461,17 @@ class serve:
     async def _start(self) -> Server:
         loop = asyncio.get_running_loop()
         factory: Callable[[], asyncio.Protocol] = self.factory
-        if self.pcap is not None:
+        kwargs = self.kwargs
+        if self.keylog is not None:
+            assert self.pcap is not None
+            kwargs = dict(kwargs)
+            factory = relayed(self.factory, self.pcap, self.keylog, ssl=kwargs.pop("ssl"))
+        elif self.pcap is not None:
             factory = tap(self.factory, self.pcap, client=False)
         if self.unix:
             self.server.server = await loop.create_unix_server(factory, **self.kwargs)
         else:
-            self.server.server = await loop.create_server(
-                factory, self.host, self.port, **self.kwargs
-            )
+            self.server.server = await loop.create_server(factory, self.host, self.port, **kwargs)
         return self.server
 
     def __await__(self) -> Generator[Any, None, Server]:

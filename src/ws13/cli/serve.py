@@ -481,6 +481,8 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         metrics = _metrics(args, demo)
         pcap = pcap_writer(args)
+        if args.pcap_tls and context is None:
+            raise ValueError("--pcap-tls needs --tls-cert: without TLS there are no records")
     except ValueError as exc:
         return _fail(args, str(exc), 2)
     # Signal handlers first: a SIGTERM right after the port opens must stop
@@ -512,6 +514,7 @@ async def _serve(args: argparse.Namespace) -> int:
             ssl=context,
             metrics=metrics,
             pcap=pcap,
+            pcap_tls=args.pcap_tls,
         )
     except OSError as exc:
         await hub.aclose()
