@@ -44,6 +44,7 @@ class TLSCaptureTests(unittest.IsolatedAsyncioTestCase):
                     async with connect(url, ssl=client_context, pcap=client, pcap_tls=True) as ws:
                         await ws.send("hidden words")
                         self.assertEqual(await ws.recv(), "hidden words")
+                        self.assertEqual(ws.remote_address, "")  # the socketpair's
                         await ws.send(b"\x00" * LARGE, compress=False)
                         self.assertEqual(len(await ws.recv()), LARGE)
                 name = "TLSv1.3" if version is ssl.TLSVersion.TLSv1_3 else "TLSv1.2"
@@ -91,11 +92,16 @@ class TLSCaptureTests(unittest.IsolatedAsyncioTestCase):
                 self.assertEqual(await ws.recv(), "still")
         self.assertIn("Client Hello", tshark(served, "-Y", "tls"))
 
-    async def test_pcap_tls_needs(self) -> None:
+    async def test_pcap_tls_needs_pcap_tls_and_a_direct_connection(self) -> None:
         server_context, _ = tls_contexts()
         with self.assertRaises(ValueError):
             serve(echo, "127.0.0.1", 0, ssl=server_context, pcap_tls=True)
         with self.assertRaises(ValueError):
             serve(echo, "127.0.0.1", 0, pcap=self.path("s.pcapng"), pcap_tls=True)
+        for kwargs in ({"unix": True}, {"proxy": "http://127.0.0.1:1"}):
+            with self.assertRaises(ValueError):
+                connect("wss://127.0.0.1/", pcap=self.path("c.pcapng"), pcap_tls=True, **kwargs)
         with self.assertRaises(ValueError):
-            connect("wss://127.0.0.1/", pcap=self.path("c.pcapng"), pcap_tls=True, unix=True)
+            connect("ws://127.0.0.1/", pcap=self.path("c.pcapng"), pcap_tls=True)
+        with self.assertRaises(ValueError):
+            connect("wss://127.0.0.1/", pcap_tls=True)

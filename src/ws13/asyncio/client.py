@@ -141,8 +141,10 @@ class connect:
             sent plus the session keys (a Decryption Secrets Block), so
             Wireshark decrypts them, instead of the plaintext (default
             False). It sets ``keylog_filename`` on the ``ssl`` context if
-            unset. Direct connections only: ValueError with ``proxy``,
-            ``unix`` or ``sock``. See docs/lab.md.
+            unset; the connection's ``remote_address`` is then empty.
+            Direct connections only (proxy environment variables are
+            ignored). ValueError without ``pcap`` or ``wss://``, or with
+            ``proxy``, ``unix`` or ``sock``. See docs/lab.md.
         **kwargs: passed to ``loop.create_connection()`` (e.g. ``sock``,
             ``local_addr``, ``family``; through an HTTP proxy they apply to
             the connection to the proxy), or ``loop.create_unix_connection()``
@@ -226,6 +228,8 @@ class connect:
         self.kwargs = kwargs
         # Opened now: an unwritable path fails here, not after TCP connected.
         self.pcap = None if pcap is None else open_pcap(pcap)
+        if pcap_tls and (pcap is None or not self.uri.secure):
+            raise ValueError("pcap_tls=True needs pcap= and a wss:// URI")
         if pcap_tls and (unix or "sock" in kwargs or isinstance(proxy, str)):
             raise ValueError("pcap_tls=True can't be used with proxy=, unix=True or sock=")
         self.pcap_tls = pcap_tls
