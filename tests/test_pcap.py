@@ -9,7 +9,7 @@ import tempfile
 import unittest
 
 from tests.tshark import tshark, tshark_fields
-from ws13.pcap import MSS_IPV4, PcapWriter, TcpFlow
+from ws13.pcap import MSS_IPV4, PcapWriter, TcpFlow, secrets_block
 from ws13.version import __version__
 
 NOW = 1_765_000_000_000_000  # microseconds
@@ -52,6 +52,13 @@ class WriterTests(unittest.TestCase):
         data = found[5][1]
         self.assertEqual(struct.unpack_from("<I", data, 12)[0], 54 + 3)
         self.assertEqual(data[20 + 54 : 20 + 57], b"GET")
+
+    def test_decryption_secrets_block(self) -> None:
+        lines = b"CLIENT_RANDOM 00 11\n"  # 20 bytes: padded to 20, then 21 to 24
+        for keylog, padded in ((lines, lines), (lines + b"X", lines + b"X\0\0\0")):
+            ((kind, body),) = blocks(secrets_block(keylog))
+            self.assertEqual(kind, 0x0000000A)
+            self.assertEqual(body, struct.pack("<II", 0x544C534B, len(keylog)) + padded)
 
     def test_segments_checksums_and_numbers_read_by_tshark(self) -> None:
         with tempfile.TemporaryDirectory() as directory:

@@ -35,7 +35,7 @@ import os
 import random
 import struct
 import sys
-from typing import IO
+from typing import IO, Protocol
 
 __all__ = [
     "ACK_EVERY",
@@ -43,8 +43,10 @@ __all__ = [
     "DEFAULT_MAX_SIZE",
     "MSS_IPV4",
     "MSS_IPV6",
+    "PacketSink",
     "PcapWriter",
     "TcpFlow",
+    "secrets_block",
 ]
 
 logger = logging.getLogger("ws13.pcap")
@@ -64,6 +66,8 @@ _LINKTYPE_ETHERNET = 1
 _SNAPLEN = 0  # no limit
 _OPT_COMMENT = 1
 _OPT_SHB_USERAPPL = 4
+#: The Decryption Secrets Block's secrets type for a TLS key log ("TLSK").
+_SECRETS_TLS = 0x544C534B
 
 _FIN, _SYN, _RST, _PSH, _ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 #: Window scale shift the SYNs advertise, with the window field at 0xFFFF:
@@ -103,6 +107,12 @@ def section_header() -> bytes:
     return _block(0x0A0D0D0A, shb) + _block(0x00000001, idb)
 
 
+def secrets_block(keylog: bytes) -> bytes:
+    """A Decryption Secrets Block holding TLS key-log lines (NSS format)."""
+    body = struct.pack("<II", _SECRETS_TLS, len(keylog)) + _pad(keylog)
+    return _block(0x0000000A, body)
+
+
 def packet_block(timestamp_us: int, packet: bytes, comment: str | None = None) -> bytes:
     """An Enhanced Packet Block on interface 0."""
     body = struct.pack(
@@ -110,6 +120,15 @@ def packet_block(timestamp_us: int, packet: bytes, comment: str | None = None) -
     )
     options = [] if comment is None else [(_OPT_COMMENT, comment.encode())]
     return _block(0x00000006, body + _pad(packet) + _options(options))
+
+
+class PacketSink(Protocol):
+    """Where a ``TcpFlow`` writes: a ``PcapWriter``, or something holding packets for one."""
+
+    @property
+    def failed(self) -> bool: ...
+
+    def write_packets(self, blocks: list[bytes]) -> None: ...
 
 
 class PcapWriter:
@@ -236,7 +255,7 @@ class TcpFlow:
 
     def __init__(
         self,
-        writer: PcapWriter,
+        writer: PacketSink,
         client: tuple[str, int],
         server: tuple[str, int],
         now: int,

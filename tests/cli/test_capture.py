@@ -7,6 +7,8 @@ import subprocess
 import sys
 import tempfile
 
+import trustme
+
 from tests.cli.helpers import ENV, TIMEOUT, CLITestCase
 from tests.tshark import tshark, tshark_fields, websocket_frames
 
@@ -90,6 +92,63 @@ class CaptureCLITests(CLITestCase):
         self.assertEqual(rows, LAB_FRAMES)
         self.assertEqual(tshark(client, "-Y", "tcp.analysis.flags"), "")
         self.assertEqual(tshark(served, "-Y", "tcp.analysis.flags"), "")
+
+    def test_pcap_tls_is_decrypted_by_tshark_from_the_file_alone(self) -> None:
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        ca_path, cert_path, key_path = self.path("ca.pem"), self.path("c.pem"), self.path("k.pem")
+        ca.cert_pem.write_to_path(ca_path)
+        cert.cert_chain_pems[0].write_to_path(cert_path)
+        cert.private_key_pem.write_to_path(key_path)
+        for loop in ("asyncio", "uvloop"):
+            with self.subTest(loop=loop):
+                self.check_pcap_tls(loop, ca_path, cert_path, key_path)
+
+    def check_pcap_tls(self, loop: str, ca_path: str, cert_path: str, key_path: str) -> None:
+        served, connected = self.path(f"s-{loop}.pcapng"), self.path(f"c-{loop}.pcapng")
+        server, port = self.start_server(
+            *("--loop", loop, "--tls-cert", cert_path, "--tls-key", key_path),
+            *("--pcap", served, "--pcap-tls"),
+        )
+        result = self.run_ws13(
+            "connect",
+            "--cafile",
+            ca_path,
+            "--pcap",
+            connected,
+            "--pcap-tls",
+            f"wss://localhost:{port}/echo",
+            input="hi\nthere\n",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout, "hi\nthere\n")
+        self.assertEqual(self.stop_server(server), 0)
+        for path in (connected, served):
+            self.assertIn("TLSv1.3", tshark(path, "-Y", "tls"))
+            # No -o tls.keylog_file: the keys are in the file.
+            frames = websocket_frames(path, "websocket.opcode == 1")
+            for mask in ("1", "0"):
+                texts = [f["websocket.payload.text"] for f in frames if f["websocket.mask"] == mask]
+                self.assertEqual(texts, ["hi", "there"])
+            http = tshark_fields(path, "http", "http.request.uri", "http.response.code")
+            self.assertEqual(http, [["/echo", ""], ["", "101"]])
+
+    def test_pcap_tls_usage_errors(self) -> None:
+        for command, message in (
+            (["serve", "--port", "0", "--pcap-tls"], "--pcap-tls needs --pcap FILE"),
+            (
+                ["serve", "--port", "0", "--pcap", self.path("s"), "--pcap-tls"],
+                "--pcap-tls needs --tls-cert: without TLS there are no records",
+            ),
+            (
+                ["connect", "ws://127.0.0.1:1/", "--pcap", self.path("c"), "--pcap-tls"],
+                "--pcap-tls needs a wss:// URL: ws:// has no TLS records",
+            ),
+        ):
+            with self.subTest(command=command):
+                result = self.run_ws13(*command)
+                self.assertEqual(result.returncode, 2)
+                self.assert_one_line_error(result.stderr, message)
 
     def test_serve_rotation_options(self) -> None:
         served = self.path("serve.pcapng")

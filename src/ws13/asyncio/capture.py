@@ -83,7 +83,8 @@ def untap(protocol: C | TapProtocol[C]) -> C:
     return protocol
 
 
-def _ip_address(address: Any) -> tuple[str, int] | None:
+def ip_port(address: Any) -> tuple[str, int] | None:
+    """``(host, port)`` of a socket address; None for a Unix socket's."""
     if isinstance(address, tuple) and len(address) >= 2 and isinstance(address[1], int):
         return address[0], address[1]
     return None
@@ -104,12 +105,12 @@ class TapProtocol(asyncio.Protocol, Generic[C]):
 
     def start(self, transport: asyncio.BaseTransport) -> None:
         """The TCP handshake, on the transport's addresses (none for Unix sockets)."""
-        local = _ip_address(transport.get_extra_info("sockname"))
-        peer = _ip_address(transport.get_extra_info("peername"))
+        local = ip_port(transport.get_extra_info("sockname"))
+        peer = ip_port(transport.get_extra_info("peername"))
         if local is not None and peer is not None and not self.writer.failed:
             tls = transport.get_extra_info("sslcontext") is not None
             client, server = (local, peer) if self.client else (peer, local)
-            self.flow = TcpFlow(self.writer, client, server, _now(), TLS_COMMENT if tls else None)
+            self.flow = TcpFlow(self.writer, client, server, now_us(), TLS_COMMENT if tls else None)
 
     def data_received(self, data: bytes) -> None:
         self.read(data)
@@ -133,29 +134,29 @@ class TapProtocol(asyncio.Protocol, Generic[C]):
 
     def read(self, data: bytes | memoryview) -> None:
         if self.flow is not None:
-            self.flow.sent(not self.client, data, _now())
+            self.flow.sent(not self.client, data, now_us())
 
     def wrote(self, data: bytes | bytearray | memoryview) -> None:
         if self.flow is not None:
-            self.flow.sent(self.client, data, _now())
+            self.flow.sent(self.client, data, now_us())
 
     def read_eof(self) -> None:
         if self.flow is not None:
-            self.flow.finish(not self.client, _now())
+            self.flow.finish(not self.client, now_us())
 
     def closed(self) -> None:
         if self.flow is not None:
-            self.flow.finish(self.client, _now())
+            self.flow.finish(self.client, now_us())
 
     def aborted(self) -> None:
         if self.flow is not None:
-            self.flow.reset(self.client, _now())
+            self.flow.reset(self.client, now_us())
 
     def lost(self, exc: Exception | None) -> None:
         flow = self.flow
         if flow is None:
             return
-        now = _now()
+        now = now_us()
         if exc is not None:
             flow.reset(not self.client, now)
         else:
@@ -277,6 +278,6 @@ class TapTransport(asyncio.Transport):
         return low, high
 
 
-def _now() -> int:
+def now_us() -> int:
     """Microseconds since the epoch: pcapng's default timestamp unit."""
     return time.time_ns() // 1000

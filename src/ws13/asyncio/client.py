@@ -24,6 +24,7 @@ from .capture import Pcap, TapProtocol, open_pcap, tap, untap
 from .connection import Connection, check_close_timeout, closing_deadlines
 from .proxy import connect_http_proxy, connect_socks_proxy
 from .timers import Keepalive
+from .tlscapture import KeyLog, open_relayed
 
 __all__ = ["ClientConnection", "connect", "unix_connect"]
 
@@ -136,6 +137,14 @@ class connect:
             binary file or a ``ws13.pcap.PcapWriter``; a path is opened now:
             OSError if it can't be written). Through a proxy, the addresses
             are the proxy's. See docs/lab.md.
+        pcap_tls: with ``pcap`` and ``wss://``, capture the TLS records as
+            sent plus the session keys (a Decryption Secrets Block), so
+            Wireshark decrypts them, instead of the plaintext (default
+            False). It sets ``keylog_filename`` on the ``ssl`` context if
+            unset; the connection's ``remote_address`` is then empty.
+            Direct connections only (proxy environment variables are
+            ignored). ValueError without ``pcap`` or ``wss://``, or with
+            ``proxy``, ``unix`` or ``sock``. See docs/lab.md.
         **kwargs: passed to ``loop.create_connection()`` (e.g. ``sock``,
             ``local_addr``, ``family``; through an HTTP proxy they apply to
             the connection to the proxy), or ``loop.create_unix_connection()``
@@ -190,6 +199,7 @@ class connect:
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         unix: bool = False,
         pcap: Pcap | None = None,
+        pcap_tls: bool = False,
         **kwargs: Any,
     ) -> None:
         self.uri = parse_uri(uri)
@@ -218,6 +228,12 @@ class connect:
         self.kwargs = kwargs
         # Opened now: an unwritable path fails here, not after TCP connected.
         self.pcap = None if pcap is None else open_pcap(pcap)
+        if pcap_tls and (pcap is None or not self.uri.secure):
+            raise ValueError("pcap_tls=True needs pcap= and a wss:// URI")
+        if pcap_tls and (unix or "sock" in kwargs or isinstance(proxy, str)):
+            raise ValueError("pcap_tls=True can't be used with proxy=, unix=True or sock=")
+        self.pcap_tls = pcap_tls
+        self._keylog: KeyLog | None = None
         self.connection: ClientConnection | None = None
         self._default_ssl: ssl_module.SSLContext | None = None
         if compression == "deflate":
@@ -295,12 +311,18 @@ class connect:
                 factory, ssl=ssl, server_hostname=hostname, **self.kwargs
             )
             return untap(connection)
-        proxy = self._proxy_for(uri)
+        proxy = None if self.pcap_tls else self._proxy_for(uri)
         if proxy is None:
             kwargs = dict(self.kwargs)
             if "sock" not in kwargs:
                 kwargs.setdefault("host", uri.host)
                 kwargs.setdefault("port", uri.port)
+            if self.pcap is not None and self.pcap_tls and ssl is not None:
+                if self._keylog is None:
+                    self._keylog = KeyLog(ssl)
+                return await open_relayed(
+                    make, self.pcap, self._keylog, ssl=ssl, server_hostname=hostname, **kwargs
+                )
             _, connection = await loop.create_connection(
                 factory, ssl=ssl, server_hostname=hostname, **kwargs
             )

@@ -26,6 +26,7 @@ from .capture import Pcap, open_pcap, tap
 from .connection import Connection, closing_deadlines
 from .limits import RETRY_AFTER, Limits
 from .timers import Deadlines, Keepalive
+from .tlscapture import KeyLog, relayed
 
 if TYPE_CHECKING:
     from ..metrics import Metrics
@@ -424,6 +425,12 @@ class serve:
         max_handshake_rate: HTTP requests per second per source address, a
             token bucket with a one-second burst (``None``: no limit); one more
             gets 429 with ``Retry-After``. See ``ws13.asyncio.limits.Limits``.
+        pcap_tls: with ``pcap`` and ``ssl``, capture the TLS records as
+            sent plus the session keys (a Decryption Secrets Block), so
+            Wireshark decrypts them, instead of the plaintext (default
+            False). It sets ``keylog_filename`` on the ``ssl`` context if
+            unset; the connections' ``remote_address`` is then empty.
+            ValueError without ``pcap`` and ``ssl``, or with ``unix=True``.
         **kwargs: passed to ``loop.create_server()`` (``sock``, ``reuse_port``,
             ``backlog`` (100), ``ssl_handshake_timeout``...) or, with
             ``unix=True``, ``loop.create_unix_server()``.
@@ -461,6 +468,7 @@ class serve:
         max_connections: int | None = None,
         max_connections_per_ip: int | None = None,
         max_handshake_rate: float | None = None,
+        pcap_tls: bool = False,
         unix: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -469,7 +477,10 @@ class serve:
             limits = Limits(max_connections, max_connections_per_ip, max_handshake_rate)
         if "start_serving" in kwargs:
             raise TypeError("serve() starts serving at once: start_serving is not supported")
+        if pcap_tls and (pcap is None or kwargs.get("ssl") is None or unix):
+            raise ValueError("pcap_tls=True needs pcap= and ssl=, and not unix=True")
         self.pcap = None if pcap is None else open_pcap(pcap)
+        self.keylog = KeyLog(kwargs["ssl"]) if pcap_tls else None
         self.server = Server(
             handler,
             process_request=process_request,
@@ -527,9 +538,13 @@ class serve:
 
     async def _start(self) -> Server:
         loop = asyncio.get_running_loop()
-        kwargs = self.kwargs
         factory: Callable[[], asyncio.Protocol] = self.factory
-        if self.pcap is not None:
+        kwargs = self.kwargs
+        if self.keylog is not None:
+            assert self.pcap is not None
+            kwargs = dict(kwargs)
+            factory = relayed(self.factory, self.pcap, self.keylog, ssl=kwargs.pop("ssl"))
+        elif self.pcap is not None:
             factory = tap(self.factory, self.pcap, client=False)
         # The loop makes and binds the listening sockets (hosts, IPv6,
         # reuse_port, sock=, Unix paths: all its own), but never accepts on

@@ -1,4 +1,4 @@
-"""``--pcap``, ``--pcap-max-size`` and ``--pcap-files`` of ``ws13 connect`` and ``ws13 serve``."""
+"""The capture options (``--pcap``, ``--pcap-tls``...) of ``ws13 connect`` and ``ws13 serve``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,12 @@ def add_pcap_arguments(parser: argparse.ArgumentParser, *, many: bool) -> None:
         help=f"write {what} to FILE as a pcapng capture for Wireshark/tshark "
         "(synthetic TCP/IP on the real addresses; wss:// shown decrypted)",
     )
+    parser.add_argument(
+        "--pcap-tls",
+        action="store_true",
+        help="with --pcap and TLS, capture the TLS records as sent and the session keys "
+        "(a Decryption Secrets Block) instead of the plaintext: Wireshark decrypts them",
+    )
     if many:
         parser.add_argument(
             "--pcap-max-size",
@@ -57,6 +63,8 @@ def pcap_writer(args: argparse.Namespace) -> PcapWriter | None:
     if files < 1:
         raise ValueError(f"--pcap-files {files}: must be 1 or more")
     if args.pcap is None:
+        if args.pcap_tls:
+            raise ValueError("--pcap-tls needs --pcap FILE")
         return None
     try:
         return PcapWriter(args.pcap, max_size=max_size, files=files)

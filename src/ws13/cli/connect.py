@@ -184,6 +184,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--ping-interval {args.ping_interval:g}: must be 0 (off) or more")
     if args.count is not None and args.count < 1:
         raise ValueError(f"--count {args.count}: must be 1 or more")
+    if args.pcap_tls and not args.url.lower().startswith("wss:"):
+        raise ValueError("--pcap-tls needs a wss:// URL: ws:// has no TLS records")
+    if args.pcap_tls and args.proxy is not None:
+        raise ValueError("--pcap-tls can't be used with --proxy: it captures direct connections")
 
 
 class Tracer:
@@ -228,7 +232,7 @@ class _Opener(connect):
         #: Why the last attempt failed, printed with the next wait.
         self.failure: str | None = None
         proxy: str | Literal[True] | None = True
-        if args.no_proxy:
+        if args.no_proxy or args.pcap_tls:
             proxy = None
         elif args.proxy is not None:
             proxy = args.proxy
@@ -245,6 +249,7 @@ class _Opener(connect):
             process_exception=self._process_exception,
             reconnect_delays=self._delays,
             pcap=getattr(args, "pcap_writer", None),
+            pcap_tls=args.pcap_tls,
         )
         if args.trace:
             make = self.factory

@@ -500,6 +500,8 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         metrics = _metrics(args, demo)
         pcap = pcap_writer(args)
+        if args.pcap_tls and context is None:
+            raise ValueError("--pcap-tls needs --tls-cert: without TLS there are no records")
     except ValueError as exc:
         return _fail(args, str(exc), 2)
     # Signal handlers first: a SIGTERM right after the port opens must stop
@@ -534,6 +536,7 @@ async def _serve(args: argparse.Namespace) -> int:
             max_connections=args.max_connections,
             max_connections_per_ip=args.max_connections_per_ip,
             max_handshake_rate=args.max_handshake_rate,
+            pcap_tls=args.pcap_tls,
         )
     except OSError as exc:
         await hub.aclose()
