@@ -109,5 +109,10 @@ if [ ${#SEEN[@]} -eq 1 ]; then
   echo "no other CPython 3.11+ found: the suite ran on Python $MAIN_VERSION only" >&2
 fi
 
+# The C twin again, built with AddressSanitizer and UndefinedBehaviorSanitizer:
+# the core and differential tests and a short fuzz pass (scripts/sanitize.sh).
+log "C twin under AddressSanitizer and UndefinedBehaviorSanitizer"
+WS13_VENV="$VENV" bash scripts/sanitize.sh
+
 log "pytest, C speedups"
 exec python -m pytest "$@"
