@@ -179,7 +179,7 @@ class ReadmeTextTests(unittest.TestCase):
 
     def test_says_what_the_test_command_costs(self) -> None:
         text = " ".join(README.split())
-        assert "about 20 minutes on 2 cores" in text
+        assert re.search(r"about \d+ minutes on 2 cores", text)
         script = (ROOT / "scripts" / "test.sh").read_text(encoding="utf-8")
         packages = set(re.findall(r"APT_PACKAGES\+=\(([\w.-]+)\)", script))
         assert {"chromium", "nodejs", "npm", "redis-server", "valgrind"} <= packages
