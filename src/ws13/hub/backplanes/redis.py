@@ -17,7 +17,7 @@ import contextlib
 import logging
 from typing import Any
 
-from . import BackplaneListener, BackplaneUnavailable, Entry, HistoryPage, Member
+from . import BackplaneListener, BackplaneUnavailable
 from .redisstore import UNAVAILABLE_ERRORS, KeyLayout, RedisStore, dispatch
 
 try:
@@ -71,6 +71,13 @@ class RedisBackplane:
         )
         self._store = RedisStore(self._redis, KeyLayout(prefix))
         self._topic = self._store.layout.topic
+        # Messages and presence are the store's own methods.
+        self.publish = self._store.publish
+        self.history = self._store.history
+        self.publish_event = self._store.publish_event
+        self.presence_add = self._store.presence_add
+        self.presence_remove = self._store.presence_remove
+        self.presence = self._store.presence
         self._listener: BackplaneListener | None = None
         self._pubsub: Any = None
         self._lock = asyncio.Lock()
@@ -123,28 +130,6 @@ class RedisBackplane:
         if not self._healthy:
             status["error"] = self._error
         return status
-
-    # -- messages and presence: the store's ------------------------------------
-
-    async def publish(self, channel: str, data: str, *, history_size: int, ttl: float) -> Entry:
-        return await self._store.publish(channel, data, history_size=history_size, ttl=ttl)
-
-    async def history(
-        self, channel: str, *, since: int | None = None, limit: int | None = None, ttl: float
-    ) -> HistoryPage:
-        return await self._store.history(channel, since=since, limit=limit, ttl=ttl)
-
-    async def publish_event(self, channel: str, kind: str, member: Member) -> None:
-        await self._store.publish_event(channel, kind, member)
-
-    async def presence_add(self, channel: str, member: Member, ttl: float) -> None:
-        await self._store.presence_add(channel, member, ttl)
-
-    async def presence_remove(self, channel: str, client: str) -> None:
-        await self._store.presence_remove(channel, client)
-
-    async def presence(self, channel: str) -> list[Member]:
-        return await self._store.presence(channel)
 
     # -- fan-out ------------------------------------------------------------------
 

@@ -119,6 +119,10 @@ end
 return {epoch, top, entries}
 """
 
+EVENT_LUA = """
+redis.call('$publish', ARGV[1], ARGV[2])
+"""
+
 PRESENCE_ADD_LUA = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
@@ -197,10 +201,12 @@ class RedisStore:
         publish_lua = string.Template(PUBLISH_LUA).substitute(publish=publish)
         self._publish = client.register_script(epoch + publish_lua)
         self._history = client.register_script(epoch + HISTORY_LUA)
+        # A script rather than a bare (S)PUBLISH: its key routes it to the
+        # channel's master on a cluster.
+        self._event = client.register_script(string.Template(EVENT_LUA).substitute(publish=publish))
         self._presence_add = client.register_script(PRESENCE_ADD_LUA)
         self._presence_remove = client.register_script(PRESENCE_REMOVE_LUA)
         self._presence = client.register_script(PRESENCE_LUA)
-        self._publish_command = publish.lower()
 
     async def _run(self, script: Any, keys: list[str], args: list[str | int]) -> Any:
         try:
@@ -245,11 +251,8 @@ class RedisStore:
 
     async def publish_event(self, channel: str, kind: str, member: Member) -> None:
         payload = f"e{kind} {dumps(member.to_json())}"
-        command = getattr(self.client, self._publish_command)
-        try:
-            await command(self.layout.topic(channel), payload)
-        except self.unavailable as exc:
-            raise BackplaneUnavailable(f"redis: {exc}") from None
+        topic = self.layout.topic(channel)
+        await self._run(self._event, self.layout.keys(channel)[:1], [topic, payload])
 
     async def presence_add(self, channel: str, member: Member, ttl: float) -> None:
         expires = int((time.time() + ttl) * 1000)

@@ -1,0 +1,162 @@
+"""A real Redis Cluster on loopback for the hub tests: 3 masters, 3 replicas.
+
+``LocalCluster.start()`` runs six ``redis-server --cluster-enabled yes`` on
+free ports (each with its own cluster bus port, ``--cluster-port``, so no
+port needs ``+10000`` free), joins them with ``redis-cli --cluster create
+--cluster-replicas 1`` and waits until every node says ``cluster_state:ok``.
+Creating one takes a few seconds: test modules share one (``setUpModule``).
+No persistence: a node's keys live in memory and on its replica only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+from tests.utils import free_port
+
+from .helpers import TIMEOUT, redis_ping
+
+__all__ = ["LocalCluster", "redis_command"]
+
+#: Milliseconds before a silent master is deemed failed and its replica
+#: promoted. Redis's default is 15 s; 1 s keeps a failover test short.
+NODE_TIMEOUT_MS = 1000
+
+
+def redis_command(port: int, *args: str) -> str:
+    """Run one command on 127.0.0.1:``port`` with redis-cli; its output, stripped."""
+    result = subprocess.run(
+        ["redis-cli", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def _cluster_info(port: int) -> dict[str, str]:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"CLUSTER INFO\r\n")
+            data = b""
+            while b"cluster_known_nodes" not in data or not data.endswith(b"\r\n"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return {}
+    lines = data.decode(errors="replace").splitlines()[1:]
+    return dict(line.split(":", 1) for line in lines if ":" in line)
+
+
+class LocalCluster:
+    """Six ``redis-server`` processes forming one cluster; see the module docstring."""
+
+    def __init__(self, nodes: int = 6) -> None:
+        self.ports = [free_port() for _ in range(nodes)]
+        self.bus_ports = [free_port() for _ in range(nodes)]
+        self.dir = tempfile.mkdtemp(prefix="ws13-cluster-")
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+        for program in ("redis-server", "redis-cli"):
+            if shutil.which(program) is None:
+                raise RuntimeError(f"{program} is missing: apt-get install redis-server")
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://`` with two seed nodes."""
+        return f"redis+cluster://127.0.0.1:{self.ports[0]},127.0.0.1:{self.ports[1]}"
+
+    def start(self) -> None:
+        try:
+            for port, bus in zip(self.ports, self.bus_ports, strict=True):
+                self.start_node(port, bus)
+            subprocess.run(
+                ["redis-cli", "--cluster", "create",
+                 *(f"127.0.0.1:{port}" for port in self.ports),
+                 "--cluster-replicas", "1", "--cluster-yes"],
+                capture_output=True,
+                timeout=TIMEOUT,
+                check=True,
+            )  # fmt: skip
+            self.wait_ok()
+        except BaseException:
+            self.close()
+            raise
+
+    def start_node(self, port: int, bus: int) -> None:
+        node_dir = os.path.join(self.dir, str(port))
+        os.makedirs(node_dir, exist_ok=True)
+        self.processes[port] = subprocess.Popen(
+            ["redis-server",
+             "--port", str(port),
+             "--cluster-port", str(bus),
+             "--bind", "127.0.0.1",
+             "--cluster-enabled", "yes",
+             "--cluster-config-file", "nodes.conf",
+             "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+             # A replica may take over however long ago it last heard from
+             # its master (an idle test cluster replicates nothing for a while).
+             "--cluster-replica-validity-factor", "0",
+             "--save", "",
+             "--appendonly", "no",
+             "--dir", node_dir,
+             "--daemonize", "no", "--logfile", os.path.join(node_dir, "log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + TIMEOUT
+        while not redis_ping(port):
+            if self.processes[port].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server didn't start on port {port}")
+            time.sleep(0.02)
+
+    def wait_ok(self) -> None:
+        """Wait until every running node reports ``cluster_state:ok`` and every
+        replica's link to its master is up (a manual failover needs it)."""
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            states = [_cluster_info(port).get("cluster_state") for port in self.processes]
+            if all(state == "ok" for state in states) and all(
+                "master_link_status:down" not in redis_command(port, "INFO", "replication")
+                for port in self.processes
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster not ok: {states}")
+            time.sleep(0.05)
+
+    def master_of(self, slot: int) -> int:
+        """The port of the master serving ``slot`` now."""
+        for port in self.processes:
+            for line in redis_command(port, "CLUSTER", "NODES").splitlines():
+                fields = line.split()
+                if "master" not in fields[2] or "fail" in fields[2]:
+                    continue
+                for span in fields[8:]:
+                    low, _, high = span.partition("-")
+                    if low.isdigit() and int(low) <= slot <= int(high or low):
+                        return int(fields[1].split(":")[1].split("@")[0])
+            break
+        raise RuntimeError(f"no master serves slot {slot}")
+
+    def replica_of(self, master: int) -> int:
+        """The port of a replica of the master on ``master``."""
+        node_id = redis_command(master, "CLUSTER", "MYID")
+        for line in redis_command(master, "CLUSTER", "REPLICAS", node_id).splitlines():
+            return int(line.split()[1].split(":")[1].split("@")[0])
+        raise RuntimeError(f"master {master} has no replica")
+
+    def close(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+        self.processes.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
