@@ -197,6 +197,27 @@ class BackplaneContract(_TestCase):
         self.assertTrue(self.backplane.status()["healthy"])
 
 
+class UnreachableContract(_TestCase):
+    """What a networked backplane does without its server, mixed in like
+    ``BackplaneContract``; ``unreachable()`` makes one pointed at nothing."""
+
+    def unreachable(self) -> Backplane:
+        raise NotImplementedError
+
+    async def test_starts_degraded_without_its_server(self) -> None:
+        backplane = self.unreachable()
+        await backplane.start()
+        try:
+            self.assertFalse(backplane.healthy)
+            self.assertIn("error", backplane.status())
+            with self.assertRaises(BackplaneUnavailable):
+                await backplane.subscribe("c")
+            with self.assertRaises(BackplaneUnavailable):
+                await backplane.presence("c")
+        finally:
+            await backplane.aclose()
+
+
 class InMemoryBackplaneTests(BackplaneContract, unittest.IsolatedAsyncioTestCase):
     def make(self) -> Backplane:
         return InMemoryBackplane()
@@ -214,7 +235,7 @@ class InMemoryBackplaneTests(BackplaneContract, unittest.IsolatedAsyncioTestCase
             open_backplane("http://example/")
 
 
-class RedisBackplaneTests(BackplaneContract, unittest.IsolatedAsyncioTestCase):
+class RedisBackplaneTests(BackplaneContract, UnreachableContract, unittest.IsolatedAsyncioTestCase):
     redis: RedisServer
 
     @classmethod
@@ -259,15 +280,5 @@ class RedisBackplaneTests(BackplaneContract, unittest.IsolatedAsyncioTestCase):
         # And the channel is subscribed again.
         await self.listener.wait_for(lambda: self.listener.entries[-1].data == "3")
 
-    async def test_starts_degraded_without_redis(self) -> None:
-        backplane = RedisBackplane("redis://127.0.0.1:1/0", timeout=0.2)
-        await backplane.start()
-        try:
-            self.assertFalse(backplane.healthy)
-            self.assertIn("error", backplane.status())
-            with self.assertRaises(BackplaneUnavailable):
-                await backplane.subscribe("c")
-            with self.assertRaises(BackplaneUnavailable):
-                await backplane.presence("c")
-        finally:
-            await backplane.aclose()
+    def unreachable(self) -> Backplane:
+        return RedisBackplane("redis://127.0.0.1:1/0", timeout=0.2)

@@ -8,17 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
-import subprocess
 import time
 import unittest
-import urllib.error
-import urllib.request
 from typing import Any
 
-from tests.cli.helpers import ENV, WS13
-from tests.utils import free_port
-from ws13.hub import Backplane, BackplaneUnavailable, Hub, open_backplane
+from ws13.hub import Backplane, Hub, open_backplane
 from ws13.hub.backplanes.rediscluster import (
     ClusterAddress,
     RedisClusterBackplane,
@@ -28,8 +22,8 @@ from ws13.hub.backplanes.redisstore import KeyLayout
 from ws13.hub.client import Client, Gap, HubError, Message
 
 from .cluster import LocalCluster, redis_command
-from .helpers import TIMEOUT, HubTestCase
-from .test_backplanes import BackplaneContract
+from .helpers import TIMEOUT, HubTestCase, node_health, serve_nodes
+from .test_backplanes import BackplaneContract, UnreachableContract
 
 cluster: LocalCluster
 _prefixes = itertools.count()
@@ -99,7 +93,9 @@ class KeyLayoutTests(unittest.TestCase):
         self.assertNotEqual(layout.topic("}a"), layout.topic(")a"))
 
 
-class RedisClusterBackplaneTests(BackplaneContract, unittest.IsolatedAsyncioTestCase):
+class RedisClusterBackplaneTests(
+    BackplaneContract, UnreachableContract, unittest.IsolatedAsyncioTestCase
+):
     """The contract every backplane passes, on the cluster; then the cluster's own."""
 
     def make(self) -> Backplane:
@@ -135,18 +131,8 @@ class RedisClusterBackplaneTests(BackplaneContract, unittest.IsolatedAsyncioTest
         )
         self.assertEqual(sum(m["slots"] for m in status["masters"].values()), 16384)
 
-    async def test_starts_degraded_without_a_cluster(self) -> None:
-        backplane = RedisClusterBackplane("redis+cluster://127.0.0.1:1", timeout=0.2)
-        await backplane.start()
-        try:
-            self.assertFalse(backplane.healthy)
-            self.assertIn("error", backplane.status())
-            with self.assertRaises(BackplaneUnavailable):
-                await backplane.subscribe("c")
-            with self.assertRaises(BackplaneUnavailable):
-                await backplane.presence("c")
-        finally:
-            await backplane.aclose()
+    def unreachable(self) -> Backplane:
+        return RedisClusterBackplane("redis+cluster://127.0.0.1:1", timeout=0.2)
 
 
 class FailoverTests(HubTestCase):
@@ -258,17 +244,7 @@ class ServeTests(unittest.IsolatedAsyncioTestCase):
     """Two ``ws13 serve --redis redis+cluster://...`` processes share a chat."""
 
     async def asyncSetUp(self) -> None:
-        self.ports = [free_port(), free_port()]
-        for port in self.ports:
-            node = subprocess.Popen(
-                [*WS13, "serve", "--port", str(port), "--redis", cluster.url, "--hub-ticker", "0"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                env=ENV,
-            )
-            self.addCleanup(stop, node)
-        for port in self.ports:
-            await wait_healthy(port)
+        self.ports = await serve_nodes(self, cluster.url)
 
     async def test_two_nodes_share_a_chat(self) -> None:
         url_a, url_b = (f"ws://127.0.0.1:{port}/hub" for port in self.ports)
@@ -282,35 +258,9 @@ class ServeTests(unittest.IsolatedAsyncioTestCase):
             self.assertEqual([m["data"] for m in history["messages"]], [{"text": "hello from A"}])
             members = await on_a.presence("chat:cluster")
             self.assertEqual([m["client"] for m in members], [on_b.client_id])
-        code, body = await asyncio.to_thread(health, self.ports[0])
+        code, body = await asyncio.to_thread(node_health, self.ports[0])
         self.assertEqual((code, body["status"]), (200, "ok"))
         backplane = body["hub"]["backplane"]
         self.assertEqual(backplane["backplane"], "redis-cluster")
         self.assertEqual(len(backplane["masters"]), 3)
         self.assertTrue(all(m["health"] == "online" for m in backplane["masters"].values()))
-
-
-def health(port: int) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-    except OSError:
-        return 0, {}
-
-
-async def wait_healthy(port: int) -> None:
-    """Poll the node's /health until its hub reaches the cluster (``TIMEOUT``)."""
-    async with asyncio.timeout(TIMEOUT):
-        while (await asyncio.to_thread(health, port))[0] != 200:  # noqa: ASYNC110 - polling a process
-            await asyncio.sleep(0.05)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
