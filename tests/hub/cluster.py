@@ -5,23 +5,26 @@ free ports (each with its own cluster bus port, ``--cluster-port``, so no
 port needs ``+10000`` free), joins them with ``redis-cli --cluster create
 --cluster-replicas 1`` and waits until every node says ``cluster_state:ok``.
 Creating one takes a few seconds: test modules share one (``setUpModule``).
-No persistence: a node's keys live in memory and on its replica only.
+No persistence: a node's keys live in memory and on its replica only. Every
+node wants ``PASSWORD`` (``requirepass``, ``masterauth``), so that the
+backplane's credentials are exercised too.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 
 from tests.utils import free_port
 
-from .helpers import TIMEOUT, redis_ping
+from .helpers import TIMEOUT
 
-__all__ = ["LocalCluster", "redis_command"]
+__all__ = ["PASSWORD", "LocalCluster", "redis_command"]
+
+PASSWORD = "ws13-cluster-test"
 
 #: Milliseconds before a silent master is deemed failed and its replica
 #: promoted. Redis's default is 15 s; 1 s keeps a failover test short.
@@ -29,30 +32,19 @@ NODE_TIMEOUT_MS = 1000
 
 
 def redis_command(port: int, *args: str) -> str:
-    """Run one command on 127.0.0.1:``port`` with redis-cli; its output, stripped."""
+    """Run one command on 127.0.0.1:``port`` with redis-cli; its output, stripped
+    ("" when the node doesn't answer)."""
     result = subprocess.run(
-        ["redis-cli", "-p", str(port), *args],
+        ["redis-cli", "-p", str(port), "-a", PASSWORD, "--no-auth-warning", *args],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
-        check=True,
     )
-    return result.stdout.strip()
+    return result.stdout.strip() if result.returncode == 0 else ""
 
 
 def _cluster_info(port: int) -> dict[str, str]:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"CLUSTER INFO\r\n")
-            data = b""
-            while b"cluster_known_nodes" not in data or not data.endswith(b"\r\n"):
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-    except OSError:
-        return {}
-    lines = data.decode(errors="replace").splitlines()[1:]
+    lines = redis_command(port, "CLUSTER", "INFO").splitlines()
     return dict(line.split(":", 1) for line in lines if ":" in line)
 
 
@@ -70,8 +62,8 @@ class LocalCluster:
 
     @property
     def url(self) -> str:
-        """``redis+cluster://`` with two seed nodes."""
-        return f"redis+cluster://127.0.0.1:{self.ports[0]},127.0.0.1:{self.ports[1]}"
+        """``redis+cluster://`` with the password and two seed nodes."""
+        return f"redis+cluster://:{PASSWORD}@127.0.0.1:{self.ports[0]},127.0.0.1:{self.ports[1]}"
 
     def start(self) -> None:
         try:
@@ -80,7 +72,8 @@ class LocalCluster:
             subprocess.run(
                 ["redis-cli", "--cluster", "create",
                  *(f"127.0.0.1:{port}" for port in self.ports),
-                 "--cluster-replicas", "1", "--cluster-yes"],
+                 "--cluster-replicas", "1", "--cluster-yes",
+                 "-a", PASSWORD, "--no-auth-warning"],
                 capture_output=True,
                 timeout=TIMEOUT,
                 check=True,
@@ -104,6 +97,8 @@ class LocalCluster:
              # A replica may take over however long ago it last heard from
              # its master (an idle test cluster replicates nothing for a while).
              "--cluster-replica-validity-factor", "0",
+             "--requirepass", PASSWORD,
+             "--masterauth", PASSWORD,
              "--save", "",
              "--appendonly", "no",
              "--dir", node_dir,
@@ -112,7 +107,7 @@ class LocalCluster:
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + TIMEOUT
-        while not redis_ping(port):
+        while redis_command(port, "PING") != "PONG":
             if self.processes[port].poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server didn't start on port {port}")
             time.sleep(0.02)

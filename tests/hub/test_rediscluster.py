@@ -7,6 +7,7 @@ few seconds. The failover tests leave it with 3 masters and 3 replicas again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 import unittest
@@ -21,7 +22,7 @@ from ws13.hub.backplanes.rediscluster import (
 from ws13.hub.backplanes.redisstore import KeyLayout
 from ws13.hub.client import Client, Gap, HubError, Message
 
-from .cluster import LocalCluster, redis_command
+from .cluster import PASSWORD, LocalCluster, redis_command
 from .helpers import TIMEOUT, HubTestCase, node_health, serve_nodes
 from .test_backplanes import BackplaneContract, UnreachableContract
 
@@ -134,14 +135,35 @@ class RedisClusterBackplaneTests(
     def unreachable(self) -> Backplane:
         return RedisClusterBackplane("redis+cluster://127.0.0.1:1", timeout=0.2)
 
+    async def test_wrong_password_is_a_clear_error(self) -> None:
+        url = cluster.url.replace(PASSWORD, "wrong")
+        backplane = RedisClusterBackplane(url, timeout=0.5)
+        await backplane.start()
+        try:
+            self.assertFalse(backplane.healthy)
+            self.assertIn("password", backplane.status()["error"])
+        finally:
+            await backplane.aclose()
+
+
+@dataclasses.dataclass
+class Streamed:
+    """What ``FailoverTests.stream_through`` saw."""
+
+    received: list[Message | Gap]  # by the subscriber
+    status: dict[str, Any]  # the backplane's, at the end
+    acknowledged: list[int]  # the values published
+    epochs: list[str]  # of each of those
+    history: dict[str, Any]  # the channel's, at the end
+
 
 class FailoverTests(HubTestCase):
     """A master fails over while a hub streams one of its channels to a client."""
 
-    async def stream_through(self, failover: Any) -> tuple[list[Message | Gap], Any]:
+    async def stream_through(self, failover: Any) -> Streamed:
         """Publish 0, 1, 2... through a hub on the cluster, call ``failover(master)``
         for the channel's master midway in a thread, and keep publishing until
-        the hub's backplane is back; return what a subscriber got and the status.
+        the hub's backplane is back; check that nothing was lost silently.
         """
         prefix = f"t{next(_prefixes)}:"
         backplane = make_backplane(prefix=prefix)
@@ -152,6 +174,7 @@ class FailoverTests(HubTestCase):
         publisher = await self.client(server)
         subscription = await subscriber.subscribe(channel)
         acknowledged: list[int] = []
+        epochs: list[str] = []
         received: list[Message | Gap] = []
         last = -1
 
@@ -166,8 +189,9 @@ class FailoverTests(HubTestCase):
         async with asyncio.timeout(TIMEOUT):
             for i in itertools.count():
                 try:
-                    await publisher.publish(channel, i)
+                    reply = await publisher.publish(channel, i)
                     acknowledged.append(i)
+                    epochs.append(reply["epoch"])
                 except HubError:
                     pass  # 503 while the slot has no master: not stored
                 if i == 50:
@@ -182,7 +206,8 @@ class FailoverTests(HubTestCase):
         assert failing is not None
         await failing
         self.assertNoSilentLoss(acknowledged, received)
-        return received, backplane.status()
+        history = await publisher.history(channel)
+        return Streamed(received, backplane.status(), acknowledged, epochs, history)
 
     def assertNoSilentLoss(self, acknowledged: list[int], received: list[Message | Gap]) -> None:
         """Messages come in order, once; an acknowledged one is missing only after a Gap."""
@@ -216,11 +241,19 @@ class FailoverTests(HubTestCase):
                 time.sleep(0.02)
             cluster.wait_ok()
 
-        received, status = await self.stream_through(failover)
-        self.assertGreaterEqual(status["reconnections"], 1)
-        self.assertIsNotNone(status["last_outage_ms"])
+        streamed = await self.stream_through(failover)
+        self.assertGreaterEqual(streamed.status["reconnections"], 1)
+        self.assertIsNotNone(streamed.status["last_outage_ms"])
         # The promoted replica starts a new epoch: an explicit gap.
-        self.assertTrue(any(isinstance(item, Gap) for item in received))
+        self.assertTrue(any(isinstance(item, Gap) for item in streamed.received))
+        self.assertEqual(len(set(streamed.epochs)), 2)
+        # History restarts with the epoch.
+        self.assertEqual(streamed.history["epoch"], streamed.epochs[-1])
+        first = streamed.epochs.index(streamed.epochs[-1])
+        self.assertEqual(
+            [m["data"] for m in streamed.history["messages"]],
+            streamed.acknowledged[first:][-100:],  # the last 100 kept (the default)
+        )
 
     async def test_master_killed_then_replica_promoted(self) -> None:
         def failover(master: int) -> None:
@@ -235,9 +268,9 @@ class FailoverTests(HubTestCase):
             cluster.start_node(master, cluster.bus_ports[cluster.ports.index(master)])
             cluster.wait_ok()
 
-        received, status = await self.stream_through(failover)
-        self.assertGreaterEqual(status["reconnections"], 1)
-        self.assertTrue(any(isinstance(item, Gap) for item in received))
+        streamed = await self.stream_through(failover)
+        self.assertGreaterEqual(streamed.status["reconnections"], 1)
+        self.assertTrue(any(isinstance(item, Gap) for item in streamed.received))
 
 
 class ServeTests(unittest.IsolatedAsyncioTestCase):

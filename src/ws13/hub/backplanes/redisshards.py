@@ -275,6 +275,8 @@ class ShardedSubscriber:
     async def _leave(self, channel: str) -> None:
         """Unroute ``channel``; SUNSUBSCRIBE where it was if that master still answers."""
         self._active.discard(channel)
+        if channel not in self._wanted:
+            self._channels.pop(self.layout.topic(channel), None)
         owner = self._route.pop(channel, None)
         shard = self._shards.get(owner) if owner is not None else None
         if shard is None:

@@ -27,6 +27,8 @@ are lost (Redis restarted without persistence, or the channel was idle for
 ``ttl``) or, on a cluster, when another master than the last writer runs the
 script: after a failover the promoted replica may lack the last messages its
 master acknowledged (replication is asynchronous), so offsets can't go on.
+(Keeping its history under the new epoch would not help: the hub delivers a
+new epoch from its first offset, so subscribers would get old messages again.)
 """
 
 from __future__ import annotations
