@@ -36,7 +36,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.hub.cluster import LocalCluster, redis_command  # noqa: E402
+from tests.hub.cluster import LocalCluster  # noqa: E402
 
 from ws13.hub import BackplaneUnavailable, Entry  # noqa: E402
 from ws13.hub.backplanes.rediscluster import RedisClusterBackplane  # noqa: E402
@@ -65,14 +65,14 @@ async def run_once(cluster: LocalCluster, mode: str) -> dict[str, float]:
     try:
         await backplane.subscribe("chat")
         topic = KeyLayout(cluster=True).topic("chat")
-        slot = int(redis_command(cluster.ports[0], "CLUSTER", "KEYSLOT", topic))
+        slot = cluster.keyslot(topic)
         master = cluster.master_of(slot)
         replica = cluster.replica_of(master)
         start = time.monotonic()
         if mode == "kill":
             cluster.processes[master].kill()
         else:
-            redis_command(replica, "CLUSTER", "FAILOVER")
+            cluster.command(replica, "CLUSTER", "FAILOVER")
         published = subscribed = None
         sent_after = None
         while time.monotonic() - start < 30:

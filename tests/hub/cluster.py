@@ -4,6 +4,8 @@
 free ports (each with its own cluster bus port, ``--cluster-port``, so no
 port needs ``+10000`` free), joins them with ``redis-cli --cluster create
 --cluster-replicas 1`` and waits until every node says ``cluster_state:ok``.
+``LocalCluster(tls=True)`` serves TLS only (clients, the cluster bus and
+replication), with a CA and certificate made by ``trustme`` (``ca_file``).
 Creating one takes a few seconds: test modules share one (``setUpModule``).
 No persistence: a node's keys live in memory and on its replica only. Every
 node wants ``PASSWORD`` (``requirepass``, ``masterauth``), so that the
@@ -18,11 +20,13 @@ import subprocess
 import tempfile
 import time
 
+import trustme
+
 from tests.utils import free_port
 
 from .helpers import TIMEOUT
 
-__all__ = ["PASSWORD", "LocalCluster", "redis_command"]
+__all__ = ["PASSWORD", "LocalCluster"]
 
 PASSWORD = "ws13-cluster-test"
 
@@ -31,27 +35,17 @@ PASSWORD = "ws13-cluster-test"
 NODE_TIMEOUT_MS = 1000
 
 
-def redis_command(port: int, *args: str) -> str:
-    """Run one command on 127.0.0.1:``port`` with redis-cli; its output, stripped
-    ("" when the node doesn't answer)."""
-    result = subprocess.run(
-        ["redis-cli", "-p", str(port), "-a", PASSWORD, "--no-auth-warning", *args],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    return result.stdout.strip() if result.returncode == 0 else ""
-
-
-def _cluster_info(port: int) -> dict[str, str]:
-    lines = redis_command(port, "CLUSTER", "INFO").splitlines()
-    return dict(line.split(":", 1) for line in lines if ":" in line)
-
-
 class LocalCluster:
-    """Six ``redis-server`` processes forming one cluster; see the module docstring."""
+    """``redis-server`` processes forming one cluster; see the module docstring.
 
-    def __init__(self, nodes: int = 6) -> None:
+    Args:
+        replicas: replicas per master (1); ``3 * (1 + replicas)`` nodes.
+        tls: serve TLS only.
+    """
+
+    def __init__(self, replicas: int = 1, *, tls: bool = False) -> None:
+        nodes = 3 * (1 + replicas)
+        self.replicas = replicas
         self.ports = [free_port() for _ in range(nodes)]
         self.bus_ports = [free_port() for _ in range(nodes)]
         self.dir = tempfile.mkdtemp(prefix="ws13-cluster-")
@@ -59,21 +53,61 @@ class LocalCluster:
         for program in ("redis-server", "redis-cli"):
             if shutil.which(program) is None:
                 raise RuntimeError(f"{program} is missing: apt-get install redis-server")
+        self.cli = ["redis-cli", "-a", PASSWORD, "--no-auth-warning"]
+        self.tls_options: list[str] = []
+        self.ca_file = ""
+        if tls:
+            ca = trustme.CA()
+            self.ca_file = os.path.join(self.dir, "ca.pem")
+            ca.cert_pem.write_to_path(self.ca_file)
+            cert = os.path.join(self.dir, "cert.pem")
+            key = os.path.join(self.dir, "key.pem")
+            issued = ca.issue_cert("127.0.0.1", "localhost")
+            issued.private_key_pem.write_to_path(key)
+            for blob in issued.cert_chain_pems:
+                blob.write_to_path(cert, append=True)
+            self.tls_options = [
+                "--tls-cert-file", cert,
+                "--tls-key-file", key,
+                "--tls-ca-cert-file", self.ca_file,
+                "--tls-auth-clients", "no",
+                "--tls-cluster", "yes",
+                "--tls-replication", "yes",
+            ]  # fmt: skip
+            self.cli += ["--tls", "--cacert", self.ca_file]
 
     @property
     def url(self) -> str:
-        """``redis+cluster://`` with the password and two seed nodes."""
-        return f"redis+cluster://:{PASSWORD}@127.0.0.1:{self.ports[0]},127.0.0.1:{self.ports[1]}"
+        """``redis+cluster://`` (``rediss+cluster://`` with TLS) with the password
+        and two seed nodes."""
+        scheme = "rediss+cluster" if self.tls_options else "redis+cluster"
+        seeds = f"127.0.0.1:{self.ports[0]},127.0.0.1:{self.ports[1]}"
+        query = f"?ssl_ca_certs={self.ca_file}" if self.tls_options else ""
+        return f"{scheme}://:{PASSWORD}@{seeds}{query}"
+
+    def command(self, port: int, *args: str) -> str:
+        """Run one command on 127.0.0.1:``port`` with redis-cli; its output, stripped
+        ("" when the node doesn't answer)."""
+        result = subprocess.run(
+            [*self.cli, "-p", str(port), *args],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    def keyslot(self, key: str) -> int:
+        """The hash slot of ``key``, as the cluster computes it (CLUSTER KEYSLOT)."""
+        return int(self.command(self.ports[0], "CLUSTER", "KEYSLOT", key))
 
     def start(self) -> None:
         try:
             for port, bus in zip(self.ports, self.bus_ports, strict=True):
                 self.start_node(port, bus)
             subprocess.run(
-                ["redis-cli", "--cluster", "create",
+                [*self.cli, "--cluster", "create",
                  *(f"127.0.0.1:{port}" for port in self.ports),
-                 "--cluster-replicas", "1", "--cluster-yes",
-                 "-a", PASSWORD, "--no-auth-warning"],
+                 "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                 capture_output=True,
                 timeout=TIMEOUT,
                 check=True,
@@ -88,7 +122,8 @@ class LocalCluster:
         os.makedirs(node_dir, exist_ok=True)
         self.processes[port] = subprocess.Popen(
             ["redis-server",
-             "--port", str(port),
+             *(["--port", "0", "--tls-port", str(port), *self.tls_options]
+               if self.tls_options else ["--port", str(port)]),
              "--cluster-port", str(bus),
              "--bind", "127.0.0.1",
              "--cluster-enabled", "yes",
@@ -107,7 +142,7 @@ class LocalCluster:
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + TIMEOUT
-        while redis_command(port, "PING") != "PONG":
+        while self.command(port, "PING") != "PONG":
             if self.processes[port].poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server didn't start on port {port}")
             time.sleep(0.02)
@@ -117,9 +152,9 @@ class LocalCluster:
         replica's link to its master is up (a manual failover needs it)."""
         deadline = time.monotonic() + TIMEOUT
         while True:
-            states = [_cluster_info(port).get("cluster_state") for port in self.processes]
+            states = [self._cluster_info(port).get("cluster_state") for port in self.processes]
             if all(state == "ok" for state in states) and all(
-                "master_link_status:down" not in redis_command(port, "INFO", "replication")
+                "master_link_status:down" not in self.command(port, "INFO", "replication")
                 for port in self.processes
             ):
                 return
@@ -127,10 +162,15 @@ class LocalCluster:
                 raise RuntimeError(f"cluster not ok: {states}")
             time.sleep(0.05)
 
+    def _cluster_info(self, port: int) -> dict[str, str]:
+        lines = self.command(port, "CLUSTER", "INFO").splitlines()
+        return dict(line.split(":", 1) for line in lines if ":" in line)
+
     def master_of(self, slot: int) -> int:
-        """The port of the master serving ``slot`` now."""
+        """The port of the master serving ``slot`` now (as the first node that answers says)."""
         for port in self.processes:
-            for line in redis_command(port, "CLUSTER", "NODES").splitlines():
+            nodes = self.command(port, "CLUSTER", "NODES")
+            for line in nodes.splitlines():
                 fields = line.split()
                 if "master" not in fields[2] or "fail" in fields[2]:
                     continue
@@ -138,13 +178,14 @@ class LocalCluster:
                     low, _, high = span.partition("-")
                     if low.isdigit() and int(low) <= slot <= int(high or low):
                         return int(fields[1].split(":")[1].split("@")[0])
-            break
+            if nodes:
+                break
         raise RuntimeError(f"no master serves slot {slot}")
 
     def replica_of(self, master: int) -> int:
         """The port of a replica of the master on ``master``."""
-        node_id = redis_command(master, "CLUSTER", "MYID")
-        for line in redis_command(master, "CLUSTER", "REPLICAS", node_id).splitlines():
+        node_id = self.command(master, "CLUSTER", "MYID")
+        for line in self.command(master, "CLUSTER", "REPLICAS", node_id).splitlines():
             return int(line.split()[1].split(":")[1].split("@")[0])
         raise RuntimeError(f"master {master} has no replica")
 

@@ -13,7 +13,7 @@ import time
 import unittest
 from typing import Any
 
-from ws13.hub import Backplane, Hub, open_backplane
+from ws13.hub import Backplane, Hub, Member, open_backplane
 from ws13.hub.backplanes.rediscluster import (
     ClusterAddress,
     RedisClusterBackplane,
@@ -22,9 +22,9 @@ from ws13.hub.backplanes.rediscluster import (
 from ws13.hub.backplanes.redisstore import KeyLayout
 from ws13.hub.client import Client, Gap, HubError, Message
 
-from .cluster import PASSWORD, LocalCluster, redis_command
+from .cluster import PASSWORD, LocalCluster
 from .helpers import TIMEOUT, HubTestCase, node_health, serve_nodes
-from .test_backplanes import BackplaneContract, UnreachableContract
+from .test_backplanes import BackplaneContract, RecordingListener, UnreachableContract
 
 cluster: LocalCluster
 _prefixes = itertools.count()
@@ -46,11 +46,6 @@ def make_backplane(**kwargs: Any) -> RedisClusterBackplane:
     return RedisClusterBackplane(cluster.url, **kwargs)
 
 
-def keyslot(key: str) -> int:
-    """The hash slot of ``key``, as the cluster computes it (CLUSTER KEYSLOT)."""
-    return int(redis_command(cluster.ports[0], "CLUSTER", "KEYSLOT", key))
-
-
 class ParseClusterUrlTests(unittest.TestCase):
     def test_seed_nodes(self) -> None:
         self.assertEqual(
@@ -64,11 +59,21 @@ class ParseClusterUrlTests(unittest.TestCase):
         address = parse_cluster_url("redis+cluster://:secret@h:1/")
         self.assertEqual((address.username, address.password), (None, "secret"))
 
+    def test_tls(self) -> None:
+        address = parse_cluster_url("rediss+cluster://h:1?ssl_ca_certs=/ca.pem&ssl_certfile=/c.pem")
+        self.assertEqual(address.tls, {"ssl_ca_certs": "/ca.pem", "ssl_certfile": "/c.pem"})
+        self.assertEqual(parse_cluster_url("rediss+cluster://h:1").tls, {})
+        self.assertIsNone(parse_cluster_url("redis+cluster://h:1").tls)
+
     def test_bad_urls(self) -> None:
         for url in [
             "redis://h:1",
             "redis+cluster://h:1/2",
             "redis+cluster://h:1?x=1",
+            "redis+cluster://h:1?ssl_ca_certs=/ca.pem",
+            "rediss+cluster://h:1?x=1",
+            "rediss+cluster://h:1?ssl_ca_certs=",
+            "redis+cluster://h:1#x",
             "redis+cluster://h:port",
             "redis+cluster://h:70000",
             "redis+cluster://:1",
@@ -109,13 +114,13 @@ class RedisClusterBackplaneTests(
 
     async def test_channels_land_on_different_masters(self) -> None:
         layout = KeyLayout(cluster=True)
-        slots = {channel: keyslot(layout.topic(channel)) for channel in ("a", "b", "c")}
+        slots = {channel: cluster.keyslot(layout.topic(channel)) for channel in ("a", "b", "c")}
         masters = {channel: cluster.master_of(slot) for channel, slot in slots.items()}
         self.assertEqual(len(set(masters.values())), 3, masters)
         # Each channel's stream, epoch and presence keys share its slot.
         for channel, slot in slots.items():
             for key in [*layout.keys(channel), *layout.presence_keys(channel)]:
-                self.assertEqual(keyslot(key), slot)
+                self.assertEqual(cluster.keyslot(key), slot)
         backplane = open_backplane(cluster.url)
         backplane.attach(self.listener)
         await backplane.start()
@@ -169,7 +174,7 @@ class FailoverTests(HubTestCase):
         backplane = make_backplane(prefix=prefix)
         _, server = await self.start_hub(Hub(backplane, publish_rate=None))
         channel = "chat:failover"
-        master = cluster.master_of(keyslot(KeyLayout(prefix, cluster=True).topic(channel)))
+        master = cluster.master_of(cluster.keyslot(KeyLayout(prefix, cluster=True).topic(channel)))
         subscriber = await self.client(server)
         publisher = await self.client(server)
         subscription = await subscriber.subscribe(channel)
@@ -234,9 +239,9 @@ class FailoverTests(HubTestCase):
     async def test_manual_failover(self) -> None:
         def failover(master: int) -> None:
             replica = cluster.replica_of(master)
-            redis_command(replica, "CLUSTER", "FAILOVER")
+            cluster.command(replica, "CLUSTER", "FAILOVER")
             deadline = time.monotonic() + TIMEOUT
-            while "role:master" not in redis_command(replica, "INFO", "replication"):
+            while "role:master" not in cluster.command(replica, "INFO", "replication"):
                 assert time.monotonic() < deadline, "the replica wasn't promoted"
                 time.sleep(0.02)
             cluster.wait_ok()
@@ -261,7 +266,7 @@ class FailoverTests(HubTestCase):
             cluster.processes[master].kill()
             cluster.processes[master].wait(timeout=10)
             deadline = time.monotonic() + TIMEOUT
-            while "role:master" not in redis_command(replica, "INFO", "replication"):
+            while "role:master" not in cluster.command(replica, "INFO", "replication"):
                 assert time.monotonic() < deadline, "the replica wasn't promoted"
                 time.sleep(0.05)
             # The old master comes back as its replica: 3 + 3 again.
@@ -297,3 +302,49 @@ class ServeTests(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(backplane["backplane"], "redis-cluster")
         self.assertEqual(len(backplane["masters"]), 3)
         self.assertTrue(all(m["health"] == "online" for m in backplane["masters"].values()))
+
+
+class TlsTests(unittest.IsolatedAsyncioTestCase):
+    """``rediss+cluster://`` on a cluster that serves TLS only (3 masters, no replicas)."""
+
+    tls_cluster: LocalCluster
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.tls_cluster = LocalCluster(replicas=0, tls=True)
+        cls.tls_cluster.start()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.tls_cluster.close()
+
+    async def test_channels_on_every_master_over_tls(self) -> None:
+        listener = RecordingListener()
+        backplane = open_backplane(self.tls_cluster.url, timeout=2)
+        backplane.attach(listener)
+        await backplane.start()
+        self.addAsyncCleanup(backplane.aclose)
+        for channel in ("a", "b", "c"):  # one per master (see the placement test)
+            await backplane.subscribe(channel)
+            await backplane.publish(channel, f'"{channel}"', history_size=10, ttl=60)
+            await backplane.presence_add(channel, Member(f"client-{channel}"), 60)
+        await listener.wait_for(lambda: len(listener.entries) == 3)
+        self.assertEqual(sorted(e.data for e in listener.entries), ['"a"', '"b"', '"c"'])
+        page = await backplane.history("b", ttl=60)
+        self.assertEqual([e.data for e in page.entries], ['"b"'])
+        self.assertEqual([m.client for m in await backplane.presence("c")], ["client-c"])
+        status = backplane.status()
+        self.assertTrue(status["healthy"])
+        self.assertEqual(
+            sorted(status["masters"]), sorted(f"127.0.0.1:{p}" for p in self.tls_cluster.ports)
+        )
+
+    async def test_plain_connection_to_a_tls_cluster_degrades(self) -> None:
+        url = self.tls_cluster.url.replace("rediss+", "redis+").partition("?")[0]
+        backplane = RedisClusterBackplane(url, timeout=0.5)
+        await backplane.start()
+        try:
+            self.assertFalse(backplane.healthy)
+            self.assertIn("error", backplane.status())
+        finally:
+            await backplane.aclose()

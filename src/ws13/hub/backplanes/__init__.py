@@ -157,7 +157,8 @@ class Backplane(Protocol):
 def open_backplane(url: str | None, **kwargs: Any) -> Backplane:
     """The backplane for ``url``: ``None`` or ``memory://`` for in-memory,
     ``redis://HOST:PORT/DB`` (or ``rediss://``, ``unix://``) for Redis,
-    ``redis+cluster://HOST:PORT[,HOST:PORT...]`` for a Redis Cluster.
+    ``redis+cluster://HOST:PORT[,HOST:PORT...]`` (or ``rediss+cluster://``) for a
+    Redis Cluster.
 
     Raises ValueError for another scheme, ImportError when ``redis`` is missing.
     """
@@ -170,7 +171,7 @@ def open_backplane(url: str | None, **kwargs: Any) -> Backplane:
         from .redis import RedisBackplane
 
         return RedisBackplane(url, **kwargs)
-    if scheme == "redis+cluster":
+    if scheme in ("redis+cluster", "rediss+cluster"):
         from .rediscluster import RedisClusterBackplane
 
         return RedisClusterBackplane(url, **kwargs)

@@ -5,6 +5,9 @@ nodes, any of the cluster's nodes (masters or replicas); the rest is found
 with ``CLUSTER SHARDS``. One is enough, more help when one is down at start.
 An IPv6 address goes in brackets (``[::1]:7000``); the port defaults to 6379.
 A cluster has only database 0: a path other than ``/`` or ``/0`` is refused.
+``rediss+cluster://`` is the same over TLS (the nodes' ``tls-port``), with
+optional ``?ssl_ca_certs=PATH&ssl_certfile=PATH&ssl_keyfile=PATH`` (the CA to
+trust instead of the system's, a client certificate and its key).
 
 What goes where: a channel's keys (its stream, epoch hash, presence) and its
 shard channel (``SPUBLISH``/``SSUBSCRIBE``) carry the channel's name as a
@@ -44,7 +47,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the Redis backplane needs redis-py: pip install 'ws13[redis]'") from exc
 
-__all__ = ["ClusterAddress", "RedisClusterBackplane", "parse_cluster_url"]
+__all__ = ["TLS_OPTIONS", "ClusterAddress", "RedisClusterBackplane", "parse_cluster_url"]
 
 #: Errors that mean "the cluster can't serve this now": a node down, a slot
 #: without a master, a slot moving (redis-py follows MOVED/ASK a few times).
@@ -58,27 +61,49 @@ CLUSTER_UNAVAILABLE_ERRORS = (
 
 DEFAULT_PORT = 6379
 
+#: The query parameters of a ``rediss+cluster://`` URL (redis-py's names).
+TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ClusterAddress:
-    """A parsed ``redis+cluster://`` URL."""
+    """A parsed ``redis+cluster://`` URL; ``tls`` is None without TLS, else its options."""
 
     nodes: list[tuple[str, int]]
     username: str | None = None
     password: str | None = None
+    tls: dict[str, str] | None = None
+
+    def connect_options(self) -> dict[str, Any]:
+        """redis-py's keyword arguments for credentials and TLS."""
+        options: dict[str, Any] = {"username": self.username, "password": self.password}
+        if self.tls is not None:
+            options.update(ssl=True, **self.tls)
+        return options
 
 
 def parse_cluster_url(url: str) -> ClusterAddress:
-    """Parse ``redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]``.
+    """Parse ``redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]`` or
+    ``rediss+cluster://...[?ssl_ca_certs=PATH&ssl_certfile=PATH&ssl_keyfile=PATH]``.
 
     Raises ValueError with the reason for anything else.
     """
     scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() != "redis+cluster":
+    scheme = scheme.lower()
+    if not sep or scheme not in ("redis+cluster", "rediss+cluster"):
         raise ValueError(f"not a redis+cluster:// URL: {url!r}")
+    rest, _, query = rest.partition("?")
     location, _, path = rest.partition("/")
-    if path not in ("", "0") or "?" in location or "#" in location:
-        raise ValueError(f"a Redis Cluster URL has no database, query or fragment: {url!r}")
+    if path not in ("", "0") or "#" in url:
+        raise ValueError(f"a Redis Cluster URL has no database or fragment: {url!r}")
+    tls = None
+    if scheme == "rediss+cluster":
+        tls = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+        for name, value in tls.items():
+            if name not in TLS_OPTIONS or not value:
+                raise ValueError(f"bad TLS option {name}={value!r} in {url!r}")
+    elif query:
+        raise ValueError(f"a query needs rediss+cluster:// (TLS): {url!r}")
     userinfo, at, hosts = location.rpartition("@")
     username = password = None
     if at:
@@ -86,7 +111,7 @@ def parse_cluster_url(url: str) -> ClusterAddress:
         username = urllib.parse.unquote(user) or None
         password = urllib.parse.unquote(secret) if colon else None
     nodes = [_host_port(item, url) for item in hosts.split(",")]
-    return ClusterAddress(nodes, username, password)
+    return ClusterAddress(nodes, username, password, tls)
 
 
 def _host_port(item: str, url: str) -> tuple[str, int]:
@@ -110,7 +135,7 @@ class RedisClusterBackplane:
     """Channels shared by every node through a Redis Cluster; see the module docstring.
 
     Args:
-        url: ``redis+cluster://HOST:PORT[,HOST:PORT...]``.
+        url: ``redis+cluster://HOST:PORT[,HOST:PORT...]`` or ``rediss+cluster://``.
         prefix: prefix of every key and shard channel (``ws13:hub:``; no braces).
         timeout: seconds for connecting and for each command (5).
         retry_min, retry_max: first and largest delay between attempts to
@@ -131,7 +156,7 @@ class RedisClusterBackplane:
         address = parse_cluster_url(url)
         self.url = url
         self.timeout = timeout
-        credentials: dict[str, Any] = {"username": address.username, "password": address.password}
+        connect = address.connect_options()
         layout = KeyLayout(prefix, cluster=True)
         # redis-py follows MOVED and refreshes its slot map itself; one retry
         # on a connection error, as the single-Redis backplane does.
@@ -140,7 +165,7 @@ class RedisClusterBackplane:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
-            **credentials,
+            **connect,
         )
         self._store = RedisStore(self._cluster, layout, CLUSTER_UNAVAILABLE_ERRORS)
         # Messages and presence are the store's own methods.
@@ -153,7 +178,7 @@ class RedisClusterBackplane:
         self._subscriber = ShardedSubscriber(
             self._cluster,
             layout,
-            credentials,
+            connect,
             CLUSTER_UNAVAILABLE_ERRORS,
             timeout=timeout,
             retry_min=retry_min,

@@ -85,6 +85,8 @@ class ShardedSubscriber:
         self.cluster = cluster
         self.layout = layout
         self.connect = connect
+        # Over TLS the nodes are reached on their tls-port.
+        self._port_field = b"tls-port" if connect.get("ssl") else b"port"
         self.unavailable = unavailable
         # A master's error answer (MOVED to SSUBSCRIBE after a failover, a
         # replica's refusal) also means "route again".
@@ -152,6 +154,12 @@ class ShardedSubscriber:
                 await asyncio.sleep(delay)
                 delay = min(self.retry_max, delay * 2)
                 continue
+            except Exception:
+                # A bug must not end supervision: say so, stay degraded, retry.
+                logger.error("redis cluster backplane failed", exc_info=True)
+                self.error = "internal error"
+                await asyncio.sleep(self.retry_max)
+                continue
             connected.set()
             delay = self.retry_min
             if self._lost is not None and all(c in self._active for c in self._wanted):
@@ -194,7 +202,10 @@ class ShardedSubscriber:
             for node_info in shard["nodes"]:
                 if node_info[b"role"] != b"master":
                     continue
-                name = f"{node_info[b'ip'].decode()}:{node_info[b'port']}"
+                port = node_info.get(self._port_field)
+                if port is None:
+                    continue
+                name = f"{node_info[b'ip'].decode()}:{port}"
                 health = node_info[b"health"].decode()
                 slots = sum(high - low + 1 for low, high in shard["slots"])
                 masters[name] = {"slots": slots, "health": health}
