@@ -46,8 +46,12 @@ class LocalCluster:
     def __init__(self, replicas: int = 1, *, tls: bool = False) -> None:
         nodes = 3 * (1 + replicas)
         self.replicas = replicas
-        self.ports = [free_port() for _ in range(nodes)]
-        self.bus_ports = [free_port() for _ in range(nodes)]
+        # Distinct: free_port() may hand out a port twice in a row.
+        ports: list[int] = []
+        while len(ports) < 2 * nodes:
+            if (port := free_port()) not in ports:
+                ports.append(port)
+        self.ports, self.bus_ports = ports[:nodes], ports[nodes:]
         self.dir = tempfile.mkdtemp(prefix="ws13-cluster-")
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
         for program in ("redis-server", "redis-cli"):
