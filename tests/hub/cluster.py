@@ -136,6 +136,9 @@ class LocalCluster:
              # A replica may take over however long ago it last heard from
              # its master (an idle test cluster replicates nothing for a while).
              "--cluster-replica-validity-factor", "0",
+             # A replica's first sync starts at once, not after 5 s of
+             # waiting for more replicas.
+             "--repl-diskless-sync-delay", "0",
              "--requirepass", PASSWORD,
              "--masterauth", PASSWORD,
              "--save", "",

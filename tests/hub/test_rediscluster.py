@@ -199,11 +199,11 @@ class FailoverTests(HubTestCase):
                     epochs.append(reply["epoch"])
                 except HubError:
                     pass  # 503 while the slot has no master: not stored
-                if i == 50:
+                if i == 30:
                     failing = asyncio.ensure_future(asyncio.to_thread(failover, master))
                 # Stop on an acknowledged message once the backplane is back.
                 back = failing is not None and failing.done() and backplane.healthy
-                if back and i > 150 and acknowledged[-1:] == [i]:
+                if back and i > 80 and acknowledged[-1:] == [i]:
                     last = i
                     break
                 await asyncio.sleep(0.002)
