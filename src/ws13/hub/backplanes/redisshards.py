@@ -220,6 +220,9 @@ class ShardedSubscriber:
         for shard in list(self._shards.values()):
             if shard.dead or not shard.channels:
                 await self._close(shard)
+        # One master down doesn't keep the others' channels from moving back:
+        # every channel is tried, the first failure is raised at the end.
+        failure: BaseException | None = None
         for channel in list(self._wanted):
             owner = self.owners[self._slot(channel)]
             current = self._route.get(channel)
@@ -231,9 +234,14 @@ class ShardedSubscriber:
                 if channel in self._active:
                     self._lose()
                 await self._leave(channel)
-            if owner is None:
-                raise BackplaneUnavailable(f"redis cluster: no master serves {channel!r}")
-            await self._join(channel, owner)
+            try:
+                if owner is None:
+                    raise BackplaneUnavailable(f"redis cluster: no master serves {channel!r}")
+                await self._join(channel, owner)
+            except self._retry as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
         uncovered = sum(owner is None for owner in self.owners)
         self.error = f"{uncovered} slots not served" if uncovered else None
 
