@@ -28,6 +28,8 @@ command -v node >/dev/null || APT_PACKAGES+=(nodejs)
 command -v npm >/dev/null || APT_PACKAGES+=(npm)
 # A real Redis for the hub's Redis backplane tests (tests/hub/ start their own).
 command -v redis-server >/dev/null || APT_PACKAGES+=(redis-server)
+# redis-cli creates the Redis Cluster (tests/hub/cluster.py); redis-server pulls it in.
+command -v redis-cli >/dev/null || APT_PACKAGES+=(redis-tools)
 # Real proxies for the client's proxy tests (tests/proxies.py): tinyproxy (HTTP
 # CONNECT), stunnel4 (TLS in front of it), microsocks (SOCKS5), dante-server (SOCKS4).
 command -v tinyproxy >/dev/null || APT_PACKAGES+=(tinyproxy)

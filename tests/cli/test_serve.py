@@ -328,7 +328,12 @@ class ServeRoutesTests(CLITestCase):
             (["--max-handshake-rate", "0"], "--max-handshake-rate 0: must be more than 0"),
             (
                 ["--redis", "nonsense"],
-                "unsupported backplane URL: 'nonsense'; use redis://HOST:PORT/DB",
+                "unsupported backplane URL: 'nonsense'; "
+                "use redis://HOST:PORT/DB or redis+cluster://HOST:PORT",
+            ),
+            (
+                ["--redis", "redis+cluster://127.0.0.1:port"],
+                "bad port 'port' in 'redis+cluster://127.0.0.1:port'",
             ),
         ]:
             with self.subTest(args=args):

@@ -10,16 +10,28 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from tests.cli.helpers import ENV, WS13
 from tests.utils import MS, free_port
 from ws13.asyncio import connect, serve
 from ws13.asyncio.client import ClientConnection
 from ws13.asyncio.server import Server
 from ws13.hub import SUBPROTOCOL, Hub
 
-__all__ = ["TIMEOUT", "HubTestCase", "RedisServer", "recv_json", "redis_ping", "wait_until"]
+__all__ = [
+    "TIMEOUT",
+    "HubTestCase",
+    "RedisServer",
+    "node_health",
+    "recv_json",
+    "redis_ping",
+    "serve_nodes",
+    "wait_until",
+]
 
 TIMEOUT = 20_000 * MS
 
@@ -93,6 +105,45 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def node_health(port: int) -> tuple[int, dict[str, Any]]:
+    """The status and JSON of a node's /health; ``(0, {})`` while nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+    except OSError:
+        return 0, {}
+
+
+async def serve_nodes(test: unittest.TestCase, backplane: str, count: int = 2) -> list[int]:
+    """Start ``count`` ``ws13 serve --redis BACKPLANE`` processes (stopped at the
+    test's cleanup); return their ports once each /health says 200."""
+    ports = [free_port() for _ in range(count)]
+    for port in ports:
+        node = subprocess.Popen(
+            [*WS13, "serve", "--port", str(port), "--redis", backplane, "--hub-ticker", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=ENV,
+        )
+        test.addCleanup(_stop, node)
+    async with asyncio.timeout(TIMEOUT):
+        for port in ports:
+            while (await asyncio.to_thread(node_health, port))[0] != 200:  # noqa: ASYNC110 - a process
+                await asyncio.sleep(0.05)
+    return ports
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 async def recv_json(connection: ClientConnection) -> Any:

@@ -9,8 +9,6 @@ import socket
 import subprocess
 import sys
 import unittest
-import urllib.error
-import urllib.request
 from typing import Any
 
 from tests.cli.helpers import ENV, WS13
@@ -19,7 +17,7 @@ from ws13.asyncio import connect
 from ws13.hub import SUBPROTOCOL
 from ws13.hub.client import Client, Gap, Message
 
-from .helpers import TIMEOUT, RedisServer, recv_json
+from .helpers import TIMEOUT, RedisServer, node_health, recv_json, serve_nodes
 from .test_server import rss_kib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -71,11 +69,7 @@ class Node:
                 self.kill()
 
     def health(self) -> tuple[int, dict[str, Any]]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+        return node_health(self.port)
 
 
 class TwoNodesTests(unittest.IsolatedAsyncioTestCase):
@@ -231,33 +225,7 @@ class ServeSubPubTests(unittest.IsolatedAsyncioTestCase):
         redis = RedisServer()
         redis.start()
         self.addCleanup(redis.close)
-        self.ports = [free_port(), free_port()]
-        for port in self.ports:
-            node = subprocess.Popen(
-                [*WS13, "serve", "--port", str(port), "--redis", redis.url, "--hub-ticker", "0"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                env=ENV,
-            )
-            self.addCleanup(stop, node)
-        for port in self.ports:
-            await self.wait_ready(port)
-
-    async def wait_ready(self, port: int) -> None:
-        """Poll the node's /health until its hub reaches Redis."""
-
-        def health() -> int:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-                    return int(r.status)
-            except (OSError, urllib.error.HTTPError):
-                return 0
-
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                if await asyncio.to_thread(health) == 200:
-                    return
-                await asyncio.sleep(0.05)
+        self.ports = await serve_nodes(self, redis.url)
 
     async def ws13(self, *args: str) -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
@@ -293,12 +261,3 @@ class ServeSubPubTests(unittest.IsolatedAsyncioTestCase):
         self.assertEqual([line["offset"] for line in lines], [1, 2, 3])
         self.assertEqual({line["channel"] for line in lines}, {channel})
         self.assertEqual(len({line["epoch"] for line in lines}), 1)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

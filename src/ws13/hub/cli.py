@@ -88,7 +88,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         default=None,
         help="share the hub's channels with other nodes through Redis "
-        "(redis://HOST:PORT/DB; needs ws13[redis]); default: in memory",
+        "(redis://HOST:PORT/DB) or a Redis Cluster (redis+cluster://HOST:PORT[,HOST:PORT...], "
+        "rediss+cluster:// for TLS); "
+        "needs ws13[redis]; default: in memory",
     )
     parser.add_argument("--hub-path", default="/hub", help="where the hub is mounted (/hub)")
     parser.add_argument(

@@ -3,7 +3,8 @@
 A ``Backplane`` stores each channel's messages with their offsets and epoch,
 fans them out to every node subscribed to the channel, and keeps presence.
 ``InMemoryBackplane`` (the default) serves one process; ``RedisBackplane``
-(``ws13[redis]``, imported only when used) lets many processes share channels.
+and ``RedisClusterBackplane`` (``ws13[redis]``, imported only when used) let
+many processes share channels.
 Both pass the same contract tests (``tests/hub/test_backplanes.py``).
 
 The hub registers itself as the backplane's ``BackplaneListener``: messages of
@@ -155,7 +156,9 @@ class Backplane(Protocol):
 
 def open_backplane(url: str | None, **kwargs: Any) -> Backplane:
     """The backplane for ``url``: ``None`` or ``memory://`` for in-memory,
-    ``redis://HOST:PORT/DB`` (or ``rediss://``, ``unix://``) for Redis.
+    ``redis://HOST:PORT/DB`` (or ``rediss://``, ``unix://``) for Redis,
+    ``redis+cluster://HOST:PORT[,HOST:PORT...]`` (or ``rediss+cluster://``) for a
+    Redis Cluster.
 
     Raises ValueError for another scheme, ImportError when ``redis`` is missing.
     """
@@ -168,4 +171,10 @@ def open_backplane(url: str | None, **kwargs: Any) -> Backplane:
         from .redis import RedisBackplane
 
         return RedisBackplane(url, **kwargs)
-    raise ValueError(f"unsupported backplane URL: {url!r}; use redis://HOST:PORT/DB")
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        from .rediscluster import RedisClusterBackplane
+
+        return RedisClusterBackplane(url, **kwargs)
+    raise ValueError(
+        f"unsupported backplane URL: {url!r}; use redis://HOST:PORT/DB or redis+cluster://HOST:PORT"
+    )

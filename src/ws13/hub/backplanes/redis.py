@@ -1,21 +1,9 @@
 """The Redis backplane: many hub processes share channels through one Redis.
 
-Keys (``prefix`` defaults to ``ws13:hub:``):
-
-* ``{prefix}meta:{channel}`` — hash: ``e`` the epoch, ``o`` the last offset;
-* ``{prefix}s:{channel}`` — stream: the history, entry ID ``{offset}-1``,
-  fields ``t`` (ms since the Unix epoch) and ``d`` (the JSON data);
-* ``{prefix}p:{channel}`` / ``{prefix}pz:{channel}`` — presence: a hash of
-  members and a sorted set of their expiry times;
-* pub/sub channel ``{prefix}m:{channel}`` — fan-out to the nodes.
-
-A Lua script appends a message atomically: it bumps the offset, adds the
-stream entry (trimmed to ``history_size`` entries and ``ttl``), sets both
-keys to expire after ``ttl`` and publishes ``m{epoch} {offset} {time} {data}``.
-Publishes therefore reach every node in offset order; a node that misses some
-(its pub/sub connection dropped) fills the gap from the stream. When the
-keys are lost (Redis restarted without persistence, or the channel was idle
-for ``ttl``), the next publish or read creates a new epoch.
+Its keys, scripts and epochs are ``redisstore``'s (``RedisStore``); this
+module adds the pub/sub connection that brings messages back. Publishes
+reach every node in offset order; a node that misses some (its pub/sub
+connection dropped) fills the gap from the stream.
 
 When Redis is unreachable, operations raise BackplaneUnavailable, ``healthy``
 is False and a background task reconnects with capped exponential backoff,
@@ -26,14 +14,11 @@ from __future__ import annotations
 
 import asyncio  # noqa: TID251 - a backplane does network I/O
 import contextlib
-import json
 import logging
-import secrets
-import time  # noqa: TID251 - history ages and presence expiry need a clock
 from typing import Any
 
-from ..wire import dumps
-from . import BackplaneListener, BackplaneUnavailable, Entry, HistoryPage, Member
+from . import BackplaneListener, BackplaneUnavailable
+from .redisstore import UNAVAILABLE_ERRORS, KeyLayout, RedisStore, dispatch
 
 try:
     import redis.asyncio as aioredis
@@ -44,76 +29,9 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the Redis backplane needs redis-py: pip install 'ws13[redis]'") from exc
 
-__all__ = ["RedisBackplane"]
+__all__ = ["RedisBackplane", "close_pubsub"]
 
 logger = logging.getLogger("ws13.hub.redis")
-
-#: Errors that mean "Redis is unreachable now", as opposed to bugs.
-UNAVAILABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
-
-PUBLISH_SCRIPT = """
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'e', epoch)
-end
-local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
-local size = tonumber(ARGV[4])
-local ttl = tonumber(ARGV[5])
-if size > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-1', 't', ARGV[3], 'd', ARGV[2])
-  local cutoff = tonumber(ARGV[3]) - ttl
-  local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 100)
-  for _, item in ipairs(head) do
-    if tonumber(item[2][2]) < cutoff then
-      redis.call('XDEL', KEYS[2], item[1])
-    else
-      break
-    end
-  end
-  redis.call('PEXPIRE', KEYS[2], ttl)
-else
-  redis.call('DEL', KEYS[2])
-end
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PUBLISH', ARGV[6], 'm' .. epoch .. ' ' .. offset .. ' ' .. ARGV[3] .. ' ' .. ARGV[2])
-return {epoch, offset}
-"""
-
-HISTORY_SCRIPT = """
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-end
-local top = redis.call('HGET', KEYS[1], 'o') or '0'
-local limit = tonumber(ARGV[3])
-local entries = {}
-if limit ~= 0 then
-  if ARGV[2] ~= '' then
-    if limit > 0 then
-      entries = redis.call('XRANGE', KEYS[2], ARGV[2], '+', 'COUNT', limit)
-    else
-      entries = redis.call('XRANGE', KEYS[2], ARGV[2], '+')
-    end
-  elseif limit > 0 then
-    entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', limit)
-  else
-    entries = redis.call('XREVRANGE', KEYS[2], '+', '-')
-  end
-end
-return {epoch, top, entries}
-"""
-
-PRESENCE_SCRIPT = """
-local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-for _, client in ipairs(stale) do
-  redis.call('HDEL', KEYS[1], client)
-  redis.call('ZREM', KEYS[2], client)
-end
-return redis.call('HVALS', KEYS[1])
-"""
 
 
 class RedisBackplane:
@@ -151,9 +69,15 @@ class RedisBackplane:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
         )
-        self._publish = self._redis.register_script(PUBLISH_SCRIPT)
-        self._history = self._redis.register_script(HISTORY_SCRIPT)
-        self._presence = self._redis.register_script(PRESENCE_SCRIPT)
+        self._store = RedisStore(self._redis, KeyLayout(prefix))
+        self._topic = self._store.layout.topic
+        # Messages and presence are the store's own methods.
+        self.publish = self._store.publish
+        self.history = self._store.history
+        self.publish_event = self._store.publish_event
+        self.presence_add = self._store.presence_add
+        self.presence_remove = self._store.presence_remove
+        self.presence = self._store.presence
         self._listener: BackplaneListener | None = None
         self._pubsub: Any = None
         self._lock = asyncio.Lock()
@@ -207,58 +131,6 @@ class RedisBackplane:
             status["error"] = self._error
         return status
 
-    # -- keys --------------------------------------------------------------------
-
-    def _keys(self, channel: str) -> list[str]:
-        return [f"{self.prefix}meta:{channel}", f"{self.prefix}s:{channel}"]
-
-    def _topic(self, channel: str) -> str:
-        return f"{self.prefix}m:{channel}"
-
-    # -- messages -----------------------------------------------------------------
-
-    async def publish(self, channel: str, data: str, *, history_size: int, ttl: float) -> Entry:
-        now = int(time.time() * 1000)
-        args: list[str | int] = [
-            secrets.token_hex(4),
-            data,
-            now,
-            history_size,
-            max(1, int(ttl * 1000)),
-        ]
-        try:
-            epoch, offset = await self._publish(
-                keys=self._keys(channel), args=[*args, self._topic(channel)]
-            )
-        except UNAVAILABLE_ERRORS as exc:
-            raise BackplaneUnavailable(f"redis: {exc}") from None
-        return Entry(channel, epoch.decode(), int(offset), now, data)
-
-    async def history(
-        self, channel: str, *, since: int | None = None, limit: int | None = None, ttl: float
-    ) -> HistoryPage:
-        start = "" if since is None else f"{since + 1}-0"
-        args: list[str | int] = [
-            secrets.token_hex(4),
-            start,
-            -1 if limit is None else limit,
-            int(ttl * 1000),
-        ]
-        try:
-            epoch, top, raw = await self._history(keys=self._keys(channel), args=args)
-        except UNAVAILABLE_ERRORS as exc:
-            raise BackplaneUnavailable(f"redis: {exc}") from None
-        epoch_text = epoch.decode()
-        cutoff = time.time() * 1000 - ttl * 1000
-        entries = []
-        for entry_id, fields in raw if since is not None else reversed(raw):
-            values = dict(zip(fields[::2], fields[1::2], strict=False))
-            stamp = int(values[b"t"])
-            if stamp >= cutoff:
-                offset = int(entry_id.split(b"-")[0])
-                entries.append(Entry(channel, epoch_text, offset, stamp, values[b"d"].decode()))
-        return HistoryPage(epoch_text, int(top), entries)
-
     # -- fan-out ------------------------------------------------------------------
 
     async def subscribe(self, channel: str) -> None:
@@ -292,55 +164,6 @@ class RedisBackplane:
             if self._pubsub is not None:
                 with contextlib.suppress(*UNAVAILABLE_ERRORS):
                     await self._pubsub.unsubscribe(self._topic(channel))
-
-    async def publish_event(self, channel: str, kind: str, member: Member) -> None:
-        payload = f"e{kind} {dumps(member.to_json())}"
-        try:
-            await self._redis.publish(self._topic(channel), payload)
-        except UNAVAILABLE_ERRORS as exc:
-            raise BackplaneUnavailable(f"redis: {exc}") from None
-
-    # -- presence ---------------------------------------------------------------
-
-    def _presence_keys(self, channel: str) -> list[str]:
-        return [f"{self.prefix}p:{channel}", f"{self.prefix}pz:{channel}"]
-
-    async def presence_add(self, channel: str, member: Member, ttl: float) -> None:
-        members, expiries = self._presence_keys(channel)
-        expires = int((time.time() + ttl) * 1000)
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(members, member.client, dumps(member.to_json()))
-                pipe.zadd(expiries, {member.client: expires})
-                pipe.pexpire(members, int(ttl * 2000))
-                pipe.pexpire(expiries, int(ttl * 2000))
-                await pipe.execute()
-        except UNAVAILABLE_ERRORS as exc:
-            raise BackplaneUnavailable(f"redis: {exc}") from None
-
-    async def presence_remove(self, channel: str, client: str) -> None:
-        members, expiries = self._presence_keys(channel)
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hdel(members, client)
-                pipe.zrem(expiries, client)
-                await pipe.execute()
-        except UNAVAILABLE_ERRORS as exc:
-            raise BackplaneUnavailable(f"redis: {exc}") from None
-
-    async def presence(self, channel: str) -> list[Member]:
-        try:
-            raw = await self._presence(
-                keys=self._presence_keys(channel), args=[int(time.time() * 1000)]
-            )
-        except UNAVAILABLE_ERRORS as exc:
-            raise BackplaneUnavailable(f"redis: {exc}") from None
-        members = []
-        for item in raw:
-            value = _json(item)
-            if isinstance(value, dict) and isinstance(value.get("client"), str):
-                members.append(Member(value["client"], value.get("user"), value.get("info")))
-        return sorted(members, key=lambda m: m.client)
 
     # -- the pub/sub connection ------------------------------------------------
 
@@ -382,7 +205,7 @@ class RedisBackplane:
                         self._handle(message)
             except asyncio.CancelledError:
                 with contextlib.suppress(*UNAVAILABLE_ERRORS):
-                    await _aclose(pubsub)
+                    await close_pubsub(pubsub)
                 raise
             except UNAVAILABLE_ERRORS as exc:
                 if self._healthy:
@@ -401,7 +224,7 @@ class RedisBackplane:
                     future.set_exception(RedisConnectionError("pub/sub connection lost"))
                     future.exception()
             with contextlib.suppress(*UNAVAILABLE_ERRORS, RuntimeError):
-                await _aclose(pubsub)
+                await close_pubsub(pubsub)
             await asyncio.sleep(delay)
             delay = min(self.retry_max, delay * 2)
 
@@ -420,27 +243,10 @@ class RedisBackplane:
             return
         if kind != "message" or self._listener is None or channel not in self._wanted:
             return
-        data: bytes = message["data"]
-        try:
-            if data[:1] == b"m":
-                epoch, offset, stamp, payload = data[1:].decode().split(" ", 3)
-                entry = Entry(channel, epoch, int(offset), int(stamp), payload)
-                self._listener.on_message(entry)
-            elif data[:1] == b"e":
-                event, member = data[1:].decode().split(" ", 1)
-                self._listener.on_event(channel, event, member)
-        except ValueError:
-            logger.warning("ignored a malformed message on %s", topic)
+        dispatch(self._listener, channel, message["data"])
 
 
-def _json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
-
-
-async def _aclose(pubsub: Any) -> None:
+async def close_pubsub(pubsub: Any) -> None:
     """Close a pub/sub connection.
 
     redis-py before 8.2 leaves ``PubSub.aclose()`` unannotated, which
