@@ -8,10 +8,13 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from typing import Any
+
+import trustme
 
 from tests.cli.helpers import TIMEOUT, CLITestCase
 from tests.utils import MS, free_port
@@ -258,3 +261,31 @@ class ServeWorkersTests(CLITestCase):
     def test_worker_path(self) -> None:
         assert worker_path("cap.pcapng", 3) == "cap.worker3.pcapng"
         assert worker_path("/tmp/dump", 0) == "/tmp/dump.worker0"
+
+    def test_tls_and_json_logs(self) -> None:
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1")
+        directory = tempfile.mkdtemp(prefix="ws13-workers-")
+        cert_path = os.path.join(directory, "cert.pem")
+        cert.private_key_and_cert_chain_pem.write_to_path(cert_path)
+        server, port = self.start_server(
+            "--workers", "2", "--hub-ticker", "0", "--tls-cert", cert_path, "--log-format", "json"
+        )
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+
+        async def run() -> list[str]:
+            connections = await connect_to_each(f"wss://127.0.0.1:{port}/echo", 2, ssl=context)
+            answers = []
+            for index, connection in sorted(connections.items()):
+                await connection.send(f"to {index}")
+                answers.append(str(await connection.recv()))
+                await connection.close()
+            return answers
+
+        assert asyncio.run(run()) == ["to 0", "to 1"]
+        assert self.stop_server(server) == 0
+        records = [json.loads(line) for line in self.stderr_of(server).splitlines()]
+        opened = [r for r in records if r.get("event") == "open"]
+        assert {r["worker"] for r in opened} == {0, 1}
+        assert any(r["message"].startswith("ws13 serving on wss://") for r in records)

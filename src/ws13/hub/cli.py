@@ -147,7 +147,7 @@ async def start_hub(args: argparse.Namespace, metrics: Metrics | None = None) ->
     )
     await hub.start()
     if not backplane.healthy:
-        logger.warning("hub backplane %s unreachable; serving degraded", args.redis)
+        logger.warning("hub backplane %s unreachable; serving degraded", url)
     interval = getattr(args, "hub_ticker", 0)
     if interval and interval > 0:
         hub._spawn(ticker(hub, interval=interval))
