@@ -17,6 +17,7 @@ from typing import Any
 import trustme
 
 from tests.cli.helpers import TIMEOUT, CLITestCase
+from tests.hub.helpers import RedisServer
 from tests.utils import MS, free_port
 from ws13.asyncio import connect
 from ws13.asyncio.client import ClientConnection
@@ -162,6 +163,11 @@ class ServeWorkersTests(CLITestCase):
 
     def test_one_chat_and_history_across_workers(self) -> None:
         server, port = self.start_server("--workers", "2", "--hub-ticker", "0")
+        self.chat_across_workers(port)
+        assert self.stop_server(server) == 0
+
+    def chat_across_workers(self, port: int) -> None:
+        """Chat through worker 0 to worker 1, with history (``chat``)."""
 
         async def run() -> None:
             hub = await connect_to_each(
@@ -175,7 +181,6 @@ class ServeWorkersTests(CLITestCase):
                     await connection.close()
 
         asyncio.run(run())
-        assert self.stop_server(server) == 0
 
     async def chat(self, publisher: ClientConnection, subscriber: ClientConnection) -> None:
         """Publish on worker 0; subscribe with history and read live on worker 1."""
@@ -289,3 +294,45 @@ class ServeWorkersTests(CLITestCase):
         opened = [r for r in records if r.get("event") == "open"]
         assert {r["worker"] for r in opened} == {0, 1}
         assert any(r["message"].startswith("ws13 serving on wss://") for r in records)
+
+    def test_chat_across_workers_through_redis(self) -> None:
+        redis = RedisServer()
+        redis.start()
+        self.addCleanup(redis.close)
+        server, port = self.start_server(
+            "--workers", "2", "--hub-ticker", "0", "--redis", redis.url
+        )
+        health = json.loads(http_get(port, "/health")[2])
+        assert health["hub"]["backplane"]["backplane"] == "redis"
+        # No backplane process: the parent's children are the two workers.
+        assert len(children(server.pid)) == 2
+        self.chat_across_workers(port)
+        assert self.stop_server(server) == 0
+
+    def test_a_killed_backplane_is_restarted_and_the_hub_recovers(self) -> None:
+        server, port = self.start_server("--workers", "2", "--hub-ticker", "0")
+        workers = set(health_pids(port, 2).values())
+        (backplane,) = set(children(server.pid)) - workers
+        os.kill(backplane, signal.SIGKILL)
+        deadline = time.monotonic() + TIMEOUT
+        while len(set(children(server.pid)) - workers - {backplane}) != 1:
+            assert time.monotonic() < deadline, "the backplane was not restarted"
+            time.sleep(20 * MS)
+        # Both workers reconnect to the new one: the hub is one again.
+        recovered: set[int] = set()
+        while recovered != {0, 1}:
+            assert time.monotonic() < deadline, f"only workers {recovered} reconnected"
+            status, _, body = http_get(port, "/health")
+            health = json.loads(body)
+            if status == 200 and health["hub"]["backplane"]["reconnections"] == 1:
+                recovered.add(health["worker"])
+            time.sleep(5 * MS)
+        self.chat_across_workers(port)
+        assert self.stop_server(server) == 0
+        assert "backplane was killed by SIGKILL; restarting it in 0.5 s" in self.stderr_of(server)
+
+
+def children(pid: int) -> list[int]:
+    """The pids of ``pid``'s child processes (Linux /proc)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as file:
+        return [int(child) for child in file.read().split()]
