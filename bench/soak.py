@@ -68,8 +68,9 @@ def sample(pid: int) -> dict[str, int]:
 
 
 class Soak:
-    def __init__(self, url: str, deadline: float) -> None:
+    def __init__(self, url: str, deadline: float, kinds: list[str]) -> None:
         self.url = url
+        self.kinds = kinds
         self.deadline = deadline
         self.sessions: collections.Counter[str] = collections.Counter()
         self.errors = 0
@@ -81,7 +82,7 @@ class Soak:
     async def client(self, seed: int) -> None:
         rng = random.Random(seed)
         while self.left() > 0:
-            kind = rng.choice(["echo", "echo", "chat", "slow"])
+            kind = rng.choice(self.kinds)
             lifetime = min(rng.uniform(0.2, 5.0), max(0.0, self.left()))
             try:
                 async with asyncio.timeout(lifetime + 10):
@@ -179,7 +180,7 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], int
 async def soak_for(
     args: argparse.Namespace, server: subprocess.Popen[bytes], port: int
 ) -> tuple[Soak, list[dict[str, Any]]]:
-    soak = Soak(f"ws://127.0.0.1:{port}", time.monotonic() + args.duration)
+    soak = Soak(f"ws://127.0.0.1:{port}", time.monotonic() + args.duration, args.kinds)
     samples: list[dict[str, Any]] = []
     watcher = asyncio.create_task(monitor(server, soak, args.interval, samples))
     await asyncio.gather(*(soak.client(i) for i in range(args.clients)))
@@ -209,12 +210,20 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="server workers (2)")
     parser.add_argument("--clients", type=int, default=200, help="client tasks (200)")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds per sample (10)")
+    parser.add_argument(
+        "--kinds",
+        type=lambda text: text.split(","),
+        default=["echo", "echo", "chat", "slow"],
+        help="the sessions to draw from, comma-separated (echo,echo,chat,slow)",
+    )
     parser.add_argument("--loop", default="auto", help="the server's --loop (auto)")
     parser.add_argument("--json", metavar="FILE", help="write the samples as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the server's log")
     args = parser.parse_args()
     if args.duration <= 0 or args.clients < 1 or args.workers < 2:
         parser.error("--duration must be > 0, --clients >= 1, --workers >= 2")
+    if not set(args.kinds) <= {"echo", "chat", "slow"}:
+        parser.error("--kinds: echo, chat or slow")
     server, port = start_server(args)
     try:
         soak, samples = asyncio.run(soak_for(args, server, port))
