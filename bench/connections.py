@@ -259,10 +259,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_command(args: argparse.Namespace, port: int) -> list[str]:
+def server_command(args: argparse.Namespace, port: int, snapshots: Path | None = None) -> list[str]:
     if args.server_cmd:
         return shlex.split(args.server_cmd.replace("{port}", str(port)))
     command = [sys.executable, "-m", "ws13", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if snapshots is not None:
+        command[1:4] = [str(HERE / "memprofile.py"), "serve", str(snapshots)]
     if args.workers != 1:
         command += ["--workers", str(args.workers)]
     return command
@@ -282,6 +284,19 @@ def wait_listening(server: subprocess.Popen[bytes], port: int, timeout: float) -
         except OSError:
             time.sleep(0.2)
     raise BenchError(f"the server didn't listen on 127.0.0.1:{port} within {timeout:g} s")
+
+
+def snapshot(server: subprocess.Popen[bytes], path: Path) -> None:
+    """Have the server (under memprofile.py) write its next tracemalloc snapshot."""
+    server.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 300
+    size = -1
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if path.exists() and path.stat().st_size == size:
+            return  # written, and no longer growing
+        size = path.stat().st_size if path.exists() else -1
+    raise BenchError(f"the server wrote no tracemalloc snapshot {path.name}")
 
 
 def settle(pid: int, limit: float) -> tuple[dict[str, Any], float]:
@@ -308,8 +323,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ws13-connections-") as tmp:
         binary = build_client(Path(tmp))
         log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 (closed below)
+        snapshots = Path(tmp) if args.tracemalloc else None
         server = subprocess.Popen(
-            server_command(args, port), stdout=log, stderr=subprocess.STDOUT, cwd=tmp
+            server_command(args, port, snapshots), stdout=log, stderr=subprocess.STDOUT, cwd=tmp
         )
         clients: list[Client] = []
         try:
@@ -317,6 +333,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(1)  # the workers' start-up allocations
             base = server_memory(server.pid)
             sockets_before = sockstat()
+            if snapshots is not None:
+                snapshot(server, snapshots / "0.snap")
             print(
                 f"server up ({len(base['processes'])} processes), PSS "
                 f"{base['pss'] / 2**20:.1f} MiB; opening {args.connections:,} connections",
@@ -334,6 +352,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"{opened:,} open in {open_seconds:.1f} s; settling", file=sys.stderr)
             loaded, settled_after = settle(server.pid, args.settle)
             sockets = sockstat()
+            if snapshots is not None:
+                snapshot(server, snapshots / "1.snap")
+                profile = subprocess.run(
+                    [sys.executable, str(HERE / "memprofile.py"), "report", tmp, str(opened)],
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=True,
+                ).stdout
+                args.tracemalloc.write_text(profile)
+                print(profile, file=sys.stderr)
             for client in clients:
                 client.command("echo")
             echoes = [c.report("echo", args.echo_timeout + 30) for c in clients]
@@ -488,6 +517,13 @@ def main() -> int:
     parser.add_argument("--echo-timeout", type=float, default=60, help="(60 s)")
     parser.add_argument("--settle", type=float, default=30, help="at most, seconds (30)")
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument(
+        "--tracemalloc",
+        type=Path,
+        metavar="OUT",
+        help="run ws13 serve under tracemalloc (bench/memprofile.py), write where the "
+        "connections' memory goes to OUT (one worker only; slow)",
+    )
     parser.add_argument("--label", help="keep the run under this name in results/connections.json")
     parser.add_argument("--output", type=Path, help="re-render this page's results table")
     args = parser.parse_args()
@@ -495,6 +531,8 @@ def main() -> int:
         parser.error("--connections, --workers and --clients must be at least 1")
     if args.clients > args.connections:
         parser.error("more --clients than --connections")
+    if args.tracemalloc and (args.workers != 1 or args.server_cmd):
+        parser.error("--tracemalloc profiles ws13 serve with one worker")
     if not 40 <= args.message_size <= 448:
         parser.error("--message-size must be between 40 and 448")
     try:

@@ -194,7 +194,11 @@ class ServerConnection(Connection):
             self._finish_handshake(response if replacement is None else replacement)
 
     def _finish_handshake(self, response: Response) -> None:
-        self.protocol.send_response(response)
+        protocol = self.protocol
+        protocol.send_response(response)
+        # The handshake is over: a select_subprotocol closure (over this
+        # connection, about 200 bytes) has nothing more to choose.
+        protocol.select_subprotocol = None
         if self.server.opening is not None:
             self.server.opening.discard(self)
         if self.protocol.state is OPEN:
