@@ -13,13 +13,16 @@ opening its share of the connections from its own source address
 127.0.0.2, 127.0.0.3, ... so that ephemeral ports don't run out) open them:
 each connection does the HTTP upgrade (the 101 and its Sec-WebSocket-Accept
 checked) and one masked echo (checked), then stays idle, answering the
-server's keepalive pings. Once all are open the bench waits for the server's
+server's keepalive pings. Once all are open the bench holds them idle for
+``--hold`` seconds (25: past ws13 serve's first keepalive ping, 20 s, when
+an idle connection lets its compression state go), waits for the server's
 memory to settle (PSS steady within 0.5 % over 2 s, at most ``--settle``
 seconds) and measures again: the difference over the connections is the
 marginal cost per connection. The kernel's socket memory
 (``/proc/net/sockstat``: both ends' sockets, the whole machine) is shown
 apart. Then every connection echoes once more (how many answered, how long
-the round took), every connection is closed, and the server is stopped.
+the round took; PSS right after it, and again after ``--rest`` idle seconds),
+every connection is closed, and the server is stopped.
 
 Nothing here waits without a bound: the clients give up opening after
 ``--open-timeout`` s and an echo round after ``--echo-timeout`` s, and
@@ -349,7 +352,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             opens = [c.report("open", args.open_timeout + 30) for c in clients]
             open_seconds = time.monotonic() - started
             opened = sum(o["opened"] for o in opens)
-            print(f"{opened:,} open in {open_seconds:.1f} s; settling", file=sys.stderr)
+            print(
+                f"{opened:,} open in {open_seconds:.1f} s; holding {args.hold:g} s", file=sys.stderr
+            )
+            # Idle for a keepalive round: ws13 lets compression state go at
+            # each ping (ws13 serve pings every 20 s).
+            time.sleep(args.hold)
             loaded, settled_after = settle(server.pid, args.settle)
             sockets = sockstat()
             if snapshots is not None:
@@ -367,6 +375,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 client.command("echo")
             echoes = [c.report("echo", args.echo_timeout + 30) for c in clients]
             after_echo = server_memory(server.pid)
+            # Idle again: what the server gives back (FREE_IDLE_AFTER is 2 s).
+            time.sleep(args.rest)
+            rested, _ = settle(server.pid, args.settle)
             for client in clients:
                 client.command("close")
             closes = [c.report("closed", args.echo_timeout + 30) for c in clients]
@@ -395,6 +406,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "base": strip(base),
         "loaded": strip(loaded),
         "after_echo": strip(after_echo),
+        "after_echo_rest": strip(rested),
         "pss_per_connection": round(loaded["pss"] / opened) if opened else None,
         "marginal_pss_per_connection": round(marginal) if marginal is not None else None,
         "marginal_rss_per_connection": round((loaded["rss"] - base["rss"]) / opened)
@@ -515,6 +527,15 @@ def main() -> int:
     parser.add_argument("--server-cmd", help="another server: a command line, {port} for the port")
     parser.add_argument("--open-timeout", type=float, default=300, help="(300 s)")
     parser.add_argument("--echo-timeout", type=float, default=60, help="(60 s)")
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=25,
+        help="idle seconds before measuring, past one keepalive ping (25)",
+    )
+    parser.add_argument(
+        "--rest", type=float, default=5, help="idle seconds after the echo round (5)"
+    )
     parser.add_argument("--settle", type=float, default=30, help="at most, seconds (30)")
     parser.add_argument("--json", type=Path, help="also write the result here")
     parser.add_argument(
