@@ -157,6 +157,11 @@ def check_limits(args: argparse.Namespace) -> list[str]:
         f"net.ipv4.tcp_max_syn_backlog {read_sysctl('net.ipv4.tcp_max_syn_backlog')}, "
         f"net.ipv4.tcp_mem {read_sysctl('net.ipv4.tcp_mem')} (pages)",
     ]
+    if os.path.exists("/proc/sys/net/netfilter/nf_conntrack_max"):
+        lines.append(
+            f"net.netfilter.nf_conntrack_max {read_sysctl('net.netfilter.nf_conntrack_max')} "
+            f"(if loopback is tracked, the run needs {args.connections})"
+        )
     problems = []
     if per_worker + FD_MARGIN > hard:
         problems.append(
@@ -475,18 +480,21 @@ def kib(n: float | None) -> str:
 def render(runs: dict[str, dict[str, Any]]) -> str:
     """The results table of docs/connections.md, every kept run a row."""
     lines = [
-        "| run | connections open | workers | deflate | server PSS idle → loaded (MiB) | "
-        "PSS per connection, all in (KiB) | marginal PSS (KiB) | marginal RSS (KiB) | "
-        "kernel TCP memory (MiB) | echo round: answered, time, p99 | load average |",
+        "| run | connections open | workers | deflate | server PSS: none → idle → after "
+        "the echo round, idle again (MiB) | PSS per connection, all in (KiB) | marginal "
+        "PSS (KiB) | marginal RSS (KiB) | kernel TCP memory (MiB) | echo round: answered, "
+        "time, worst p99 | load average |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, r in runs.items():
+        rest = r.get("after_echo_rest", r["after_echo"])
         lines.append(
             f"| {label} | {r['opened']:,} / {r['connections']:,} | {r['workers']} | "
             f"{'offered' if r['deflate'] else 'no'} | "
-            f"{mib(r['base']['pss'])} → {mib(r['loaded']['pss'])} | "
+            f"{mib(r['base']['pss'])} → {mib(r['loaded']['pss'])} → {mib(rest['pss'])} | "
             f"{kib(r['pss_per_connection'])} | {kib(r['marginal_pss_per_connection'])} | "
-            f"{kib(r['marginal_rss_per_connection'])} | {mib(r['kernel_tcp_mem_bytes'])} | "
+            f"{kib(r['marginal_rss_per_connection'])} | "
+            f"{mib(max(0, r['kernel_tcp_mem_bytes']))} | "
             f"{r['echo_answered']:,} / {r['echo_sent']:,} in {r['echo_seconds']:.2f} s, "
             f"{r['echo_p99_ms']:.0f} ms | {' '.join(f'{x:.1f}' for x in r['load_average'])} |"
         )
