@@ -294,6 +294,15 @@ def wait_listening(server: subprocess.Popen[bytes], port: int, timeout: float) -
     raise BenchError(f"the server didn't listen on 127.0.0.1:{port} within {timeout:g} s")
 
 
+def wait_processes(pid: int, count: int, timeout: float) -> None:
+    """Wait until the server runs ``count`` processes (a parent and its workers)."""
+    deadline = time.monotonic() + timeout
+    while len(descendants(pid)) < count:
+        if time.monotonic() > deadline:
+            raise BenchError(f"the server didn't start {count} processes in {timeout:g} s")
+        time.sleep(0.2)
+
+
 def snapshot(server: subprocess.Popen[bytes], path: Path) -> None:
     """Have the server (under memprofile.py) write its next tracemalloc snapshot."""
     server.send_signal(signal.SIGUSR1)
@@ -338,6 +347,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         clients: list[Client] = []
         try:
             wait_listening(server, port, 30)
+            if not args.server_cmd:
+                wait_processes(server.pid, args.workers + (args.workers > 1), 30)
             time.sleep(1)  # the workers' start-up allocations
             base = server_memory(server.pid)
             sockets_before = sockstat()

@@ -300,13 +300,28 @@ class DemoServer:
 
     async def handler(self, connection: ServerConnection) -> None:
         """Every WebSocket connection: dispatch by path, log its open and close."""
+        # The work before and after the await is in plain methods: this
+        # coroutine stays suspended for the connection's whole life, and its
+        # frame grows with its locals and its deepest call (100 bytes more).
+        service, opened = self._opened(connection)
+        self.open_connections += 1
+        try:
+            await service(connection)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.open_connections -= 1
+            await connection.close()
+            self._closed(connection, opened)
+
+    def _opened(self, connection: ServerConnection) -> tuple[Handler, _Opened]:
+        """Route a new connection and log its open; return its service and what
+        ``_closed()`` needs."""
         started = time.monotonic()
         peer = format_peer(connection)
-        request = connection.request
-        path = request.path if request is not None else "?"
+        path, subprotocol = _describe(connection)
         route = self.routes[path.partition("?")[0]]
         assert route.websocket is not None
-        subprotocol = connection.subprotocol or "-"
         _log(
             "open %s %s subprotocol=%s",
             peer,
@@ -320,30 +335,28 @@ class DemoServer:
         watch = self._watches.pop(connection, None)
         if watch is not None:
             watch.announce()
-        self.open_connections += 1
-        try:
-            await route.websocket(connection)
-        except ConnectionClosed:
-            pass
-        finally:
-            self.open_connections -= 1
-            await connection.close()
-            if watch is not None:
-                watch.closed()
-            duration = time.monotonic() - started
-            _log(
-                "close %s %s subprotocol=%s code=%s duration=%.3fs",
-                peer,
-                path,
-                subprotocol,
-                connection.close_code,
-                duration,
-                event="close",
-                websocket=connection,
-                remote=peer,
-                path=path,
-                duration=round(duration, 3),
-            )
+        return route.websocket, (started, peer, watch)
+
+    def _closed(self, connection: ServerConnection, opened: _Opened) -> None:
+        """Log a connection's close (and tell its inspector)."""
+        started, peer, watch = opened
+        if watch is not None:
+            watch.closed()
+        path, subprotocol = _describe(connection)
+        duration = time.monotonic() - started
+        _log(
+            "close %s %s subprotocol=%s code=%s duration=%.3fs",
+            peer,
+            path,
+            subprotocol,
+            connection.close_code,
+            duration,
+            event="close",
+            websocket=connection,
+            remote=peer,
+            path=path,
+            duration=round(duration, 3),
+        )
 
     async def service(self, connection: ServerConnection) -> None:
         """``/echo`` and ``/``: echo every message, or run ``--exec CMD``."""
@@ -354,6 +367,16 @@ class DemoServer:
             self.messages_in += 1
             await connection.send(message)
             self.messages_out += 1
+
+
+#: When a connection opened, its peer as logged, its inspector's watch if any.
+_Opened = tuple[float, str, "Watch | None"]
+
+
+def _describe(connection: ServerConnection) -> tuple[str, str]:
+    """The path (with its query) and the subprotocol ("-" for none), as logged."""
+    request = connection.request
+    return request.path if request is not None else "?", connection.subprotocol or "-"
 
 
 def _log(message: str, *args: object, **extra: object) -> None:
