@@ -134,7 +134,9 @@ async def start_hub(args: argparse.Namespace, metrics: Metrics | None = None) ->
     hub_path = getattr(args, "hub_path", "/hub")
     if not hub_path.startswith("/"):
         raise ValueError(f"--hub-path {hub_path}: must start with /")
-    backplane = open_backplane(getattr(args, "redis", None))
+    # ws13 serve --workers N sets backplane_url to its local backplane.
+    url = getattr(args, "backplane_url", None) or getattr(args, "redis", None)
+    backplane = open_backplane(url)
     hub = Hub(
         backplane,
         channels=DEMO_CHANNELS,
@@ -145,7 +147,7 @@ async def start_hub(args: argparse.Namespace, metrics: Metrics | None = None) ->
     )
     await hub.start()
     if not backplane.healthy:
-        logger.warning("hub backplane %s unreachable; serving degraded", args.redis)
+        logger.warning("hub backplane %s unreachable; serving degraded", url)
     interval = getattr(args, "hub_ticker", 0)
     if interval and interval > 0:
         hub._spawn(ticker(hub, interval=interval))
