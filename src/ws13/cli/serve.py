@@ -319,7 +319,16 @@ class DemoServer:
         service, opened = self._opened(connection)
         self.open_connections += 1
         try:
-            await service(connection)
+            if service == self.service and self.command is None:
+                # service()'s echo, run in this coroutine: service()'s own
+                # would stay suspended beside it for the connection's whole
+                # life (232 bytes).
+                async for message in connection:
+                    self.messages_in += 1
+                    await connection.send(message)
+                    self.messages_out += 1
+            else:
+                await service(connection)
         except ConnectionClosed:
             pass
         finally:
