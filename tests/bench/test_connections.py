@@ -64,6 +64,15 @@ class ConnectionsBenchTests(unittest.TestCase):
         self.check(data)
         self.assertIs(data["deflate"], False)
 
+    def test_two_workers(self) -> None:
+        # ws13 serve --workers 2: a parent, the hub's backplane owner and two
+        # workers, every one of them counted.
+        _, data = run_bench("--connections", "200", "--clients", "2", "--workers", "2")
+        self.check(data)
+        loaded = data["loaded"]
+        assert isinstance(loaded, dict)
+        self.assertGreaterEqual(loaded["processes"], 3)
+
     def test_deflate_offered(self) -> None:
         # 100-byte echoes: over the server's 32-byte threshold, so they go
         # compressed both ways and the client inflates them.
