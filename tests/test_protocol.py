@@ -1404,3 +1404,11 @@ class TestFrameTracer:
             receiver.receive_data(frame[i : i + 1])
         assert records == [b"Hello"]
         assert receiver.events_received() == ["Hello"]
+
+
+class TestFreeIdleMemory:
+    def test_without_extensions_it_changes_nothing(self) -> None:
+        receiver = server()
+        receiver.free_idle_memory()
+        receiver.receive_data(masked(0x1, b"Hello"))
+        assert receiver.events_received() == ["Hello"]

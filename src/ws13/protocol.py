@@ -329,6 +329,18 @@ class Protocol(MessageAssembler):
         """
         return self._state is CLOSING or self._state is CLOSED or self.handshake_exc is not None
 
+    def free_idle_memory(self) -> None:
+        """Tell the core the connection is idle: free what the next message rebuilds.
+
+        Each negotiated extension frees what it can (permessage-deflate: its
+        zlib state, about 31 KiB with the defaults, keeping a copy of the
+        window it needs). Cheap, and correct at any moment: a message in
+        progress keeps what it uses. ``ws13.asyncio`` calls it at each
+        keepalive ping.
+        """
+        for extension in self.extensions:
+            extension.free_idle_memory()
+
     # -- data in -------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray) -> None:

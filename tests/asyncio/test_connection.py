@@ -26,6 +26,7 @@ from tests.asyncio.helpers import (
     wait_for_condition,
 )
 from tests.utils import MS
+from ws13.asyncio import connection as connection_module
 from ws13.asyncio.client import connect
 from ws13.asyncio.connection import Connection
 from ws13.asyncio.server import ServerConnection, serve
@@ -387,6 +388,36 @@ class AttributeTests(ServerClientTestCase):
             assert connection.transport is not None
             sock = connection.transport.get_extra_info("socket")
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+class FreeIdleMemoryTests(ServerClientTestCase):
+    async def test_idle_connections_let_compression_state_go(self) -> None:
+        # FREE_IDLE_AFTER is read when the server and the client are made.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(connection_module, "FREE_IDLE_AFTER", 50 * MS)
+            server = await self.start_server(ping_interval=None)
+            client = await self.connect_to(server, ping_interval=None)
+        server_side = await self.server_side()
+        message = "a compressible message, " * 10
+        for _ in range(3):
+            await client.send(message)
+            assert await wait(client.recv()) == message
+            # Both ends compressed and inflated; once idle, both let go.
+            for connection in (client, server_side):
+                (deflate,) = connection.protocol.extensions
+                await wait_for_condition(
+                    lambda d=deflate: (d._encoder, d._decoder) == (None, None)  # type: ignore[misc]
+                )
+        # Context takeover went on across each free: the messages came back whole.
+        assert client.protocol.messages_received == 3
+
+    async def test_without_extensions_nothing_waits(self) -> None:
+        server = await self.start_server(compression=None)
+        client = await self.connect_to(server, compression=None)
+        await client.send("hello")
+        assert await wait(client.recv()) == "hello"
+        assert client._idle is not None
+        assert len(client._idle) == 0
 
 
 class BackpressureTests(ServerClientTestCase):

@@ -99,6 +99,23 @@ class PingTests(ServerClientTestCase):
         # Still open: every ping was answered.
         assert client.state is OPEN
 
+    async def test_keepalive_frees_compression_state(self) -> None:
+        server = await self.start_server(ping_interval=20 * MS, ping_timeout=TIMEOUT)
+        client = await self.connect_to(server, ping_interval=None)
+        served = await self.server_side()
+        (deflate,) = served.protocol.extensions
+        message = "compressible message " * 10
+        await client.send(message)
+        assert await wait(client.recv()) == message
+        # The server's next keepalive ping lets its zlib state go...
+        await wait_for_condition(lambda: served.latency > 0)
+        assert (deflate._encoder, deflate._decoder) == (None, None)  # type: ignore[attr-defined]
+        # ...and context takeover goes on: the client's compressor refers to
+        # the first message, which the server's new decoder must know.
+        for _ in range(3):
+            await client.send(message)
+            assert await wait(client.recv()) == message
+
     async def test_keepalive_timeout(self) -> None:
         async with RawServer() as peer:
             client = await wait(

@@ -134,6 +134,76 @@ class TestSection7_2_1Compression:
         assert receiver.decode(ping) is ping
 
 
+class TestFreeIdleMemory:
+    """``free_idle_memory()`` drops the zlib state between messages; context
+    takeover goes on: the decoder comes back primed with its window."""
+
+    @pytest.mark.parametrize("bits", [9, 10, 15])
+    def test_context_takeover_survives(self, bits: int) -> None:
+        sender, receiver = pair(
+            local_max_window_bits=bits, remote_max_window_bits=bits, threshold=0
+        )
+        # Each message repeats most of the one before: the sender refers back
+        # across a free_idle_memory() on either side.
+        messages = [(b"ticker %d " % (i // 3)) * 40 for i in range(12)]
+        for i, message in enumerate(messages):
+            frame = sender.encode(Frame(Opcode.BINARY, message))
+            assert receiver.decode(frame).data == message
+            if i % 2:
+                receiver.free_idle_memory()
+            if i % 3 == 2:
+                sender.free_idle_memory()
+
+    def test_repeats_still_shrink_after_the_receiver_frees(self) -> None:
+        sender, receiver = pair(threshold=0)
+        message = b"the quick brown fox jumps over the lazy dog " * 4
+        first = sender.encode(Frame(Opcode.TEXT, message))
+        assert receiver.decode(first).data == message
+        receiver.free_idle_memory()
+        # The sender still has its history: a few bytes, which the new
+        # decoder understands only with the window it kept.
+        second = sender.encode(Frame(Opcode.TEXT, message))
+        assert len(second.data) < 10
+        assert receiver.decode(second).data == message
+
+    def test_sender_restarts_without_history(self) -> None:
+        sender, receiver = pair(threshold=0)
+        message = b"abcabcabc" * 50
+        first = sender.encode(Frame(Opcode.BINARY, message))
+        sender.free_idle_memory()
+        second = sender.encode(Frame(Opcode.BINARY, message))
+        # A fresh compressor: the same bytes as the first time.
+        assert second.data == first.data
+        assert receiver.decode(first).data == receiver.decode(second).data == message
+
+    def test_waits_for_the_end_of_a_fragmented_message(self) -> None:
+        sender, receiver = pair(threshold=0)
+        parts = [b"a" * 300, b"b" * 300, b"c" * 300]
+        frames = []
+        for i, part in enumerate(parts):
+            opcode = Opcode.BINARY if i == 0 else Opcode.CONT
+            frames.append(sender.encode(Frame(opcode, part, fin=i == 2)))
+            sender.free_idle_memory()  # mid-message: keeps its compressor
+        received = []
+        for frame in frames:
+            received.append(receiver.decode(frame).data)
+            receiver.free_idle_memory()
+        assert b"".join(received) == b"".join(parts)
+
+    def test_protocol_frees_through_its_extensions(self) -> None:
+        client = Protocol(CLIENT, max_size=2**20)
+        client.set_extensions([PerMessageDeflate(False, False, 10, 10)])
+        server = Protocol(SERVER, max_size=2**20)
+        server.set_extensions([PerMessageDeflate(False, False, 10, 10)])
+        for _ in range(3):
+            client.send_text("héllo wörld " * 20)
+            server.receive_data(b"".join(client.data_to_send()))
+            assert server.events_received() == ["héllo wörld " * 20]
+            client.free_idle_memory()
+            server.free_idle_memory()
+        assert server.parser_exc is None
+
+
 class TestSection6_1Errors:
     def test_rsv1_on_control_frame(self) -> None:
         ext = PerMessageDeflate(False, False, 15, 15)

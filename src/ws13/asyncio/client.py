@@ -21,7 +21,7 @@ from ..redirects import MAX_REDIRECTS, Redirects, is_redirect, same_origin, stri
 from ..uri import WebSocketURI, parse_uri
 from ..version import USER_AGENT
 from .capture import Pcap, TapProtocol, open_pcap, tap, untap
-from .connection import Connection, check_close_timeout, closing_deadlines
+from .connection import Connection, check_close_timeout, closing_deadlines, idle_deadlines
 from .proxy import connect_http_proxy, connect_socks_proxy
 from .timers import Keepalive
 from .tlscapture import KeyLog, open_relayed
@@ -258,6 +258,7 @@ class connect:
                 user_agent=user_agent_header,
                 keepalive=None if ping_interval is None else Keepalive(ping_interval, ping_timeout),
                 closing=closing_deadlines(close_timeout),
+                idle=idle_deadlines(),
                 max_queue=max_queue,
                 write_limit=write_limit,
             )

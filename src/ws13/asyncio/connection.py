@@ -33,7 +33,7 @@ from .sending import Data
 from .streaming import Streamer, decoded
 from .timers import Deadlines, Keepalive
 
-__all__ = ["Connection", "Data", "write_buffers"]
+__all__ = ["FREE_IDLE_AFTER", "Connection", "Data", "write_buffers"]
 
 #: Whether ``transport.writelines()`` keeps flow control: not with the selector
 #: transport of CPython 3.12.0-3.12.8 and 3.13.0-3.13.1 (gh-127655, it never
@@ -73,6 +73,10 @@ class Connection(Pinger):
         closing: the ``close_timeout`` deadline (seconds to wait for the
             closing handshake and the TCP close before aborting), shared by
             the connections of a server; ``None`` waits without limit.
+        idle: the ``FREE_IDLE_AFTER`` deadlines, shared by the connections of
+            a server: a connection with an extension (permessage-deflate)
+            lets its state go after that long without a message; ``None``
+            keeps it until the next keepalive ping.
         max_queue: received messages buffered before reading pauses (``None``
             for no limit).
         write_limit: write-buffer high-water mark in bytes; ``send()`` waits
@@ -94,6 +98,7 @@ class Connection(Pinger):
         "_closing",
         "_closing_started",
         "_handler_paused",
+        "_idle",
         "_lost",
         "_messages",
         "_on_message",
@@ -114,6 +119,7 @@ class Connection(Pinger):
         *,
         keepalive: Keepalive[Connection] | None = None,
         closing: Deadlines[Connection] | None = None,
+        idle: Deadlines[Connection] | None = None,
         max_queue: int | None = 16,
         write_limit: int = 2**16,
     ) -> None:
@@ -122,6 +128,7 @@ class Connection(Pinger):
         # The payload of the keepalive ping waiting for its pong, if any.
         self._keepalive_ping: bytes | None = None
         self._closing = closing
+        self._idle = idle
         self.write_limit = write_limit
         self.logger = protocol.logger
         self.debug = protocol.debug
@@ -538,6 +545,14 @@ class Connection(Pinger):
             transport.write(buffers[0])
         else:
             self._write_buffers(buffers)
+        idle = self._idle
+        if idle is not None and self.protocol.extensions and self not in idle:
+            idle.add(self)
+
+    def _free_idle_memory(self) -> None:
+        """``FREE_IDLE_AFTER`` seconds after a message: let the extensions'
+        state go (a busy connection so rebuilds it at most that often)."""
+        self.protocol.free_idle_memory()
 
     # -- closing -------------------------------------------------------------
 
@@ -678,6 +693,9 @@ class Connection(Pinger):
             if protocol.large_frame_remaining >= LARGE_READ:
                 self._read_large()
             return
+        idle = self._idle
+        if idle is not None and protocol.extensions and self not in idle:
+            idle.add(self)
         # _handle_events() inlined for the common case: only messages arrived.
         messages = self._messages
         for event in events:
@@ -739,6 +757,8 @@ class Connection(Pinger):
         self.transport = None
         if self._closing_started and self._closing is not None:
             self._closing.discard(self)
+        if self._idle is not None:
+            self._idle.discard(self)
         if self._keepalive is not None:
             self._keepalive.stop(self)
         closed = self._closed_exc()
@@ -761,6 +781,19 @@ class Connection(Pinger):
             self._closed.set_result(None)
         if self.debug:
             self.logger.debug("= connection closed: %s", closed)
+
+
+#: Seconds without a message after which a connection lets the state of its
+#: extensions go (``Protocol.free_idle_memory()``): permessage-deflate's zlib
+#: state, about 31 KiB a connection with the defaults, which the next message
+#: rebuilds (a compressor takes about 6 µs to make; the decompressor comes
+#: back primed with its window, so compression goes on as before).
+FREE_IDLE_AFTER = 2.0
+
+
+def idle_deadlines() -> Deadlines[Connection]:
+    """The ``idle`` deadlines of ``Connection``: ``FREE_IDLE_AFTER`` seconds."""
+    return Deadlines(FREE_IDLE_AFTER, Connection._free_idle_memory)
 
 
 def check_close_timeout(close_timeout: float | None) -> None:

@@ -117,6 +117,10 @@ class Pinger(Sender):
         payload = self._new_ping_payload()
         self._keepalive_ping = payload
         self._send_ping(payload, None)
+        # Once per ping_interval is rare enough for a busy connection (one
+        # message then compresses without history) and lets an idle one
+        # drop its compression state (see permessage_deflate).
+        self.protocol.free_idle_memory()
         return True
 
     def _keepalive_timed_out(self) -> None:

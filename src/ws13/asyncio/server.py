@@ -23,7 +23,7 @@ from .accepting import Acceptor
 from .auth import basic_auth
 from .broadcast import broadcast
 from .capture import Pcap, open_pcap, tap
-from .connection import Connection, closing_deadlines
+from .connection import Connection, closing_deadlines, idle_deadlines
 from .limits import RETRY_AFTER, Limits
 from .timers import Deadlines, Keepalive
 from .tlscapture import KeyLog, relayed
@@ -194,7 +194,11 @@ class ServerConnection(Connection):
             self._finish_handshake(response if replacement is None else replacement)
 
     def _finish_handshake(self, response: Response) -> None:
-        self.protocol.send_response(response)
+        protocol = self.protocol
+        protocol.send_response(response)
+        # The handshake is over: a select_subprotocol closure (over this
+        # connection, about 200 bytes) has nothing more to choose.
+        protocol.select_subprotocol = None
         if self.server.opening is not None:
             self.server.opening.discard(self)
         if self.protocol.state is OPEN:
@@ -510,6 +514,8 @@ class serve:
         )
         # One loop timer for all the close_timeout deadlines too.
         closing = closing_deadlines(close_timeout)
+        # And one for freeing idle connections' compression state.
+        idle = idle_deadlines()
         # The server's logger, looked up once rather than per connection.
         logger = server.logger
 
@@ -527,6 +533,7 @@ class serve:
                 server,
                 keepalive=keepalive,
                 closing=closing,
+                idle=idle,
                 max_queue=max_queue,
                 write_limit=write_limit,
             )

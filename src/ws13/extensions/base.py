@@ -25,6 +25,9 @@ __all__ = ["ClientExtensionFactory", "Extension", "ServerExtensionFactory"]
 class Extension:
     """A negotiated extension, active on one connection."""
 
+    # Empty, so that a subclass with __slots__ of its own has no __dict__.
+    __slots__ = ()
+
     #: The extension token, e.g. ``"permessage-deflate"``.
     name: str = ""
     #: The RSV bits this extension may set, as in the frame's first byte
@@ -44,6 +47,12 @@ class Extension:
         """Transform a frame to send. ``compress=False`` asks a compressing
         extension to send this message as it is."""
         raise NotImplementedError
+
+    def free_idle_memory(self) -> None:
+        """The connection is idle: free what the next message can rebuild.
+
+        ``Protocol.free_idle_memory()`` calls it. The default frees nothing.
+        """
 
 
 class ClientExtensionFactory:

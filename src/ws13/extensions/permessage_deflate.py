@@ -25,7 +25,17 @@ compressing is most of a compressed echo's cost):
 * messages under ``threshold=32`` bytes go out uncompressed (DEFLATE's few
   bytes of framing outweigh what it saves on them);
 * zlib state is created on first use, so a connection that never sends (or
-  never receives) a compressed message pays nothing for that direction.
+  never receives) a compressed message pays nothing for that direction, and
+  ``free_idle_memory()`` (which ``ws13.asyncio`` calls at each keepalive
+  ping, every ``ping_interval``) lets it go between messages: the
+  compressor outright (a fresh one makes a valid continuation of the
+  stream; only the next message's ratio suffers, having no history), the
+  decompressor keeping a copy of its window, the last ``2 **
+  remote_max_window_bits`` bytes it produced (at most that, 1 KiB with
+  the defaults, or 32 KiB when the client doesn't offer
+  ``client_max_window_bits``), which primes the next one (``zdict``) so
+  that context takeover goes on exactly. An idle connection then keeps
+  the window copy instead of about 31 KiB of zlib state.
 
 zlib can't make a raw DEFLATE stream with an 8-bit window (``wbits=-8`` is
 refused). When the peer limits our window to 8 bits we compress with a 9-bit
@@ -74,6 +84,21 @@ class PerMessageDeflate(Extension):
 
     name = NAME
     rsv_bits = 0x40
+    # One per compressed connection: no __dict__ (about 300 bytes less).
+    __slots__ = (
+        "_decoder",
+        "_decoding",
+        "_encoder",
+        "_encoding",
+        "_window",
+        "_window_size",
+        "compress_settings",
+        "local_max_window_bits",
+        "local_no_context_takeover",
+        "remote_max_window_bits",
+        "remote_no_context_takeover",
+        "threshold",
+    )
 
     def __init__(
         self,
@@ -92,10 +117,15 @@ class PerMessageDeflate(Extension):
         unknown = set(settings) - {"level", "memLevel", "strategy"}
         if unknown:
             raise ValueError(f"unknown compress_settings: {', '.join(sorted(unknown))}")
-        self.compress_settings = dict(settings)
+        # The defaults shared (never changed), a caller's dict copied.
+        self.compress_settings = settings if compress_settings is None else dict(settings)
         self.threshold = threshold
         self._decoder: Any = None
         self._encoder: Any = None
+        # With context takeover, the last bytes inflated (up to the peer's
+        # window): what a new decoder needs after free_idle_memory().
+        self._window = b""
+        self._window_size = 0 if remote_no_context_takeover else 1 << remote_max_window_bits
         self._decoding = False  # inside a compressed message being received
         self._encoding: bool | None = None  # inside a message being sent: compressed?
 
@@ -140,7 +170,11 @@ class PerMessageDeflate(Extension):
     def _inflate(self, data: bytes, fin: bool, max_size: int | None) -> bytes:
         decoder = self._decoder
         if decoder is None:
-            decoder = self._decoder = zlib.decompressobj(wbits=-self.remote_max_window_bits)
+            if self._window:
+                decoder = zlib.decompressobj(wbits=-self.remote_max_window_bits, zdict=self._window)
+            else:
+                decoder = zlib.decompressobj(wbits=-self.remote_max_window_bits)
+            self._decoder = decoder
         if fin:
             # Section 7.2.2: append 0x00 0x00 0xff 0xff to the payload of the
             # message, then decompress (one call for both).
@@ -150,11 +184,25 @@ class PerMessageDeflate(Extension):
         except zlib.error as exc:
             raise ProtocolError(f"invalid DEFLATE data: {exc}") from None
         _check_inflated(decoder, len(data), max_size)
+        size = self._window_size
+        if size:
+            # Section 7.2.2's window: the peer may refer to any of it later.
+            window = self._window
+            self._window = (
+                data[-size:] if len(data) >= size else (window + data)[-size:] if window else data
+            )
         if fin:
             self._decoding = False
             if self.remote_no_context_takeover:
                 self._decoder = None
         return data
+
+    def free_idle_memory(self) -> None:
+        """Let the zlib state go between messages (see the module docstring)."""
+        if not self._encoding:
+            self._encoder = None
+        if not self._decoding:
+            self._decoder = None
 
     def encode(self, frame: Frame, *, compress: bool = True) -> Frame:
         opcode = frame.opcode

@@ -696,11 +696,15 @@ def mount(
     def is_hub(request: Request) -> bool:
         return request.path.partition("?")[0] == path
 
-    async def mounted_handler(connection: ServerConnection) -> None:
+    # A plain function returning the chosen handler's coroutine: a coroutine
+    # of its own would stay suspended beside it for the connection's whole
+    # life (about 220 bytes each).
+    def mounted_handler(connection: ServerConnection) -> Awaitable[None]:
         if connection.request is not None and is_hub(connection.request):
-            await hub.handler(connection)
-        elif handler is not None:
-            await handler(connection)
+            return hub.handler(connection)
+        if handler is not None:
+            return handler(connection)
+        return _refused()
 
     async def mounted_process_request(
         connection: ServerConnection, request: Request
@@ -724,6 +728,11 @@ def mount(
         return response
 
     return mounted_handler, mounted_process_request
+
+
+async def _refused() -> None:
+    """Nothing to do: a connection neither the hub nor a handler takes
+    (``mounted_process_request`` refuses those with 404 before this)."""
 
 
 def _health_response(hub: Hub, response: Response | None) -> Response:
