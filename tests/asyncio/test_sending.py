@@ -213,7 +213,7 @@ class PreEncodedFrameTests(ServerClientTestCase):
         )
         before = server_side.messages_sent
         long = encode_header(0x81, 300, None) + b"y" * 300
-        server_side.send_joined_nowait(b"\x81\x01a" + long + b"\x82\x02bc", 3)
+        assert server_side.send_joined_nowait(b"\x81\x01a" + long + b"\x82\x02bc", 3)
         assert [await wait(client.recv()) for _ in range(3)] == ["a", "y" * 300, b"bc"]
         assert server_side.messages_sent == before + 3
         assert seen == [
@@ -223,5 +223,11 @@ class PreEncodedFrameTests(ServerClientTestCase):
         ]
         await wait(client.close())
         await wait(server_side.wait_closed())
-        with self.assertRaises(ConnectionClosedOK):
-            server_side.send_joined_nowait(b"\x81\x01a", 1)
+        # Not writable: nothing written, no exception.
+        assert not server_side.send_joined_nowait(b"\x81\x01a", 1)
+        assert server_side.messages_sent == before + 3
+
+    async def test_joined_frames_refused_on_client_side(self) -> None:
+        client = await self.connect_to(await self.start_server())
+        with self.assertRaises(InvalidState):
+            client.send_joined_nowait(b"\x81\x01a", 1)

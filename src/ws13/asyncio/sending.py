@@ -182,23 +182,43 @@ class Sender(asyncio.Protocol):
             self._frames_bytes += sum(map(len, frames))
         self._write_buffers(frames)
 
-    def send_joined_nowait(self, data: bytes, frames: int) -> None:
-        """Write ``frames`` pre-encoded frames joined in one buffer, in one write.
+    def send_joined_nowait(self, data: bytes, frames: int) -> bool:
+        """Write ``frames`` pre-encoded frames joined in one buffer, if writable now.
 
         ``data`` is ``b"".join(...)`` of whole frames as ``send_frame_nowait()``
         takes them, joined once and written to many connections: the hub's
         fan-out writes a channel's messages of one flush to every idle
-        subscriber so, with no per-frame work per connection. ``frames``
-        counts them for ``messages_sent``; it is not checked.
+        subscriber so. ``frames`` counts them for ``messages_sent``; it is
+        not checked.
+
+        Unlike the other ``*_nowait`` sends it doesn't raise when the
+        connection can't take the bytes now: it writes nothing and returns
+        False when not ``writable`` (not OPEN, or the write buffer above
+        ``write_limit``) or while a fragmented message is being sent, so a
+        broadcaster's loop over thousands of connections makes one call per
+        connection and queues (or drops) for the rest. Returns True once
+        written. Raises InvalidState on a client connection.
         """
-        self._check_pre_encoded()
-        if self.debug or self.protocol.tracer is not None:
+        protocol = self.protocol
+        if (
+            protocol.state is not OPEN
+            or self._paused_writing
+            or self._fragmenting
+            or protocol.sending_fragments
+        ):
+            return False
+        if protocol.side is not Side.SERVER:
+            raise InvalidState("only a server sends pre-encoded, unmasked frames")
+        if self.debug or protocol.tracer is not None:
             for frame in _split_frames(data):
                 self._trace_pre_encoded(frame)
-        if self.transport is not None:
-            self._frames_sent += frames
-            self._frames_bytes += len(data)
-            self.transport.write(data)
+        transport = self.transport
+        if transport is None:
+            return False
+        self._frames_sent += frames
+        self._frames_bytes += len(data)
+        transport.write(data)
+        return True
 
     def _check_pre_encoded(self) -> None:
         protocol = self.protocol

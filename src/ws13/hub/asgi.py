@@ -127,9 +127,12 @@ class ASGITransport:
         self.buffered_amount += sum(message.size for message in messages)
         self._wake()
 
-    def write_shared(self, joined: Joined) -> None:
+    def write_shared(self, joined: Joined) -> bool:
         # ASGI sends message texts: the joined frames are of no use here.
+        if not self.writable:
+            return False
         self.write(joined.messages)
+        return True
 
     async def wait_writable(self) -> None:
         while True:

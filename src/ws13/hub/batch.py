@@ -111,17 +111,18 @@ class Batch:
         self.pending_bytes = 0
         joined = Joined(messages)
         for session in self.sessions:
+            # The common case in one call: idle, writable, the shared bytes.
             if (
                 session._cursor <= start
                 and not session._queue
                 and session._drainer is None
                 and not session.closing
-                and session.transport.writable
             ):
                 try:
-                    session.transport.write_shared(joined)
+                    if session.transport.write_shared(joined):
+                        continue
                 except Exception:  # one broken connection must not strand the others
                     logger.error("hub: writing to %r failed", session, exc_info=True)
                     session.kick(CloseCode.INTERNAL_ERROR, "internal error")
-            else:
-                session._take(messages, start)
+                    continue
+            session._take(messages, start)

@@ -52,13 +52,15 @@ class Joined:
 
     Attributes:
         messages: the messages, in order.
+        count: ``len(messages)``.
         data: their frames, concatenated: what a WebSocket connection writes.
     """
 
-    __slots__ = ("data", "messages")
+    __slots__ = ("count", "data", "messages")
 
     def __init__(self, messages: Sequence[Outgoing]) -> None:
         self.messages = messages
+        self.count = len(messages)
         self.data = (
             messages[0].frame if len(messages) == 1 else b"".join([m.frame for m in messages])
         )
@@ -81,8 +83,12 @@ class Transport(Protocol):
         """Send ``messages`` in order, without waiting; only while ``writable``."""
         ...
 
-    def write_shared(self, joined: Joined) -> None:
-        """Send ``joined.messages`` in order, as ``write()``; ``joined`` goes to many."""
+    def write_shared(self, joined: Joined) -> bool:
+        """Send ``joined.messages`` in order if ``writable``; return whether it did.
+
+        ``joined`` goes to many connections; one call per connection does the
+        check and the write.
+        """
         ...
 
     async def wait_writable(self) -> None:
@@ -127,8 +133,8 @@ class ConnectionTransport:
         else:
             self.connection.send_frames_nowait([message.frame for message in messages])
 
-    def write_shared(self, joined: Joined) -> None:
-        self.connection.send_joined_nowait(joined.data, len(joined.messages))
+    def write_shared(self, joined: Joined) -> bool:
+        return self.connection.send_joined_nowait(joined.data, joined.count)
 
     async def wait_writable(self) -> None:
         await self.connection.wait_writable()
