@@ -37,8 +37,11 @@ Subscribers are C (``bench/c/hub_sub.c``, compiled with ``cc`` at start):
 ``--clients`` processes (2), each holding its share of every server's
 subscribers in one epoll loop that reads every socket as soon as it has data,
 counts every copy and takes the latency of every copy on ``--sample``
-connections (0: all). They report their own CPU time (client CPU %): near 100
-would mean they, not the servers, set the latencies. Pinning with
+connections (0: all). They don't offer permessage-deflate unless ``--deflate``
+is given (ws13 then negotiates it, and its pushes stay shared uncompressed
+frames, which RFC 7692 allows; picows has no deflate). They report their own
+CPU time (client CPU %): near 100 would mean they, not the servers, set the
+latencies. Pinning with
 ``os.sched_setaffinity``: subscribers and the publisher on CPU 0; picows, a
 one-worker ws13 and redis-server on CPU 1; ``--workers`` above 1 unpinned
 (its workers use both CPUs: the point of workers).
@@ -412,7 +415,8 @@ class Cluster:
                 for j, port in enumerate(target.ports):
                     k = len(target.ports)
                     specs.append(f"{port}:{share(count, k, j)}:{share(part, k, j)}")
-            argv = [self.client, ",".join(phases), *specs]
+            deflate = ["--deflate"] if args.deflate else []
+            argv = [self.client, *deflate, ",".join(phases), *specs]
             self.subscribers.append(
                 Subscribers(self.procs, f"subscriber process {index + 1}", argv, self.client_cpu)
             )
@@ -699,7 +703,14 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], command: str) -
         "--hub-publish-rate 0` (uvloop), channel `ticker.bench` (as the demo ticker: 60",
         f"messages of history, drop-oldest for slow readers); {clients} C subscriber",
         "processes (`bench/c/hub_sub.c`, epoll) hold every server's subscribers and read",
-        "each socket as soon as it has data. With Redis, subscribers are split between",
+        "each socket as soon as it has data; they "
+        + (
+            "offer permessage-deflate (`--deflate`: ws13 accepts it and still sends its"
+            " pushes as shared uncompressed frames; picows ignores it)."
+            if args.deflate
+            else "don't offer permessage-deflate (`--deflate` makes them)."
+        ),
+        "With Redis, subscribers are split between",
         "the two nodes and the publisher is on node 1. Latency percentiles come from a",
         "histogram with bins about 2.5 % wide (the upper edge is shown); max is exact.",
         "",
@@ -723,6 +734,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=1, help="ws13 serve --workers (1)")
     parser.add_argument("--redis", action="store_true", help="also through Redis and 2 nodes")
+    parser.add_argument(
+        "--deflate", action="store_true", help="subscribers offer permessage-deflate"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
     parser.add_argument("--output", help=f"the report's path ({os.path.relpath(OUTPUT, ROOT)})")
     args = parser.parse_args(argv)

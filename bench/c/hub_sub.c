@@ -1,6 +1,9 @@
 /* hub_sub: C subscribers for bench/hub_fanout.py (one process, many connections).
  *
- * Usage: hub_sub PHASES TARGET [TARGET ...]
+ * Usage: hub_sub [--deflate] PHASES TARGET [TARGET ...]
+ *   --deflate  offer permessage-deflate in the handshake (the hub's pushes
+ *              stay uncompressed frames, which RFC 7692 allows: a frame with
+ *              RSV1 set makes this client close the connection)
  *   PHASES  comma-separated phase names ("pf0,pf1,wf0,wf1,wt0")
  *   TARGET  PORT:COUNT:SAMPLE: open COUNT connections to the server on
  *           127.0.0.1:PORT (ws13 serve, or bench/picows_broadcast.py), each
@@ -73,6 +76,7 @@ static phase_t phases[MAX_PHASES];
 static int nphases;
 static long long closed_count;
 static char readbuf[READ_SIZE];
+static int deflate;
 
 static void fail(const char *fmt, const char *arg, int opened) {
     char message[512];
@@ -159,6 +163,7 @@ static long parse_frames(conn_t *c, const unsigned char *data, size_t n, double 
         if (length > MAX_FRAME) return -1;
         if (start + length > n) break;
         const char *payload = (const char *)data + start;
+        if (data[pos] & 0x70) return -1; /* RSV bits: a compressed frame isn't expected */
         if (opcode == 1) {
             if (c->state == LIVE) {
                 if (length > 14 && memcmp(payload, "{\"op\":\"message\"", 15) == 0)
@@ -264,11 +269,13 @@ static void send_handshake(int ep, conn_t *c, int opened) {
     uint32_t v = nonce[15] << 16;
     key[20] = b64[(v >> 18) & 63]; key[21] = b64[(v >> 12) & 63];
     key[22] = '='; key[23] = '='; key[24] = 0;
-    char request[512];
+    char request[640];
     int n = snprintf(request, sizeof request,
                      "GET /hub HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-                     "Sec-WebSocket-Protocol: ws13.hub.v1\r\n\r\n", c->port, key);
+                     "Sec-WebSocket-Protocol: ws13.hub.v1\r\n%s\r\n", c->port, key,
+                     deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                               "client_max_window_bits\r\n" : "");
     if (send(c->fd, request, n, MSG_NOSIGNAL) != n) fail("handshake: %s", strerror(errno), opened);
     c->state = HTTP;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
@@ -326,8 +333,13 @@ static int read_commands(void) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--deflate") == 0) {
+        deflate = 1;
+        argv++;
+        argc--;
+    }
     if (argc < 3) {
-        fprintf(stderr, "usage: hub_sub PHASES PORT:COUNT:SAMPLE [PORT:COUNT:SAMPLE ...]\n");
+        fprintf(stderr, "usage: hub_sub [--deflate] PHASES PORT:COUNT:SAMPLE [PORT:COUNT:SAMPLE ...]\n");
         return 2;
     }
     char *phase_list = strdup(argv[1]);
