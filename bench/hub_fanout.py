@@ -148,6 +148,22 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def sockets_per_process(pid: int) -> list[int]:
+    """Open sockets of each of ``pid``'s descendants that holds any (a ``--workers``
+    server's workers; its backplane owner's few count too)."""
+    counts = []
+    for child in descendants(pid):
+        with contextlib.suppress(OSError):
+            fds = os.listdir(f"/proc/{child}/fd")
+            n = 0
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    n += os.readlink(f"/proc/{child}/fd/{fd}").startswith("socket:")
+            if n > 10:
+                counts.append(n)
+    return counts
+
+
 def build_client(directory: str) -> str:
     """Compile bench/c/hub_sub.c into ``directory``; return the binary's path."""
     compiler = shutil.which(os.environ.get("CC", "cc"))
@@ -343,6 +359,8 @@ class Cluster:
         #: Connections that measure latency (the others only count copies).
         self.sampled = 0
         self.redis_dir: str | None = None
+        #: Sockets held by each of ``--workers`` (how the kernel split the subscribers).
+        self.split: list[int] = []
 
     def spawn_server(self, name: str, argv: list[str], cpu: int | None, port: int) -> Any:
         process = self.procs.spawn(name, argv, cpu, stdout=subprocess.DEVNULL)
@@ -422,6 +440,9 @@ class Cluster:
             )
         for subscribers in self.subscribers:
             self.sampled += subscribers.read("connecting its subscribers")["sampled"]
+        if args.workers > 1:
+            ws13 = next(t for t in self.targets if t.prefix == "w")
+            self.split = sockets_per_process(ws13.processes["ws13"].pid)
 
     def collect(self) -> list[dict[str, Any]]:
         return [subscribers.collect() for subscribers in self.subscribers]
@@ -555,6 +576,8 @@ async def run_cluster(args: argparse.Namespace, client: str, redis: bool) -> lis
                 "windows": (first, last, len(phases)),
             })  # fmt: skip
             rows.append(row)
+        if cluster.split:
+            rows[0]["split"] = cluster.split
         rows[0]["clients"] = len(cluster.subscribers)
         rows[0]["sampled"] = cluster.sampled
         closed = sum(r["closed"] for r in results)
@@ -627,6 +650,9 @@ def notes(rows: list[dict[str, Any]]) -> list[str]:
                 f"picows's {ms(picows['p99'])} ms in the same run."
             )
     for row in rows:
+        if "split" in row:
+            split = " + ".join(f"{n:,}" for n in row["split"])
+            out.append(f"* ws13 workers: sockets held by each after connecting: {split}.")
         if row.get("server_cpu") and row["delivered"]:
             out.append(
                 f"* {row['scenario']}: {row['server_cpu'] / row['delivered'] * 1e6:.2f} µs of "
