@@ -1,14 +1,20 @@
-"""One contract suite, run against both backplanes (Redis on a real redis-server)."""
+"""One contract suite, run against every backplane (Redis on a real redis-server,
+the local backplane on its real owner over a Unix socket)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import shutil
+import tempfile
 import unittest
 from typing import Any
 
 from tests.utils import MS
 from ws13.hub import Backplane, BackplaneUnavailable, Entry, Member, open_backplane
+from ws13.hub.backplanes.local import LocalBackplane, encode
+from ws13.hub.backplanes.localowner import Owner, serve_owner
 from ws13.hub.backplanes.memory import InMemoryBackplane
 from ws13.hub.backplanes.redis import RedisBackplane
 
@@ -266,6 +272,99 @@ class RedisBackplaneTests(BackplaneContract):
                 await backplane.presence("c")
         finally:
             await backplane.aclose()
+
+
+class LocalBackplaneTests(BackplaneContract):
+    owner: Owner
+
+    async def asyncSetUp(self) -> None:
+        directory = tempfile.mkdtemp(prefix="ws13-local-")
+        self.addCleanup(shutil.rmtree, directory)
+        self.path = os.path.join(directory, "owner.sock")
+        self.owner = await serve_owner(self.path)
+        self.addAsyncCleanup(self.close_owner)
+        await super().asyncSetUp()
+
+    async def close_owner(self) -> None:
+        self.owner.close()
+        await self.owner.wait_closed()
+
+    def make(self) -> Backplane:
+        return LocalBackplane(self.path, timeout=2, retry_max=0.1)
+
+    async def test_open_backplane(self) -> None:
+        backplane = open_backplane(f"local://{self.path}")
+        self.assertIsInstance(backplane, LocalBackplane)
+        with self.assertRaises(ValueError):
+            open_backplane("local://relative/path")
+
+    async def test_two_clients_share_history_and_fan_out(self) -> None:
+        other = LocalBackplane(self.path)
+        listener = RecordingListener()
+        other.attach(listener)
+        await other.start()
+        self.addAsyncCleanup(other.aclose)
+        await other.subscribe("chat")
+        await self.backplane.subscribe("chat")
+        entry = await self.publish("chat", '"hi"')
+        await listener.wait_for(lambda: listener.entries)
+        await self.listener.wait_for(lambda: self.listener.entries)
+        self.assertEqual(listener.entries, [entry])
+        self.assertEqual(self.listener.entries, [entry])
+        page = await other.history("chat", ttl=TTL)
+        self.assertEqual(page.entries, [entry])
+
+    async def test_a_client_gone_leaves_its_presence(self) -> None:
+        other = LocalBackplane(self.path)
+        other.attach(RecordingListener())
+        await other.start()
+        await self.backplane.subscribe("room")
+        await other.presence_add("room", Member("c9", "bob"), 60)
+        self.assertEqual([m.client for m in await self.backplane.presence("room")], ["c9"])
+        await other.aclose()
+        await self.listener.wait_for(lambda: self.listener.events)
+        self.assertEqual(self.listener.events[0][:2], ("room", "leave"))
+        self.assertEqual(await self.backplane.presence("room"), [])
+
+    async def test_owner_restart_degrades_then_recovers_with_a_new_epoch(self) -> None:
+        await self.backplane.subscribe("x")
+        before = await self.publish("x", "1")
+        await self.close_owner()
+        await wait_until(lambda: not self.backplane.healthy)
+        with self.assertRaises(BackplaneUnavailable):
+            await self.publish("x", "2")
+        self.assertEqual(self.backplane.status()["healthy"], False)
+        self.owner = await serve_owner(self.path)
+        await self.listener.wait_for(lambda: self.listener.resyncs == 1)
+        self.assertTrue(self.backplane.healthy)
+        after = await self.publish("x", "3")
+        self.assertNotEqual(after.epoch, before.epoch)
+        self.assertEqual(after.offset, 1)
+        # Subscribed again.
+        await self.listener.wait_for(lambda: self.listener.entries[-1].data == "3")
+
+    async def test_starts_degraded_without_owner(self) -> None:
+        backplane = LocalBackplane(self.path + ".missing", timeout=0.2)
+        await backplane.start()
+        try:
+            self.assertFalse(backplane.healthy)
+            self.assertIn("error", backplane.status())
+            with self.assertRaises(BackplaneUnavailable):
+                await backplane.subscribe("c")
+        finally:
+            await backplane.aclose()
+
+    async def test_owner_refuses_a_bad_request_and_drops_garbage(self) -> None:
+        reader, writer = await asyncio.open_unix_connection(self.path)
+        writer.write(encode(["pub", 7, "only-a-channel"]))
+        answer = await reader.readexactly(4)
+        body = await reader.readexactly(int.from_bytes(answer, "big"))
+        self.assertTrue(body.startswith(b'["x",7,"bad request'))
+        writer.write(b"\xff\xff\xff\xff")
+        self.assertEqual(await reader.read(), b"")
+        writer.close()
+        # The owner still serves the others.
+        self.assertEqual((await self.publish("after", "1")).offset, 1)
 
 
 del BackplaneContract

@@ -36,6 +36,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -47,7 +48,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ..asyncio.capture import start_capture
-from ..asyncio.server import ServerConnection, serve
+from ..asyncio.server import Server, ServerConnection, serve
 from ..exceptions import ConnectionClosed
 from ..headers import Headers
 from ..http11 import Request, Response
@@ -55,11 +56,13 @@ from ..hub import SUBPROTOCOL
 from ..hub.cli import add_serve_arguments, mount, start_hub
 from ..logs import JSONFormatter
 from ..protocol import FrameTracer
+from ..workers import Worker
 from . import fail
 from .capture import add_pcap_arguments, pcap_writer
 from .errors import os_error_reason
 from .execproc import PTY_AVAILABLE, run_command
 from .inspector import InspectorHub, Watch, format_peer
+from .serveworkers import add_worker_arguments, parse_workers, run_workers
 from .trace import Dissector, format_frame_line
 
 __all__ = ["DemoServer", "Route", "add_parser", "run"]
@@ -158,6 +161,7 @@ def add_parser(commands: Any) -> None:
     )
     add_serve_arguments(parser)
     add_pcap_arguments(parser, many=True)
+    add_worker_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -197,12 +201,19 @@ class DemoServer:
         command: run this for each service connection instead of echoing.
         pty: run ``command`` with its stdout a pseudo-terminal (``--exec-pty``).
         log_frames: log a line per frame of every service connection.
+        worker: the index ``/health`` reports (``--workers``: which one answered).
     """
 
     def __init__(
-        self, command: str | None = None, log_frames: bool = False, *, pty: bool = False
+        self,
+        command: str | None = None,
+        log_frames: bool = False,
+        *,
+        pty: bool = False,
+        worker: int = 0,
     ) -> None:
         self.command = command
+        self.worker = worker
         self.pty = pty
         self.log_frames = log_frames
         self.started = time.monotonic()
@@ -288,6 +299,8 @@ class DemoServer:
     def health(self, request: Request) -> Response:
         status = {
             "status": "ok",
+            "worker": self.worker,
+            "pid": os.getpid(),
             "uptime": round(time.monotonic() - self.started, 3),
             "connections": self.open_connections,
             "messages_in": self.messages_in,
@@ -459,8 +472,8 @@ def _fail(args: argparse.Namespace, message: str, status: int = 1) -> int:
     return fail(message, status)
 
 
-def _metrics(args: argparse.Namespace, demo: DemoServer) -> Any:
-    """The ``Metrics`` for ``--metrics``, routed at its path; None without it.
+def _metrics(args: argparse.Namespace, demo: DemoServer, *, routed: bool = True) -> Any:
+    """The ``Metrics`` for ``--metrics``, routed at its path (``routed``); None without it.
 
     Raises ValueError with a one-line reason (prometheus_client missing, a
     path already taken).
@@ -483,11 +496,13 @@ def _metrics(args: argparse.Namespace, demo: DemoServer) -> Any:
     # The global registry: prometheus_client adds the process's CPU, memory
     # and file descriptors to it, which an operator wants beside ours.
     metrics = Metrics(registry=prometheus_client.REGISTRY)
-    demo.routes[path] = Route(http=metrics.response)
+    if routed:
+        demo.routes[path] = Route(http=metrics.response)
     return metrics
 
 
-async def _serve(args: argparse.Namespace) -> int:
+async def _serve(args: argparse.Namespace, worker: Worker | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; ``worker``: as one of ``--workers N`` (``serveworkers.py``)."""
     try:
         context = _tls_context(args)
     except ValueError as exc:
@@ -496,9 +511,10 @@ async def _serve(args: argparse.Namespace) -> int:
         args.command or args.pty_command,
         log_frames=args.verbose >= 1,
         pty=args.pty_command is not None,
+        worker=0 if worker is None else worker.index,
     )
     try:
-        metrics = _metrics(args, demo)
+        metrics = _metrics(args, demo, routed=worker is None)
         pcap = pcap_writer(args)
         if args.pcap_tls and context is None:
             raise ValueError("--pcap-tls needs --tls-cert: without TLS there are no records")
@@ -512,9 +528,17 @@ async def _serve(args: argparse.Namespace) -> int:
     def on_signal() -> None:
         if not stop.done():
             stop.set_result(None)
+        elif worker is not None:
+            # The parent forwards a second signal: hurry, exit now.
+            logger.warning("exiting now, without closing connections")
+            logging.shutdown()
+            os._exit(1)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
+    if worker is not None:
+        # The parent died (even by SIGKILL): stop rather than run orphaned.
+        loop.add_reader(worker.lifeline, on_signal)
     try:
         hub = await start_hub(args, metrics=metrics)
     except (ValueError, ImportError) as exc:
@@ -522,52 +546,105 @@ async def _serve(args: argparse.Namespace) -> int:
     # The pub/sub hub at --hub-path (/hub) beside the demo routes; /health
     # then also reports the hub (503 "degraded" while Redis is unreachable).
     handler, process_request = mount(hub, demo.handler, demo.process_request, path=args.hub_path)
+    servers: list[Server] = []
+    port = args.port
     try:
-        server = await serve(
-            handler,
-            args.host,
-            args.port,
-            process_request=process_request,
-            select_subprotocol=hub_subprotocol(args.hub_path),
-            max_size=args.max_size or None,
-            ssl=context,
-            metrics=metrics,
-            pcap=pcap,
-            max_connections=args.max_connections,
-            max_connections_per_ip=args.max_connections_per_ip,
-            max_handshake_rate=args.max_handshake_rate,
-            pcap_tls=args.pcap_tls,
+        servers.append(
+            await serve(
+                handler,
+                args.host,
+                args.port,
+                process_request=process_request,
+                select_subprotocol=hub_subprotocol(args.hub_path),
+                max_size=args.max_size or None,
+                ssl=context,
+                metrics=metrics,
+                pcap=pcap,
+                max_connections=args.max_connections,
+                max_connections_per_ip=args.max_connections_per_ip,
+                max_handshake_rate=args.max_handshake_rate,
+                pcap_tls=args.pcap_tls,
+                process_response=None if worker is None else _worker_header(worker.index),
+                reuse_port=worker is not None or None,
+            )
         )
+        if worker is not None and metrics is not None:
+            port = args.metrics_port + worker.index
+            servers.append(await _metrics_server(args, metrics, port))
     except OSError as exc:
+        for server in servers:
+            server.close()
         await hub.aclose()
         reason = os_error_reason(exc, args.host)
-        return _fail(args, f"cannot listen on {args.host}:{args.port}: {reason}")
+        return _fail(args, f"cannot listen on {args.host}:{port}: {reason}")
+    if worker is None:
+        say_listening(args, servers[0].port, context is not None, demo.command)
+    else:
+        logger.info("serving (pid %d)", os.getpid(), extra={"event": "listening"})
+        worker.ready()
+    await stop
+    if worker is None:
+        _say(args, "ws13 shutting down", "shutdown")
+    else:
+        logger.info("shutting down", extra={"event": "shutdown"})
+    for server in servers:
+        server.close()
+    for server in servers:
+        await server.wait_closed()
+    await hub.aclose()
+    return 0
+
+
+def _worker_header(index: int) -> Callable[[ServerConnection, Request, Response], None]:
+    """Name the worker in every answer (``Ws13-Worker: 1 pid=4242``): which one served it."""
+    value = f"{index} pid={os.getpid()}"
+
+    def add(connection: ServerConnection, request: Request, response: Response) -> None:
+        response.headers["Ws13-Worker"] = value
+
+    return add
+
+
+async def _metrics_server(args: argparse.Namespace, metrics: Any, port: int) -> Server:
+    """A worker's own metrics port: ``/metrics`` (``--metrics-path``) and 404 elsewhere."""
+    path = args.metrics_path or "/metrics"
+
+    def answer(connection: ServerConnection, request: Request) -> Response:
+        if request.path.partition("?")[0] == path:
+            response: Response = metrics.response(request)
+            return response
+        return connection.respond(404, f"Not Found: metrics are at {path}\n")
+
+    async def refuse(connection: ServerConnection) -> None:
+        pass  # answer() answers every request: no connection gets here
+
+    return await serve(refuse, args.host, port, process_request=answer)
+
+
+def say_listening(args: argparse.Namespace, port: int, tls: bool, command: str | None) -> None:
+    """Tell the operator where the server listens (once, by the parent with workers)."""
     host = f"[{args.host}]" if ":" in args.host else args.host
-    port = server.port
-    ws, http = ("wss", "https") if context is not None else ("ws", "http")
+    ws, http = ("wss", "https") if tls else ("ws", "http")
     _say(
         args,
         f"ws13 serving on {ws}://{host}:{port}/echo — demo page: {http}://{host}:{port}/",
         "listening",
         url=f"{ws}://{host}:{port}/echo",
     )
-    if metrics is not None:
+    if args.metrics:
         path = args.metrics_path or "/metrics"
-        _say(args, f"ws13 metrics at {http}://{host}:{port}{path}", "metrics", path=path)
-    if demo.command is not None:
-        terminal = " with a pseudo-terminal" if demo.pty else ""
+        where = f"{http}://{host}:{port}{path}"
+        if args.workers != "1":
+            where = f"{http}://{host}:{args.metrics_port}+N{path} for worker N"
+        _say(args, f"ws13 metrics at {where}", "metrics", path=path)
+    if command is not None:
+        terminal = " with a pseudo-terminal" if args.pty_command is not None else ""
         _say(
             args,
-            f"ws13 running {demo.command!r}{terminal} for each connection",
+            f"ws13 running {command!r}{terminal} for each connection",
             "exec",
-            command=demo.command,
+            command=command,
         )
-    await stop
-    _say(args, "ws13 shutting down", "shutdown")
-    server.close()
-    await server.wait_closed()
-    await hub.aclose()
-    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -601,8 +678,27 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and not value.strip():
             return _fail(args, f"{option}: the command is empty", 2)
     try:
+        workers = parse_workers(args.workers)
+    except ValueError as exc:
+        return _fail(args, str(exc), 2)
+    try:
         factory = loop_factory(args.loop)
     except ImportError:
         return _fail(args, "--loop uvloop: uvloop is not installed (pip install 'ws13[speed]')", 2)
+    if workers == 1 and args.metrics_port is not None:
+        return _fail(args, "--metrics-port is for --workers 2 or more", 2)
+    if workers > 1:
+        try:
+            tls = _tls_context(args) is not None
+        except ValueError as exc:
+            return _fail(args, str(exc), 2)
+        command = args.command or args.pty_command
+        return run_workers(
+            args,
+            workers,
+            _serve,
+            factory,
+            started=lambda: say_listening(args, args.port, tls, command),
+        )
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(_serve(args))

@@ -134,7 +134,9 @@ async def start_hub(args: argparse.Namespace, metrics: Metrics | None = None) ->
     hub_path = getattr(args, "hub_path", "/hub")
     if not hub_path.startswith("/"):
         raise ValueError(f"--hub-path {hub_path}: must start with /")
-    backplane = open_backplane(getattr(args, "redis", None))
+    # ws13 serve --workers N sets backplane_url to its local backplane.
+    url = getattr(args, "backplane_url", None) or getattr(args, "redis", None)
+    backplane = open_backplane(url)
     hub = Hub(
         backplane,
         channels=DEMO_CHANNELS,

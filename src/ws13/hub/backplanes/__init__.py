@@ -2,8 +2,10 @@
 
 A ``Backplane`` stores each channel's messages with their offsets and epoch,
 fans them out to every node subscribed to the channel, and keeps presence.
-``InMemoryBackplane`` (the default) serves one process; ``RedisBackplane``
-(``ws13[redis]``, imported only when used) lets many processes share channels.
+``InMemoryBackplane`` (the default) serves one process; ``LocalBackplane``
+lets processes on one machine share the channels one of them owns (what
+``ws13 serve --workers N`` uses); ``RedisBackplane`` (``ws13[redis]``,
+imported only when used) lets many processes anywhere share channels.
 Both pass the same contract tests (``tests/hub/test_backplanes.py``).
 
 The hub registers itself as the backplane's ``BackplaneListener``: messages of
@@ -155,7 +157,9 @@ class Backplane(Protocol):
 
 def open_backplane(url: str | None, **kwargs: Any) -> Backplane:
     """The backplane for ``url``: ``None`` or ``memory://`` for in-memory,
-    ``redis://HOST:PORT/DB`` (or ``rediss://``, ``unix://``) for Redis.
+    ``redis://HOST:PORT/DB`` (or ``rediss://``, ``unix://``) for Redis,
+    ``local:///PATH`` for the local backplane whose owner serves the Unix
+    socket at ``/PATH`` (``ws13.hub.backplanes.localowner.serve_owner``).
 
     Raises ValueError for another scheme, ImportError when ``redis`` is missing.
     """
@@ -164,6 +168,13 @@ def open_backplane(url: str | None, **kwargs: Any) -> Backplane:
 
         return InMemoryBackplane(**kwargs)
     scheme = url.partition("://")[0].lower()
+    if scheme == "local":
+        from .local import LocalBackplane
+
+        path = url.partition("://")[2]
+        if not path.startswith("/"):
+            raise ValueError(f"a local backplane URL names an absolute path: {url!r}")
+        return LocalBackplane(path, **kwargs)
     if scheme in ("redis", "rediss", "unix"):
         from .redis import RedisBackplane
 
