@@ -58,6 +58,9 @@ PRESENCE_TTL = 60.0
 #: Entries a channel holds while it fills a gap from history; beyond this the
 #: oldest held entries are dropped (subscribers then see an offset jump).
 MAX_HELD = 10_000
+#: Publishes of one connection on their way to the backplane at once; the
+#: next one waits for the oldest (see ``Hub._op_publish``).
+MAX_PIPELINED = 64
 
 
 class _Channel:
@@ -356,13 +359,19 @@ class Hub:
 
     async def _handle(self, session: Session, text: str) -> None:
         if len(text) > self.max_data_size + 1024:
+            await _publishes_done(session)
             session.error(None, ErrorCode.TOO_LARGE, "request too large")
             return
         try:
             request = wire.parse_request(text, max_data_size=self.max_data_size)
         except HubError as exc:
+            await _publishes_done(session)
             session.error(exc.request_id, exc.code, exc.message)
             return
+        if not isinstance(request, wire.PublishRequest):
+            # Answered after the publishes before it, which it may depend on
+            # (a history request after a publish sees it).
+            await _publishes_done(session)
         try:
             if isinstance(request, wire.PublishRequest):
                 await self._op_publish(session, request)
@@ -388,19 +397,66 @@ class Hub:
             session.error(request.id, ErrorCode.INTERNAL, "internal error")
 
     async def _op_publish(self, session: Session, request: wire.PublishRequest) -> None:
+        """Start the publish and return: publishes are pipelined.
+
+        A backplane in another process (``--workers``' local one, Redis)
+        answers after a round trip, and a connection's publishes awaited one
+        by one would go no faster than one per round trip, each waiting for
+        the event loop, which a flush to thousands of subscribers keeps busy.
+        So each publish is a task that sends its request now, in order (the
+        backplane keeps the order of one connection's requests), and replies
+        once the publishes before it have replied; at most
+        ``MAX_PIPELINED`` are in flight per connection. Other requests wait
+        for them first.
+        """
         if not session.principal.may_publish(request.channel):
+            await _publishes_done(session)
             raise HubError(ErrorCode.FORBIDDEN, f"may not publish on {request.channel}")
         retry_after = session.allow_publish()
         if retry_after is not None:
+            await _publishes_done(session)
             raise HubError(
                 ErrorCode.TOO_MANY,
                 f"publish rate limit: {self.publish_rate:g} per second",
                 retry_after=retry_after,
             )
-        entry = await self._publish(request.channel, request.data)
-        session.reply(
-            request.id, {"channel": entry.channel, "epoch": entry.epoch, "offset": entry.offset}
+        if session.publishing >= MAX_PIPELINED:
+            await _publishes_done(session)
+        task = asyncio.get_running_loop().create_task(
+            self._pipelined_publish(session, request, session.last_publish)
         )
+        session.last_publish = task
+        session.publishing += 1
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _pipelined_publish(
+        self,
+        session: Session,
+        request: wire.PublishRequest,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        entry: Entry | None = None
+        error: tuple[ErrorCode, str] | None = None
+        try:
+            entry = await self._publish(request.channel, request.data)
+        except BackplaneUnavailable:
+            error = (ErrorCode.UNAVAILABLE, "backplane unavailable; retry")
+        except Exception:
+            logger.error("hub request failed: PublishRequest", exc_info=True)
+            self.stats["errors"] += 1
+            error = (ErrorCode.INTERNAL, "internal error")
+        finally:
+            session.publishing -= 1
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])  # replies in request order
+        if entry is not None:
+            session.reply(
+                request.id,
+                {"channel": entry.channel, "epoch": entry.epoch, "offset": entry.offset},
+            )
+        elif error is not None:
+            session.error(request.id, *error)
 
     def _check_read(self, session: Session, channel: str) -> ChannelOptions:
         if not session.principal.may_subscribe(channel):
@@ -697,6 +753,13 @@ class Hub:
                 await self._add_presence()
             except BackplaneUnavailable:
                 pass
+
+
+async def _publishes_done(session: Session) -> None:
+    """Wait until the session's pipelined publishes have replied."""
+    last = session.last_publish
+    if last is not None and not last.done():
+        await asyncio.wait([last])
 
 
 def _encode_entry(entry: Entry) -> str:

@@ -149,6 +149,10 @@ class Session:
         #: its messages it has taken.
         self._batch: Batch | None = None
         self._cursor = 0
+        #: The last publish of this connection still in flight, and how many
+        #: are (``Hub._op_publish`` pipelines them).
+        self.last_publish: asyncio.Task[None] | None = None
+        self.publishing = 0
 
     def __repr__(self) -> str:
         return f"<Session {self.id} user={self.principal.user!r}>"
