@@ -50,6 +50,24 @@ class FanoutBenchTests(unittest.TestCase):
             self.assertIn("# Hub fan-out performance", report)
             self.assertIn("python bench/hub_fanout.py --quick --redis", report)
 
+    def test_quick_run_with_workers(self) -> None:
+        result = subprocess.run(
+            [sys.executable, BENCH, "--quick", "--workers", "2", "--deflate"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=ENV,
+            cwd=ROOT,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        for scenario in (
+            "| fan-out, picows | 20 | 1 | 100 % |",
+            "| fan-out, ws13, --workers 2 | 20 | 1 | 100 % |",
+            "| ticker 50/s, ws13, --workers 2 | 20 | 50 | 100 % |",
+        ):
+            self.assertIn(scenario, result.stdout)
+        self.assertIn("ws13 workers: sockets held by each", result.stdout)
+
     def test_bad_arguments(self) -> None:
         result = subprocess.run(
             [sys.executable, BENCH, "--subscribers", "0"],
