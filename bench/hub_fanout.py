@@ -579,7 +579,7 @@ async def run_cluster(args: argparse.Namespace, client: str, redis: bool) -> lis
         if cluster.split:
             rows[0]["split"] = cluster.split
         rows[0]["clients"] = len(cluster.subscribers)
-        rows[0]["sampled"] = cluster.sampled
+        rows[0]["sampled"] = cluster.sampled // len(cluster.targets)
         closed = sum(r["closed"] for r in results)
         if closed:
             rows[-1]["closed"] = closed
@@ -661,10 +661,15 @@ def notes(rows: list[dict[str, Any]]) -> list[str]:
         if "windows" in row:
             first, last, windows = row["windows"]
             if windows > 1:
+
+                def lag(window: dict[str, Any]) -> str:
+                    if not window["delivered"]:
+                        return "no copy delivered"
+                    return f"{ms(window['p50'])} / {ms(window['p99'])} ms"
+
                 out.append(
                     f"* {row['scenario']}: lag p50 / p99 in the first {WINDOW:g} s "
-                    f"{ms(first['p50'])} / {ms(first['p99'])} ms, in the last {WINDOW:g} s "
-                    f"{ms(last['p50'])} / {ms(last['p99'])} ms (steady when alike)."
+                    f"{lag(first)}, in the last {WINDOW:g} s {lag(last)} (steady when alike)."
                 )
         if "server_cpu_parts" in row and len(row["server_cpu_parts"]) > 1:
             parts = ", ".join(f"{k} {v:.2f} s" for k, v in row["server_cpu_parts"].items())
