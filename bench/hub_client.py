@@ -1,27 +1,10 @@
-"""The subscriber side of bench/hub_fanout.py: a minimal ``ws13.hub.v1`` client.
+"""The publisher side of bench/hub_fanout.py: a minimal ``ws13.hub.v1`` client.
 
-Usage: python bench/hub_client.py '<json spec>'  (started by hub_fanout.py)
-
-A subscriber process opens ``spec["count"]`` connections to ``spec["port"]``,
-subscribes each to the bench channel, prints ``{"ready": N}``, then answers
-``collect`` lines on stdin with a JSON line of its results until ``quit``.
-
-Two kinds of connection, so that the Python client is not what limits a run of
-10,000 subscribers at 100 messages/s (a million copies a second):
-
-* **Sampled** (``spec["sample"]`` of them, spread evenly over the connection
-  order, hence over the hub's subscription order): a ``HubPeer``
-  (``asyncio.Protocol`` on uvloop) that reads at once and parses every frame
-  for the publish timestamp: these give the latency histogram.
-* **Counted** (the rest): a raw non-blocking socket that nobody reads until a
-  sweep every ``spec["sweep"]`` seconds (0.2): one ``recv`` then takes every
-  message that arrived meanwhile, and ``bytes.count()`` of each phase's marker
-  counts them, without parsing frames or JSON. The kernel's socket buffers hold
-  the messages meanwhile (a few KiB), so the hub sees a reader that keeps up.
-  Server pings (``\\x89\\x04`` + 4 bytes: 0x89 can't occur in the ASCII JSON or
-  in a length byte here) get their pong.
-
-Both count copies per phase; only the sample measures latency.
+``open_peer()`` opens a ``HubPeer`` (an ``asyncio.Protocol``, uvloop when
+installed) that speaks just enough ``ws13.hub.v1`` to publish messages stamped
+with the publish time (or to subscribe and histogram their latency, ``Stats``).
+The subscribers of the benchmark are C (``bench/c/hub_sub.c``): a Python
+client saturates a core long before 10,000 subscribers at 100 messages/s.
 """
 
 from __future__ import annotations
@@ -31,10 +14,6 @@ import base64
 import json
 import math
 import os
-import resource
-import select
-import socket
-import sys
 import time
 from typing import Any
 
@@ -43,12 +22,6 @@ SUBPROTOCOL = "ws13.hub.v1"
 #: Histogram bins: ``int(log1p(latency in µs) * BINS_PER_E)``, ~2.5 % wide.
 BINS_PER_E = 40
 BINS = 800
-#: Seconds to open all connections.
-CONNECT_TIMEOUT = 300.0
-#: Counted sockets read per slice of a sweep before letting the sampled
-#: connections run, so a sweep delays their reads by a millisecond or two.
-SWEEP_SLICE = 200
-PING = b"\x89\x04"
 
 
 class BenchError(Exception):
@@ -111,11 +84,6 @@ def split_frames(data: bytes) -> tuple[list[tuple[int, bytes, int]], bytes]:
     return frames, data[pos:]
 
 
-def marker(phase: str) -> bytes:
-    """What identifies a copy of a message of ``phase`` (see ``Publisher``)."""
-    return f'"data":{{"p":"{phase}",'.encode()
-
-
 class Stats:
     """Per phase: copies counted; for the sample, a latency histogram and the maximum."""
 
@@ -135,19 +103,6 @@ class Stats:
         if latency > totals[1]:
             totals[1] = latency
         self.counts[phase] = self.counts.get(phase, 0) + 1
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "counts": self.counts,
-            "phases": {
-                phase: {
-                    "count": int(totals[0]),
-                    "max": totals[1],
-                    "bins": {str(i): n for i, n in enumerate(bins) if n},
-                }
-                for phase, (bins, totals) in self.phases.items()
-            },
-        }
 
 
 class HubPeer(asyncio.Protocol):
@@ -262,209 +217,9 @@ async def open_peer(port: int, stats: Stats, subscribe: bool) -> HubPeer:
     return peer
 
 
-# -- counted connections ------------------------------------------------------------
-
-
-async def open_counted(port: int) -> tuple[socket.socket, bytes]:
-    """A subscribed raw socket, and what arrived after the subscribe reply."""
-    loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    sock.setblocking(False)
-    try:
-        await loop.sock_connect(sock, ("127.0.0.1", port))
-        await loop.sock_sendall(sock, handshake(port))
-        data = b""
-        state = 0  # as HubPeer's
-        while state != 3:
-            chunk = await loop.sock_recv(sock, 65536)
-            if not chunk:
-                raise BenchError("connection lost during setup")
-            data += chunk
-            if state == 0:
-                end = data.find(b"\r\n\r\n")
-                if end < 0:
-                    continue
-                if not data.startswith(b"HTTP/1.1 101"):
-                    line = data[: data.find(b"\r\n")].decode(errors="replace")
-                    raise BenchError(f"handshake refused: {line}")
-                data, state = data[end + 4 :], 1
-            frames, rest = split_frames(data)
-            for opcode, payload, end in frames:
-                op = json.loads(payload).get("op") if opcode == 1 else None
-                if op == "error" or opcode == 8:
-                    raise BenchError(f"subscribe failed: {payload[:200]!r}")
-                if state == 1 and op == "welcome":
-                    state = 2
-                    subscribe = {"op": "subscribe", "id": 1, "channel": CHANNEL}
-                    await loop.sock_sendall(sock, request_frame(subscribe))
-                elif state == 2 and op == "reply":
-                    state = 3
-                    rest = data[end:]  # counted like what the sweeps read
-                    break
-            data = rest
-    except BaseException:
-        sock.close()
-        raise
-    return sock, data
-
-
-class Counted:
-    """The counted sockets of a process and their sweeps."""
-
-    def __init__(self, stats: Stats, phases: list[str], interval: float) -> None:
-        self.stats = stats
-        self.markers = [(phase, marker(phase)) for phase in phases]
-        self.interval = interval
-        self.sockets: dict[int, socket.socket] = {}
-        #: Per socket, the last bytes of the previous read: a marker or ping
-        #: split between two reads is found in carry + next read.
-        self.carry: dict[int, bytes] = {}
-        self.keep = max(len(PING) + 4, *(len(m) for _, m in self.markers)) - 1
-        self.epoll = select.epoll()
-        self.buffer = bytearray(1 << 18)
-        self.closed = 0
-
-    def add(self, sock: socket.socket) -> None:
-        fd = sock.fileno()
-        self.sockets[fd] = sock
-        self.carry[fd] = b""
-        self.epoll.register(fd, select.EPOLLIN)
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            ready = self.epoll.poll(0, max(1, len(self.sockets)))  # default: 1023 at most
-            for start in range(0, len(ready), SWEEP_SLICE):
-                if start:
-                    await asyncio.sleep(0)  # let the sampled connections read
-                for fd, _ in ready[start : start + SWEEP_SLICE]:
-                    self.read(fd)
-
-    def read(self, fd: int) -> None:
-        sock = self.sockets.get(fd)
-        if sock is None:
-            return
-        buffer = self.buffer
-        try:
-            n = sock.recv_into(buffer)
-        except BlockingIOError:
-            return
-        except OSError:
-            n = 0
-        if n == 0:
-            self.epoll.unregister(fd)
-            del self.sockets[fd], self.carry[fd]
-            sock.close()
-            self.closed += 1
-            return
-        self.feed(fd, sock, buffer[:n])
-
-    def feed(self, fd: int, sock: socket.socket, new: bytes | bytearray) -> None:
-        """Count the copies in ``new`` bytes from ``sock``; answer its pings."""
-        carry = self.carry[fd]
-        data = carry + new
-        counts = self.stats.counts
-        for phase, m in self.markers:
-            # Occurrences wholly inside the carry were counted last time.
-            found = data.count(m) - carry.count(m)
-            if found:
-                counts[phase] = counts.get(phase, 0) + found
-        if PING in data:
-            self.pong(sock, data, len(carry))
-        self.carry[fd] = bytes(data[-self.keep :])
-
-    def pong(self, sock: socket.socket, data: bytes | bytearray, carried: int) -> None:
-        index = data.find(PING)
-        while index >= 0:
-            end = index + len(PING) + 4
-            if end > len(data):
-                break  # completed by the next read (the carry keeps it)
-            if end > carried:  # not answered already
-                try:
-                    sock.send(client_frame(0xA, bytes(data[index + 2 : end])))
-                except OSError:
-                    pass
-            index = data.find(PING, index + 1)
-
-
-# -- the subscriber process ----------------------------------------------------------
-
-
-def sampled(index: int, count: int, sample: int) -> bool:
-    """Whether connection ``index`` of ``count`` is one of ``sample`` spread evenly."""
-    return index * sample // count != (index + 1) * sample // count
-
-
-async def subscriber_main(spec: dict[str, Any]) -> int:
-    """Open the subscribers, say ready, answer ``collect`` until ``quit``."""
-    stats = Stats()
-    peers: list[HubPeer] = []
-    count, sample, port = spec["count"], min(spec["sample"], spec["count"]), spec["port"]
-    counted = Counted(stats, spec["phases"], spec.get("sweep", 0.2))
-    sweeping = asyncio.get_running_loop().create_task(counted.run())
-    semaphore = asyncio.Semaphore(spec.get("concurrency", 100))
-    opened = 0
-
-    async def one(index: int) -> None:
-        nonlocal opened
-        async with semaphore:
-            if sampled(index, count, sample):
-                peers.append(await open_peer(port, stats, subscribe=True))
-            else:
-                sock, rest = await open_counted(port)
-                counted.add(sock)
-                if rest:
-                    counted.feed(sock.fileno(), sock, rest)
-            opened += 1
-
-    try:
-        async with asyncio.timeout(CONNECT_TIMEOUT):
-            # Started in order, so the sample is spread over the subscription order.
-            await asyncio.gather(*(one(index) for index in range(count)))
-    except (OSError, BenchError, TimeoutError) as exc:
-        reason = str(exc) or type(exc).__name__
-        print(json.dumps({"error": f"{opened} subscribers connected, then: {reason}"}))
-        return 1
-    print(json.dumps({"ready": opened, "sampled": len(peers)}), flush=True)
-    while True:
-        line = await asyncio.to_thread(sys.stdin.readline)
-        command = line.strip()
-        if command == "collect":
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            result = {
-                **stats.to_json(),
-                "closed": sum(peer.closed for peer in peers) + counted.closed,
-                "cpu": usage.ru_utime + usage.ru_stime,
-            }
-            print(json.dumps(result), flush=True)
-        else:  # "quit", or the orchestrator went away (EOF)
-            break
-    sweeping.cancel()
-    for peer in peers:
-        if peer.transport is not None:
-            peer.transport.abort()
-    for sock in counted.sockets.values():
-        sock.close()
-    return 0
-
-
 def event_loop() -> Any:
     try:
         import uvloop
     except ImportError:
         return None
     return uvloop.new_event_loop
-
-
-def main(argv: list[str]) -> int:
-    spec = json.loads(argv[0])
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if spec.get("cpu") is not None:
-        os.sched_setaffinity(0, {spec["cpu"]})
-    with asyncio.Runner(loop_factory=event_loop()) as runner:
-        return runner.run(subscriber_main(spec))
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,41 +1,55 @@
-"""Fan-out benchmark of the ws13 hub: one publish to N subscribers, and a ticker.
+"""Fan-out benchmark of the ws13 hub against picows's bare broadcast loop.
 
 Usage::
 
-    python bench/hub_fanout.py --redis               # 10,000 subscribers, 60 s ticker
+    python bench/hub_fanout.py                      # 10,000 subscribers, 60 s ticker
+    python bench/hub_fanout.py --workers 2          # ws13 serve --workers 2
     python bench/hub_fanout.py --subscribers 2000 --duration 20 --redis
-    python bench/hub_fanout.py --quick --redis       # tiny sizes, a few seconds (CI)
+    python bench/hub_fanout.py --quick --redis      # tiny sizes, a few seconds (CI)
+
+Servers (each a target of the same subscriber processes, in the same run):
+
+* **picows**: ``bench/picows_broadcast.py``, a bare picows server whose
+  broadcast loop calls ``transport.send()`` for each of its subscribers: the
+  reference of issue 26.
+* **ws13**: ``ws13 serve --hub-ticker 0 --hub-publish-rate 0`` (uvloop when
+  installed), with ``--workers N`` when ``--workers`` is above 1, on channel
+  ``ticker.bench``, which ``ws13 serve`` configures like its demo ticker (60
+  messages of history, drop-oldest for slow readers).
+* with ``--redis``, afterwards with their own subscriber processes: a
+  ``redis-server`` and two ``ws13 serve --redis`` nodes, subscribers split
+  between the nodes, the publisher on node 1.
 
 Scenarios (each a row of the table in docs/hub-performance.md):
 
-(a) **fan-out**: N subscribers on one channel of one node, then single
-    publishes (``--publishes``, 3, one second apart): the delivery latency of
-    every copy — the publish timestamp carried in the message against the
-    receive time, same machine clock — as p50 / p99 / max.
-(b) **ticker**: ``--rate`` messages/s (100) to the same N subscribers for
-    ``--duration`` s (60): delivery latency percentiles, the share of copies
-    delivered, and the server's CPU time (utime + stime from /proc) and CPU %.
-(c) with ``--redis``: (a) and (b) again through Redis: a ``redis-server`` and
-    two ``ws13 serve --redis`` nodes, subscribers split between the nodes, the
-    publisher on node 1.
+(a) **fan-out**: N subscribers on each server, then ``--publishes`` (3) single
+    publishes per server, one second apart, the servers taking turns (picows,
+    ws13, picows, ...) so that other work on the machine weighs on both alike:
+    the delivery latency of every copy (the publish timestamp carried in the
+    message against the receive time, same machine clock) as p50 / p99 / max.
+(b) **ticker** (ws13 only: picows has no coalescing and falls behind at once):
+    ``--rate`` messages/s (100) to the same N subscribers for ``--duration`` s
+    (60): latency percentiles, the share of copies delivered, the server's CPU
+    time (utime + stime from /proc, the workers included) and the lag (p50 /
+    p99) in the first and the last 10 s, which says whether it is steady.
 
-Every server is a real ``ws13 serve --hub-ticker 0`` process (uvloop when
-installed) on channel ``ticker.bench``, which ``ws13 serve`` configures like its
-demo ticker (60 messages of history, drop-oldest for slow readers). Servers
-and redis-server are pinned to CPU 1, subscriber processes (``--clients``, 2
-when N > 1,000) and the publisher to CPU 0 with ``os.sched_setaffinity``. The
-subscriber processes (``bench/hub_client.py``) run a minimal ``ws13.hub.v1``
-client on uvloop: ``--sample`` connections (200), spread evenly over the
-subscription order, parse every message for its timestamp and give the
-latencies; the others are raw sockets read every ``--sweep`` s (0.2) that only
-count copies (``bytes.count`` of a marker, no parsing), so 10,000 subscribers
-at 100 messages/s don't make the client the bottleneck. Client CPU % is
-reported too: near 100 % means the clients, not the server, set the latencies.
+Subscribers are C (``bench/c/hub_sub.c``, compiled with ``cc`` at start):
+``--clients`` processes (2), each holding its share of every server's
+subscribers in one epoll loop that reads every socket as soon as it has data,
+counts every copy and takes the latency of every copy on ``--sample``
+connections (0: all). They don't offer permessage-deflate unless ``--deflate``
+is given (ws13 then negotiates it, and its pushes stay shared uncompressed
+frames, which RFC 7692 allows; picows has no deflate). They report their own
+CPU time (client CPU %): near 100 would mean they, not the servers, set the
+latencies. Pinning with
+``os.sched_setaffinity``: subscribers and the publisher on CPU 0; picows, a
+one-worker ws13 and redis-server on CPU 1; ``--workers`` above 1 unpinned
+(its workers use both CPUs: the point of workers).
 
 File descriptors: a process may hold at most the hard RLIMIT_NOFILE (often
-20,000); every process raises its soft limit to it. One node holds all N
-server sockets, the subscriber processes N / ``--clients`` each, so 10,000
-subscribers fit; N + 100 above the hard limit is refused up front.
+20,000); every process raises its soft limit to it. A server holds N
+sockets, a subscriber process 2 N / ``--clients``; more than the hard limit
+is refused up front.
 
 Writes docs/hub-performance.md (``--output``; ``--quick`` writes nothing unless
 given one) and prints the table. Exit status 0, 1 with a one-line error, 2 for
@@ -47,6 +61,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import json
 import math
@@ -64,8 +79,10 @@ from typing import IO, Any
 from hub_client import BINS, BINS_PER_E, BenchError, Stats, event_loop, open_peer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = os.path.join(ROOT, "docs", "hub-performance.md")
-HUB_CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_client.py")
+C_CLIENT = os.path.join(BENCH, "c", "hub_sub.c")
+PICOWS_SERVER = os.path.join(BENCH, "picows_broadcast.py")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CPU, CLIENT_CPU = 1, 0
 #: Seconds: starting a process, a delivery to finish.
@@ -73,6 +90,8 @@ START_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 120.0
 #: Seconds without a new delivery after which a delivery counts as finished.
 QUIET = 5.0
+#: Seconds per ticker window: the lag is reported for the first and the last.
+WINDOW = 10.0
 
 
 # -- processes ---------------------------------------------------------------------
@@ -107,6 +126,56 @@ def proc_cpu(pid: int) -> float:
         stat = f.read()
     fields = stat[stat.rindex(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid``'s live child processes and theirs (a ``--workers`` server's workers)."""
+    found = []
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                for child in f.read().split():
+                    found += [int(child), *descendants(int(child))]
+    return found
+
+
+def tree_cpu(pid: int) -> float:
+    """utime + stime of ``pid`` and its live descendants, in seconds."""
+    total = 0.0
+    for each in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError):  # a process that just exited
+            total += proc_cpu(each)
+    return total
+
+
+def sockets_per_process(pid: int) -> list[int]:
+    """Open sockets of each of ``pid``'s descendants that holds any (a ``--workers``
+    server's workers; its backplane owner's few count too)."""
+    counts = []
+    for child in descendants(pid):
+        with contextlib.suppress(OSError):
+            fds = os.listdir(f"/proc/{child}/fd")
+            n = 0
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    n += os.readlink(f"/proc/{child}/fd/{fd}").startswith("socket:")
+            if n > 5:  # the backplane owner holds a few
+                counts.append(n)
+    return counts
+
+
+def build_client(directory: str) -> str:
+    """Compile bench/c/hub_sub.c into ``directory``; return the binary's path."""
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None:
+        raise BenchError("the C subscribers need a C compiler (apt-get install gcc)")
+    binary = os.path.join(directory, "hub_sub")
+    result = subprocess.run(
+        [compiler, "-O2", "-o", binary, C_CLIENT, "-lm"], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise BenchError(f"cannot compile {C_CLIENT}: {result.stderr.strip()[-400:]}")
+    return binary
 
 
 def free_port() -> int:
@@ -177,17 +246,12 @@ class Processes:
 
 
 class Subscribers:
-    """A subscriber process: ``python bench/hub_client.py SPEC``."""
+    """A C subscriber process: ``hub_sub PHASES PORT:COUNT:SAMPLE ...``."""
 
-    def __init__(self, procs: Processes, name: str, spec: dict[str, Any], cpu: int | None) -> None:
+    def __init__(self, procs: Processes, name: str, argv: list[str], cpu: int | None) -> None:
         self.name = name
         self.process = procs.spawn(
-            name,
-            [sys.executable, HUB_CLIENT, json.dumps(spec)],
-            cpu,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+            name, argv, cpu, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         self.log = procs.log_of(self.process)
 
@@ -254,87 +318,150 @@ def ms(seconds: float) -> str:
 # -- the scenarios -------------------------------------------------------------------
 
 
-class Cluster:
-    """One node, or a redis-server and two nodes, plus the subscriber processes."""
+@dataclasses.dataclass
+class Target:
+    """A server (or a set of nodes) that the subscriber processes subscribe to."""
 
-    def __init__(self, args: argparse.Namespace, redis: bool) -> None:
+    #: "picows", "ws13, 1 node", "ws13, --workers 2", "ws13, 2 nodes + Redis".
+    label: str
+    #: Phase names of this target start with it (phases are per target).
+    prefix: str
+    #: Where subscribers connect (split evenly), where the publisher does.
+    ports: list[int]
+    publish_port: int
+    #: Whether the ticker runs on it.
+    ticker: bool
+    #: The processes whose CPU time is the server's, by name.
+    processes: dict[str, subprocess.Popen[Any]]
+
+    def fanout_phases(self, publishes: int) -> list[str]:
+        return [f"{self.prefix}f{i}" for i in range(publishes)]
+
+    def ticker_phases(self, duration: float) -> list[str]:
+        if not self.ticker:
+            return []
+        return [f"{self.prefix}t{w}" for w in range(max(1, math.ceil(duration / WINDOW)))]
+
+    def server_cpu_time(self) -> dict[str, float]:
+        return {name: tree_cpu(process.pid) for name, process in self.processes.items()}
+
+
+class Cluster:
+    """Servers, the subscriber processes holding N subscribers on each, a publisher each."""
+
+    def __init__(self, args: argparse.Namespace, client: str) -> None:
         self.args = args
-        self.redis = redis
+        self.client = client
         self.procs = Processes()
         self.server_cpu, self.client_cpu = cpu_plan()
-        self.servers: list[tuple[str, subprocess.Popen[Any], int]] = []  # name, process, port
+        self.targets: list[Target] = []
         self.subscribers: list[Subscribers] = []
         #: Connections that measure latency (the others only count copies).
         self.sampled = 0
+        self.redis_dir: str | None = None
+        #: Sockets held by each of ``--workers`` (how the kernel split the subscribers).
+        self.split: list[int] = []
 
-    def start(self) -> None:
-        redis_url = None
-        if self.redis:
-            binary = shutil.which("redis-server")
-            if binary is None:
-                raise BenchError("--redis needs redis-server (apt-get install redis-server)")
-            port = free_port()
-            self.redis_dir = tempfile.mkdtemp(prefix="ws13-bench-redis-")
-            process = self.procs.spawn(
-                "redis-server",
-                [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", self.redis_dir, "--daemonize", "no"],
-                self.server_cpu,
-                stdout=subprocess.DEVNULL,
-            )  # fmt: skip
-            wait_for_port(port, process, "redis-server", self.procs.log_of(process))
-            self.servers.append(("redis", process, port))
-            redis_url = f"redis://127.0.0.1:{port}/0"
-        for node in range(2 if self.redis else 1):
-            port = free_port()
-            # No publish rate limit: a lagging node would read a backlog of
-            # the publisher's messages at once and refuse some.
-            argv = [sys.executable, "-m", "ws13", "serve", "--port", str(port),
-                    "--hub-ticker", "0", "--hub-publish-rate", "0"]  # fmt: skip
-            if redis_url is not None:
-                argv += ["--redis", redis_url]
-            name = f"node {node + 1}"
-            process = self.procs.spawn(name, argv, self.server_cpu, stdout=subprocess.DEVNULL)
-            wait_for_port(port, process, f"ws13 serve ({name})", self.procs.log_of(process))
-            self.servers.append((name, process, port))
-        nodes = [port for name, _, port in self.servers if name != "redis"]
-        total = self.args.subscribers
-        clients = self.args.clients or (2 if total > 1000 or self.redis else 1)
-        clients = min(clients, total)
-        phases = [f"f{i}" for i in range(self.args.publishes)] + ["t"]
+    def spawn_server(self, name: str, argv: list[str], cpu: int | None, port: int) -> Any:
+        process = self.procs.spawn(name, argv, cpu, stdout=subprocess.DEVNULL)
+        wait_for_port(port, process, name, self.procs.log_of(process))
+        return process
+
+    def start_picows(self) -> None:
+        port = free_port()
+        argv = [sys.executable, PICOWS_SERVER, "--port", str(port)]
+        process = self.spawn_server("picows", argv, self.server_cpu, port)
+        self.targets.append(Target("picows", "p", [port], port, False, {"picows": process}))
+
+    def ws13_argv(self, port: int) -> list[str]:
+        # No publish rate limit: a lagging node would read a backlog of the
+        # publisher's messages at once and refuse some.
+        return [sys.executable, "-m", "ws13", "serve", "--port", str(port),
+                "--hub-ticker", "0", "--hub-publish-rate", "0"]  # fmt: skip
+
+    def start_ws13(self) -> None:
+        port = free_port()
+        workers = self.args.workers
+        argv = self.ws13_argv(port)
+        if workers > 1:
+            argv += ["--workers", str(workers)]
+        # Workers use every CPU: pinning them to one would defeat them.
+        cpu = self.server_cpu if workers == 1 else None
+        process = self.spawn_server("ws13", argv, cpu, port)
+        label = "ws13, 1 node" if workers == 1 else f"ws13, --workers {workers}"
+        self.targets.append(Target(label, "w", [port], port, True, {"ws13": process}))
+
+    def start_redis_nodes(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise BenchError("--redis needs redis-server (apt-get install redis-server)")
+        port = free_port()
+        self.redis_dir = tempfile.mkdtemp(prefix="ws13-bench-redis-")
+        redis = self.spawn_server(
+            "redis-server",
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.redis_dir, "--daemonize", "no"],
+            self.server_cpu,
+            port,
+        )  # fmt: skip
+        processes = {"redis": redis}
+        ports = []
+        for node in (1, 2):
+            node_port = free_port()
+            argv = [*self.ws13_argv(node_port), "--redis", f"redis://127.0.0.1:{port}/0"]
+            processes[f"node {node}"] = self.spawn_server(
+                f"ws13 serve (node {node})", argv, self.server_cpu, node_port
+            )
+            ports.append(node_port)
+        self.targets.append(Target("ws13, 2 nodes + Redis", "r", ports, ports[0], True, processes))
+
+    def start_subscribers(self) -> None:
+        args = self.args
+        n = args.subscribers
+        phases = [
+            phase
+            for target in self.targets
+            for phase in target.fanout_phases(args.publishes) + target.ticker_phases(args.duration)
+        ]
+        clients = min(args.clients, n)
+        sample = args.sample or n
         for index in range(clients):
-            count = total // clients + (1 if index < total % clients else 0)
-            sample = self.args.sample // clients + (1 if index < self.args.sample % clients else 0)
-            spec = {
-                "port": nodes[index % len(nodes)], "count": count, "sample": sample,
-                "phases": phases, "sweep": self.args.sweep,
-            }  # fmt: skip
+            specs = []
+            for target in self.targets:
+                count = share(n, clients, index)
+                part = share(sample, clients, index)
+                for j, port in enumerate(target.ports):
+                    k = len(target.ports)
+                    specs.append(f"{port}:{share(count, k, j)}:{share(part, k, j)}")
+            deflate = ["--deflate"] if args.deflate else []
+            argv = [self.client, *deflate, ",".join(phases), *specs]
             self.subscribers.append(
-                Subscribers(self.procs, f"subscriber process {index + 1}", spec, self.client_cpu)
+                Subscribers(self.procs, f"subscriber process {index + 1}", argv, self.client_cpu)
             )
         for subscribers in self.subscribers:
             self.sampled += subscribers.read("connecting its subscribers")["sampled"]
-
-    def publisher_failed(self, reason: str | None) -> BenchError:
-        """The error for a lost publisher connection, with node 1's last log lines."""
-        process = next(process for name, process, _ in self.servers if name == "node 1")
-        log = tail(self.procs.log_of(process), 2000)
-        return BenchError(f"publisher connection to node 1 failed: {reason}; node 1 log: {log}")
-
-    @property
-    def node1(self) -> int:
-        return next(port for name, _, port in self.servers if name == "node 1")
-
-    def server_cpu_time(self) -> dict[str, float]:
-        return {name: proc_cpu(process.pid) for name, process, _ in self.servers}
+        if args.workers > 1:
+            ws13 = next(t for t in self.targets if t.prefix == "w")
+            self.split = sockets_per_process(ws13.processes["ws13"].pid)
 
     def collect(self) -> list[dict[str, Any]]:
         return [subscribers.collect() for subscribers in self.subscribers]
 
+    def log_tail(self, target: Target) -> str:
+        process = next(iter(target.processes.values()))
+        if len(target.processes) > 1:
+            process = target.processes["node 1"]
+        return tail(self.procs.log_of(process), 2000)
+
     def close(self) -> None:
         self.procs.close()
-        if self.redis:
-            shutil.rmtree(getattr(self, "redis_dir", ""), ignore_errors=True)
+        if self.redis_dir is not None:
+            shutil.rmtree(self.redis_dir, ignore_errors=True)
+
+
+def share(total: int, parts: int, index: int) -> int:
+    """Part ``index`` of ``total`` split into ``parts`` as evenly as integers allow."""
+    return total // parts + (1 if index < total % parts else 0)
 
 
 async def wait_delivered(
@@ -356,73 +483,109 @@ async def wait_delivered(
             return results, last_change, False
         if now > deadline:
             return results, now, True
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
 
 
-async def run_cluster(args: argparse.Namespace, redis: bool) -> list[dict[str, Any]]:
-    cluster = Cluster(args, redis)
+def latency_row(
+    scenario: str, n: int, messages: int, results: list[dict[str, Any]], phases: list[str]
+) -> dict[str, Any]:
+    count, largest, bins = merge(results, phases)
+    return {
+        "scenario": scenario, "subscribers": n, "messages": messages,
+        "delivered": count, "expected": n * messages,
+        "p50": min(percentile(bins, 0.5), largest),
+        "p99": min(percentile(bins, 0.99), largest), "max": largest,
+    }  # fmt: skip
+
+
+async def run_cluster(args: argparse.Namespace, client: str, redis: bool) -> list[dict[str, Any]]:
+    cluster = Cluster(args, client)
     rows: list[dict[str, Any]] = []
-    label = "2 nodes + Redis" if redis else "1 node"
+    n = args.subscribers
+    publishers: list[Any] = []
     try:
-        await asyncio.to_thread(cluster.start)
-        publisher = await asyncio.wait_for(
-            open_peer(cluster.node1, Stats(), subscribe=False), START_TIMEOUT
-        )
-        n = args.subscribers
+        if redis:
+            await asyncio.to_thread(cluster.start_redis_nodes)
+        else:
+            await asyncio.to_thread(cluster.start_picows)
+            await asyncio.to_thread(cluster.start_ws13)
+        await asyncio.to_thread(cluster.start_subscribers)
+        for target in cluster.targets:
+            publishers.append(
+                await asyncio.wait_for(
+                    open_peer(target.publish_port, Stats(), subscribe=False), START_TIMEOUT
+                )
+            )
         await asyncio.sleep(0.5)
 
-        # (a) Single publishes, one at a time.
-        phases = [f"f{i}" for i in range(args.publishes)]
-        for i, phase in enumerate(phases):
-            if i:
-                await asyncio.sleep(1.0)
+        def check(target: Target, publisher: Any) -> None:
             if publisher.closed:
-                raise cluster.publisher_failed(publisher.failure)
-            publisher.publish(phase, i)
-            results, _, _ = await wait_delivered(cluster, [phase], n)
-        count, largest, bins = merge(results, phases)
-        rows.append({
-            "scenario": f"fan-out, {label}", "subscribers": n, "messages": args.publishes,
-            "delivered": count, "expected": n * args.publishes,
-            "p50": min(percentile(bins, 0.5), largest),
-            "p99": min(percentile(bins, 0.99), largest), "max": largest,
-        })  # fmt: skip
+                raise BenchError(
+                    f"publisher connection to {target.label} failed: {publisher.failure}; "
+                    f"its log: {cluster.log_tail(target)}"
+                )
 
-        # (b) A ticker at --rate for --duration.
+        # (a) Single publishes, one at a time, the targets taking turns.
+        results: list[dict[str, Any]] = []
+        fanout_cpu = [0.0] * len(cluster.targets)
+        for i in range(args.publishes):
+            for t, (target, publisher) in enumerate(zip(cluster.targets, publishers, strict=True)):
+                await asyncio.sleep(1.0)
+                check(target, publisher)
+                phase = target.fanout_phases(args.publishes)[i]
+                before = sum(target.server_cpu_time().values())
+                publisher.publish(phase, i)
+                results, _, _ = await wait_delivered(cluster, [phase], n)
+                fanout_cpu[t] += sum(target.server_cpu_time().values()) - before
+        for t, target in enumerate(cluster.targets):
+            row = latency_row(
+                f"fan-out, {target.label}", n, args.publishes, results,
+                target.fanout_phases(args.publishes),
+            )  # fmt: skip
+            row["server_cpu"] = fanout_cpu[t]
+            rows.append(row)
+
+        # (b) A ticker at --rate for --duration, on each target that has one.
         total = max(1, round(args.rate * args.duration))
         loop = asyncio.get_running_loop()
-        servers_before = cluster.server_cpu_time()
-        clients_before = sum(r["cpu"] for r in results)
-        started = loop.time()
-        wall_start = time.monotonic()
-        for seq in range(total):
-            delay = started + seq / args.rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if publisher.closed:
-                raise cluster.publisher_failed(publisher.failure)
-            publisher.publish("t", seq)
-        results, wall_end, cut = await wait_delivered(cluster, ["t"], n * total)
-        servers_after = cluster.server_cpu_time()
-        wall = wall_end - wall_start
-        count, largest, bins = merge(results, ["t"])
-        cpu = {name: servers_after[name] - servers_before[name] for name in servers_after}
-        client_cpu = sum(r["cpu"] for r in results) - clients_before
-        rows.append({
-            "scenario": f"ticker {args.rate:g}/s, {label}", "subscribers": n, "messages": total,
-            "delivered": count, "expected": n * total,
-            "p50": min(percentile(bins, 0.5), largest),
-            "p99": min(percentile(bins, 0.99), largest), "max": largest,
-            "server_cpu": sum(cpu.values()), "server_cpu_parts": cpu, "wall": wall,
-            "client_cpu": client_cpu, "clients": len(cluster.subscribers),
-            "sampled": cluster.sampled,
-            "published_in": loop.time() - started, "cut": cut,
-        })  # fmt: skip
+        for target, publisher in zip(cluster.targets, publishers, strict=True):
+            if not target.ticker:
+                continue
+            phases = target.ticker_phases(args.duration)
+            servers_before = target.server_cpu_time()
+            clients_before = sum(r["cpu"] for r in results)
+            started = loop.time()
+            wall_start = time.monotonic()
+            for seq in range(total):
+                delay = started + seq / args.rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                check(target, publisher)
+                publisher.publish(phases[min(int(seq / args.rate / WINDOW), len(phases) - 1)], seq)
+            results, wall_end, cut = await wait_delivered(cluster, phases, n * total)
+            servers_after = target.server_cpu_time()
+            wall = wall_end - wall_start
+            cpu = {name: servers_after[name] - servers_before[name] for name in servers_after}
+            row = latency_row(f"ticker {args.rate:g}/s, {target.label}", n, total, results, phases)
+            first = latency_row("", n, 1, results, phases[:1])
+            last = latency_row("", n, 1, results, phases[-1:])
+            row.update({
+                "server_cpu": sum(cpu.values()), "server_cpu_parts": cpu, "wall": wall,
+                "client_cpu": sum(r["cpu"] for r in results) - clients_before,
+                "published_in": loop.time() - started, "cut": cut,
+                "windows": (first, last, len(phases)),
+            })  # fmt: skip
+            rows.append(row)
+        if cluster.split:
+            rows[0]["split"] = cluster.split
+        rows[0]["clients"] = len(cluster.subscribers)
+        rows[0]["sampled"] = cluster.sampled // len(cluster.targets)
         closed = sum(r["closed"] for r in results)
         if closed:
             rows[-1]["closed"] = closed
-        if publisher.transport is not None:
-            publisher.transport.abort()
+        for publisher in publishers:
+            if publisher.transport is not None:
+                publisher.transport.abort()
     finally:
         await asyncio.to_thread(cluster.close)
     return rows
@@ -462,12 +625,12 @@ def table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         share = row["delivered"] / row["expected"] * 100 if row["expected"] else 0.0
         delivered = f"{share:.1f} %" if row["delivered"] != row["expected"] else "100 %"
-        if "server_cpu" in row:
-            cpu_s = f"{row['server_cpu']:.2f}"
+        cpu_s = f"{row['server_cpu']:.2f}" if "server_cpu" in row else "-"
+        if "wall" in row:
             cpu_pct = f"{row['server_cpu'] / row['wall'] * 100:.0f}"
             client_pct = f"{row['client_cpu'] / row['wall'] * 100:.0f}"
         else:
-            cpu_s = cpu_pct = client_pct = "-"
+            cpu_pct = client_pct = "-"
         lines.append(
             f"| {row['scenario']} | {row['subscribers']:,} | {row['messages']:,} | {delivered} "
             f"| {ms(row['p50'])} | {ms(row['p99'])} | {ms(row['max'])} | {cpu_s} | {cpu_pct} "
@@ -478,7 +641,36 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def notes(rows: list[dict[str, Any]]) -> list[str]:
     out = []
+    fanout = {row["scenario"]: row for row in rows if row["scenario"].startswith("fan-out")}
+    picows = fanout.get("fan-out, picows")
+    for name, row in fanout.items():
+        if picows is not None and row is not picows and picows["p99"] > 0:
+            out.append(
+                f"* {name}: p99 {ms(row['p99'])} ms = {row['p99'] / picows['p99']:.2f}x "
+                f"picows's {ms(picows['p99'])} ms in the same run."
+            )
     for row in rows:
+        if "split" in row:
+            split = " + ".join(f"{n:,}" for n in row["split"])
+            out.append(f"* ws13 workers: sockets held by each after connecting: {split}.")
+        if row.get("server_cpu") and row["delivered"]:
+            out.append(
+                f"* {row['scenario']}: {row['server_cpu'] / row['delivered'] * 1e6:.2f} µs of "
+                "server CPU per copy delivered (/proc ticks: 10 ms resolution)."
+            )
+        if "windows" in row:
+            first, last, windows = row["windows"]
+            if windows > 1:
+
+                def lag(window: dict[str, Any]) -> str:
+                    if not window["delivered"]:
+                        return "no copy delivered"
+                    return f"{ms(window['p50'])} / {ms(window['p99'])} ms"
+
+                out.append(
+                    f"* {row['scenario']}: lag p50 / p99 in the first {WINDOW:g} s "
+                    f"{lag(first)}, in the last {WINDOW:g} s {lag(last)} (steady when alike)."
+                )
         if "server_cpu_parts" in row and len(row["server_cpu_parts"]) > 1:
             parts = ", ".join(f"{k} {v:.2f} s" for k, v in row["server_cpu_parts"].items())
             out.append(f"* {row['scenario']}: server CPU split: {parts}.")
@@ -501,7 +693,8 @@ def notes(rows: list[dict[str, Any]]) -> list[str]:
 
 def report(args: argparse.Namespace, rows: list[dict[str, Any]], command: str) -> str:
     pinning = (
-        "servers and redis-server pinned to CPU 1, subscribers and publisher to CPU 0"
+        "picows, a one-worker ws13 and redis-server pinned to CPU 1, `--workers` above 1"
+        " unpinned, subscribers and publisher on CPU 0"
         if cpu_plan()[0] is not None
         else "no CPU pinning (fewer than 2 usable CPUs)"
     )
@@ -512,15 +705,16 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], command: str) -
     return "\n".join([
         "# Hub fan-out performance",
         "",
-        "Delivery latency of `ws13.hub` messages to many WebSocket subscribers, measured",
-        "by [`bench/hub_fanout.py`](../bench/hub_fanout.py): the publish time carried in",
-        "each message against its receive time (one machine, one clock), on a sample of",
-        f"{sampled:,} subscriber connections spread over the subscription order; every",
-        "connection counts the copies it gets (the delivered column). Fan-out: single",
-        "publishes to all subscribers, one at a time; ticker: a steady rate to the same",
-        "subscribers. Server CPU is utime + stime of the server processes (`/proc`) over",
-        "the ticker run, % of one CPU; client CPU % near 100 means the subscriber",
-        "processes, not the hub, set the latencies.",
+        "Delivery latency of `ws13.hub` messages to many WebSocket subscribers against",
+        "picows's bare broadcast loop, measured by",
+        "[`bench/hub_fanout.py`](../bench/hub_fanout.py): the publish time carried in",
+        "each message against its receive time (one machine, one clock), on",
+        f"{sampled:,} subscriber connections per server; every connection counts the",
+        "copies it gets (the delivered column). Fan-out: single publishes to all",
+        "subscribers, one at a time, the servers taking turns; ticker: a steady rate to",
+        "the same subscribers. Server CPU is utime + stime of the server processes",
+        "(`/proc`, workers included) over the ticker run, % of one CPU; client CPU % near",
+        "100 would mean the subscriber processes, not the server, set the latencies.",
         "",
         table(rows),
         "",
@@ -535,14 +729,21 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], command: str) -
         command,
         "```",
         "",
-        "Setup: every server is `ws13 serve --hub-ticker 0 --hub-publish-rate 0` (uvloop),",
-        "channel `ticker.bench` (as the demo ticker: 60 messages of history, drop-oldest",
-        f"for slow readers); {clients} subscriber processes (`bench/hub_client.py`): the",
-        "sampled connections parse every message (`asyncio.Protocol`), the others are raw",
-        f"sockets read every {args.sweep:g} s that count copies without parsing. With Redis,",
-        "subscribers are split between the two nodes and the publisher is on node 1.",
-        "Latency percentiles come from a histogram with bins about 2.5 % wide (the upper",
-        "edge is shown); max is exact.",
+        "Setup: picows is `bench/picows_broadcast.py` (its broadcast loop: one",
+        "`transport.send()` per subscriber); ws13 is `ws13 serve --hub-ticker 0",
+        "--hub-publish-rate 0` (uvloop), channel `ticker.bench` (as the demo ticker: 60",
+        f"messages of history, drop-oldest for slow readers); {clients} C subscriber",
+        "processes (`bench/c/hub_sub.c`, epoll) hold every server's subscribers and read",
+        "each socket as soon as it has data; they "
+        + (
+            "offer permessage-deflate (`--deflate`: ws13 accepts it and still sends its"
+            " pushes as shared uncompressed frames; picows ignores it)."
+            if args.deflate
+            else "don't offer permessage-deflate (`--deflate` makes them)."
+        ),
+        "With Redis, subscribers are split between",
+        "the two nodes and the publisher is on node 1. Latency percentiles come from a",
+        "histogram with bins about 2.5 % wide (the upper edge is shown); max is exact.",
         "",
     ])  # fmt: skip
 
@@ -558,14 +759,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=60.0, help="ticker seconds (60)")
     parser.add_argument("--rate", type=float, default=100.0, help="ticker messages/s (100)")
     parser.add_argument("--publishes", type=int, default=3, help="single fan-out publishes (3)")
-    parser.add_argument("--clients", type=int, default=0, help="subscriber processes (auto)")
+    parser.add_argument("--clients", type=int, default=2, help="subscriber processes (2)")
     parser.add_argument(
-        "--sample", type=int, default=200, help="subscribers that measure latency (200)"
+        "--sample", type=int, default=0, help="subscribers that measure latency (0: all)"
     )
-    parser.add_argument(
-        "--sweep", type=float, default=0.2, help="seconds between reads of the others (0.2)"
-    )
+    parser.add_argument("--workers", type=int, default=1, help="ws13 serve --workers (1)")
     parser.add_argument("--redis", action="store_true", help="also through Redis and 2 nodes")
+    parser.add_argument(
+        "--deflate", action="store_true", help="subscribers offer permessage-deflate"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
     parser.add_argument("--output", help=f"the report's path ({os.path.relpath(OUTPUT, ROOT)})")
     args = parser.parse_args(argv)
@@ -575,10 +777,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--subscribers must be at least 1")
     if args.duration <= 0 or args.rate <= 0:
         parser.error("--duration and --rate must be positive")
-    if args.publishes < 1 or args.clients < 0:
-        parser.error("--publishes must be at least 1 and --clients at least 0")
-    if args.sample < 1 or args.sweep <= 0:
-        parser.error("--sample must be at least 1 and --sweep positive")
+    if args.publishes < 1 or args.clients < 1:
+        parser.error("--publishes and --clients must be at least 1")
+    if args.sample < 0 or args.workers < 1:
+        parser.error("--sample must be at least 0 and --workers at least 1")
     return args
 
 
@@ -586,10 +788,11 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if args.subscribers + 100 > hard:
+    per_client = 2 * math.ceil(args.subscribers / args.clients)
+    if max(args.subscribers, per_client) + 100 > hard:
         print(
-            f"hub_fanout.py: error: {args.subscribers:,} subscribers need more file "
-            f"descriptors than the hard limit ({hard:,})",
+            f"hub_fanout.py: error: {args.subscribers:,} subscribers per server need more "
+            f"file descriptors than the hard limit ({hard:,}); more --clients may help",
             file=sys.stderr,
         )
         return 1
@@ -600,10 +803,12 @@ def main(argv: list[str]) -> int:
     command = "python bench/hub_fanout.py " + " ".join(argv)
     rows: list[dict[str, Any]] = []
     try:
-        with asyncio.Runner(loop_factory=event_loop()) as runner:
-            rows += runner.run(run_cluster(args, redis=False))
-            if args.redis:
-                rows += runner.run(run_cluster(args, redis=True))
+        with tempfile.TemporaryDirectory(prefix="ws13-bench-") as directory:
+            client = build_client(directory)
+            with asyncio.Runner(loop_factory=event_loop()) as runner:
+                rows += runner.run(run_cluster(args, client, redis=False))
+                if args.redis:
+                    rows += runner.run(run_cluster(args, client, redis=True))
     except BenchError as exc:
         print(f"hub_fanout.py: error: {exc}", file=sys.stderr)
         return 1

@@ -203,3 +203,31 @@ class PreEncodedFrameTests(ServerClientTestCase):
         server_side.send_frames_nowait([b"\x81\x01a", b"\x81\x02bc"])
         assert [await wait(client.recv()) for _ in range(2)] == ["a", "bc"]
         assert seen == [(True, b"\x81\x01", b"a"), (True, b"\x81\x02", b"bc")]
+
+    async def test_joined_frames_in_one_write(self) -> None:
+        client = await self.connect_to(await self.start_server())
+        server_side = await self.server_side()
+        seen: list[tuple[bool, bytes, bytes]] = []
+        server_side.protocol.tracer = lambda sent, head, payload: seen.append(
+            (sent, bytes(head), bytes(payload))
+        )
+        before = server_side.messages_sent
+        long = encode_header(0x81, 300, None) + b"y" * 300
+        assert server_side.send_joined_nowait(b"\x81\x01a" + long + b"\x82\x02bc", 3)
+        assert [await wait(client.recv()) for _ in range(3)] == ["a", "y" * 300, b"bc"]
+        assert server_side.messages_sent == before + 3
+        assert seen == [
+            (True, b"\x81\x01", b"a"),
+            (True, long[:4], b"y" * 300),
+            (True, b"\x82\x02", b"bc"),
+        ]
+        await wait(client.close())
+        await wait(server_side.wait_closed())
+        # Not writable: nothing written, no exception.
+        assert not server_side.send_joined_nowait(b"\x81\x01a", 1)
+        assert server_side.messages_sent == before + 3
+
+    async def test_joined_frames_refused_on_client_side(self) -> None:
+        client = await self.connect_to(await self.start_server())
+        with self.assertRaises(InvalidState):
+            client.send_joined_nowait(b"\x81\x01a", 1)

@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import shutil
+import tempfile
 import time
 from typing import Any
 
 from ws13.asyncio.client import ClientConnection
 from ws13.exceptions import ConnectionClosed
 from ws13.hub import ChannelOptions, Hub, Policy, Session
+from ws13.hub.backplanes.local import LocalBackplane
+from ws13.hub.backplanes.localowner import serve_owner
 from ws13.hub.cli import add_serve_arguments, start_hub
 from ws13.hub.client import Client
 
@@ -146,6 +151,50 @@ class CoalescingTests(HubTestCase):
                 codes.append((await recv_json(ws))["code"])
         self.assertEqual(codes, [400, 400, 400])
         self.assertEqual(ws.close_code, 1008)
+
+
+class PipelinedPublishTests(HubTestCase):
+    """Publishes through a backplane in another process don't wait for each other."""
+
+    async def start_local_hub(self, **kwargs: Any) -> tuple[Hub, Any]:
+        directory = tempfile.mkdtemp(prefix="ws13-local-")
+        self.addCleanup(shutil.rmtree, directory)
+        path = os.path.join(directory, "owner.sock")
+        owner = await serve_owner(path)
+
+        async def close_owner() -> None:
+            owner.close()
+            await owner.wait_closed()
+
+        self.addAsyncCleanup(close_owner)
+        return await self.start_hub(Hub(LocalBackplane(path), **kwargs))
+
+    async def test_publishes_in_flight_together_reply_in_order(self) -> None:
+        hub, server = await self.start_local_hub(publish_rate=0)
+        ws = await self.raw(server)
+        await self.request(ws, op="subscribe", id=0, channel="c")
+        for i in range(1, 101):  # more than MAX_PIPELINED
+            await ws.send(json.dumps({"op": "publish", "id": i, "channel": "c", "data": i}))
+        await ws.send(json.dumps({"op": "history", "id": 101, "channel": "c", "limit": 100}))
+        received = [await recv_json(ws) for _ in range(201)]
+        replies = [m for m in received if m["op"] == "reply"]
+        self.assertEqual([r["id"] for r in replies], list(range(1, 102)))
+        self.assertEqual([r["result"]["offset"] for r in replies[:100]], list(range(1, 101)))
+        # The history request waited for the publishes before it.
+        history = replies[100]["result"]["messages"]
+        self.assertEqual([m["data"] for m in history], list(range(1, 101)))
+        pushes = [m["data"] for m in received if m["op"] == "message"]
+        self.assertEqual(pushes, list(range(1, 101)))
+        self.assertEqual(hub.statistics()["published"], 100)
+
+    async def test_a_refusal_is_answered_after_the_publishes_before_it(self) -> None:
+        _, server = await self.start_local_hub(publish_rate=10, publish_burst=3, max_errors=100)
+        ws = await self.raw(server)
+        for i in range(5):
+            await ws.send(json.dumps({"op": "publish", "id": i, "channel": "c", "data": i}))
+        replies = [await recv_json(ws) for _ in range(5)]
+        expected = [("reply", 0), ("reply", 1), ("reply", 2), ("error", 3), ("error", 4)]
+        self.assertEqual([(r["op"], r["id"]) for r in replies], expected)
 
 
 class RateLimitTests(HubTestCase):

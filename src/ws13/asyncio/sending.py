@@ -7,8 +7,8 @@ stay in ``connection.py`` beside the glue they share:
 * fragmented messages: ``send()`` of an iterable or async iterable, one frame
   per item, with a lock so that other sends wait until its last frame is out;
 * the broadcaster's interface (``writable``, ``send_frame_nowait()``,
-  ``send_frames_nowait()``, ``wait_writable()``), where one frame is encoded
-  once and written to many connections;
+  ``send_frames_nowait()``, ``send_joined_nowait()``, ``wait_writable()``),
+  where one frame is encoded once and written to many connections;
 * waiting for the write buffer to drain, and the ConnectionClosed that a send
   on a closed connection raises.
 """
@@ -182,6 +182,44 @@ class Sender(asyncio.Protocol):
             self._frames_bytes += sum(map(len, frames))
         self._write_buffers(frames)
 
+    def send_joined_nowait(self, data: bytes, frames: int) -> bool:
+        """Write ``frames`` pre-encoded frames joined in one buffer, if writable now.
+
+        ``data`` is ``b"".join(...)`` of whole frames as ``send_frame_nowait()``
+        takes them, joined once and written to many connections: the hub's
+        fan-out writes a channel's messages of one flush to every idle
+        subscriber so. ``frames`` counts them for ``messages_sent``; it is
+        not checked.
+
+        Unlike the other ``*_nowait`` sends it doesn't raise when the
+        connection can't take the bytes now: it writes nothing and returns
+        False when not ``writable`` (not OPEN, or the write buffer above
+        ``write_limit``) or while a fragmented message is being sent, so a
+        broadcaster's loop over thousands of connections makes one call per
+        connection and queues (or drops) for the rest. Returns True once
+        written. Raises InvalidState on a client connection.
+        """
+        protocol = self.protocol
+        if (
+            protocol.state is not OPEN
+            or self._paused_writing
+            or self._fragmenting
+            or protocol.sending_fragments
+        ):
+            return False
+        if protocol.side is not Side.SERVER:
+            raise InvalidState("only a server sends pre-encoded, unmasked frames")
+        if self.debug or protocol.tracer is not None:
+            for frame in _split_frames(data):
+                self._trace_pre_encoded(frame)
+        transport = self.transport
+        if transport is None:
+            return False
+        self._frames_sent += frames
+        self._frames_bytes += len(data)
+        transport.write(data)
+        return True
+
     def _check_pre_encoded(self) -> None:
         protocol = self.protocol
         if protocol.state is not OPEN:
@@ -234,6 +272,22 @@ def _whole_frames(buffers: list[bytes]) -> list[bytes]:
             i += 1
         frames.append(frame)
         i += 1
+    return frames
+
+
+def _split_frames(data: bytes) -> list[bytes]:
+    """The whole frames joined in ``data`` (for tracing)."""
+    frames = []
+    pos = 0
+    while pos + 2 <= len(data):
+        length = data[pos + 1] & 0x7F
+        head = 2
+        if length == 126:
+            length, head = int.from_bytes(data[pos + 2 : pos + 4]), 4
+        elif length == 127:
+            length, head = int.from_bytes(data[pos + 2 : pos + 10]), 10
+        frames.append(data[pos : pos + head + length])
+        pos += head + length
     return frames
 
 

@@ -33,7 +33,7 @@ from ..headers import Headers
 from ..http11 import Request
 from .auth import Principal, Refused
 from .server import Hub
-from .transport import Outgoing
+from .transport import Joined, Outgoing
 from .wire import SUBPROTOCOL
 
 __all__ = ["ASGITransport", "HubEndpoint", "WebSocketLike", "request_from_scope"]
@@ -126,6 +126,13 @@ class ASGITransport:
         self._pending.extend(messages)
         self.buffered_amount += sum(message.size for message in messages)
         self._wake()
+
+    def write_shared(self, joined: Joined) -> bool:
+        # ASGI sends message texts: the joined frames are of no use here.
+        if not self.writable:
+            return False
+        self.write(joined.messages)
+        return True
 
     async def wait_writable(self) -> None:
         while True:

@@ -7,11 +7,14 @@ Inside an ASGI app (Starlette, FastAPI), ``ws13.hub.asgi.HubEndpoint(hub)``
 serves the same hub: both front-ends run ``Hub.run_session``.
 
 Each connection is a ``Session`` (``ws13.hub.session``) with a bounded
-outbound queue. A published message is encoded into one frame per node and the
-same bytes are queued for every subscriber; at the end of the loop iteration
-each subscriber's frames go out in one write. Those whose socket is full keep
-them, up to ``max_queue`` frames or ``max_queue_bytes``, after which the
-channel's ``Policy`` drops the oldest queued pushes or closes with 1013.
+outbound queue. A published message is encoded into one frame per node and
+appended to its channel's ``Batch`` (``ws13.hub.batch``); at the end of the
+loop iteration the batch's frames are joined once and go to every idle
+subscriber of the channel in one write of the same bytes. Subscribers that
+can't take them so (a socket that is full, a reply waiting, several channels)
+get the frames through their own queue, up to ``max_queue`` frames or
+``max_queue_bytes``, after which the channel's ``Policy`` drops the oldest
+queued pushes or closes with 1013.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from . import wire
 from .auth import Authorize, Principal, Refused, allow_all
 from .backplanes import Backplane, BackplaneUnavailable, Entry, Member
 from .backplanes.memory import InMemoryBackplane
+from .batch import Batch
 from .channels import ChannelConfig, ChannelOptions, Policy
 from .session import Flusher, Session
 from .transport import ConnectionTransport, Outgoing, Transport
@@ -54,18 +58,29 @@ PRESENCE_TTL = 60.0
 #: Entries a channel holds while it fills a gap from history; beyond this the
 #: oldest held entries are dropped (subscribers then see an offset jump).
 MAX_HELD = 10_000
+#: Publishes of one connection on their way to the backplane at once; the
+#: next one waits for the oldest (see ``Hub._op_publish``).
+MAX_PIPELINED = 64
 
 
 class _Channel:
     """A channel with subscribers on this node."""
 
-    __slots__ = ("epoch", "held", "last", "name", "options", "ready", "subs")
+    __slots__ = (
+        "batch", "epoch", "exact", "held", "holding", "last", "name", "options", "ready", "subs",
+    )  # fmt: skip
 
-    def __init__(self, name: str, options: ChannelOptions) -> None:
+    def __init__(self, name: str, options: ChannelOptions, max_frames: int, max_bytes: int) -> None:
         self.name = name
         self.options = options
         #: Session -> entries held for it while it recovers (None once live).
         self.subs: dict[Session, list[Entry] | None] = {}
+        #: The recovering sessions of ``subs`` and their held entries.
+        self.holding: dict[Session, list[Entry]] = {}
+        #: Live sessions that share the channel's batch (one buffer per flush),
+        #: and those pushed to message by message (subscribed to several channels).
+        self.batch = Batch(options.policy is Policy.DROP_OLDEST, max_frames, max_bytes)
+        self.exact: dict[Session, None] = {}
         self.epoch = ""
         #: The offset of the last message delivered to local subscribers.
         self.last = 0
@@ -344,13 +359,19 @@ class Hub:
 
     async def _handle(self, session: Session, text: str) -> None:
         if len(text) > self.max_data_size + 1024:
+            await _publishes_done(session)
             session.error(None, ErrorCode.TOO_LARGE, "request too large")
             return
         try:
             request = wire.parse_request(text, max_data_size=self.max_data_size)
         except HubError as exc:
+            await _publishes_done(session)
             session.error(exc.request_id, exc.code, exc.message)
             return
+        if not isinstance(request, wire.PublishRequest):
+            # Answered after the publishes before it, which it may depend on
+            # (a history request after a publish sees it).
+            await _publishes_done(session)
         try:
             if isinstance(request, wire.PublishRequest):
                 await self._op_publish(session, request)
@@ -376,19 +397,66 @@ class Hub:
             session.error(request.id, ErrorCode.INTERNAL, "internal error")
 
     async def _op_publish(self, session: Session, request: wire.PublishRequest) -> None:
+        """Start the publish and return: publishes are pipelined.
+
+        A backplane in another process (``--workers``' local one, Redis)
+        answers after a round trip, and a connection's publishes awaited one
+        by one would go no faster than one per round trip, each waiting for
+        the event loop, which a flush to thousands of subscribers keeps busy.
+        So each publish is a task that sends its request now, in order (the
+        backplane keeps the order of one connection's requests), and replies
+        once the publishes before it have replied; at most
+        ``MAX_PIPELINED`` are in flight per connection. Other requests wait
+        for them first.
+        """
         if not session.principal.may_publish(request.channel):
+            await _publishes_done(session)
             raise HubError(ErrorCode.FORBIDDEN, f"may not publish on {request.channel}")
         retry_after = session.allow_publish()
         if retry_after is not None:
+            await _publishes_done(session)
             raise HubError(
                 ErrorCode.TOO_MANY,
                 f"publish rate limit: {self.publish_rate:g} per second",
                 retry_after=retry_after,
             )
-        entry = await self._publish(request.channel, request.data)
-        session.reply(
-            request.id, {"channel": entry.channel, "epoch": entry.epoch, "offset": entry.offset}
+        if session.publishing >= MAX_PIPELINED:
+            await _publishes_done(session)
+        task = asyncio.get_running_loop().create_task(
+            self._pipelined_publish(session, request, session.last_publish)
         )
+        session.last_publish = task
+        session.publishing += 1
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _pipelined_publish(
+        self,
+        session: Session,
+        request: wire.PublishRequest,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        entry: Entry | None = None
+        error: tuple[ErrorCode, str] | None = None
+        try:
+            entry = await self._publish(request.channel, request.data)
+        except BackplaneUnavailable:
+            error = (ErrorCode.UNAVAILABLE, "backplane unavailable; retry")
+        except Exception:
+            logger.error("hub request failed: PublishRequest", exc_info=True)
+            self.stats["errors"] += 1
+            error = (ErrorCode.INTERNAL, "internal error")
+        finally:
+            session.publishing -= 1
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])  # replies in request order
+        if entry is not None:
+            session.reply(
+                request.id,
+                {"channel": entry.channel, "epoch": entry.epoch, "offset": entry.offset},
+            )
+        elif error is not None:
+            session.error(request.id, *error)
 
     def _check_read(self, session: Session, channel: str) -> ChannelOptions:
         if not session.principal.may_subscribe(channel):
@@ -433,12 +501,21 @@ class Hub:
             raise HubError(ErrorCode.TOO_MANY, f"at most {self.max_subscriptions} subscriptions")
         channel = self._channels.get(name)
         if channel is None:
-            channel = self._channels[name] = _Channel(name, options)
+            channel = _Channel(name, options, self.max_queue, self.max_queue_bytes)
+            self._channels[name] = channel
             self._spawn(self._open_channel(channel))
         # Registered at once, holding what arrives until the reply is sent.
         held: list[Entry] = []
         channel.subs[session] = held
+        channel.holding[session] = held
         session.channels[name] = channel
+        if len(session.channels) == 2:
+            # Several channels: each pushes message by message, so the order
+            # across channels stays the order of arrival.
+            for other in session.channels.values():
+                if session in other.batch.sessions:
+                    other.batch.remove(session)
+                    other.exact[session] = None
         try:
             await asyncio.shield(channel.ready)
             result, replay = await self._position(channel, request, held)
@@ -457,6 +534,11 @@ class Hub:
             if entry.epoch != result["epoch"] or entry.offset > start:
                 session.push(Outgoing(_encode_entry(entry)), droppable=policy_drop)
         channel.subs[session] = None
+        del channel.holding[session]
+        if len(session.channels) == 1:
+            channel.batch.add(session)
+        else:
+            channel.exact[session] = None
         if options.presence:
             try:
                 await self.backplane.presence_add(name, session.member, PRESENCE_TTL)
@@ -515,6 +597,13 @@ class Hub:
         if session.channels.get(channel.name) is channel:
             del session.channels[channel.name]
         channel.subs.pop(session, None)
+        channel.holding.pop(session, None)
+        channel.exact.pop(session, None)
+        channel.batch.remove(session)
+        if len(session.channels) == 1 and not session.closing:
+            (other,) = session.channels.values()
+            if other.exact.pop(session, 0) is None:  # live there: share its batch again
+                other.batch.add(session)
         if not channel.subs and channel.ready.done():
             self._close_channel(channel)
 
@@ -600,18 +689,20 @@ class Hub:
             return
         channel.last = entry.offset
         frame = Outgoing(_encode_entry(entry))
-        droppable = channel.options.policy is Policy.DROP_OLDEST
-        delivered = 0
-        push = Session.push  # the hot loop of a fan-out: one lookup, not one per subscriber
-        for session, held in channel.subs.items():
-            if held is None:
-                push(session, frame, droppable)
-                delivered += 1
-            else:
-                held.append(entry)
-                if len(held) > MAX_HELD:
-                    del held[0]
-        self.stats["delivered"] += delivered
+        batch = channel.batch
+        # Once per message, not per subscriber: the batch's sessions get it
+        # at the flush, in one shared buffer.
+        if batch.sessions and batch.append(frame):
+            self.flusher.add_batch(batch)
+        droppable = batch.droppable
+        push = Session.push  # one lookup, not one per subscriber
+        for session in channel.exact:
+            push(session, frame, droppable)
+        for held in channel.holding.values():
+            held.append(entry)
+            if len(held) > MAX_HELD:
+                del held[0]
+        self.stats["delivered"] += len(channel.exact) + len(batch.sessions)
 
     async def _fill(self, channel: _Channel, since: int) -> None:
         """Fetch what the backplane skipped after ``since``, then deliver in order."""
@@ -639,9 +730,8 @@ class Hub:
         if channel is None:
             return
         frame = Outgoing(wire.encode_event(kind, channel_name, member))
-        for session, held in channel.subs.items():
-            if held is None:
-                session.push(frame, droppable=True)
+        for session in [*channel.exact, *channel.batch.sessions]:
+            session.push(frame, droppable=True)
 
     def on_resync(self) -> None:
         for channel in list(self._channels.values()):
@@ -663,6 +753,13 @@ class Hub:
                 await self._add_presence()
             except BackplaneUnavailable:
                 pass
+
+
+async def _publishes_done(session: Session) -> None:
+    """Wait until the session's pipelined publishes have replied."""
+    last = session.last_publish
+    if last is not None and not last.done():
+        await asyncio.wait([last])
 
 
 def _encode_entry(entry: Entry) -> str:

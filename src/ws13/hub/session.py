@@ -6,7 +6,9 @@ session's queue until the end of the event-loop iteration, when one callback
 each dirty session's messages with a single ``Transport.write()`` (over ws13's
 own connection, one ``send_frames_nowait()``). A ticker
 burst, a history replay or a backlog of publishes handled in one iteration thus
-costs one system call per subscriber, not one per frame.
+costs one system call per subscriber, not one per frame. A channel's messages
+reach its idle subscribers without this queue: the channel's ``Batch``
+(``ws13.hub.batch``) is flushed first, one shared buffer for all of them.
 
 The queue is bounded (``Hub.max_queue`` frames, ``Hub.max_queue_bytes``
 bytes). While the socket takes data, a batch that reaches the bound is written
@@ -34,6 +36,7 @@ from .transport import Outgoing, Transport
 from .wire import ErrorCode
 
 if TYPE_CHECKING:
+    from .batch import Batch
     from .server import Hub, _Channel
 
 __all__ = ["Flusher", "Session"]
@@ -58,10 +61,11 @@ class Flusher:
     subscriber for several messages. Lightly loaded, every iteration flushes.
     """
 
-    __slots__ = ("_dirty", "_next", "_scheduled")
+    __slots__ = ("_batches", "_dirty", "_next", "_scheduled")
 
     def __init__(self) -> None:
         self._dirty: list[Session] = []
+        self._batches: list[Batch] = []
         self._scheduled = False
         # Loop time before which the next flush should not run.
         self._next = 0.0
@@ -69,15 +73,24 @@ class Flusher:
     def add(self, session: Session) -> None:
         self._dirty.append(session)
         if not self._scheduled:
-            self._scheduled = True
-            loop = asyncio.get_running_loop()
-            if loop.time() < self._next:
-                loop.call_at(self._next, self._flush)
-            else:
-                # call_soon runs after every callback already ready in this
-                # iteration (other sockets' reads, the backplane's), so
-                # whatever they push is written in the same batch.
-                loop.call_soon(self._flush)
+            self._schedule()
+
+    def add_batch(self, batch: Batch) -> None:
+        """Flush ``batch`` (a channel's new messages) with the next flush."""
+        self._batches.append(batch)
+        if not self._scheduled:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        self._scheduled = True
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next:
+            loop.call_at(self._next, self._flush)
+        else:
+            # call_soon runs after every callback already ready in this
+            # iteration (other sockets' reads, the backplane's), so
+            # whatever they push is written in the same batch.
+            loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -87,6 +100,12 @@ class Flusher:
         self._next = started + took + min(took, MAX_FLUSH_DELAY) if took > SMALL_FLUSH else 0.0
 
     def _write(self) -> None:
+        # Batches first: the sessions they can't write to directly get the
+        # frames in their queues, written below in this same flush (still
+        # scheduled meanwhile, so they don't schedule another).
+        batches, self._batches = self._batches, []
+        for batch in batches:
+            batch.flush()
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
         for session in dirty:
@@ -126,6 +145,14 @@ class Session:
         #: In the Flusher's list for this iteration.
         self._dirty = False
         self._drainer: asyncio.Task[None] | None = None
+        #: The batch this session shares (``ws13.hub.batch``), and how many of
+        #: its messages it has taken.
+        self._batch: Batch | None = None
+        self._cursor = 0
+        #: The last publish of this connection still in flight, and how many
+        #: are (``Hub._op_publish`` pipelines them).
+        self.last_publish: asyncio.Task[None] | None = None
+        self.publishing = 0
 
     def __repr__(self) -> str:
         return f"<Session {self.id} user={self.principal.user!r}>"
@@ -178,7 +205,33 @@ class Session:
 
     def push(self, message: Outgoing, droppable: bool) -> None:
         """Queue ``message`` for this iteration's write; bounded while the socket is full."""
-        # Once per subscriber per message: the common case is first and lean.
+        # Once per subscriber per message when not batched: the common case is
+        # first and lean.
+        if self.closing:
+            return
+        batch = self._batch
+        if batch is not None and batch.pending:
+            self._catch_up()  # the batch's messages so far go first
+        self._enqueue(message, droppable)
+
+    def _catch_up(self) -> None:
+        """Queue the messages of the shared batch this session hasn't taken yet."""
+        batch = self._batch
+        assert batch is not None
+        self._take(batch.pending, batch.base)
+
+    def _take(self, messages: list[Outgoing], start: int) -> None:
+        """Queue ``messages`` (the batch's from ``start``) from the ones not taken yet."""
+        assert self._batch is not None
+        first = self._cursor - start
+        if first >= len(messages):
+            return
+        self._cursor = start + len(messages)
+        droppable = self._batch.droppable
+        for message in messages[max(first, 0) :]:
+            self._enqueue(message, droppable)
+
+    def _enqueue(self, message: Outgoing, droppable: bool) -> None:
         if self.closing:
             return
         queue = self._queue

@@ -9,7 +9,9 @@ and close. Two front-ends implement it: ``ConnectionTransport`` here, over a
 
 What is sent is an ``Outgoing`` message: its text and its complete frame,
 both made once per message on a node and shared by every subscriber, so each
-front-end takes the form it writes without re-encoding per connection.
+front-end takes the form it writes without re-encoding per connection. A
+channel's messages of one flush go to its idle subscribers as a ``Joined``:
+their frames joined once into one buffer for all of them (``write_shared``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..asyncio.server import ServerConnection
 from ..frames import encode_header
 from ..protocol import OPEN
 
-__all__ = ["ConnectionTransport", "Outgoing", "Transport"]
+__all__ = ["ConnectionTransport", "Joined", "Outgoing", "Transport"]
 
 
 class Outgoing:
@@ -45,6 +47,25 @@ class Outgoing:
         self.size = len(frame)
 
 
+class Joined:
+    """Several ``Outgoing`` messages, their frames joined once for many connections.
+
+    Attributes:
+        messages: the messages, in order.
+        count: ``len(messages)``.
+        data: their frames, concatenated: what a WebSocket connection writes.
+    """
+
+    __slots__ = ("count", "data", "messages")
+
+    def __init__(self, messages: Sequence[Outgoing]) -> None:
+        self.messages = messages
+        self.count = len(messages)
+        self.data = (
+            messages[0].frame if len(messages) == 1 else b"".join([m.frame for m in messages])
+        )
+
+
 class Transport(Protocol):
     """A hub client's WebSocket connection, as a ``Session`` uses it."""
 
@@ -60,6 +81,14 @@ class Transport(Protocol):
 
     def write(self, messages: Sequence[Outgoing]) -> None:
         """Send ``messages`` in order, without waiting; only while ``writable``."""
+        ...
+
+    def write_shared(self, joined: Joined) -> bool:
+        """Send ``joined.messages`` in order if ``writable``; return whether it did.
+
+        ``joined`` goes to many connections; one call per connection does the
+        check and the write.
+        """
         ...
 
     async def wait_writable(self) -> None:
@@ -79,8 +108,10 @@ class ConnectionTransport:
     """``Transport`` over a ``ws13.asyncio`` server connection.
 
     ``write()`` hands the pre-encoded frames to ``send_frames_nowait()``: one
-    system call for the lot. ``writable`` is the connection's own: false while
-    the socket's write buffer is above ``write_limit``.
+    system call for the lot; ``write_shared()`` the joined buffer to
+    ``send_joined_nowait()``, one system call with no per-frame work.
+    ``writable`` is the connection's own: false while the socket's write
+    buffer is above ``write_limit``.
     """
 
     __slots__ = ("connection",)
@@ -101,6 +132,9 @@ class ConnectionTransport:
             self.connection.send_frame_nowait(messages[0].frame)
         else:
             self.connection.send_frames_nowait([message.frame for message in messages])
+
+    def write_shared(self, joined: Joined) -> bool:
+        return self.connection.send_joined_nowait(joined.data, joined.count)
 
     async def wait_writable(self) -> None:
         await self.connection.wait_writable()
