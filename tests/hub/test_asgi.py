@@ -120,6 +120,12 @@ def setUpModule() -> None:
     unittest.addModuleCleanup(node.stop)
 
 
+def tearDownModule() -> None:
+    # pytest calls setUpModule and tearDownModule but not unittest's module
+    # cleanups: without this, the servers outlived the run.
+    unittest.case.doModuleCleanups()
+
+
 def http(method: str, url: str, body: Any = None) -> tuple[int, bytes]:
     """One HTTP request with urllib: the status and the body."""
     data = None if body is None else json.dumps(body).encode()
