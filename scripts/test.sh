@@ -36,6 +36,8 @@ command -v tinyproxy >/dev/null || APT_PACKAGES+=(tinyproxy)
 command -v stunnel4 >/dev/null || APT_PACKAGES+=(stunnel4)
 command -v microsocks >/dev/null || APT_PACKAGES+=(microsocks)
 command -v danted >/dev/null || APT_PACKAGES+=(dante-server)
+# zlib's headers for bench/c/wsload.c (tests/bench/test_connections.py builds it).
+[ -e /usr/include/zlib.h ] || APT_PACKAGES+=(zlib1g-dev)
 # valgrind for bench/instructions.py's smoke test (callgrind).
 command -v valgrind >/dev/null || APT_PACKAGES+=(valgrind)
 # tshark reads the pcapng captures of --pcap; noninteractive answers its
