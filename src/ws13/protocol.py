@@ -164,8 +164,9 @@ class Protocol(MessageAssembler):
         self.eof_sent = False
         self._tracer: FrameTracer | None = None
 
-        self._events: list[Event] = []
-        self._writes: list[bytes] = []
+        # Made when something is queued (see FrameWriter._queue_event()).
+        self._events: list[Event] | None = None
+        self._writes: list[bytes] | None = None
         self._buffer = bytearray()
         # The buffer size at which the frame at its head is complete, when
         # nothing needs to look at that frame before (0: parse every read).
@@ -413,16 +414,18 @@ class Protocol(MessageAssembler):
 
     def events_received(self) -> list[Event]:
         """Return what arrived since the last call, oldest first."""
-        events, self._events = self._events, []
-        if events:
-            self.messages_received += count_messages(events)
+        events, self._events = self._events, None
+        if events is None:
+            return []
+        self.messages_received += count_messages(events)
         return events
 
     def data_to_send(self) -> list[bytes]:
         """Return the bytes to write, in order; ``SEND_EOF`` means close the transport."""
-        writes, self._writes = self._writes, []
-        if writes:
-            self.bytes_sent += count_bytes(writes)
+        writes, self._writes = self._writes, None
+        if writes is None:
+            return []
+        self.bytes_sent += count_bytes(writes)
         return writes
 
     def _parse_frames(self, data: bytes | bytearray, pos: int = 0) -> int:
@@ -525,6 +528,8 @@ class Protocol(MessageAssembler):
 
     def _parse_fast(self, data: bytes | bytearray, pos: int) -> int:
         """The C parser from ``pos``: where it stopped (the end once it failed the connection)."""
+        if self._events is None:
+            self._events = []  # the C parser appends to it
         try:
             return parse_messages(  # type: ignore[misc]
                 data,
@@ -695,7 +700,7 @@ class Protocol(MessageAssembler):
                 self.send_eof()
             self._discarding = True
             self._buffer.clear()
-        self._events.append(frame)
+        self._queue_event(frame)
 
     # -- data out ------------------------------------------------------------
 
