@@ -167,7 +167,9 @@ class Protocol(MessageAssembler):
         # Made when something is queued (see FrameWriter._queue_event()).
         self._events: list[Event] | None = None
         self._writes: list[bytes] | None = None
-        self._buffer = bytearray()
+        # The bytes of an incomplete frame; None when there are none (an
+        # idle connection keeps no empty bytearray: 56 bytes).
+        self._buffer: bytearray | None = None
         # The buffer size at which the frame at its head is complete, when
         # nothing needs to look at that frame before (0: parse every read).
         # A large frame arrives in many reads: up to one per TCP segment.
@@ -387,11 +389,16 @@ class Protocol(MessageAssembler):
             data = buffer
         pos = self._parse_frames(data, pos)
         if self._discarding:
-            buffer.clear()
+            self._buffer = None
         elif data is buffer:
             del buffer[:pos]
+            if not buffer:
+                self._buffer = None
         elif pos < len(data):
-            buffer += data[pos:]
+            if buffer is None:
+                self._buffer = bytearray(data[pos:])
+            else:
+                buffer += data[pos:]
         self._update_fast_paths()
 
     def _receive_handshake_data(self, data: bytes | bytearray) -> None:
@@ -699,7 +706,7 @@ class Protocol(MessageAssembler):
             if self.side is SERVER and not self.eof_sent:
                 self.send_eof()
             self._discarding = True
-            self._buffer.clear()
+            self._buffer = None
         self._queue_event(frame)
 
     # -- data out ------------------------------------------------------------
@@ -762,6 +769,6 @@ class Protocol(MessageAssembler):
         if self._state is OPEN:
             self.state = CLOSING
         self._discarding = True
-        self._buffer.clear()
+        self._buffer = None
         self._large = None
         self._msg_parts = NO_PARTS
