@@ -10,7 +10,8 @@
  * a fragment, an error) goes to self._receive_rest(data, pos), and an
  * exception from _inflate to self._fail_inflated(exc). Otherwise the whole
  * read goes to self.receive_data(data). Then it hands out _events and
- * _writes, replaced by new lists.
+ * _writes (a new empty list for None), leaving None: the lists exist only
+ * while they hold something, so an idle connection keeps none.
  *
  * send_message(message, *, text=None, compress=True) -> list[bytes]: when
  * _fast_send is True, compress is true and message is exactly str or bytes,
@@ -81,10 +82,10 @@ corebase_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     /* Every member set, so that C never finds NULL unless Python code
      * deleted one (then C raises AttributeError). */
-    self->events = PyList_New(0);
-    self->writes = PyList_New(0);
+    self->events = Py_NewRef(Py_None);
+    self->writes = Py_NewRef(Py_None);
     self->expect_mask = PyLong_FromLong(0);
-    if (self->events == NULL || self->writes == NULL || self->expect_mask == NULL) {
+    if (self->expect_mask == NULL) {
         Py_DECREF(self);
         return NULL;
     }
@@ -148,13 +149,14 @@ member(PyObject *value, const char *name)
     return value;
 }
 
-/* A list member, type-checked: C appends to it and hands it out. */
+/* A list member (_events, _writes), type-checked: C appends to it and hands
+ * it out. None, while there is nothing in it, is returned as is. */
 static PyObject *
 list_member(PyObject *value, const char *name)
 {
-    if (member(value, name) != NULL && !PyList_CheckExact(value)) {
-        PyErr_Format(PyExc_TypeError, "CoreBase attribute '%s' must be a list, not %.50s", name,
-                     Py_TYPE(value)->tp_name);
+    if (member(value, name) != NULL && value != Py_None && !PyList_CheckExact(value)) {
+        PyErr_Format(PyExc_TypeError, "CoreBase attribute '%s' must be a list or None, not %.50s",
+                     name, Py_TYPE(value)->tp_name);
         return NULL;
     }
     return value;
@@ -222,8 +224,17 @@ receive_fast(CoreBaseObject *self, PyObject *data)
     PyObject *events, *inflate, *pos_obj;
     int status;
 
-    if ((events = list_member(self->events, "_events")) == NULL ||
-        member(self->expect_mask, "_expect_mask") == NULL ||
+    if ((events = list_member(self->events, "_events")) == NULL) {
+        return -1;
+    }
+    if (events == Py_None) {
+        /* The parser appends to it; receive() hands it out. */
+        if ((events = PyList_New(0)) == NULL) {
+            return -1;
+        }
+        Py_SETREF(self->events, events);
+    }
+    if (member(self->expect_mask, "_expect_mask") == NULL ||
         member(self->max_size, "max_size") == NULL ||
         (inflate = member(self->inflate, "_inflate")) == NULL) {
         return -1;
@@ -289,19 +300,19 @@ receive_fast(CoreBaseObject *self, PyObject *data)
     return status;
 }
 
-/* The list in *field, handed out and replaced by a new empty one. */
+/* The list in *field handed out, None left in its place; a new empty list
+ * for None. */
 static PyObject *
 hand_out(PyObject **field, const char *name)
 {
-    PyObject *list = list_member(*field, name), *fresh;
+    PyObject *list = list_member(*field, name);
     if (list == NULL) {
         return NULL;
     }
-    fresh = PyList_New(0);
-    if (fresh == NULL) {
-        return NULL;
+    if (list == Py_None) {
+        return PyList_New(0);
     }
-    *field = fresh; /* the reference to list is the caller's now */
+    *field = Py_NewRef(Py_None); /* the reference to list is the caller's now */
     return list;
 }
 
@@ -537,7 +548,7 @@ corebase_send_message(CoreBaseObject *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     self->messages_sent += 1;
-    if (PyList_GET_SIZE(writes) == 0) {
+    if (writes == Py_None || PyList_GET_SIZE(writes) == 0) {
         self->bytes_sent += bytes_in(buffers);
         return buffers;
     }

@@ -112,11 +112,11 @@ class MessageAssembler(LargeFrameReceiver):
             # The common case: a whole message in one frame.
             if opcode == OP_TEXT:
                 try:
-                    self._events.append(payload.decode("utf-8"))
+                    self._queue_event(payload.decode("utf-8"))
                 except UnicodeDecodeError as exc:
                     self._fail_utf8(exc.reason)
             else:
-                self._events.append(payload)
+                self._queue_event(payload)
             return
         if not self._msg_opcode:
             self._msg_opcode = opcode
@@ -137,7 +137,7 @@ class MessageAssembler(LargeFrameReceiver):
             return
         if fin:
             message = b"".join(self._msg_parts)
-            self._events.append(message.decode("utf-8") if text else message)
+            self._queue_event(message.decode("utf-8") if text else message)
             self._msg_opcode = 0
             self._msg_parts = NO_PARTS
             self._msg_size = 0
@@ -152,13 +152,13 @@ class MessageAssembler(LargeFrameReceiver):
         else:
             self._msg_parts = []
         if not text:
-            self._events.append(Fragment(data, bool(fin)))
+            self._queue_event(Fragment(data, bool(fin)))
             return
         # Checked above: decoding can't fail, and a character cut between
         # frames comes whole with the later piece.
         decoder = self._stream_decoder
         if decoder is None:
             decoder = self._stream_decoder = _utf8_decoder()
-        self._events.append(Fragment(decoder.decode(data, bool(fin)), bool(fin)))
+        self._queue_event(Fragment(decoder.decode(data, bool(fin)), bool(fin)))
         if fin:
             self._stream_decoder = None

@@ -123,7 +123,7 @@ class ClientProtocol(Protocol):
         if self.debug:
             self.logger.debug("> GET %s HTTP/1.1", request.path)
         self.request = request
-        self._writes.append(request.serialize())
+        self._queue_writes([request.serialize()])
 
     def process_response(self, response: Response) -> None:
         """Check the server's answer; raise InvalidHandshake if it must be refused."""
@@ -202,14 +202,14 @@ class ClientProtocol(Protocol):
             if self.debug:
                 self.logger.debug("! opening handshake failed: %s", exc)
             if response is not None:
-                self._events.append(response)
+                self._queue_event(response)
             if not self.eof_sent:
                 self.send_eof()
             self._discarding = True
             return
         if self.debug:
             self.logger.debug("< HTTP/1.1 101 %s", response.reason_phrase)
-        self._events.append(response)
+        self._queue_event(response)
         self.state = OPEN
         rest = bytes(self._handshake_buffer[size:])
         self._handshake_buffer = bytearray()

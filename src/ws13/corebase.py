@@ -20,7 +20,8 @@ messages and compare everything that comes out.
 The state, set by ``Protocol`` and read by both twins:
 
 * ``_events``, ``_writes``: what ``events_received()`` and ``data_to_send()``
-  hand out (lists).
+  hand out: a list, or ``None`` while there is nothing (an idle connection
+  keeps no empty lists); each hand-out leaves ``None``.
 * ``_fast_recv``: whether a read may go to the C frame parser first
   (``Protocol._update_fast_paths`` says when); ``_expect_mask``: 0x80 when
   frames must be masked (a server), else 0; ``max_size``: the largest message
@@ -98,13 +99,13 @@ class CoreBase:
     )
 
     _encode_message: Callable[[bytes], bytes | None] | None
-    _events: list[Event]
+    _events: list[Event] | None
     _expect_mask: int
     _fast_recv: bool
     _fast_send: bool
     _inflate: Callable[[bytes, int | None], bytes] | None
     _mask_next: Callable[[], bytes] | None
-    _writes: list[bytes]
+    _writes: list[bytes] | None
     max_size: int | None
     bytes_received: int
     bytes_sent: int
@@ -121,10 +122,16 @@ class CoreBase:
         """
         self.bytes_received += len(data)
         self.receive_data(data)
-        events, self._events = self._events, []
-        writes, self._writes = self._writes, []
-        self.messages_received += count_messages(events)
-        self.bytes_sent += count_bytes(writes)
+        events, self._events = self._events, None
+        writes, self._writes = self._writes, None
+        if events is None:
+            events = []
+        else:
+            self.messages_received += count_messages(events)
+        if writes is None:
+            writes = []
+        else:
+            self.bytes_sent += count_bytes(writes)
         return events, writes
 
     def send_message(

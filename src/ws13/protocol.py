@@ -164,9 +164,12 @@ class Protocol(MessageAssembler):
         self.eof_sent = False
         self._tracer: FrameTracer | None = None
 
-        self._events: list[Event] = []
-        self._writes: list[bytes] = []
-        self._buffer = bytearray()
+        # Made when something is queued (see FrameWriter._queue_event()).
+        self._events: list[Event] | None = None
+        self._writes: list[bytes] | None = None
+        # The bytes of an incomplete frame; None when there are none (an
+        # idle connection keeps no empty bytearray: 56 bytes).
+        self._buffer: bytearray | None = None
         # The buffer size at which the frame at its head is complete, when
         # nothing needs to look at that frame before (0: parse every read).
         # A large frame arrives in many reads: up to one per TCP segment.
@@ -386,11 +389,16 @@ class Protocol(MessageAssembler):
             data = buffer
         pos = self._parse_frames(data, pos)
         if self._discarding:
-            buffer.clear()
+            self._buffer = None
         elif data is buffer:
             del buffer[:pos]
+            if not buffer:
+                self._buffer = None
         elif pos < len(data):
-            buffer += data[pos:]
+            if buffer is None:
+                self._buffer = bytearray(data[pos:])
+            else:
+                buffer += data[pos:]
         self._update_fast_paths()
 
     def _receive_handshake_data(self, data: bytes | bytearray) -> None:
@@ -413,16 +421,18 @@ class Protocol(MessageAssembler):
 
     def events_received(self) -> list[Event]:
         """Return what arrived since the last call, oldest first."""
-        events, self._events = self._events, []
-        if events:
-            self.messages_received += count_messages(events)
+        events, self._events = self._events, None
+        if events is None:
+            return []
+        self.messages_received += count_messages(events)
         return events
 
     def data_to_send(self) -> list[bytes]:
         """Return the bytes to write, in order; ``SEND_EOF`` means close the transport."""
-        writes, self._writes = self._writes, []
-        if writes:
-            self.bytes_sent += count_bytes(writes)
+        writes, self._writes = self._writes, None
+        if writes is None:
+            return []
+        self.bytes_sent += count_bytes(writes)
         return writes
 
     def _parse_frames(self, data: bytes | bytearray, pos: int = 0) -> int:
@@ -525,6 +535,8 @@ class Protocol(MessageAssembler):
 
     def _parse_fast(self, data: bytes | bytearray, pos: int) -> int:
         """The C parser from ``pos``: where it stopped (the end once it failed the connection)."""
+        if self._events is None:
+            self._events = []  # the C parser appends to it
         try:
             return parse_messages(  # type: ignore[misc]
                 data,
@@ -694,8 +706,8 @@ class Protocol(MessageAssembler):
             if self.side is SERVER and not self.eof_sent:
                 self.send_eof()
             self._discarding = True
-            self._buffer.clear()
-        self._events.append(frame)
+            self._buffer = None
+        self._queue_event(frame)
 
     # -- data out ------------------------------------------------------------
 
@@ -757,6 +769,6 @@ class Protocol(MessageAssembler):
         if self._state is OPEN:
             self.state = CLOSING
         self._discarding = True
-        self._buffer.clear()
+        self._buffer = None
         self._large = None
         self._msg_parts = NO_PARTS

@@ -139,7 +139,7 @@ class ServerProtocol(Protocol):
         if self.debug:
             self.logger.debug("< GET %s HTTP/1.1", request.path)
         self.request = request
-        self._events.append(request)
+        self._queue_event(request)
 
     def accept(self, request: Request) -> Response:
         """Check the request and build the answer: 101, or a 4xx with a short text.
@@ -269,7 +269,7 @@ class ServerProtocol(Protocol):
         if self.debug:
             self.logger.debug("> HTTP/1.1 %d %s", response.status_code, response.reason_phrase)
         self.response = response
-        self._writes.append(response.serialize())
+        self._queue_writes([response.serialize()])
         if response.status_code == 101:
             self.set_extensions(self._accepted_extensions)
             self.state = OPEN

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ._accel import CoreBase, build_frame, encode_text
 from .exceptions import InvalidState
@@ -20,6 +21,9 @@ from .extensions.base import Extension
 from .extensions.permessage_deflate import PerMessageDeflate
 from .frames import Frame, Opcode
 from .utils import encode_header
+
+if TYPE_CHECKING:
+    from .protocol import Event
 
 __all__ = [
     "COPY_MAX",
@@ -130,6 +134,23 @@ class FrameWriter(CoreBase):
     _tracer: FrameTracer | None
     _send_fragmented: bool
 
+    def _queue_event(self, event: Event) -> None:
+        """Hand ``event`` out with the next ``receive()`` / ``events_received()``."""
+        # The lists exist only while they hold something: an idle connection
+        # keeps none (two empty lists are 112 bytes per connection).
+        if self._events is None:
+            self._events = [event]
+        else:
+            self._events.append(event)
+
+    def _queue_writes(self, writes: list[bytes]) -> None:
+        """Hand ``writes`` (a list now the core's) out with the next
+        ``receive()``, ``send_message()`` or ``data_to_send()``."""
+        if self._writes is None:
+            self._writes = writes
+        else:
+            self._writes += writes
+
     def _check_open(self) -> None:
         """Raise InvalidState unless the connection is OPEN (``Protocol._check_open``)."""
         raise NotImplementedError
@@ -180,7 +201,7 @@ class FrameWriter(CoreBase):
 
     def _write_frame(self, first_byte: int, payload: bytes, compress: bool = True) -> None:
         """Queue a frame for ``data_to_send()``."""
-        self._writes += self._frame(first_byte, payload, compress)
+        self._queue_writes(self._frame(first_byte, payload, compress))
 
     def _send_message(
         self, message: str | bytes | bytearray | memoryview, text: bool | None, compress: bool
@@ -199,8 +220,8 @@ class FrameWriter(CoreBase):
                 self.send_binary(message, compress=compress)
         else:
             raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
-        writes, self._writes = self._writes, []
-        return writes
+        writes, self._writes = self._writes, None
+        return [] if writes is None else writes
 
     def send_text(self, data: bytes | str, fin: bool = True, *, compress: bool = True) -> None:
         """Send a text frame: the whole message, or its first fragment when ``fin`` is False.
@@ -254,4 +275,4 @@ class FrameWriter(CoreBase):
         if self.eof_sent:
             raise InvalidState("EOF was already sent")
         self.eof_sent = True
-        self._writes.append(SEND_EOF)
+        self._queue_writes([SEND_EOF])

@@ -169,6 +169,30 @@ class HandlerTests(ServerClientTestCase):
         await other.send("no crash")
         assert await wait(other.recv()) == "fine"
 
+    async def test_a_plain_function_handler_may_return_any_awaitable_or_raise(self) -> None:
+        # The handler's awaitable becomes the task itself: a future works as
+        # well as a coroutine, and raising before returning one is a failure.
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[None] = loop.create_future()
+
+        def handler(connection: ServerConnection) -> Awaitable[None]:
+            if connection.request is not None and connection.request.path == "/raise":
+                raise RuntimeError("no awaitable")
+            return answered
+
+        server = await self.start_server(handler)
+        client = await self.connect_to(server)
+        answered.set_result(None)
+        with pytest.raises(ConnectionClosedOK):
+            await wait(client.recv())
+        assert client.close_code == 1000
+        with self.assertLogs("ws13.server", "ERROR") as logs:
+            other = await wait(connect(f"ws://127.0.0.1:{server.port}/raise"))
+            with pytest.raises(ConnectionClosedError):
+                await wait(other.recv())
+        assert other.close_code == 1011
+        assert [r.getMessage() for r in logs.records] == ["connection handler failed"]
+
     async def test_connection_closed_in_handler_is_not_an_error(self) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 

@@ -562,6 +562,11 @@ class Connection(Pinger):
         Waits at most ``close_timeout`` for the peer, then aborts. Calling it
         on a closing or closed connection just waits.
         """
+        self._start_closing(code, reason)
+        await self.wait_closed()
+
+    def _start_closing(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """``close()`` without the wait: the close timeout runs, nothing awaits."""
         if self.protocol.state is OPEN:
             if self._fragmenting:
                 # A half-sent fragmented message can't be finished: fail it.
@@ -573,7 +578,6 @@ class Connection(Pinger):
         # (or its TCP close) would then never be read and close() would hang
         # until close_timeout. Read again; the closing peer sends little more.
         self.resume_receiving()
-        await self.wait_closed()
 
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import os
@@ -69,7 +70,7 @@ class ServerConnection(Connection):
     def __init__(self, protocol: ServerProtocol, server: Server, **kwargs: Any) -> None:
         super().__init__(protocol, **kwargs)
         self.server = server
-        self.handler_task: asyncio.Task[None] | None = None
+        self.handler_task: asyncio.Future[None] | None = None
         self.username: str | None = None
         #: The source address holding a slot of ``Server.limits``, if any.
         self.limit_address: str | None = None
@@ -203,25 +204,46 @@ class ServerConnection(Connection):
             self.server.opening.discard(self)
         if self.protocol.state is OPEN:
             self._start_keepalive()
-            self.handler_task = self.loop.create_task(self._run_handler())
+            self._start_handler()
         self._received()
 
-    async def _run_handler(self) -> None:
+    def _start_handler(self) -> None:
+        """Run the handler as the task itself, with a done callback where a
+        wrapper coroutine would wait for it (that coroutine cost about 200
+        bytes per connection, for as long as the connection lived)."""
         try:
-            await self.server.handler(self)
-        except ConnectionClosed as exc:
+            awaitable = self.server.handler(self)
+        except Exception as exc:
+            self._handler_raised(exc)
+            return
+        task = asyncio.ensure_future(awaitable, loop=self.loop)
+        task.add_done_callback(self._handler_done, context=self.server._done_context)
+        self.handler_task = task
+
+    def _handler_done(self, task: asyncio.Future[None]) -> None:
+        # The task keeps the traceback of what the handler raised (its
+        # frames refer to this connection): let it go, no cycle is left for
+        # the garbage collector. A done handler needs no waiting at shutdown.
+        self.handler_task = None
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, ConnectionClosed):
             # The connection's queue may keep this exception: without its
             # traceback (the handler's frames, which refer to the connection)
             # there is no reference cycle for the garbage collector to free.
             exc.__traceback__ = None
-        except Exception:
-            self.logger.error("connection handler failed", exc_info=True, extra={"websocket": self})
-            await self.close(CloseCode.INTERNAL_ERROR)
+        elif exc is not None:
+            self._handler_raised(exc)
             return
         if self.protocol.state is not CLOSED:
-            await self.close()
+            self._start_closing()
         # else both Close frames are exchanged and the server already closes
         # TCP (section 7.1.1): nothing to wait for.
+
+    def _handler_raised(self, exc: BaseException) -> None:
+        self.logger.error("connection handler failed", exc_info=exc, extra={"websocket": self})
+        self._start_closing(CloseCode.INTERNAL_ERROR)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -290,6 +312,9 @@ class Server:
         #: loop callbacks without TLS).
         self.connecting: set[asyncio.Task[Any]] = set()
         self._close_task: asyncio.Task[None] | None = None
+        #: Where the handlers' done callbacks run: one context for all, not
+        #: a copy per connection (64 bytes each, for the connection's life).
+        self._done_context = contextvars.copy_context()
         #: Done when close() starts: what serve_forever() waits for.
         self._stopping: asyncio.Future[None] | None = None
 
@@ -335,11 +360,11 @@ class Server:
             if c.protocol.state is not CONNECTING and not c._lost
         ]
         tasks = [c.handler_task for c in connections if c.handler_task is not None]
-        pending = [t for t in [*closing, *tasks] if not t.done()]
+        pending: list[asyncio.Future[Any]] = [t for t in [*closing, *tasks] if not t.done()]
         if pending:
             _, still = await asyncio.wait(pending, timeout=grace)
-            for task in still:
-                task.cancel()
+            for waiting in still:
+                waiting.cancel()
             if still:
                 self.logger.warning("%d connection handler(s) cancelled at shutdown", len(still))
                 await asyncio.wait(still, timeout=1)

@@ -316,7 +316,7 @@ class DemoServer:
         # The work before and after the await is in plain methods: this
         # coroutine stays suspended for the connection's whole life, and its
         # frame grows with its locals and its deepest call (100 bytes more).
-        service, opened = self._opened(connection)
+        service, started, peer = self._opened(connection)
         self.open_connections += 1
         try:
             if service == self.service and self.command is None:
@@ -327,6 +327,9 @@ class DemoServer:
                     self.messages_in += 1
                     await connection.send(message)
                     self.messages_out += 1
+                    # Or this frame keeps the last message while it waits
+                    # for the next one (97 bytes for 48 characters).
+                    del message
             else:
                 await service(connection)
         except ConnectionClosed:
@@ -334,11 +337,11 @@ class DemoServer:
         finally:
             self.open_connections -= 1
             await connection.close()
-            self._closed(connection, opened)
+            self._closed(connection, started, peer)
 
-    def _opened(self, connection: ServerConnection) -> tuple[Handler, _Opened]:
-        """Route a new connection and log its open; return its service and what
-        ``_closed()`` needs."""
+    def _opened(self, connection: ServerConnection) -> tuple[Handler, float, str]:
+        """Route a new connection and log its open; return its service, and
+        when it opened and its peer as logged, for ``_closed()``."""
         started = time.monotonic()
         peer = format_peer(connection)
         path, subprotocol = _describe(connection)
@@ -354,14 +357,16 @@ class DemoServer:
             remote=peer,
             path=path,
         )
-        watch = self._watches.pop(connection, None)
+        # A watch stays in _watches (weak keys) until the close: not in a
+        # tuple the handler's frame would keep, 64 bytes per connection.
+        watch = self._watches.get(connection)
         if watch is not None:
             watch.announce()
-        return route.websocket, (started, peer, watch)
+        return route.websocket, started, peer
 
-    def _closed(self, connection: ServerConnection, opened: _Opened) -> None:
+    def _closed(self, connection: ServerConnection, started: float, peer: str) -> None:
         """Log a connection's close (and tell its inspector)."""
-        started, peer, watch = opened
+        watch = self._watches.pop(connection, None)
         if watch is not None:
             watch.closed()
         path, subprotocol = _describe(connection)
@@ -389,10 +394,7 @@ class DemoServer:
             self.messages_in += 1
             await connection.send(message)
             self.messages_out += 1
-
-
-#: When a connection opened, its peer as logged, its inspector's watch if any.
-_Opened = tuple[float, str, "Watch | None"]
+            del message  # not kept while waiting for the next one
 
 
 def _describe(connection: ServerConnection) -> tuple[str, str]:
