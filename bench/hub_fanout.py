@@ -31,7 +31,7 @@ Scenarios (each a row of the table in docs/hub-performance.md):
     ``--rate`` messages/s (100) to the same N subscribers for ``--duration`` s
     (60): latency percentiles, the share of copies delivered, the server's CPU
     time (utime + stime from /proc, the workers included) and the lag (p50 /
-    p99) in the first and the last 10 s, which says whether it is steady.
+    p99) in each 10 s, which says whether it is steady.
 
 Subscribers are C (``bench/c/hub_sub.c``, compiled with ``cc`` at start):
 ``--clients`` processes (2), each holding its share of every server's
@@ -43,8 +43,13 @@ frames, which RFC 7692 allows; picows has no deflate). They report their own
 CPU time (client CPU %): near 100 would mean they, not the servers, set the
 latencies. Pinning with
 ``os.sched_setaffinity``: subscribers and the publisher on CPU 0; picows, a
-one-worker ws13 and redis-server on CPU 1; ``--workers`` above 1 unpinned
-(its workers use both CPUs: the point of workers).
+one-worker ws13 and redis-server on CPU 1; ``--workers`` above 1 unpinned, on
+both CPUs (the point of workers). The subscribers run under
+``SCHED_BATCH``: on a CPU they share with a worker, a subscriber woken by
+each write would otherwise preempt the worker at once (thousands of
+context switches per publish, measured), which is the clients starving the
+server; with ``SCHED_BATCH`` they keep their share of the CPU but wait for
+the scheduler's next turn. picows, alone on its CPU, is not affected.
 
 File descriptors: a process may hold at most the hard RLIMIT_NOFILE (often
 20,000); every process raises its soft limit to it. A server holds N
@@ -97,12 +102,19 @@ WINDOW = 10.0
 # -- processes ---------------------------------------------------------------------
 
 
-def pinned(cpu: int | None) -> Any:
-    if cpu is None:
-        return None
+def pinned(cpu: int | None, *, batch: bool = False) -> Any:
+    """A ``preexec_fn`` running the child on ``cpu``, or on every CPU this process
+    could use at startup when None: a child inherits the affinity of this
+    process, which pins itself beside the subscribers, so "unpinned" has to
+    be said (until 2026-12-07 the ``--workers`` servers ran on CPU 0 only).
+    ``batch``: ``SCHED_BATCH``, for the subscribers (see the module docstring).
+    """
+    cpus = set(AVAILABLE_CPUS) if cpu is None else {cpu}
 
     def pin() -> None:
-        os.sched_setaffinity(0, {cpu})
+        os.sched_setaffinity(0, cpus)
+        if batch:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
     return pin
 
@@ -126,6 +138,17 @@ def proc_cpu(pid: int) -> float:
         stat = f.read()
     fields = stat[stat.rindex(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy() -> float:
+    """CPU seconds every CPU spent busy since boot (``/proc/stat``: user, nice, system,
+    irq and softirq; not idle, iowait or steal). Unlike a process's utime + stime
+    it counts the loopback receive path the kernel runs in softirq context.
+    """
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / CLK_TCK
 
 
 def descendants(pid: int) -> list[int]:
@@ -212,11 +235,12 @@ class Processes:
         self.processes: list[tuple[str, subprocess.Popen[Any], IO[str]]] = []
 
     def spawn(
-        self, name: str, argv: list[str], cpu: int | None, **kwargs: Any
+        self, name: str, argv: list[str], cpu: int | None, batch: bool = False, **kwargs: Any
     ) -> subprocess.Popen[Any]:
         log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by close)
         try:
-            process = subprocess.Popen(argv, stderr=log, preexec_fn=pinned(cpu), **kwargs)
+            preexec = pinned(cpu, batch=batch)
+            process = subprocess.Popen(argv, stderr=log, preexec_fn=preexec, **kwargs)
         except OSError as exc:
             log.close()
             raise BenchError(f"cannot start {name} ({argv[0]}): {exc.strerror}") from None
@@ -251,7 +275,7 @@ class Subscribers:
     def __init__(self, procs: Processes, name: str, argv: list[str], cpu: int | None) -> None:
         self.name = name
         self.process = procs.spawn(
-            name, argv, cpu, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            name, argv, cpu, batch=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         self.log = procs.log_of(self.process)
 
@@ -528,14 +552,20 @@ async def run_cluster(args: argparse.Namespace, client: str, redis: bool) -> lis
         # (a) Single publishes, one at a time, the targets taking turns.
         results: list[dict[str, Any]] = []
         fanout_cpu = [0.0] * len(cluster.targets)
+        fanout_busy = [0.0] * len(cluster.targets)
+        fanout_client = [0.0] * len(cluster.targets)
         for i in range(args.publishes):
             for t, (target, publisher) in enumerate(zip(cluster.targets, publishers, strict=True)):
                 await asyncio.sleep(1.0)
                 check(target, publisher)
                 phase = target.fanout_phases(args.publishes)[i]
+                clients_before = sum(r["cpu"] for r in await asyncio.to_thread(cluster.collect))
                 before = sum(target.server_cpu_time().values())
+                busy_before = machine_busy()
                 publisher.publish(phase, i)
                 results, _, _ = await wait_delivered(cluster, [phase], n)
+                fanout_busy[t] += machine_busy() - busy_before
+                fanout_client[t] += sum(r["cpu"] for r in results) - clients_before
                 fanout_cpu[t] += sum(target.server_cpu_time().values()) - before
         for t, target in enumerate(cluster.targets):
             row = latency_row(
@@ -543,6 +573,8 @@ async def run_cluster(args: argparse.Namespace, client: str, redis: bool) -> lis
                 target.fanout_phases(args.publishes),
             )  # fmt: skip
             row["server_cpu"] = fanout_cpu[t]
+            row["machine_busy"] = fanout_busy[t] / args.publishes
+            row["fanout_client_cpu"] = fanout_client[t]
             rows.append(row)
 
         # (b) A ticker at --rate for --duration, on each target that has one.
@@ -567,13 +599,12 @@ async def run_cluster(args: argparse.Namespace, client: str, redis: bool) -> lis
             wall = wall_end - wall_start
             cpu = {name: servers_after[name] - servers_before[name] for name in servers_after}
             row = latency_row(f"ticker {args.rate:g}/s, {target.label}", n, total, results, phases)
-            first = latency_row("", n, 1, results, phases[:1])
-            last = latency_row("", n, 1, results, phases[-1:])
+            windows = [latency_row("", n, 1, results, [phase]) for phase in phases]
             row.update({
                 "server_cpu": sum(cpu.values()), "server_cpu_parts": cpu, "wall": wall,
                 "client_cpu": sum(r["cpu"] for r in results) - clients_before,
                 "published_in": loop.time() - started, "cut": cut,
-                "windows": (first, last, len(phases)),
+                "windows": windows,
             })  # fmt: skip
             rows.append(row)
         if cluster.split:
@@ -658,19 +689,31 @@ def notes(rows: list[dict[str, Any]]) -> list[str]:
                 f"* {row['scenario']}: {row['server_cpu'] / row['delivered'] * 1e6:.2f} µs of "
                 "server CPU per copy delivered (/proc ticks: 10 ms resolution)."
             )
-        if "windows" in row:
-            first, last, windows = row["windows"]
-            if windows > 1:
+        if "fanout_client_cpu" in row and row["delivered"]:
+            out.append(
+                f"* {row['scenario']}: {row['fanout_client_cpu'] / row['delivered'] * 1e6:.2f} µs "
+                "of subscriber-process CPU per copy delivered."
+            )
+        if "machine_busy" in row:
+            busy = row["machine_busy"] * 1000
+            out.append(
+                f"* {row['scenario']}: {busy:.0f} ms of CPU busy per publish on all "
+                f"{len(AVAILABLE_CPUS)} CPUs together (/proc/stat, softirq included, from the "
+                f"publish to the last copy): no schedule on {len(AVAILABLE_CPUS)} CPUs does that "
+                f"work in under {busy / len(AVAILABLE_CPUS):.0f} ms."
+            )
+        if len(row.get("windows", ())) > 1:
 
-                def lag(window: dict[str, Any]) -> str:
-                    if not window["delivered"]:
-                        return "no copy delivered"
-                    return f"{ms(window['p50'])} / {ms(window['p99'])} ms"
+            def lag(window: dict[str, Any]) -> str:
+                if not window["delivered"]:
+                    return "none"
+                return f"{ms(window['p50'])} / {ms(window['p99'])}"
 
-                out.append(
-                    f"* {row['scenario']}: lag p50 / p99 in the first {WINDOW:g} s "
-                    f"{lag(first)}, in the last {WINDOW:g} s {lag(last)} (steady when alike)."
-                )
+            out.append(
+                f"* {row['scenario']}: lag p50 / p99 ms in each {WINDOW:g} s, first to last: "
+                + ", ".join(lag(window) for window in row["windows"])
+                + " (steady when alike)."
+            )
         if "server_cpu_parts" in row and len(row["server_cpu_parts"]) > 1:
             parts = ", ".join(f"{k} {v:.2f} s" for k, v in row["server_cpu_parts"].items())
             out.append(f"* {row['scenario']}: server CPU split: {parts}.")
@@ -693,8 +736,9 @@ def notes(rows: list[dict[str, Any]]) -> list[str]:
 
 def report(args: argparse.Namespace, rows: list[dict[str, Any]], command: str) -> str:
     pinning = (
-        "picows, a one-worker ws13 and redis-server pinned to CPU 1, `--workers` above 1"
-        " unpinned, subscribers and publisher on CPU 0"
+        "picows, a one-worker ws13 and redis-server pinned to CPU 1, `--workers` above 1 "
+        "on every CPU (unpinned), "
+        "subscribers (`SCHED_BATCH`) and publisher on CPU 0"
         if cpu_plan()[0] is not None
         else "no CPU pinning (fewer than 2 usable CPUs)"
     )
@@ -764,6 +808,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--sample", type=int, default=0, help="subscribers that measure latency (0: all)"
     )
     parser.add_argument("--workers", type=int, default=1, help="ws13 serve --workers (1)")
+
     parser.add_argument("--redis", action="store_true", help="also through Redis and 2 nodes")
     parser.add_argument(
         "--deflate", action="store_true", help="subscribers offer permessage-deflate"

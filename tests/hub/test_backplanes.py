@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import os
 import shutil
+import subprocess
 import tempfile
 import unittest
 from typing import TYPE_CHECKING, Any
@@ -285,6 +286,18 @@ class RedisBackplaneTests(BackplaneContract, UnreachableContract, unittest.Isola
         self.assertEqual(after.offset, 1)
         # And the channel is subscribed again.
         await self.listener.wait_for(lambda: self.listener.entries[-1].data == "3")
+
+    async def test_a_master_refusing_writes_is_unavailable(self) -> None:
+        # min-replicas-to-write with no replica: Redis answers NOREPLICAS,
+        # which is "not now" (503 at the hub), not a bug.
+        config = ["redis-cli", "-p", str(self.redis.port), "CONFIG", "SET", "min-replicas-to-write"]
+        subprocess.run([*config, "1"], check=True, capture_output=True)
+        try:
+            with self.assertRaisesRegex(BackplaneUnavailable, "^redis: NOREPLICAS"):
+                await self.publish("x", "1")
+        finally:
+            subprocess.run([*config, "0"], check=True, capture_output=True)
+        self.assertEqual((await self.publish("x", "2")).offset, 1)
 
     def unreachable(self) -> Backplane:
         return RedisBackplane("redis://127.0.0.1:1/0", timeout=0.2)

@@ -152,6 +152,21 @@ class RedisClusterBackplaneTests(
             await backplane.aclose()
 
 
+def describe(hub: Hub, name: str) -> dict[str, Any]:
+    """What the hub holds for channel ``name``: a failing test's evidence."""
+    channel = hub._channels.get(name)
+    if channel is None:
+        return {}
+    return {
+        "epoch": channel.epoch,
+        "last": channel.last,
+        "held": None if channel.held is None else len(channel.held),
+        "holding": [len(entries) for entries in channel.holding.values()],
+        "batch": (len(channel.batch.sessions), len(channel.batch.pending)),
+        "exact": len(channel.exact),
+    }
+
+
 @dataclasses.dataclass
 class Streamed:
     """What ``FailoverTests.stream_through`` saw."""
@@ -173,7 +188,8 @@ class FailoverTests(HubTestCase):
         """
         prefix = f"t{next(_prefixes)}:"
         backplane = make_backplane(prefix=prefix)
-        _, server = await self.start_hub(Hub(backplane, publish_rate=None))
+        hub = Hub(backplane, publish_rate=None)
+        _, server = await self.start_hub(hub)
         channel = "chat:failover"
         master = cluster.master_of(cluster.keyslot(KeyLayout(prefix, cluster=True).topic(channel)))
         subscriber = await self.client(server)
@@ -206,9 +222,17 @@ class FailoverTests(HubTestCase):
                     break
                 await asyncio.sleep(0.002)
         # The subscriber may get the last message before the publisher's reply.
-        await wait_until(
-            lambda: any(isinstance(m, Message) and m.data == acknowledged[-1] for m in received)
-        )
+        try:
+            await wait_until(
+                lambda: any(isinstance(m, Message) and m.data == acknowledged[-1] for m in received)
+            )
+        except TimeoutError:
+            # Say enough to tell a lost write from a lost delivery.
+            self.fail(
+                f"last acknowledged {list(zip(acknowledged, epochs, strict=True))[-5:]} "
+                f"not received; received last {received[-5:]}; "
+                f"backplane {backplane.status()}; hub channel {describe(hub, channel)}"
+            )
         assert failing is not None
         await failing
         self.assertNoSilentLoss(acknowledged, received)

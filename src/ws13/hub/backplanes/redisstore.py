@@ -46,6 +46,7 @@ from . import BackplaneListener, BackplaneUnavailable, Entry, HistoryPage, Membe
 
 try:
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the Redis backplane needs redis-py: pip install 'ws13[redis]'") from exc
@@ -56,6 +57,13 @@ logger = logging.getLogger("ws13.hub.redis")
 
 #: Errors that mean "Redis is unreachable now", as opposed to bugs.
 UNAVAILABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+#: Error replies that mean "this node can't take the write now", not a bug:
+#: a master without the replicas ``min-replicas-to-write`` asks for (the
+#: setting that keeps a master restarted with an old view, or cut off from
+#: its replicas, from acknowledging writes Redis would later drop), a replica,
+#: a replica whose master is down.
+REFUSED_REPLIES = ("NOREPLICAS ", "READONLY ", "MASTERDOWN ")
 
 # Sets ``epoch`` (and ``fresh`` when it is new) from KEYS[1], the meta hash;
 # ARGV[1] is a candidate epoch. $node is the writer's identity: the cluster
@@ -215,6 +223,10 @@ class RedisStore:
             return await script(keys=keys, args=args)
         except self.unavailable as exc:
             raise BackplaneUnavailable(f"redis: {exc}") from None
+        except ResponseError as exc:
+            if str(exc).startswith(REFUSED_REPLIES):
+                raise BackplaneUnavailable(f"redis: {str(exc).partition('. ')[0]}") from None
+            raise
 
     async def publish(self, channel: str, data: str, *, history_size: int, ttl: float) -> Entry:
         now = int(time.time() * 1000)
