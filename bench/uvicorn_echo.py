@@ -1,6 +1,7 @@
 """A Starlette echo app under uvicorn: ws13's protocol against uvicorn's own three.
 
 Usage: python bench/uvicorn_echo.py [--protocols ws13,websockets,websockets-sansio,wsproto]
+                                    [--reference picows]
                                     [--conns 1,100] [--size 32] [--repeat 5]
                                     [--duration 5] [--warmup 1] [--instructions] [--quick]
                                     [--output results.json]
@@ -19,6 +20,12 @@ protocols in that cell. ``--instructions`` adds callgrind's instructions per
 echo at one connection (``instructions.py``'s method: the count of a long
 run minus a short one). A benchmark, not a test: it never judges the
 figures, it prints them (and ``--output`` writes them as JSON).
+
+``--reference picows`` adds picows's bare echo server (``servers.py
+picows``: no uvicorn, no ASGI) to the same interleaved runs and a row of
+its figures over the best of uvicorn's protocols: at one connection a round
+trip is mostly the client, the kernel and the wake-ups, so that row is the
+most any server under uvicorn could show there.
 """
 
 from __future__ import annotations
@@ -43,6 +50,10 @@ PROTOCOLS = {
     "websockets-sansio": "websockets-sansio",
     "wsproto": "wsproto",
 }
+#: Servers outside uvicorn, run beside the protocols as a reference (``--reference``):
+#: picows's bare echo (``servers.py picows``), the fastest Python-land server
+#: under the same client, sets the ceiling any server under uvicorn can reach.
+REFERENCES = {"picows": "picows"}
 START_TIMEOUT = 60.0
 
 
@@ -109,8 +120,9 @@ async def serve_uvicorn(protocol: str, port: int, ready: Callable[[int], None]) 
 
 
 def start_server(name: str) -> tuple[subprocess.Popen[str], int]:
+    server = REFERENCES.get(name, f"uvicorn-{name}")
     proc = subprocess.Popen(
-        [sys.executable, str(BENCH / "servers.py"), f"uvicorn-{name}", "--cpu", "1"],
+        [sys.executable, str(BENCH / "servers.py"), server, "--cpu", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -120,7 +132,7 @@ def start_server(name: str) -> tuple[subprocess.Popen[str], int]:
     if not line.startswith("READY"):
         proc.kill()
         proc.wait()
-        raise RuntimeError(f"uvicorn-{name} did not start: {line!r}")
+        raise RuntimeError(f"{server} did not start: {line!r}")
     return proc, int(line.split()[1])
 
 
@@ -241,19 +253,29 @@ def table(runs: dict[str, Any], conns: list[int], counts: dict[str, float]) -> s
         if counts:
             cells.append(f"{counts[name]:,.0f}" if name in counts else "")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    others = [name for name in medians if name != "ws13"]
-    if "ws13" in medians and others:
+    others = [name for name in medians if name != "ws13" and name not in REFERENCES]
+
+    def against_best(name: str) -> list[str]:
+        """``name``'s cells over the best of uvicorn's protocols in each column."""
         cells = []
         for n in conns:
             rates = [medians[o][n][0] for o in others if medians[o][n][0] is not None]
             cpus = [medians[o][n][1] for o in others if medians[o][n][1] is not None]
-            rate, cpu = medians["ws13"][n]
+            rate, cpu = medians[name][n]
             cells.append(f"{rate / max(rates):.2f}x" if rate and rates else "")
             cells.append(f"{cpu / min(cpus):.2f}x" if cpu and cpus else "")
+        return cells
+
+    if "ws13" in medians and others:
+        cells = against_best("ws13")
         if counts:
             best = counts.get("websockets-sansio")
             cells.append(f"{counts['ws13'] / best:.2f}x" if best and "ws13" in counts else "")
         lines.append("| **ws13 / best of uvicorn's** | " + " | ".join(cells) + " |")
+    for name in REFERENCES:
+        if name in medians and others:
+            cells = against_best(name) + ([""] if counts else [])
+            lines.append(f"| {name} (no uvicorn) / best of uvicorn's | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -262,6 +284,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
+    parser.add_argument(
+        "--reference",
+        default="",
+        help="servers outside uvicorn to run beside them: picows (its bare echo)",
+    )
     parser.add_argument("--conns", default="1,100")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=5)
@@ -281,13 +308,21 @@ def main() -> None:
     unknown = set(names) - set(PROTOCOLS)
     if unknown:
         parser.error(f"unknown protocols: {', '.join(sorted(unknown))}")
+    references = [name for name in args.reference.split(",") if name]
+    if set(references) - set(REFERENCES):
+        parser.error(f"unknown references: {args.reference} (known: {', '.join(REFERENCES)})")
+    names += references
     conns = [int(n) for n in args.conns.split(",")]
     # Inherited by the servers this starts (servers.py uvicorn-NAME).
     os.environ["UVICORN_ECHO_APP"] = args.app
     load0 = os.getloadavg()
     started = time.time()
     runs = timed(args, names, conns)
-    counts = instructions(names, args.messages, args.size) if args.instructions else {}
+    counts = (
+        instructions([name for name in names if name not in REFERENCES], args.messages, args.size)
+        if args.instructions
+        else {}
+    )
     report = table(runs, conns, counts)
     print()
     print(f"{args.app} app, {args.size} B binary echo, uvloop + httptools, median of {args.repeat}")

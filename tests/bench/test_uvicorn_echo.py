@@ -24,6 +24,8 @@ def test_uvicorn_echo_quick(tmp_path: Path) -> None:
             "--quick",
             "--protocols",
             "ws13,websockets-sansio",
+            "--reference",
+            "picows",
             "--conns",
             "1,3",
             "--output",
@@ -36,10 +38,11 @@ def test_uvicorn_echo_quick(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads(output.read_text())
-    for name in ("ws13", "websockets-sansio"):
+    for name in ("ws13", "websockets-sansio", "picows"):
         for conns in ("1", "3"):
             (run,) = results["runs"][name][conns]
             assert "error" not in run, (name, conns, run)
             assert run["msgs"] > 0, (name, conns, run)
             assert run["errors"] == 0, (name, conns, run)
     assert "| **ws13 / best of uvicorn's** |" in results["table"]
+    assert "| picows (no uvicorn) / best of uvicorn's |" in results["table"]
