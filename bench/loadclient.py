@@ -53,6 +53,13 @@ def proc_stat(pid: int) -> tuple[float, int]:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK, int(fields[7])
 
 
+def proc_stime(pid: int) -> float:
+    """stime of ``pid`` (all its threads) in seconds: its share in the kernel."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    return int(stat[stat.rindex(b")") + 2 :].split()[12]) / CLK_TCK
+
+
 def proc_cpu(pid: int) -> float:
     """utime + stime of ``pid`` (all its threads) in seconds."""
     return proc_stat(pid)[0]
@@ -147,12 +154,14 @@ class Window:
         self.latencies: list[int] = []
         self.t0 = self.t1 = 0.0
         self.server_cpu0 = self.server_cpu1 = 0.0
+        self.server_sys0 = self.server_sys1 = 0.0
         self.client_cpu0 = self.client_cpu1 = 0.0
         self.busy0 = self.busy1 = 0.0
         self.faults0 = self.faults1 = 0
 
     def start(self) -> None:
         self.server_cpu0, self.faults0 = proc_stat(self.server_pid)
+        self.server_sys0 = proc_stime(self.server_pid)
         self.client_cpu0 = self_cpu()
         self.busy0 = system_busy()
         self.t0 = time.perf_counter()
@@ -163,6 +172,7 @@ class Window:
         self.running = False
         self.t1 = time.perf_counter()
         self.server_cpu1, self.faults1 = proc_stat(self.server_pid)
+        self.server_sys1 = proc_stime(self.server_pid)
         self.client_cpu1 = self_cpu()
         self.busy1 = system_busy()
 
@@ -179,6 +189,10 @@ class Window:
             "server_cpu_s": server_cpu,
             "server_cpu_pct": 100 * server_cpu / elapsed if elapsed else 0.0,
             "server_cpu_us_per_msg": 1e6 * server_cpu / n if n else None,
+            # The kernel's part (stime): system calls, TCP, the loopback path.
+            "server_sys_us_per_msg": (
+                1e6 * (self.server_sys1 - self.server_sys0) / n if n else None
+            ),
             "server_faults_per_msg": (self.faults1 - self.faults0) / n if n else None,
             "client_cpu_s": client_cpu,
             "client_cpu_pct": 100 * client_cpu / elapsed if elapsed else 0.0,

@@ -194,6 +194,7 @@ def timed(args: argparse.Namespace, names: list[str], conns: list[int]) -> dict[
                         f"  rep {repetition + 1} {name:18} {n:3} conn "
                         f"{result['msgs_per_s']:9,.0f} msgs/s "
                         f"{result['server_cpu_us_per_msg']:6.1f} µs/msg "
+                        f"({result['server_sys_us_per_msg']:4.1f} in the kernel) "
                         f"(other load {result['other_cpu_pct']:.0f} %)",
                         flush=True,
                     )
@@ -234,7 +235,10 @@ def instructions(names: list[str], messages: int, size: int) -> dict[str, float]
 
 def table(runs: dict[str, Any], conns: list[int], counts: dict[str, float]) -> str:
     """The Markdown table: medians, and ws13 against the best of uvicorn's protocols."""
-    lines = ["| protocol | " + " | ".join(f"{n} conn msgs/s | {n} conn µs/msg" for n in conns)]
+    lines = [
+        "| protocol | "
+        + " | ".join(f"{n} conn msgs/s | {n} conn µs/msg (in the kernel)" for n in conns)
+    ]
     lines[0] += " | instructions/echo |" if counts else " |"
     lines.append("|---" * (1 + 2 * len(conns) + bool(counts)) + "|")
     medians = {
@@ -248,8 +252,10 @@ def table(runs: dict[str, Any], conns: list[int], counts: dict[str, float]) -> s
         cells = []
         for n in conns:
             rate, cpu = by_n[n]
+            kernel = median_of(runs[name][n], "server_sys_us_per_msg")
             cells.append("n/a" if rate is None else f"{rate:,.0f}")
-            cells.append("n/a" if cpu is None else f"{cpu:.1f}")
+            in_kernel = "" if kernel is None else f" ({kernel:.1f})"
+            cells.append("n/a" if cpu is None else f"{cpu:.1f}{in_kernel}")
         if counts:
             cells.append(f"{counts[name]:,.0f}" if name in counts else "")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
