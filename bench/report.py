@@ -587,7 +587,9 @@ def uvicorn_targets(data: dict[str, Any]) -> list[str]:
         values = [r[key] for r in data["runs"].get(name, {}).get(conns, []) if key in r]
         return statistics.median(values) if values else None
 
-    others = [name for name in data["runs"] if name != "ws13"]
+    # uvicorn's own protocols only: a --reference server (picows) isn't one.
+    reference = set(data.get("args", {}).get("reference", "").split(","))
+    others = [name for name in data["runs"] if name != "ws13" and name not in reference]
     checks = []
     cpu = median("ws13", "100", "server_cpu_us_per_msg")
     best_cpu = min(
