@@ -78,3 +78,40 @@ class Ws13JsTests(HubTestCase):
         finally:
             process.stdin.write(b"exit\n")
             await asyncio.wait_for(process.wait(), TIMEOUT)
+
+
+PACED = """
+const WS13Hub = require(process.argv[1]);
+const hub = new WS13Hub(process.argv[2]);
+let refused = 0;  // the 429s publish() met and retried past
+const request = hub._request.bind(hub);
+hub._request = (r, f) => request(r, f).catch((e) => { refused += e.code === 429; throw e; });
+(async () => {
+  const offsets = [];
+  for (let i = 0; i < 8; i++) offsets.push((await hub.publish("chat", i)).offset);
+  console.log(JSON.stringify({offsets, refused}));
+  hub.close();
+  process.exit(0);  // the requests' reply timers would keep Node up a while
+})().catch((e) => { console.log(JSON.stringify({error: e.code})); process.exit(1); });
+"""
+
+
+class PublishRateTests(HubTestCase):
+    async def test_a_publish_over_the_rate_limit_waits_and_retries(self) -> None:
+        node = shutil.which("node")
+        assert node is not None, "node is missing: apt-get install nodejs"
+        # 2 at once, then one every 0.1 s: publishing in a loop, most of the 8
+        # are refused with 429 first, waited for and retried.
+        hub, server = await self.start_hub(publish_rate=10.0, publish_burst=2)
+        process = await asyncio.create_subprocess_exec(
+            node, "--no-warnings", "--experimental-websocket", "-e", PACED, WS13_JS,
+            self.url(server), stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, _ = await asyncio.wait_for(process.communicate(), TIMEOUT)
+        self.assertEqual(process.returncode, 0, stdout)
+        result = json.loads(stdout)
+        self.assertEqual(result["offsets"], list(range(1, 9)))
+        self.assertGreater(result["refused"], 0)
+        # Stored once each: nothing refused was stored, nothing retried twice.
+        page = await hub.backplane.history("chat", ttl=60)
+        self.assertEqual(sorted(int(e.data) for e in page.entries), list(range(8)))

@@ -10,6 +10,7 @@
 //     onPresence: (kind, member) => ...,      // "join" | "leave" pushes
 //   });
 //   await hub.publish("chat:lobby", {nick: "ann", text: "hi"});   // resolves once stored
+//                                             // (over the rate limit: waits, tries again)
 //   await hub.history("chat:lobby", {limit: 20});   // {epoch, offset, messages: [...]}
 //   await hub.presence("chat:lobby");               // [{client, user, info}]
 //   await room.unsubscribe();  hub.close();
@@ -22,10 +23,12 @@
 
   var SUBPROTOCOL = "ws13.hub.v1";
 
-  function HubError(code, message) {
+  function HubError(code, message, retryAfter) {
     var error = new Error(code + " " + message);
     error.name = "HubError";
     error.code = code;
+    // Seconds the hub asks to wait before trying again (429), if it said.
+    if (retryAfter !== undefined) error.retryAfter = retryAfter;
     return error;
   }
 
@@ -94,7 +97,8 @@
       delete this._pending[push.id];
       clearTimeout(pending.timer);
       if (op === "error") {
-        pending.reject(HubError(push.code, push.message));
+        pending.reject(HubError(push.code, push.message,
+          typeof push.retry_after === "number" ? push.retry_after / 1000 : undefined));
       } else {
         // Synchronously, before any push that follows the reply.
         if (pending.onReply) pending.onReply(push.result || {});
@@ -168,8 +172,20 @@
       function (error) { delete self._subs[channel]; throw error; });
   };
 
+  // Over the hub's publish rate limit (429 with retry_after) it waits as long
+  // as the hub says and tries again: a refused publish wasn't stored, so this
+  // never duplicates, and publishing in a loop is simply paced.
   WS13Hub.prototype.publish = function (channel, data) {
-    return this._request({op: "publish", channel: channel, data: data});
+    var self = this;
+    var attempt = function () {
+      return self._request({op: "publish", channel: channel, data: data}).catch(function (error) {
+        if (error.code !== 429 || error.retryAfter === undefined || self._closed) throw error;
+        return new Promise(function (resolve) {
+          setTimeout(resolve, error.retryAfter * 1000);
+        }).then(attempt);
+      });
+    };
+    return attempt();
   };
 
   WS13Hub.prototype.history = function (channel, options) {
