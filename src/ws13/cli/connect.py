@@ -5,7 +5,8 @@ On a terminal (stdin and stdout both TTYs) it is interactive: see
 a message (text; with ``--binary``, bytes decoded from hex or base64); each
 message received is printed on stdout, a line each (binary messages as hex,
 or base64 with ``--base64``). At the end of stdin the client waits for the
-replies to what it sent (at most ``LINGER`` seconds of quiet), closes the
+replies to what it sent (at most ``LINGER`` seconds of quiet, then ``SETTLE`` of
+quiet for more), closes the
 connection normally and exits 0; a failure exits 1 with one line on stderr.
 
 ``--trace`` prints the opening handshake and every frame, both ways,
@@ -46,6 +47,10 @@ __all__ = ["ConnectFailed", "Session", "add_parser", "reconnecting", "run"]
 
 #: At the end of stdin, seconds to wait for the server's next message before closing.
 LINGER = 1.0
+#: Then, once as many messages came back as went out, seconds of quiet that end
+#: the wait: a server may answer one message with several (``--exec-pty`` splits
+#: a line longer than 64 KiB), and closing at the first would lose the rest.
+SETTLE = 0.2
 #: ``--reconnect``: the first wait, the factor between waits, and the longest wait.
 BACKOFF_INITIAL, BACKOFF_FACTOR, BACKOFF_MAX = 0.5, 2.0, 30.0
 
@@ -411,16 +416,18 @@ class _Tally:
 
 
 async def _wait_replies(tally: _Tally) -> None:
-    """Wait until as many messages came back as went out, or LINGER seconds of quiet.
+    """Wait until as many messages came back as went out, then ``SETTLE`` seconds
+    of quiet; or ``LINGER`` seconds of quiet before that.
 
     Closing at once would lose the replies still on their way (the server
     can't send after the closing handshake): `echo hi | ws13 connect` printed
     nothing now and then.
     """
-    while tally.received < tally.sent:
+    while True:
         tally.arrived.clear()
+        quiet = LINGER if tally.received < tally.sent else SETTLE
         try:
-            await asyncio.wait_for(tally.arrived.wait(), LINGER)
+            await asyncio.wait_for(tally.arrived.wait(), quiet)
         except TimeoutError:
             break
 
