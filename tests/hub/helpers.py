@@ -185,6 +185,20 @@ class HubTestCase(unittest.IsolatedAsyncioTestCase):
         assert welcome["op"] == "welcome", welcome
         return ws
 
+    async def slow_client(self, server: Server) -> ClientConnection:
+        """A client that reads nothing after the welcome, with a tiny receive buffer."""
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.setblocking(False)
+        # No keepalive: a client that doesn't read never sees the pong.
+        ws = await connect(
+            self.url(server), sock=sock, max_queue=1, compression=None, ping_interval=None
+        )
+        self.addAsyncCleanup(self._close, ws)
+        await recv_json(ws)
+        return ws
+
     async def _close(self, ws: ClientConnection) -> None:
         await asyncio.wait_for(ws.close(), TIMEOUT)
 

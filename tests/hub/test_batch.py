@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from typing import Any
 
-from ws13.asyncio.client import ClientConnection, connect
+from ws13.asyncio.client import ClientConnection
 from ws13.hub import ChannelOptions, Hub, Policy, Session
 
 from .helpers import HubTestCase, recv_json, wait_until
@@ -121,19 +120,6 @@ class SeveralChannelsTests(HubTestCase):
 
 
 class SlowSubscriberTests(HubTestCase):
-    async def slow_client(self, server: Any) -> Any:
-        """A client that reads nothing after the welcome, with a tiny receive buffer."""
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        sock.setblocking(False)
-        ws = await connect(
-            self.url(server), sock=sock, max_queue=1, compression=None, ping_interval=None
-        )
-        self.addAsyncCleanup(self._close, ws)
-        await recv_json(ws)
-        return ws
-
     async def test_a_slow_subscriber_drops_oldest_while_the_others_get_everything(self) -> None:
         hub, server = await self.start_hub(
             channels={"ticker": ChannelOptions(policy=Policy.DROP_OLDEST, history_size=0)},

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from typing import Any, ClassVar
 
 from ws13.asyncio import connect, serve
@@ -348,20 +347,6 @@ class BadInputTests(HubTestCase):
 
 
 class SlowConsumerTests(HubTestCase):
-    async def slow_client(self, server: Any) -> Any:
-        """A client that reads nothing after the welcome, with a tiny receive buffer."""
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        sock.setblocking(False)
-        # No keepalive: a client that doesn't read never sees the pong.
-        ws = await connect(
-            self.url(server), sock=sock, max_queue=1, compression=None, ping_interval=None
-        )
-        self.addAsyncCleanup(self._close, ws)
-        await recv_json(ws)
-        return ws
-
     async def test_drop_oldest_keeps_the_connection_and_bounds_memory(self) -> None:
         hub, server = await self.start_hub(
             channels={"ticker": ChannelOptions(policy=Policy.DROP_OLDEST, history_size=0)},
