@@ -21,18 +21,23 @@ TIMEOUT = 300
 
 
 class FanoutBenchTests(unittest.TestCase):
+    def run_bench(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``hub_fanout.py ARGS``, checked to exit 0."""
+        result = subprocess.run(
+            [sys.executable, BENCH, *args],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=ENV,
+            cwd=ROOT,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        return result
+
     def test_quick_run_prints_its_table(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             output = os.path.join(tmp, "hub-performance.md")
-            result = subprocess.run(
-                [sys.executable, BENCH, "--quick", "--redis", "--output", output],
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT,
-                env=ENV,
-                cwd=ROOT,
-            )
-            self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+            result = self.run_bench("--quick", "--redis", "--output", output)
             self.assertNotIn("Traceback", result.stderr)
             header = "| scenario | subscribers | messages | delivered | p50 ms | p99 ms | max ms"
             self.assertIn(header, result.stdout)
@@ -51,15 +56,7 @@ class FanoutBenchTests(unittest.TestCase):
             self.assertIn("python bench/hub_fanout.py --quick --redis", report)
 
     def test_quick_run_with_workers(self) -> None:
-        result = subprocess.run(
-            [sys.executable, BENCH, "--quick", "--workers", "2", "--deflate"],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            env=ENV,
-            cwd=ROOT,
-        )
-        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        result = self.run_bench("--quick", "--workers", "2", "--deflate")
         for scenario in (
             "| fan-out, picows | 20 | 1 | 100 % |",
             "| fan-out, ws13, --workers 2 | 20 | 1 | 100 % |",
