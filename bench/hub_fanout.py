@@ -82,6 +82,7 @@ import time
 from typing import IO, Any
 
 from hub_client import BINS, BINS_PER_E, BenchError, Stats, event_loop, open_peer
+from loadclient import system_busy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -138,17 +139,6 @@ def proc_cpu(pid: int) -> float:
         stat = f.read()
     fields = stat[stat.rindex(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_busy() -> float:
-    """CPU seconds every CPU spent busy since boot (``/proc/stat``: user, nice, system,
-    irq and softirq; not idle, iowait or steal). Unlike a process's utime + stime
-    it counts the loopback receive path the kernel runs in softirq context.
-    """
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:8]]
-    user, nice, system, _idle, _iowait, irq, softirq = fields
-    return (user + nice + system + irq + softirq) / CLK_TCK
 
 
 def descendants(pid: int) -> list[int]:
@@ -561,10 +551,10 @@ async def run_cluster(args: argparse.Namespace, client: str, redis: bool) -> lis
                 phase = target.fanout_phases(args.publishes)[i]
                 clients_before = sum(r["cpu"] for r in await asyncio.to_thread(cluster.collect))
                 before = sum(target.server_cpu_time().values())
-                busy_before = machine_busy()
+                busy_before = system_busy(steal=False)
                 publisher.publish(phase, i)
                 results, _, _ = await wait_delivered(cluster, [phase], n)
-                fanout_busy[t] += machine_busy() - busy_before
+                fanout_busy[t] += system_busy(steal=False) - busy_before
                 fanout_client[t] += sum(r["cpu"] for r in results) - clients_before
                 fanout_cpu[t] += sum(target.server_cpu_time().values()) - before
         for t, target in enumerate(cluster.targets):

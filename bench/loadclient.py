@@ -74,12 +74,18 @@ def proc_rss(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def system_busy() -> float:
-    """CPU seconds all CPUs spent busy since boot (for the background-load estimate)."""
+def system_busy(*, steal: bool = True) -> float:
+    """CPU seconds all CPUs spent busy since boot (for the background-load estimate).
+
+    ``/proc/stat``'s user, nice, system, irq, softirq (which a process's own
+    utime + stime leave out: the loopback receive path runs there) and, with
+    ``steal``, the time the hypervisor gave to other machines: load for a
+    background estimate, not work done here.
+    """
     with open("/proc/stat", "rb") as f:
         fields = [int(x) for x in f.readline().split()[1:9]]
     idle = fields[3] + fields[4]
-    return (sum(fields) - idle) / CLK_TCK
+    return (sum(fields) - idle - (0 if steal else fields[7])) / CLK_TCK
 
 
 def self_cpu() -> float:
