@@ -45,19 +45,14 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # -- /proc --------------------------------------------------------------------
 
 
-def proc_stat(pid: int) -> tuple[float, int]:
-    """(utime + stime in seconds, minor page faults) of ``pid``, all threads."""
+def proc_stat(pid: int) -> tuple[float, int, float]:
+    """(utime + stime in seconds, minor page faults, stime in seconds: the
+    kernel's part) of ``pid``, all threads."""
     with open(f"/proc/{pid}/stat", "rb") as f:
         stat = f.read()
     fields = stat[stat.rindex(b")") + 2 :].split()  # fields[0] is field 3, "state"
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK, int(fields[7])
-
-
-def proc_stime(pid: int) -> float:
-    """stime of ``pid`` (all its threads) in seconds: its share in the kernel."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        stat = f.read()
-    return int(stat[stat.rindex(b")") + 2 :].split()[12]) / CLK_TCK
+    utime, stime = int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+    return utime + stime, int(fields[7]), stime
 
 
 def proc_cpu(pid: int) -> float:
@@ -166,8 +161,7 @@ class Window:
         self.faults0 = self.faults1 = 0
 
     def start(self) -> None:
-        self.server_cpu0, self.faults0 = proc_stat(self.server_pid)
-        self.server_sys0 = proc_stime(self.server_pid)
+        self.server_cpu0, self.faults0, self.server_sys0 = proc_stat(self.server_pid)
         self.client_cpu0 = self_cpu()
         self.busy0 = system_busy()
         self.t0 = time.perf_counter()
@@ -177,8 +171,7 @@ class Window:
         self.recording = False
         self.running = False
         self.t1 = time.perf_counter()
-        self.server_cpu1, self.faults1 = proc_stat(self.server_pid)
-        self.server_sys1 = proc_stime(self.server_pid)
+        self.server_cpu1, self.faults1, self.server_sys1 = proc_stat(self.server_pid)
         self.client_cpu1 = self_cpu()
         self.busy1 = system_busy()
 
