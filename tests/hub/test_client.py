@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from ws13.asyncio import serve
 from ws13.hub import SUBPROTOCOL, ChannelOptions, ErrorCode, Hub, HubError
@@ -125,3 +126,114 @@ class ClientTests(HubTestCase):
             await client.publish("bad channel", 1)
         self.assertEqual(caught.exception.code, ErrorCode.BAD_REQUEST)
         self.assertEqual(json.loads(json.dumps(await client.history("c")))["messages"], [])
+
+
+class PublishGateTests(HubTestCase):
+    """Publishes refused over the rate limit retry one at a time, behind each other."""
+
+    async def client(self, hub: Hub, server: object, **kwargs: object) -> Client:
+        client = Client(
+            f"ws://127.0.0.1:{server.port}/hub",  # type: ignore[attr-defined]
+            backoff_min=0.02, backoff_max=0.2, **kwargs,  # type: ignore[arg-type]
+        )  # fmt: skip
+        await asyncio.wait_for(client.connect(), TIMEOUT)
+        self.addAsyncCleanup(client.close)
+        return client
+
+    def count_refusals(self, client: Client) -> list[int]:
+        """A list that grows by one for each 429 a request of ``client`` meets."""
+        refused: list[int] = []
+        request = client._request
+
+        async def counting(*args: Any) -> dict[str, Any]:
+            try:
+                return await request(*args)
+            except HubError as exc:
+                if exc.code == ErrorCode.TOO_MANY:
+                    refused.append(1)
+                raise
+
+        client._request = counting  # type: ignore[method-assign,assignment]
+        return refused
+
+    async def test_concurrent_publishes_over_the_limit_all_succeed(self) -> None:
+        # One token at once, then one every 50 ms: of 8 publishes made together
+        # (and one caller's sequential ones beside them), all but the first are
+        # refused first, which puts the connection 8 tokens in debt; retried
+        # together, they used to sink deeper until the 1008 close at max_errors.
+        hub, server = await self.start_hub(publish_rate=20.0, publish_burst=1)
+        client = await self.client(hub, server)
+        refused = self.count_refusals(client)
+
+        async def one_by_one() -> list[int]:
+            return [(await client.publish("seq", i))["offset"] for i in range(8)]
+
+        sequential, *together = await asyncio.wait_for(
+            asyncio.gather(one_by_one(), *(client.publish("all", i) for i in range(8))),
+            TIMEOUT,
+        )
+        self.assertEqual(sequential, list(range(1, 9)))
+        self.assertEqual(sorted(reply["offset"] for reply in together), list(range(1, 9)))
+        self.assertGreater(len(refused), 0)
+        # Never closed: the same connection and session throughout.
+        self.assertEqual(client.connections, 1)
+        self.assertTrue(client.connected)
+        (session,) = hub.sessions
+        self.assertFalse(session.closing)
+        # Each stored once, in the order of the sequential caller.
+        page = await hub.backplane.history("seq", ttl=60)
+        self.assertEqual([int(e.data) for e in page.entries], list(range(8)))
+        page = await hub.backplane.history("all", ttl=60)
+        self.assertEqual(sorted(int(e.data) for e in page.entries), list(range(8)))
+
+    async def test_publishes_waiting_at_the_gate_fail_when_the_connection_drops(self) -> None:
+        # A token every 20 s: the refused publishes would wait 40 s and more.
+        hub, server = await self.start_hub(publish_rate=0.05, publish_burst=1)
+        client = await self.client(hub, server)
+        tasks = [asyncio.ensure_future(client.publish("c", i)) for i in range(3)]
+        await wait_until(lambda: client._gate.queued == 2)
+        self.assertEqual((await tasks[0])["offset"], 1)
+        (session,) = hub.sessions
+        assert session.transport.connection.transport is not None
+        session.transport.connection.transport.abort()
+        for task in tasks[1:]:
+            with self.assertRaises(ConnectionLost):
+                await asyncio.wait_for(task, TIMEOUT)
+        # The new connection has a fresh bucket on the hub and a fresh gate.
+        await wait_until(lambda: client.connected)
+        reply = await asyncio.wait_for(client.publish("c", "again"), TIMEOUT)
+        self.assertEqual(reply["offset"], 2)
+        page = await hub.backplane.history("c", ttl=60)
+        self.assertEqual([e.data for e in page.entries], ["0", '"again"'])
+
+    async def test_publishes_waiting_at_the_gate_fail_when_the_client_closes(self) -> None:
+        hub, server = await self.start_hub(publish_rate=0.05, publish_burst=1)
+        client = await self.client(hub, server)
+        tasks = [asyncio.ensure_future(client.publish("c", i)) for i in range(3)]
+        await wait_until(lambda: client._gate.queued == 2)
+        await asyncio.wait_for(client.close(), TIMEOUT)
+        self.assertEqual((await tasks[0])["offset"], 1)
+        for task in tasks[1:]:
+            with self.assertRaises(ConnectionLost):
+                await asyncio.wait_for(task, TIMEOUT)
+
+    async def test_a_cancelled_publish_leaves_the_gate_open(self) -> None:
+        # A token every 0.25 s: the first refused retries after 0.5 s, time
+        # enough to see the three at the gate before it does.
+        hub, server = await self.start_hub(publish_rate=4.0, publish_burst=1)
+        client = await self.client(hub, server)
+        tasks = [asyncio.ensure_future(client.publish("c", i)) for i in range(4)]
+        await wait_until(lambda: client._gate.queued == 3)
+        # The one retrying first (waiting for retry_after) and one behind it.
+        tasks[1].cancel()
+        tasks[2].cancel()
+        self.assertEqual((await asyncio.wait_for(tasks[3], TIMEOUT))["offset"], 2)
+        await wait_until(lambda: client._gate.queued == 0)
+        later = await asyncio.wait_for(client.publish("c", 4), TIMEOUT)
+        self.assertEqual(later["offset"], 3)
+        self.assertEqual((await tasks[0])["offset"], 1)
+        for task in tasks[1:3]:
+            self.assertTrue(task.cancelled())
+        page = await hub.backplane.history("c", ttl=60)
+        self.assertEqual([int(e.data) for e in page.entries], [0, 3, 4])
+        self.assertEqual(client.connections, 1)

@@ -28,7 +28,7 @@ import itertools
 import json
 import logging
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -80,6 +80,69 @@ class Gap:
     epoch: str
     offset: int
     reason: str
+
+
+class _PublishGate:
+    """Publishes refused over the hub's rate limit retry one at a time, behind each other.
+
+    The hub refuses a publish without a token (429, ``retry_after``: when the
+    next token comes) and takes a token for the refusal too. Publishes
+    refused together and each retried after its own ``retry_after`` were
+    refused again, debt kept pace with the refill, and they cycled so for
+    ever or sank until the 1008 close at ``Hub.max_errors``. Through the
+    gate, a refused publish and every publish after it on the connection
+    wait their turn (in arrival order): each retries alone, once the latest
+    refusal's ``retry_after`` has passed, so the gate's retries never put
+    the connection more than one token in debt. While it is idle (``queued == 0``, the
+    common case) a publish goes straight to the hub and pays nothing.
+
+    One per connection: the hub's token bucket is per connection, so a new
+    connection starts with a full bucket and a deadline from the old one
+    would only delay. Publishes at the gate of a connection that ends fail
+    with ``ConnectionLost``, as requests in flight do (none of them was stored).
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        #: Publishes at the gate: retrying, or waiting for their turn.
+        self.queued = 0
+        #: Loop time before which no publish is retried: the latest refusal's
+        #: ``retry_after``, counted from when it arrived.
+        self._not_before = 0.0
+        self._closed = asyncio.Event()
+
+    def refused(self, exc: HubError) -> bool:
+        """Whether ``exc`` is a rate-limit refusal; if so, wait its ``retry_after``."""
+        if exc.code != ErrorCode.TOO_MANY or exc.retry_after is None:
+            return False
+        now = asyncio.get_running_loop().time()
+        self._not_before = max(self._not_before, now + exc.retry_after)
+        return True
+
+    def close(self) -> None:
+        """The connection ended: publishes at the gate raise ConnectionLost."""
+        self._closed.set()
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Wait for the publishes ahead; the gate is this one's until the block ends."""
+        self.queued += 1
+        try:
+            async with self._lock:
+                yield
+        finally:
+            self.queued -= 1
+
+    async def pause(self) -> None:
+        """Wait until the latest ``retry_after`` has passed (refusals of publishes
+        still in flight may push it later meanwhile)."""
+        loop = asyncio.get_running_loop()
+        while not self._closed.is_set() and (delay := self._not_before - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._closed.wait()
+        if self._closed.is_set():
+            raise ConnectionLost("connection lost while waiting for the publish rate limit")
 
 
 Callback = Callable[[Message | Gap], Any]
@@ -236,6 +299,8 @@ class Client:
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[dict[str, Any]], Any]] = {}
         self._subscriptions: dict[str, Subscription] = {}
+        #: The current connection's (``_PublishGate``); replaced on each connection.
+        self._gate = _PublishGate()
         self._runner: asyncio.Task[None] | None = None
         self._opener: ws_client.connect | None = None
         self._first_failures = 0
@@ -350,15 +415,34 @@ class Client:
         Over the hub's publish rate limit (error 429 with ``retry_after``), wait
         as long as the hub says and try again: a refused publish wasn't stored,
         so this never duplicates, and publishing in a loop is simply paced.
+        While a refused publish waits, later publishes on the connection (and
+        the other refused ones) wait behind it and are retried one at a time,
+        so concurrent publishes over the limit all go through rather than
+        being refused over and over (or closed with 1008); they may be stored
+        in another order than they were made (await each one to keep yours
+        in order). If the connection
+        drops meanwhile, those waiting raise ``ConnectionLost`` (not published).
         """
         request = {"op": "publish", "channel": channel, "data": data}
-        while True:
+        if not self._connected.is_set() and not self._closing:
+            await self._wait_connected()
+        # The gate of the connection _request() sends on: both change only
+        # while _connected is clear.
+        gate = self._gate
+        if not gate.queued:
             try:
                 return await self._request(request)
             except HubError as exc:
-                if exc.code != ErrorCode.TOO_MANY or exc.retry_after is None:
+                if not gate.refused(exc):
                     raise
-                await asyncio.sleep(exc.retry_after)
+        async with gate.turn():
+            while True:
+                await gate.pause()
+                try:
+                    return await self._request(request)
+                except HubError as exc:
+                    if not gate.refused(exc):
+                        raise
 
     async def history(
         self, channel: str, *, limit: int | None = None, since: int | None = None
@@ -464,6 +548,7 @@ class Client:
                             raise error
                         continue
                     self._connection = connection
+                    self._gate = _PublishGate()
                     self.connections += 1
                     if not first.done():
                         first.set_result(None)
@@ -473,6 +558,7 @@ class Client:
                         pass
                     finally:
                         self._connected.clear()
+                        self._gate.close()
                         for future, _ in self._pending.values():
                             if not future.done():
                                 future.set_exception(ConnectionLost())
