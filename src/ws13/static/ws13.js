@@ -10,7 +10,8 @@
 //     onPresence: (kind, member) => ...,      // "join" | "leave" pushes
 //   });
 //   await hub.publish("chat:lobby", {nick: "ann", text: "hi"});   // resolves once stored
-//                                             // (over the rate limit: waits, tries again)
+//                                             // (over the rate limit: waits, tries again;
+//                                             // see PublishGate)
 //   await hub.history("chat:lobby", {limit: 20});   // {epoch, offset, messages: [...]}
 //   await hub.presence("chat:lobby");               // [{client, user, info}]
 //   await room.unsubscribe();  hub.close();
@@ -32,6 +33,79 @@
     return error;
   }
 
+  // Publishes refused over the hub's rate limit (429 with retry_after) retry one at a
+  // time, behind each other. The hub takes a token for a refusal too: publishes refused
+  // together and each retried after its own retryAfter were refused again, as fast as
+  // tokens came, for ever or until the hub closed the connection (1008, in debt beyond
+  // its max_errors). Through the gate, a refused publish and every publish after it on
+  // the connection wait their turn, in order; each retries alone once the latest
+  // refusal's retryAfter has passed. While the gate is idle (queued === 0, the common
+  // case) a publish goes straight to the hub. One gate per connection: the hub's token
+  // bucket is per connection (a new one starts full), and the publishes at the gate of
+  // a connection that closes reject with 503, as requests in flight do (none of them
+  // was stored).
+  function PublishGate() {
+    this.queued = 0;                 // publishes retrying or waiting for their turn
+    this._notBefore = 0;             // performance.now() before which none is retried
+    this._closed = false;
+    this._tail = Promise.resolve();  // settles once the last publish at the gate is done
+    this._sleep = null;              // {timer, wake} of the one pausing, if any
+  }
+
+  // Whether error is a rate-limit refusal; if so, no retry before its retryAfter.
+  PublishGate.prototype.refused = function (error) {
+    if (error.code !== 429 || error.retryAfter === undefined) return false;
+    this._notBefore = Math.max(this._notBefore, performance.now() + error.retryAfter * 1000);
+    return true;
+  };
+
+  // The connection closed: the publishes at the gate reject with 503.
+  PublishGate.prototype.close = function () {
+    this._closed = true;
+    var sleep = this._sleep;
+    this._sleep = null;
+    if (sleep) { clearTimeout(sleep.timer); sleep.wake(); }
+  };
+
+  // attempt() (one publish request) once the publishes ahead are done, and again
+  // after each refusal.
+  PublishGate.prototype.run = function (attempt) {
+    var self = this;
+    self.queued += 1;
+    var done = self._tail.then(function () { return self._retry(attempt); });
+    var leave = function () { self.queued -= 1; };
+    self._tail = done.then(leave, leave);
+    return done;
+  };
+
+  PublishGate.prototype._retry = function (attempt) {
+    var self = this;
+    return self._pause().then(function () {
+      return attempt().catch(function (error) {
+        if (!self.refused(error)) throw error;
+        return self._retry(attempt);
+      });
+    });
+  };
+
+  // Until the latest retryAfter has passed (refusals of publishes still in flight
+  // may push it later meanwhile).
+  PublishGate.prototype._pause = function () {
+    var self = this;
+    if (self._closed) {
+      return Promise.reject(
+        HubError(503, "connection lost while waiting for the publish rate limit"));
+    }
+    var delay = self._notBefore - performance.now();
+    if (delay <= 0) return Promise.resolve();
+    return new Promise(function (resolve) {
+      self._sleep = {timer: setTimeout(resolve, delay), wake: resolve};
+    }).then(function () {
+      self._sleep = null;
+      return self._pause();
+    });
+  };
+
   function WS13Hub(url, options) {
     options = options || {};
     this.url = options.token ? url + (url.indexOf("?") < 0 ? "?" : "&") +
@@ -50,6 +124,7 @@
     this._pending = {};   // id -> {resolve, reject, onReply, timer}
     this._subs = {};      // channel -> Subscription
     this._waiting = [];   // resolvers waiting for the connection
+    this._gate = null;    // the connection's PublishGate
     this._connect();
   }
 
@@ -63,12 +138,15 @@
     var self = this;
     self._status("connecting");
     var ws = new WebSocket(self.url, [SUBPROTOCOL]);
+    var gate = new PublishGate();
     self._ws = ws;
+    self._gate = gate;
     ws.onmessage = function (event) { self._receive(event.data); };
     ws.onclose = function () {
       if (self._ws !== ws) return;
       self._open = false;
       self._ws = null;
+      gate.close();
       Object.keys(self._pending).forEach(function (id) {
         var pending = self._pending[id];
         delete self._pending[id];
@@ -174,18 +252,28 @@
 
   // Over the hub's publish rate limit (429 with retry_after) it waits as long
   // as the hub says and tries again: a refused publish wasn't stored, so this
-  // never duplicates, and publishing in a loop is simply paced.
+  // never duplicates, and publishing in a loop is simply paced. While a refused
+  // publish waits, later ones (and the other refused ones) wait behind it and are
+  // retried one at a time (PublishGate), so concurrent publishes over the limit
+  // don't get the connection closed; those made then may be stored in another
+  // order than they were made (await each one to keep yours in order). If the
+  // connection closes meanwhile, those waiting reject with 503 (not published).
   WS13Hub.prototype.publish = function (channel, data) {
     var self = this;
     var attempt = function () {
-      return self._request({op: "publish", channel: channel, data: data}).catch(function (error) {
-        if (error.code !== 429 || error.retryAfter === undefined || self._closed) throw error;
-        return new Promise(function (resolve) {
-          setTimeout(resolve, error.retryAfter * 1000);
-        }).then(attempt);
-      });
+      return self._request({op: "publish", channel: channel, data: data});
     };
-    return attempt();
+    if (self._closed) return attempt();  // rejects: the client is closed
+    return self._whenOpen().then(function () {
+      // The gate of the connection attempt() sends on: a new one comes only
+      // with a new connection, after a close event, not between these calls.
+      var gate = self._gate;
+      if (gate.queued) return gate.run(attempt);
+      return attempt().catch(function (error) {
+        if (!gate.refused(error)) throw error;
+        return gate.run(attempt);
+      });
+    });
   };
 
   WS13Hub.prototype.history = function (channel, options) {
