@@ -14,7 +14,8 @@ from .backplanes import Backplane, BackplaneUnavailable, Entry, HistoryPage, Mem
 from .backplanes.memory import InMemoryBackplane
 from .channels import ChannelConfig, ChannelOptions, Policy
 from .client import Client, Gap
-from .server import Hub, Session, mount
+from .mount import mount
+from .server import Hub, Session
 from .wire import SUBPROTOCOL, ErrorCode, HubError
 
 __all__ = [

@@ -31,7 +31,8 @@ from .auth import Principal
 from .backplanes import open_backplane
 from .channels import ChannelOptions, Policy
 from .client import Client, Gap, NotAHub
-from .server import Hub, mount
+from .mount import mount
+from .server import Hub
 from .wire import SUBPROTOCOL, HubError
 
 if TYPE_CHECKING:
