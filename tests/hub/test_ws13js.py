@@ -159,14 +159,19 @@ class PublishRateTests(HubTestCase):
             self.url(server), stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
 
+    async def run_node(self, script: str, server: Server) -> dict[str, Any]:
+        """Run ``script`` to its end; what it printed, one JSON object."""
+        process = await self.node(script, server)
+        stdout, _ = await asyncio.wait_for(process.communicate(), TIMEOUT)
+        self.assertEqual(process.returncode, 0, stdout)
+        result: dict[str, Any] = json.loads(stdout)
+        return result
+
     async def test_a_publish_over_the_rate_limit_waits_and_retries(self) -> None:
         # 2 at once, then one every 0.1 s: publishing in a loop, most of the 8
         # are refused with 429 first, waited for and retried.
         hub, server = await self.start_hub(publish_rate=10.0, publish_burst=2)
-        process = await self.node(PACED, server)
-        stdout, _ = await asyncio.wait_for(process.communicate(), TIMEOUT)
-        self.assertEqual(process.returncode, 0, stdout)
-        result = json.loads(stdout)
+        result = await self.run_node(PACED, server)
         self.assertEqual(result["offsets"], list(range(1, 9)))
         self.assertGreater(result["refused"], 0)
         # Stored once each: nothing refused was stored, nothing retried twice.
@@ -179,10 +184,7 @@ class PublishRateTests(HubTestCase):
         # refused first, 8 tokens of debt; each retried after its own
         # retry_after, they were refused again and again.
         hub, server = await self.start_hub(publish_rate=20.0, publish_burst=1)
-        process = await self.node(GATED, server)
-        stdout, _ = await asyncio.wait_for(process.communicate(), TIMEOUT)
-        self.assertEqual(process.returncode, 0, stdout)
-        result = json.loads(stdout)
+        result = await self.run_node(GATED, server)
         self.assertEqual(result["sequential"], list(range(1, 9)))
         self.assertEqual(sorted(result["together"]), list(range(1, 9)))
         self.assertGreater(result["refused"], 0)
