@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import sys
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, cast
@@ -29,34 +28,11 @@ from ..protocol import CLOSED, OPEN, SEND_EOF, Event, Protocol, State
 from .largereader import LARGE_READ, LargeFrameReader
 from .messages import MessageQueue, fresh
 from .pinging import Pinger
-from .sending import Data
+from .sending import Data, write_buffers
 from .streaming import Streamer, decoded
 from .timers import Deadlines, Keepalive
 
-__all__ = ["FREE_IDLE_AFTER", "Connection", "Data", "write_buffers"]
-
-#: Whether ``transport.writelines()`` keeps flow control: not with the selector
-#: transport of CPython 3.12.0-3.12.8 and 3.13.0-3.13.1 (gh-127655, it never
-#: calls ``pause_writing``), where large messages are copied into one frame.
-#: Nor is it used on a closing transport: the same transport's
-#: ``writelines()`` doesn't check that the connection was lost (gh-136234)
-#: and could watch a socket about to be closed; ``write()`` does.
-_WRITELINES_OK = not (
-    (3, 12, 0) <= sys.version_info[:3] < (3, 12, 9)
-    or (3, 13, 0) <= sys.version_info[:3] < (3, 13, 2)
-)
-
-
-def write_buffers(transport: asyncio.WriteTransport, buffers: list[bytes]) -> None:
-    """Write buffers in order: several (a large frame's header and payload, a
-    pong and a message...) in one ``writelines()``, one system call, where it
-    keeps flow control (see ``_WRITELINES_OK``); else joined, in one ``write()``."""
-    if len(buffers) == 1:
-        transport.write(buffers[0])
-    elif _WRITELINES_OK and not transport.is_closing():
-        transport.writelines(buffers)
-    else:
-        transport.write(b"".join(buffers))
+__all__ = ["FREE_IDLE_AFTER", "Connection", "Data"]
 
 
 class Connection(Pinger):

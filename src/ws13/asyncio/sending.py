@@ -11,12 +11,17 @@ stay in ``connection.py`` beside the glue they share:
   where one frame is encoded once and written to many connections;
 * waiting for the write buffer to drain, and the ConnectionClosed that a send
   on a closed connection raises.
+
+``write_buffers()``, several buffers in one system call where the transport
+keeps flow control with them, is the write of every send here and of
+``ws13.uvicorn``'s protocol.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
 from .._accel import encode_text
@@ -24,9 +29,32 @@ from ..exceptions import ConnectionClosed, InvalidState
 from ..frames import CloseCode, Frame, Opcode
 from ..protocol import OPEN, Protocol, Side
 
-__all__ = ["Data", "Sender"]
+__all__ = ["Data", "Sender", "write_buffers"]
 
 Data = str | bytes | bytearray | memoryview
+
+#: Whether ``transport.writelines()`` keeps flow control: not with the selector
+#: transport of CPython 3.12.0-3.12.8 and 3.13.0-3.13.1 (gh-127655, it never
+#: calls ``pause_writing``), where large messages are copied into one frame.
+#: Nor is it used on a closing transport: the same transport's
+#: ``writelines()`` doesn't check that the connection was lost (gh-136234)
+#: and could watch a socket about to be closed; ``write()`` does.
+_WRITELINES_OK = not (
+    (3, 12, 0) <= sys.version_info[:3] < (3, 12, 9)
+    or (3, 13, 0) <= sys.version_info[:3] < (3, 13, 2)
+)
+
+
+def write_buffers(transport: asyncio.WriteTransport, buffers: list[bytes]) -> None:
+    """Write buffers in order: several (a large frame's header and payload, a
+    pong and a message...) in one ``writelines()``, one system call, where it
+    keeps flow control (see ``_WRITELINES_OK``); else joined, in one ``write()``."""
+    if len(buffers) == 1:
+        transport.write(buffers[0])
+    elif _WRITELINES_OK and not transport.is_closing():
+        transport.writelines(buffers)
+    else:
+        transport.write(b"".join(buffers))
 
 
 class Sender(asyncio.Protocol):

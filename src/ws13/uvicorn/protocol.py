@@ -26,7 +26,7 @@ from uvicorn.protocols.utils import (
     is_ssl,
 )
 
-from ..asyncio.connection import write_buffers
+from ..asyncio.sending import write_buffers
 from ..exceptions import InvalidState
 from ..frames import CloseCode, Frame, Opcode
 from ..http11 import Request, Response
