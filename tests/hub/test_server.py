@@ -84,6 +84,8 @@ class PubSubTests(HubTestCase):
         await self.request(ws, op="subscribe", channel="b")
         reply = await self.request(ws, op="subscribe", channel="c")
         self.assertEqual(reply["code"], 429)
+        self.assertNotIn("retry_after", reply)  # only a rate-limited publish has these
+        self.assertNotIn("rate", reply)
         reply = await self.request(ws, op="unsubscribe", channel="zzz")
         self.assertEqual(reply["code"], 404)
         reply = await self.request(ws, op="ping", id=7)

@@ -207,6 +207,8 @@ class RateLimitTests(HubTestCase):
         self.assertEqual([r["op"] for r in replies], ["reply"] * 3 + ["error"] * 2)
         self.assertEqual({r["code"] for r in replies[3:]}, {429})
         self.assertIn("rate limit", replies[3]["message"])
+        # The rate too, for clients to pace by.
+        self.assertEqual({r["rate"] for r in replies[3:]}, {hub.publish_rate})
         # Each refusal costs a token too: the second waits longer.
         self.assertGreater(replies[3]["retry_after"], 0)
         self.assertGreater(replies[4]["retry_after"], replies[3]["retry_after"])

@@ -175,3 +175,15 @@ class EncodeTests(unittest.TestCase):
             json.loads(encode_error(None, ErrorCode.FORBIDDEN, "no")),
             {"op": "error", "id": None, "code": 403, "message": "no"},
         )
+        # A rate-limited publish: retry_after in ms (rounded up) and the rate.
+        self.assertEqual(
+            json.loads(encode_error(5, ErrorCode.TOO_MANY, "slow down", 0.0501, 20.0)),
+            {
+                "op": "error",
+                "id": 5,
+                "code": 429,
+                "message": "slow down",
+                "retry_after": 51,
+                "rate": 20.0,
+            },
+        )

@@ -110,7 +110,8 @@ class Hub:
             a connection's publish rate limit may go (see ``publish_rate``).
         publish_rate: publishes per second a connection may make, on average
             (100; 0 or None: no limit). Beyond it a publish gets error 429
-            with ``retry_after``, and still costs a token: a connection more
+            with ``retry_after`` and ``rate`` (this limit, which the clients
+            pace by), and still costs a token: a connection more
             than ``max_errors`` tokens in debt is closed with 1008.
             ``Hub.publish()`` from Python is never limited.
         publish_burst: publishes a connection may make at once after being
@@ -384,7 +385,7 @@ class Hub:
             else:
                 session.reply(request.id, {})
         except HubError as exc:
-            session.error(request.id, exc.code, exc.message, exc.retry_after)
+            session.error(request.id, exc.code, exc.message, exc.retry_after, exc.rate)
         except BackplaneUnavailable:
             session.error(request.id, ErrorCode.UNAVAILABLE, "backplane unavailable; retry")
         except ConnectionClosed:
@@ -413,10 +414,13 @@ class Hub:
         retry_after = session.allow_publish()
         if retry_after is not None:
             await _publishes_done(session)
+            # The rate too: a client that knows it paces its next publishes
+            # one token apart instead of finding the bucket empty each time.
             raise HubError(
                 ErrorCode.TOO_MANY,
                 f"publish rate limit: {self.publish_rate:g} per second",
                 retry_after=retry_after,
+                rate=self.publish_rate,
             )
         if session.publishing >= MAX_PIPELINED:
             await _publishes_done(session)

@@ -170,9 +170,10 @@ class Session:
         code: ErrorCode,
         message: str,
         retry_after: float | None = None,
+        rate: float | None = None,
     ) -> None:
         """Send an error reply; too many client errors close with 1008."""
-        self.send(wire.encode_error(request_id, code, message, retry_after))
+        self.send(wire.encode_error(request_id, code, message, retry_after, rate))
         if code in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_OP, ErrorCode.TOO_LARGE):
             self.errors += 1
             if self.errors > self.hub.max_errors:

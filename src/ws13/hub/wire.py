@@ -67,7 +67,8 @@ class ErrorCode(enum.IntEnum):
     #: The request or its ``data`` is larger than the hub accepts.
     TOO_LARGE = 413
     #: Too many subscriptions on this connection (``subscribe``), or publishes
-    #: faster than the connection's rate limit (``publish``, with ``retry_after``).
+    #: faster than the connection's rate limit (``publish``, with ``retry_after``
+    #: and ``rate``).
     TOO_MANY = 429
     #: A bug in the hub; details are in the server log, not in the reply.
     INTERNAL = 500
@@ -84,6 +85,7 @@ class HubError(Exception):
         message: str,
         request_id: RequestId = None,
         retry_after: float | None = None,
+        rate: float | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -91,6 +93,9 @@ class HubError(Exception):
         self.request_id = request_id
         #: Seconds to wait before retrying (a rate-limited publish), if known.
         self.retry_after = retry_after
+        #: The connection's publish rate limit in publishes per second (a
+        #: rate-limited publish, from a hub that says it), so a client can pace itself.
+        self.rate = rate
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -270,13 +275,20 @@ def encode_reply(request_id: RequestId, result: dict[str, Any]) -> str:
 
 
 def encode_error(
-    request_id: RequestId, code: int, message: str, retry_after: float | None = None
+    request_id: RequestId,
+    code: int,
+    message: str,
+    retry_after: float | None = None,
+    rate: float | None = None,
 ) -> str:
     """``{"op":"error","id":…,"code":…,"message":…}``, plus ``"retry_after"``
-    (milliseconds, rounded up) when given, in seconds."""
+    (milliseconds, rounded up) when given, in seconds, and ``"rate"``
+    (publishes per second, as given) when given."""
     error: dict[str, Any] = {"op": "error", "id": request_id, "code": int(code), "message": message}
     if retry_after is not None:
         error["retry_after"] = math.ceil(retry_after * 1000)
+    if rate is not None:
+        error["rate"] = rate
     return dumps(error)
 
 
