@@ -8,7 +8,7 @@ from typing import Any
 
 from ws13.asyncio import serve
 from ws13.hub import SUBPROTOCOL, ChannelOptions, ErrorCode, Hub, HubError
-from ws13.hub.client import Client, ConnectionLost, Gap, Message
+from ws13.hub.client import Client, ConnectionLost, Gap, Message, _PublishGate
 
 from .helpers import TIMEOUT, HubTestCase, wait_until
 
@@ -140,9 +140,10 @@ class PublishGateTests(HubTestCase):
         self.addAsyncCleanup(client.close)
         return client
 
-    def count_refusals(self, client: Client) -> list[int]:
-        """A list that grows by one for each 429 a request of ``client`` meets."""
-        refused: list[int] = []
+    def count_refusals(self, client: Client) -> list[float | None]:
+        """A list that grows by one for each 429 a request of ``client`` meets:
+        the ``rate`` the hub sent with it."""
+        refused: list[float | None] = []
         request = client._request
 
         async def counting(*args: Any) -> dict[str, Any]:
@@ -150,7 +151,7 @@ class PublishGateTests(HubTestCase):
                 return await request(*args)
             except HubError as exc:
                 if exc.code == ErrorCode.TOO_MANY:
-                    refused.append(1)
+                    refused.append(exc.rate)
                 raise
 
         client._request = counting  # type: ignore[method-assign,assignment]
@@ -185,6 +186,38 @@ class PublishGateTests(HubTestCase):
         self.assertEqual([int(e.data) for e in page.entries], list(range(8)))
         page = await hub.backplane.history("all", ttl=60)
         self.assertEqual(sorted(int(e.data) for e in page.entries), list(range(8)))
+
+    async def test_a_loop_over_the_limit_is_paced_at_the_full_rate(self) -> None:
+        # One token at once, then one every 50 ms. Not knowing the rate, the
+        # client sent each publish after a retry at once, into an empty
+        # bucket: every other one was refused (about 10 of 20), half the rate.
+        # Told the rate by the first 429, it sends the next publish a token later.
+        hub, server = await self.start_hub(publish_rate=20.0, publish_burst=1)
+        client = await self.client(hub, server)
+        refused = self.count_refusals(client)
+        offsets = [
+            (await asyncio.wait_for(client.publish("c", i), TIMEOUT))["offset"] for i in range(20)
+        ]
+        self.assertEqual(offsets, list(range(1, 21)))
+        self.assertGreater(len(refused), 0)
+        self.assertLessEqual(len(refused), 2)
+        # Each 429 said the hub's rate.
+        self.assertEqual(set(refused), {hub.publish_rate})
+        page = await hub.backplane.history("c", ttl=60)
+        self.assertEqual([int(e.data) for e in page.entries], list(range(20)))
+        self.assertEqual(client.connections, 1)
+
+    async def test_without_the_rate_the_gate_does_not_pace(self) -> None:
+        # An older hub's 429 has no rate: after a publish goes through at the
+        # gate, the next one goes straight to the hub, as before.
+        gate = _PublishGate()
+        self.assertTrue(gate.refused(HubError(ErrorCode.TOO_MANY, "", retry_after=0.0)))
+        gate.passed()
+        self.assertTrue(gate.idle)
+        # Told the rate, the next waits a token's time (10 s here) at the gate.
+        self.assertTrue(gate.refused(HubError(ErrorCode.TOO_MANY, "", retry_after=0.0, rate=0.1)))
+        gate.passed()
+        self.assertFalse(gate.idle)
 
     async def test_publishes_waiting_at_the_gate_fail_when_the_connection_drops(self) -> None:
         # A token every 20 s: the refused publishes would wait 40 s and more.

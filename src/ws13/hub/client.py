@@ -27,6 +27,7 @@ import inspect
 import itertools
 import json
 import logging
+import math
 import random
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import TracebackType
@@ -93,31 +94,64 @@ class _PublishGate:
     gate, a refused publish and every publish after it on the connection
     wait their turn (in arrival order): each retries alone, once the latest
     refusal's ``retry_after`` has passed, so the gate's retries never put
-    the connection more than one token in debt. While it is idle (``queued == 0``, the
-    common case) a publish goes straight to the hub and pays nothing.
+    the connection more than one token in debt.
+
+    A hub that says its ``rate`` in the 429 lets the gate pace: a publish
+    that goes through at the gate has just emptied the bucket, so the next
+    one waits one token's time (``1 / rate``) at the gate, even with none
+    queued, and finds a token instead of a refusal. Without that, a loop
+    over the limit had each publish after a retry refused once more and got
+    half the rate. Once that time has passed, or before any such 429 (an
+    older hub says no rate), a publish with none queued (``idle``, the
+    common case) goes straight to the hub and pays nothing.
 
     One per connection: the hub's token bucket is per connection, so a new
-    connection starts with a full bucket and a deadline from the old one
-    would only delay. Publishes at the gate of a connection that ends fail
-    with ``ConnectionLost``, as requests in flight do (none of them was stored).
+    connection starts with a full bucket and a deadline or rate from the old
+    one would only delay (the next node may have another rate). Publishes at
+    the gate of a connection that ends fail with ``ConnectionLost``, as
+    requests in flight do (none of them was stored).
     """
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
         #: Publishes at the gate: retrying, or waiting for their turn.
         self.queued = 0
-        #: Loop time before which no publish is retried: the latest refusal's
-        #: ``retry_after``, counted from when it arrived.
+        #: Loop time before which no publish is sent from the gate: the latest
+        #: refusal's ``retry_after``, counted from when it arrived, or one
+        #: token after the latest publish stored through the gate.
         self._not_before = 0.0
+        #: Seconds per token (``1 / rate``) once a 429 said the rate.
+        self._interval: float | None = None
         self._closed = asyncio.Event()
 
+    @property
+    def idle(self) -> bool:
+        """Whether a publish may go straight to the hub: none at the gate and,
+        with the rate known, the next token due."""
+        return not self.queued and (
+            self._interval is None or asyncio.get_running_loop().time() >= self._not_before
+        )
+
     def refused(self, exc: HubError) -> bool:
-        """Whether ``exc`` is a rate-limit refusal; if so, wait its ``retry_after``."""
+        """Whether ``exc`` is a rate-limit refusal; if so, wait its ``retry_after``
+        and pace by its ``rate`` from now on, if it says one."""
         if exc.code != ErrorCode.TOO_MANY or exc.retry_after is None:
             return False
         now = asyncio.get_running_loop().time()
         self._not_before = max(self._not_before, now + exc.retry_after)
+        if exc.rate:
+            self._interval = 1 / exc.rate
         return True
+
+    def passed(self) -> None:
+        """A publish sent from the gate was stored: with the rate known, the
+        next one waits for the token after the one it took."""
+        if self._interval is not None:
+            # Counted from the reply, which left the hub after the token was
+            # taken: the next request reaches the hub a round trip after the
+            # next token, never before it.
+            now = asyncio.get_running_loop().time()
+            self._not_before = max(self._not_before, now + self._interval)
 
     def close(self) -> None:
         """The connection ended: publishes at the gate raise ConnectionLost."""
@@ -134,7 +168,7 @@ class _PublishGate:
             self.queued -= 1
 
     async def pause(self) -> None:
-        """Wait until the latest ``retry_after`` has passed (refusals of publishes
+        """Wait until the gate's deadline has passed (refusals of publishes
         still in flight may push it later meanwhile)."""
         loop = asyncio.get_running_loop()
         while not self._closed.is_set() and (delay := self._not_before - loop.time()) > 0:
@@ -143,6 +177,14 @@ class _PublishGate:
                     await self._closed.wait()
         if self._closed.is_set():
             raise ConnectionLost("connection lost while waiting for the publish rate limit")
+
+
+def _positive_number(value: object) -> float | None:
+    """``value`` if it is a finite number above 0, else None (a hub that sends
+    no such field, or a broken one)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf:
+        return float(value)
+    return None
 
 
 Callback = Callable[[Message | Gap], Any]
@@ -420,8 +462,12 @@ class Client:
         so concurrent publishes over the limit all go through rather than
         being refused over and over (or closed with 1008); they may be stored
         in another order than they were made (await each one to keep yours
-        in order). If the connection
-        drops meanwhile, those waiting raise ``ConnectionLost`` (not published).
+        in order). When the 429 says the hub's ``rate``, each publish after
+        one that went through that way waits for the next token before it is
+        sent, so a loop kept over the limit gets the full rate with about one
+        refusal (without it, one refusal per publish and half the rate). If
+        the connection drops meanwhile, those waiting raise ``ConnectionLost``
+        (not published).
         """
         request = {"op": "publish", "channel": channel, "data": data}
         if not self._connected.is_set() and not self._closing:
@@ -429,7 +475,7 @@ class Client:
         # The gate of the connection _request() sends on: both change only
         # while _connected is clear.
         gate = self._gate
-        if not gate.queued:
+        if gate.idle:
             try:
                 return await self._request(request)
             except HubError as exc:
@@ -439,10 +485,13 @@ class Client:
             while True:
                 await gate.pause()
                 try:
-                    return await self._request(request)
+                    reply = await self._request(request)
                 except HubError as exc:
                     if not gate.refused(exc):
                         raise
+                else:
+                    gate.passed()
+                    return reply
 
     async def history(
         self, channel: str, *, limit: int | None = None, since: int | None = None
@@ -620,6 +669,7 @@ class Client:
                     ErrorCode(push.get("code", 500)),
                     str(push.get("message")),
                     retry_after=retry_after / 1000 if isinstance(retry_after, int) else None,
+                    rate=_positive_number(push.get("rate")),
                 )
             )
             return
