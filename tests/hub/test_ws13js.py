@@ -97,6 +97,25 @@ hub._request = (r, f) => request(r, f).catch((e) => { refused += e.code === 429;
 """
 
 
+LOOP = """
+const WS13Hub = require(process.argv[1]);
+const hub = new WS13Hub(process.argv[2]);
+const rates = [];  // the rate of each 429 publish() met and retried past
+const request = hub._request.bind(hub);
+hub._request = (r, f) => request(r, f).catch((e) => {
+  if (e.code === 429) rates.push(e.rate === undefined ? null : e.rate);
+  throw e;
+});
+(async () => {
+  const offsets = [];
+  for (let i = 0; i < 20; i++) offsets.push((await hub.publish("chat", i)).offset);
+  console.log(JSON.stringify({offsets, rates, connections: hub.connections}));
+  hub.close();
+  process.exit(0);
+})().catch((e) => { console.log(JSON.stringify({error: e.code})); process.exit(1); });
+"""
+
+
 GATED = """
 const WS13Hub = require(process.argv[1]);
 const hub = new WS13Hub(process.argv[2]);
@@ -177,6 +196,22 @@ class PublishRateTests(HubTestCase):
         # Stored once each: nothing refused was stored, nothing retried twice.
         page = await hub.backplane.history("chat", ttl=60)
         self.assertEqual(sorted(int(e.data) for e in page.entries), list(range(8)))
+
+    async def test_a_loop_over_the_limit_is_paced_at_the_full_rate(self) -> None:
+        # One token at once, then one every 50 ms. Not knowing the rate,
+        # publish() sent each publish after a retry at once, into an empty
+        # bucket: all but the first were refused once, half the rate. Told
+        # the rate by the first 429, it sends the next publish a token later.
+        hub, server = await self.start_hub(publish_rate=20.0, publish_burst=1)
+        result = await self.run_node(LOOP, server)
+        self.assertEqual(result["offsets"], list(range(1, 21)))
+        self.assertGreater(len(result["rates"]), 0)
+        self.assertLessEqual(len(result["rates"]), 2)
+        # Each 429 said the hub's rate.
+        self.assertEqual(set(result["rates"]), {hub.publish_rate})
+        self.assertEqual(result["connections"], 1)
+        page = await hub.backplane.history("chat", ttl=60)
+        self.assertEqual([int(e.data) for e in page.entries], list(range(20)))
 
     async def test_concurrent_publishes_over_the_limit_all_succeed(self) -> None:
         # One token at once, then one every 50 ms: of 8 publishes made together

@@ -24,13 +24,20 @@
 
   var SUBPROTOCOL = "ws13.hub.v1";
 
-  function HubError(code, message, retryAfter) {
+  function HubError(code, message, retryAfter, rate) {
     var error = new Error(code + " " + message);
     error.name = "HubError";
     error.code = code;
     // Seconds the hub asks to wait before trying again (429), if it said.
     if (retryAfter !== undefined) error.retryAfter = retryAfter;
+    // The connection's publish rate limit, per second (429 of a publish), if it said.
+    if (rate !== undefined) error.rate = rate;
     return error;
+  }
+
+  // A finite number above 0, else undefined (a hub that sends no such field).
+  function positive(value) {
+    return typeof value === "number" && value > 0 && isFinite(value) ? value : undefined;
   }
 
   // Publishes refused over the hub's rate limit (429 with retry_after) retry one at a
@@ -39,24 +46,51 @@
   // tokens came, for ever or until the hub closed the connection (1008, in debt beyond
   // its max_errors). Through the gate, a refused publish and every publish after it on
   // the connection wait their turn, in order; each retries alone once the latest
-  // refusal's retryAfter has passed. While the gate is idle (queued === 0, the common
-  // case) a publish goes straight to the hub. One gate per connection: the hub's token
-  // bucket is per connection (a new one starts full), and the publishes at the gate of
-  // a connection that closes reject with 503, as requests in flight do (none of them
-  // was stored).
+  // refusal's retryAfter has passed.
+  //
+  // A hub that says its rate in the 429 lets the gate pace: a publish that goes through
+  // at the gate has just emptied the bucket, so the next one waits one token's time
+  // (1 / rate) at the gate, even with none queued, and finds a token instead of a
+  // refusal. Without that, a loop over the limit had each publish after a retry refused
+  // once more and got half the rate. Once that time has passed, or before any such 429
+  // (an older hub says no rate), a publish with none queued (idle(), the common case)
+  // goes straight to the hub. One gate per connection: the hub's token bucket is per
+  // connection (a new one starts full; the next node may have another rate), and the
+  // publishes at the gate of a connection that closes reject with 503, as requests in
+  // flight do (none of them was stored).
   function PublishGate() {
     this.queued = 0;                 // publishes retrying or waiting for their turn
-    this._notBefore = 0;             // performance.now() before which none is retried
+    // performance.now() before which none is sent from the gate: the latest refusal's
+    // retryAfter, or one token after the latest publish stored through the gate.
+    this._notBefore = 0;
+    this._interval = null;           // ms per token, once a 429 said the rate
     this._closed = false;
     this._tail = Promise.resolve();  // settles once the last publish at the gate is done
     this._sleep = null;              // {timer, wake} of the one pausing, if any
   }
 
-  // Whether error is a rate-limit refusal; if so, no retry before its retryAfter.
+  // Whether a publish may go straight to the hub: none at the gate and, with the rate
+  // known, the next token due.
+  PublishGate.prototype.idle = function () {
+    return !this.queued && (this._interval === null || performance.now() >= this._notBefore);
+  };
+
+  // Whether error is a rate-limit refusal; if so, no retry before its retryAfter, and
+  // pace by its rate from now on, if it says one.
   PublishGate.prototype.refused = function (error) {
     if (error.code !== 429 || error.retryAfter === undefined) return false;
     this._notBefore = Math.max(this._notBefore, performance.now() + error.retryAfter * 1000);
+    if (error.rate !== undefined) this._interval = 1000 / error.rate;
     return true;
+  };
+
+  // A publish sent from the gate was stored: with the rate known, the next one waits
+  // for the token after the one it took. Counted from the reply, which left the hub
+  // after the token was taken: the next request reaches the hub a round trip after the
+  // next token, never before it.
+  PublishGate.prototype.passed = function () {
+    if (this._interval === null) return;
+    this._notBefore = Math.max(this._notBefore, performance.now() + this._interval);
   };
 
   // The connection closed: the publishes at the gate reject with 503.
@@ -81,15 +115,18 @@
   PublishGate.prototype._retry = function (attempt) {
     var self = this;
     return self._pause().then(function () {
-      return attempt().catch(function (error) {
+      return attempt().then(function (result) {
+        self.passed();
+        return result;
+      }, function (error) {
         if (!self.refused(error)) throw error;
         return self._retry(attempt);
       });
     });
   };
 
-  // Until the latest retryAfter has passed (refusals of publishes still in flight
-  // may push it later meanwhile).
+  // Until the gate's deadline has passed (refusals of publishes still in flight may
+  // push it later meanwhile).
   PublishGate.prototype._pause = function () {
     var self = this;
     if (self._closed) {
@@ -176,7 +213,8 @@
       clearTimeout(pending.timer);
       if (op === "error") {
         pending.reject(HubError(push.code, push.message,
-          typeof push.retry_after === "number" ? push.retry_after / 1000 : undefined));
+          typeof push.retry_after === "number" ? push.retry_after / 1000 : undefined,
+          positive(push.rate)));
       } else {
         // Synchronously, before any push that follows the reply.
         if (pending.onReply) pending.onReply(push.result || {});
@@ -256,8 +294,11 @@
   // publish waits, later ones (and the other refused ones) wait behind it and are
   // retried one at a time (PublishGate), so concurrent publishes over the limit
   // don't get the connection closed; those made then may be stored in another
-  // order than they were made (await each one to keep yours in order). If the
-  // connection closes meanwhile, those waiting reject with 503 (not published).
+  // order than they were made (await each one to keep yours in order). When the
+  // 429 says the hub's rate, each publish after one that went through that way
+  // waits for the next token before it is sent, so a loop kept over the limit
+  // gets the full rate with about one refusal. If the connection closes
+  // meanwhile, those waiting reject with 503 (not published).
   WS13Hub.prototype.publish = function (channel, data) {
     var self = this;
     var attempt = function () {
@@ -268,7 +309,7 @@
       // The gate of the connection attempt() sends on: a new one comes only
       // with a new connection, after a close event, not between these calls.
       var gate = self._gate;
-      if (gate.queued) return gate.run(attempt);
+      if (!gate.idle()) return gate.run(attempt);
       return attempt().catch(function (error) {
         if (!gate.refused(error)) throw error;
         return gate.run(attempt);
