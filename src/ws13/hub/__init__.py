@@ -14,7 +14,7 @@ from .backplanes import Backplane, BackplaneUnavailable, Entry, HistoryPage, Mem
 from .backplanes.memory import InMemoryBackplane
 from .channels import ChannelConfig, ChannelOptions, Policy
 from .client import Client, Gap
-from .mount import mount
+from .mounting import mount
 from .server import Hub, Session
 from .wire import SUBPROTOCOL, ErrorCode, HubError
 

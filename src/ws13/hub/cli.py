@@ -31,7 +31,7 @@ from .auth import Principal
 from .backplanes import open_backplane
 from .channels import ChannelOptions, Policy
 from .client import Client, Gap, NotAHub
-from .mount import mount
+from .mounting import mount
 from .server import Hub
 from .wire import SUBPROTOCOL, HubError
 

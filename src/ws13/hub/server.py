@@ -1,7 +1,7 @@
 """``Hub``: channels with history, recovery and presence over WebSocket connections.
 
 Mount a hub on a ``serve()`` server with ``process_request=hub.process_request``
-and ``handler=hub.handler`` (or ``ws13.hub.mount.mount()`` to share a server
+and ``handler=hub.handler`` (or ``ws13.hub.mount()`` to share a server
 with other paths), and publish from Python with ``await hub.publish(channel, data)``.
 Inside an ASGI app (Starlette, FastAPI), ``ws13.hub.asgi.HubEndpoint(hub)``
 serves the same hub: both front-ends run ``Hub.run_session``.

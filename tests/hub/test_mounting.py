@@ -1,4 +1,4 @@
-"""``ws13.hub.mount``: the hub on one path of a server, another handler on the rest."""
+"""``ws13.hub.mounting``: the hub on one path of a server, another handler on the rest."""
 
 from __future__ import annotations
 
