@@ -167,6 +167,35 @@ def describe(hub: Hub, name: str) -> dict[str, Any]:
     }
 
 
+def shard_evidence(backplane: Backplane, topic: str) -> dict[str, Any]:
+    """Where the channel's sharded subscription is, as Redis and the backplane see
+    it: each node's role and slots (``CLUSTER NODES``, its own line), how many
+    clients it holds on ``topic`` (``PUBSUB SHARDNUMSUB``); the backplane's
+    connection per master (dead, reader task done, what redis-py holds)."""
+    nodes = {}
+    for port in cluster.ports:
+        own = [line for line in cluster.command(port, "CLUSTER", "NODES").splitlines()
+               if "myself" in line]  # fmt: skip
+        fields = own[0].split() if own else []
+        numsub = cluster.command(port, "PUBSUB", "SHARDNUMSUB", topic).split()
+        nodes[port] = {
+            "flags": fields[2] if len(fields) > 2 else "?",
+            "slots": " ".join(fields[8:]) if len(fields) > 8 else "",
+            "subscribers": numsub[1] if len(numsub) > 1 else "?",
+        }
+    subscriber = backplane._subscriber  # type: ignore[attr-defined]
+    shards = {
+        name: {
+            "dead": shard.dead,
+            "reader": None if shard.reader is None else shard.reader.done(),
+            "shard_channels": sorted(map(repr, shard.pubsub.shard_channels)),
+            "channels": sorted(shard.channels),
+        }
+        for name, shard in subscriber._shards.items()
+    }
+    return {"nodes": nodes, "shards (reader: done?)": shards, "route": dict(subscriber._route)}
+
+
 @dataclasses.dataclass
 class Streamed:
     """What ``FailoverTests.stream_through`` saw."""
@@ -191,7 +220,8 @@ class FailoverTests(HubTestCase):
         hub = Hub(backplane, publish_rate=None)
         _, server = await self.start_hub(hub)
         channel = "chat:failover"
-        master = cluster.master_of(cluster.keyslot(KeyLayout(prefix, cluster=True).topic(channel)))
+        topic = KeyLayout(prefix, cluster=True).topic(channel)
+        master = cluster.master_of(cluster.keyslot(topic))
         subscriber = await self.client(server)
         publisher = await self.client(server)
         subscription = await subscriber.subscribe(channel)
@@ -245,6 +275,7 @@ class FailoverTests(HubTestCase):
                 f"last acknowledged {list(zip(acknowledged, epochs, strict=True))[-5:]} "
                 f"not received; received last {received[-5:]}; "
                 f"backplane {backplane.status()}; hub channel {describe(hub, channel)}; "
+                f"shards {shard_evidence(backplane, topic)}; "
                 f"connections: subscriber {subscriber.connections}, "
                 f"publisher {publisher.connections}"
             )
