@@ -167,12 +167,15 @@ def describe(hub: Hub, name: str) -> dict[str, Any]:
     }
 
 
-def shard_evidence(backplane: Backplane, topic: str) -> dict[str, Any]:
+def shard_evidence(backplane: Backplane, prefix: str, channel: str) -> dict[str, Any]:
     """Where the channel's sharded subscription is, as Redis and the backplane see
     it: each node's role and slots (``CLUSTER NODES``, its own line), how many
     clients it holds on ``topic`` (``PUBSUB SHARDNUMSUB``); the backplane's
     connection per master (dead, reader task done, what redis-py holds)."""
-    nodes = {}
+    layout = KeyLayout(prefix, cluster=True)
+    topic = layout.topic(channel)
+    meta, stream = layout.keys(channel)
+    nodes: dict[int, dict[str, str]] = {}
     for port in cluster.ports:
         own = [line for line in cluster.command(port, "CLUSTER", "NODES").splitlines()
                if "myself" in line]  # fmt: skip
@@ -182,7 +185,15 @@ def shard_evidence(backplane: Backplane, topic: str) -> dict[str, Any]:
             "flags": fields[2] if len(fields) > 2 else "?",
             "slots": " ".join(fields[8:]) if len(fields) > 8 else "",
             "subscribers": numsub[1] if len(numsub) > 1 else "?",
+            # Where the channel's writes land, as each node holds them itself.
+            "meta": cluster.command(port, "HGETALL", meta).replace("\n", " "),
+            "stream": cluster.command(port, "XLEN", stream),
         }
+        if "master" in nodes[port]["flags"]:
+            # How many clients a message published there reaches now.
+            nodes[port]["probe reaches"] = cluster.command(
+                port, "SPUBLISH", topic, "mprobe 1 0 null"
+            )
     subscriber = backplane._subscriber  # type: ignore[attr-defined]
     shards = {
         name: {
@@ -220,8 +231,7 @@ class FailoverTests(HubTestCase):
         hub = Hub(backplane, publish_rate=None)
         _, server = await self.start_hub(hub)
         channel = "chat:failover"
-        topic = KeyLayout(prefix, cluster=True).topic(channel)
-        master = cluster.master_of(cluster.keyslot(topic))
+        master = cluster.master_of(cluster.keyslot(KeyLayout(prefix, cluster=True).topic(channel)))
         subscriber = await self.client(server)
         publisher = await self.client(server)
         subscription = await subscriber.subscribe(channel)
@@ -271,11 +281,15 @@ class FailoverTests(HubTestCase):
             await wait_until(covered)
         except TimeoutError:
             # Say enough to tell a lost write from a lost delivery.
+            evidence = shard_evidence(backplane, prefix, channel)
+            before = hub.stats["backplane_messages"]
+            await asyncio.sleep(1)  # for the probes to arrive, if they can
             self.fail(
                 f"last acknowledged {list(zip(acknowledged, epochs, strict=True))[-5:]} "
                 f"not received; received last {received[-5:]}; "
                 f"backplane {backplane.status()}; hub channel {describe(hub, channel)}; "
-                f"shards {shard_evidence(backplane, topic)}; "
+                f"shards {evidence}; hub's backplane messages {before} before the "
+                f"probes, {hub.stats['backplane_messages']} a second after; "
                 f"connections: subscriber {subscriber.connections}, "
                 f"publisher {publisher.connections}"
             )

@@ -714,7 +714,18 @@ class Hub:
             page = await self.backplane.history(
                 channel.name, since=since, limit=options.history_size, ttl=options.history_ttl
             )
-            if page.epoch == channel.epoch:
+            if page.epoch != channel.epoch and since:
+                # A new epoch began while this node didn't hear the channel (a
+                # resync after the backplane's outage: messages stored by a
+                # promoted replica before this node subscribed there). ``since``
+                # counts in the old epoch: take the new one from its start, and
+                # _deliver() moves the channel to it, as a live message of a
+                # new epoch would. Dropping the page instead left the channel
+                # on the old epoch with those messages never delivered.
+                page = await self.backplane.history(
+                    channel.name, since=0, limit=options.history_size, ttl=options.history_ttl
+                )
+            if page.epoch == channel.epoch or page.entries:
                 entries = page.entries
         except BackplaneUnavailable:
             logger.warning("channel %s: can't fill a gap after %d", channel.name, since)
