@@ -13,7 +13,7 @@ import unittest
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from tests.cli.helpers import ENV, WS13
 from tests.utils import MS, free_port
@@ -26,6 +26,7 @@ __all__ = [
     "TIMEOUT",
     "HubTestCase",
     "RedisServer",
+    "WithRedis",
     "node_health",
     "recv_json",
     "redis_ping",
@@ -105,6 +106,25 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class WithRedis:
+    """A mixin for a test case class: one real ``redis-server`` (``cls.redis``)
+    for its tests, started before the first and removed after the last. Put it
+    first among the bases."""
+
+    redis: ClassVar[RedisServer]
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()  # type: ignore[misc]
+        cls.redis = RedisServer()
+        cls.redis.start()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.redis.close()
+        super().tearDownClass()  # type: ignore[misc]
 
 
 def node_health(port: int) -> tuple[int, dict[str, Any]]:

@@ -19,7 +19,7 @@ from ws13.hub.backplanes.localowner import Owner, serve_owner
 from ws13.hub.backplanes.memory import InMemoryBackplane
 from ws13.hub.backplanes.redis import RedisBackplane
 
-from .helpers import TIMEOUT, RedisServer, wait_until
+from .helpers import TIMEOUT, WithRedis, wait_until
 
 TTL = 300.0
 _prefixes = itertools.count()
@@ -242,18 +242,9 @@ class InMemoryBackplaneTests(BackplaneContract, unittest.IsolatedAsyncioTestCase
             open_backplane("http://example/")
 
 
-class RedisBackplaneTests(BackplaneContract, UnreachableContract, unittest.IsolatedAsyncioTestCase):
-    redis: RedisServer
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.redis = RedisServer()
-        cls.redis.start()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.redis.close()
-
+class RedisBackplaneTests(
+    WithRedis, BackplaneContract, UnreachableContract, unittest.IsolatedAsyncioTestCase
+):
     def make(self) -> Backplane:
         # A fresh key prefix per test instead of FLUSHALL between tests.
         return RedisBackplane(

@@ -17,7 +17,7 @@ from ws13.asyncio import connect
 from ws13.hub import SUBPROTOCOL
 from ws13.hub.client import Client, Gap, Message
 
-from .helpers import TIMEOUT, RedisServer, node_health, recv_json, serve_nodes
+from .helpers import TIMEOUT, RedisServer, WithRedis, node_health, recv_json, serve_nodes
 from .test_server import rss_kib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -72,18 +72,7 @@ class Node:
         return node_health(self.port)
 
 
-class TwoNodesTests(unittest.IsolatedAsyncioTestCase):
-    redis: RedisServer
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.redis = RedisServer()
-        cls.redis.start()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.redis.close()
-
+class TwoNodesTests(WithRedis, unittest.IsolatedAsyncioTestCase):
     async def asyncSetUp(self) -> None:
         if self.redis.process is None:
             self.redis.start()

@@ -21,7 +21,7 @@ from ws13.hub import (
 from ws13.hub.backplanes.redis import RedisBackplane
 from ws13.metrics import Metrics
 
-from .helpers import TIMEOUT, HubTestCase, RedisServer, recv_json, wait_until
+from .helpers import TIMEOUT, HubTestCase, WithRedis, recv_json, wait_until
 
 
 def rss_kib(pid: int) -> int:
@@ -187,19 +187,8 @@ class RecoveryTests(HubTestCase):
         self.assertEqual((await recv_json(ws))["offset"], 4)
 
 
-class ResyncTests(HubTestCase):
+class ResyncTests(WithRedis, HubTestCase):
     """The backplane comes back after an outage: what the node missed is delivered."""
-
-    redis: ClassVar[RedisServer]
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.redis = RedisServer()
-        cls.redis.start()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.redis.close()
 
     async def test_a_new_epoch_stored_while_the_node_was_away_is_delivered(self) -> None:
         # Redis restarts without its keys and another node publishes before
