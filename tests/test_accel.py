@@ -16,6 +16,7 @@ import ws13.utils
 # tests of the C twins against the pure-Python references always run.
 from ws13 import _speedups
 from ws13.exceptions import ProtocolError
+from ws13.extensions.permessage_deflate import max_compressed_size
 from ws13.frames import Frame, Opcode
 
 
@@ -227,6 +228,15 @@ class TestParseMessagesInflate:
         first = frames((0xC2, b"ok"))
         data = first + frames(stop)
         assert self.parse(data, _upper) == (len(first), [b"OK"])
+
+    def test_compressed_frames_may_pass_max_size_up_to_the_wire_bound(self) -> None:
+        # max_size bounds the inflated message (inflate() checks it); the
+        # wire allows DEFLATE's worst case, max_compressed_size(max_size).
+        limit = max_compressed_size(100)
+        at_limit = frames((0xC2, b"z" * limit))
+        assert self.parse(at_limit, _upper) == (len(at_limit), [b"Z" * limit])
+        assert self.parse(frames((0xC2, b"z" * (limit + 1))), _upper) == (0, [])
+        assert self.parse(frames((0x82, b"z" * 101)), _upper) == (0, [])
 
     def test_without_inflate_compressed_frames_stop(self) -> None:
         data = frames((0xC2, b"ok"))

@@ -15,6 +15,7 @@ random sequence returns the same buffers or raises the same error.
 from __future__ import annotations
 
 import itertools
+import random
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -293,6 +294,31 @@ class TestReceiveSection5:
         c_result = feed(make(C, True, False, max_size=None), chunks)
         assert c_result == feed(make(PY, True, False, max_size=None), chunks)
         assert c_result["events"] == [bytes(MAX_SIZE + 1)]
+
+    @pytest.mark.parametrize("size", [MAX_SIZE - 10, MAX_SIZE, MAX_SIZE + 1])
+    @pytest.mark.parametrize("reads", [1, 7])
+    def test_incompressible_message_near_max_size(self, size: int, reads: int) -> None:
+        # RFC 7692: random bytes grow when deflated, past max_size on the wire;
+        # max_size bounds the inflated message, in one read or in several.
+        data = random.Random(size).randbytes(size)
+        compressor = zlib.compressobj(wbits=-15)
+        body = (compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        assert len(body) > MAX_SIZE
+        stream = wire([(0xC2, body, None)], masked=True, bad_mask=False)
+        chunks = split(stream, [len(stream) * k // reads for k in range(1, reads)])
+        c_result = feed(make(C, True, True), chunks)
+        assert c_result == feed(make(PY, True, True), chunks)
+        assert c_result["events"] == ([data] if size <= MAX_SIZE else [])
+
+    @pytest.mark.parametrize("extra", [0, 1])
+    def test_compressed_frame_at_the_wire_bound(self, extra: int) -> None:
+        # Bytes that aren't DEFLATE data: at the bound they are inflated (and
+        # fail with 1002), one byte over it they fail with 1009 unread.
+        limit = PY.permessage_deflate.max_compressed_size(MAX_SIZE)
+        stream = wire([(0xC2, b"\xff" * (limit + extra), None)], masked=True, bad_mask=False)
+        c_result = feed(make(C, True, True), [stream])
+        assert c_result == feed(make(PY, True, True), [stream])
+        assert c_result["during"]["close_sent"][0] == (1009 if extra else 1002)
 
 
 # -- sending ---------------------------------------------------------------------

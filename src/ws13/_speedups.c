@@ -317,6 +317,17 @@ inflate_message(PyObject *inflate, const unsigned char *payload, Py_ssize_t leng
     return *message == NULL ? -1 : 0;
 }
 
+/* The most wire bytes a compressed frame may take to carry max_size bytes:
+ * permessage_deflate.max_compressed_size(), DEFLATE's worst-case expansion
+ * (max_size bounds the inflated message, which inflate() checks). No
+ * overflow: 1.15 * PY_SSIZE_T_MAX < UINT64_MAX. */
+static inline uint64_t
+compressed_limit(Py_ssize_t max_size)
+{
+    uint64_t size = (uint64_t)max_size;
+    return size + (size >> 3) + (size >> 6) + 64;
+}
+
 /* parse_messages()'s loop, also CoreBase.receive()'s: see _speedups.h. */
 Py_ssize_t
 ws13_scan_messages(const unsigned char *buf, Py_ssize_t end, Py_ssize_t pos, int expect_mask,
@@ -365,8 +376,9 @@ ws13_scan_messages(const unsigned char *buf, Py_ssize_t end, Py_ssize_t pos, int
                 break;  /* absurd length: the Python path fails the connection */
             }
         }
-        if (max_size >= 0 && length > (uint64_t)max_size) {
-            break;
+        if (max_size >= 0 && length > (uint64_t)max_size
+            && !(compressed && length <= compressed_limit(max_size))) {
+            break;  /* too big: the Python path fails with 1009 */
         }
         if (expect_mask) {
             head += 4;

@@ -32,7 +32,7 @@ from .exceptions import (
     ProtocolError,
 )
 from .extensions.base import Extension
-from .extensions.permessage_deflate import PerMessageDeflate
+from .extensions.permessage_deflate import PerMessageDeflate, max_compressed_size
 from .frames import Close, CloseCode, Fragment, Frame, Opcode, is_valid_close_code
 from .http11 import Request, Response
 from .largeframes import LARGE_FRAME, LARGE_FRAME_MAX
@@ -106,6 +106,9 @@ class Protocol(MessageAssembler):
         state: the initial state; OPEN skips the opening handshake.
         max_size: the largest message (and frame) accepted, in bytes; ``None``
             lifts the limit. A larger one fails the connection with 1009.
+            With permessage-deflate it bounds the decompressed message; a
+            compressed frame may take up to ``max_compressed_size()`` of what
+            is left on the wire (DEFLATE's worst case, about 1.14x).
         logger: where to log; defaults to ``ws13.client`` / ``ws13.server``.
     """
 
@@ -649,8 +652,24 @@ class Protocol(MessageAssembler):
             return False
         max_size = self.max_size
         if max_size is not None and self._msg_size + length > max_size:
-            self._fail_too_big(self._msg_size + length)
-            return False
+            remaining = max_size - self._msg_size
+            if not (b0 & 0x40 or (opcode == OP_CONT and self._msg_rsv & 0x40)):
+                self._fail_too_big(self._msg_size + length)
+                return False
+            # RSV1: a compressed frame (RFC 7692 section 6, the only
+            # extension that may set it here). Its data may still fit:
+            # max_size bounds the inflated message, checked as it inflates;
+            # the wire size only bounds what is buffered before that.
+            limit = max_compressed_size(remaining)
+            if length > limit:
+                self._fail_too_big(
+                    PayloadTooBig(
+                        f"compressed frame of {length} bytes exceeds max_size={max_size}: "
+                        f"at most {limit} bytes may carry the {remaining} bytes left "
+                        "(pass a larger max_size, or None, to accept it)"
+                    )
+                )
+                return False
         return True
 
     def _fail_too_big(self, size: int | PayloadTooBig) -> None:

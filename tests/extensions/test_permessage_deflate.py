@@ -13,6 +13,7 @@ from ws13.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
     PerMessageDeflate,
     ServerPerMessageDeflateFactory,
+    max_compressed_size,
 )
 from ws13.frames import Close, CloseCode, Frame, Opcode
 from ws13.headers import parse_extension_list
@@ -474,6 +475,43 @@ class TestBombs:
         assert protocol.close_sent is not None
         assert protocol.close_sent.code == CloseCode.MESSAGE_TOO_BIG
 
+    def test_fragmented_incompressible_message_at_max_size_arrives(self) -> None:
+        # Each compressed fragment is bounded by what is left of max_size.
+        compressor = zlib.compressobj(wbits=-15)
+        protocol = self.deflated_protocol(max_size=100_000)
+        data = os.urandom(100_000)
+        first = compressor.compress(data[:60_000]) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        second = compressor.compress(data[60_000:]) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        assert len(first) + len(second) > 100_000
+        protocol.receive_data(Frame(Opcode.BINARY, first, fin=False, rsv1=True).serialize())
+        protocol.receive_data(Frame(Opcode.CONT, second[:-4]).serialize())
+        assert protocol.events_received() == [data]
+        assert protocol.close_sent is None
+
+    def test_fragment_over_the_wire_bound_of_what_is_left_fails_with_1009(self) -> None:
+        compressor = zlib.compressobj(wbits=-15)
+        protocol = self.deflated_protocol(max_size=100_000)
+        first = compressor.compress(os.urandom(90_000)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        protocol.receive_data(Frame(Opcode.BINARY, first, fin=False, rsv1=True).serialize())
+        assert protocol.close_sent is None
+        second = bytes(max_compressed_size(10_000) + 1)
+        protocol.receive_data(Frame(Opcode.CONT, second).serialize())
+        assert protocol.close_sent is not None
+        assert protocol.close_sent.code == CloseCode.MESSAGE_TOO_BIG
+        assert "the 10000 bytes left" in str(protocol.parser_exc)
+
+    @pytest.mark.parametrize("size", [0, 1, 100, 16_383, 100_000])
+    def test_wire_bound_covers_zlibs_worst_case(self, size: int) -> None:
+        # max_compressed_size() must hold whatever the peer's zlib settings:
+        # the smallest memLevel and fixed Huffman codes expand random bytes most.
+        data = os.urandom(size)
+        for level in (1, 9):
+            for mem_level in (1, 2, 8, 9):
+                for strategy in (zlib.Z_DEFAULT_STRATEGY, zlib.Z_FIXED, zlib.Z_HUFFMAN_ONLY):
+                    compressor = zlib.compressobj(level, zlib.DEFLATED, -15, mem_level, strategy)
+                    body = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+                    assert len(body) <= max_compressed_size(size)
+
     def test_server_side_masked_compressed_frames(self) -> None:
         protocol = Protocol(SERVER)
         protocol.set_extensions([PerMessageDeflate(False, False, 15, 15)])
@@ -591,6 +629,45 @@ class TestProtocolWholeMessages:
         server.receive_data(b"".join(client.data_to_send()))
         assert server.events_received() == [bytes(2**20)]
         assert server.close_sent is None
+
+    def test_incompressible_message_at_max_size_arrives(self) -> None:
+        # Random bytes grow when deflated: max_size bounds the message, not
+        # its compressed frame (which here is over 2**20 bytes on the wire).
+        client, server = self.pair()
+        data = os.urandom(2**20)
+        client.send_binary(data)
+        wire = b"".join(client.data_to_send())
+        assert len(wire) > 2**20 + 14
+        for start in range(0, len(wire), 65536):  # the large-frame path, read by read
+            server.receive_data(wire[start : start + 65536])
+        assert server.events_received() == [data]
+        assert server.close_sent is None
+
+    def test_incompressible_message_over_max_size_fails_with_1009(self) -> None:
+        client, server = self.pair()
+        client.send_binary(os.urandom(2**20 + 1))
+        server.receive_data(b"".join(client.data_to_send()))
+        assert server.events_received() == []
+        assert server.close_sent == Close(
+            CloseCode.MESSAGE_TOO_BIG, f"message too big; limit is {2**20} bytes"
+        )
+        assert "decompressed message exceeds max_size" in str(server.parser_exc)
+
+    def test_compressed_frame_over_the_wire_bound_fails_with_1009_unread(self) -> None:
+        # The wire size of a compressed frame is bounded by DEFLATE's worst
+        # case for max_size: no more than that is buffered before inflating.
+        _, server = self.pair()
+        limit = max_compressed_size(2**20)
+        assert limit == 2**20 + 2**17 + 2**14 + 64
+        header = Frame(Opcode.BINARY, bytes(limit + 1), rsv1=True).serialize(mask=MASK)[:14]
+        server.receive_data(header)  # the header alone: nothing else is read
+        assert server.close_sent is not None
+        assert server.close_sent.code == CloseCode.MESSAGE_TOO_BIG
+        assert str(server.parser_exc) == (
+            f"compressed frame of {limit + 1} bytes exceeds max_size={2**20}: "
+            f"at most {limit} bytes may carry the {2**20} bytes left "
+            "(pass a larger max_size, or None, to accept it)"
+        )
 
     def test_invalid_utf8_after_a_good_message_fails_with_1007(self) -> None:
         client, server = self.pair()

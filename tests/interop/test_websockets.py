@@ -347,6 +347,25 @@ class CompressionTests(unittest.IsolatedAsyncioTestCase):
             server.close()
             await wait(server.wait_closed())
 
+    async def test_their_incompressible_message_at_our_max_size(self) -> None:
+        # Their client deflates random bytes into a frame over MAX_SIZE on
+        # the wire: our max_size bounds the message, so it arrives; one byte
+        # more is refused with 1009.
+        async def sizes(connection: ServerConnection) -> None:
+            async for message in connection:
+                await connection.send(str(len(message)))
+
+        server = await serve(sizes, "127.0.0.1", 0, max_size=MAX_SIZE)
+        self.addAsyncCleanup(stop_server, server, TIMEOUT)
+        async with their_connect(f"ws://127.0.0.1:{server.port}/") as ws:
+            await ws.send(os.urandom(MAX_SIZE))
+            assert await wait(ws.recv()) == str(MAX_SIZE)
+            await ws.send(os.urandom(MAX_SIZE + 1))
+            with pytest.raises(websockets.ConnectionClosedError) as raised:
+                await wait(ws.recv())
+        assert raised.value.rcvd is not None
+        assert raised.value.rcvd.code == 1009
+
     async def test_our_client_their_server(self) -> None:
         async with their_serve(their_echo, "127.0.0.1", 0, max_size=MAX_SIZE) as server:
             port = server.sockets[0].getsockname()[1]

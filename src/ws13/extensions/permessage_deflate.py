@@ -64,6 +64,7 @@ __all__ = [
     "ServerPerMessageDeflateFactory",
     "enable_client_permessage_deflate",
     "enable_server_permessage_deflate",
+    "max_compressed_size",
 ]
 
 NAME = "permessage-deflate"
@@ -259,6 +260,21 @@ class PerMessageDeflate(Extension):
             settings.get("memLevel", max(1, min(9, bits - 7))),
             strategy,
         )
+
+
+def max_compressed_size(size: int) -> int:
+    """The most bytes a frame may take on the wire to carry ``size`` bytes compressed.
+
+    ``max_size`` bounds the *decompressed* message, checked while inflating;
+    the wire size of a compressed frame is bounded too, so that no more than
+    this is buffered before inflating. DEFLATE can expand data that doesn't
+    compress (already compressed files, random bytes): zlib's worst case,
+    ``deflateBound()``, is fixed-Huffman blocks at 9 bits per literal, about
+    13 % over the input plus a few bytes. This allows 1/8 + 1/64 (14 %),
+    plus 64 bytes for the block headers and the flush that ends a frame.
+    The C parser computes the same (``compressed_limit()``).
+    """
+    return size + (size >> 3) + (size >> 6) + 64
 
 
 def _check_inflated(decoder: Any, size: int, max_size: int | None) -> None:
