@@ -49,6 +49,7 @@ def make(
     side = module.Side.SERVER if server else module.Side.CLIENT
     protocol = module.Protocol(side, state=module.State.OPEN, max_size=max_size)
     protocol.stream_fragments = stream
+    protocol.stream_large_frames = stream
     if deflate:
         extension = twin.permessage_deflate.PerMessageDeflate(False, False, 15, 15, threshold=16)
         protocol.set_extensions([extension])

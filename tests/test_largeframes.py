@@ -26,7 +26,7 @@ from tests.test_protocol import (
 from ws13 import protocol as protocol_module
 from ws13.exceptions import InvalidState, PayloadTooBig
 from ws13.extensions.permessage_deflate import PerMessageDeflate
-from ws13.frames import Frame, Opcode
+from ws13.frames import Fragment, Frame, Opcode
 from ws13.protocol import (
     CLIENT,
     LARGE_FRAME,
@@ -240,3 +240,137 @@ class TestSection5_2LargeFrames:
             events += receive(receiver, wire[start:end])
         assert events == expected
         assert receiver.parser_exc is None
+
+
+def streaming(side: Side = SERVER, **kwargs: object) -> Protocol:
+    protocol = server(**kwargs) if side is SERVER else client(**kwargs)  # type: ignore[arg-type]
+    protocol.stream_fragments = True
+    protocol.stream_large_frames = True
+    return protocol
+
+
+def pieces(protocol: Protocol, wire: bytes, reads: list[int]) -> list[Event]:
+    """Feed ``wire`` cut at ``reads``; the events of each read, in order."""
+    events: list[Event] = []
+    for start, end in itertools.pairwise([0, *reads, len(wire)]):
+        events += receive(protocol, wire[start:end])
+    return events
+
+
+class TestSection5_4StreamedLargeFrames:
+    """``stream_large_frames``: a large frame is handed out read by read, as
+    if the peer had fragmented it (section 5.4 lets an intermediary do so)."""
+
+    @pytest.mark.parametrize("side", [SERVER, CLIENT])
+    def test_binary_read_by_read(self, side: Side) -> None:
+        payload = os.urandom(3 * LARGE_FRAME)
+        wire = masked(0x2, payload) if side is SERVER else frame(0x2, payload)
+        head = len(wire) - len(payload)
+        events = pieces(streaming(side), wire, [100, 20_000, 20_001])
+        assert events == [
+            Fragment(payload[: 100 - head], False),
+            Fragment(payload[100 - head : 20_000 - head], False),
+            Fragment(payload[20_000 - head : 20_001 - head], False),
+            Fragment(payload[20_001 - head :], True),
+        ]
+
+    def test_text_with_characters_cut_between_reads(self) -> None:
+        text = "é€😀" * LARGE_FRAME
+        wire = masked(0x1, text.encode())
+        events = pieces(streaming(), wire, list(range(1, len(wire), 4099)))
+        assert all(type(event) is Fragment for event in events)
+        assert "".join(event.data for event in events) == text  # type: ignore[union-attr, misc]
+        assert [event.fin for event in events].count(True) == 1  # type: ignore[union-attr]
+
+    def test_a_frame_in_one_read_is_one_message(self) -> None:
+        payload = os.urandom(2 * LARGE_FRAME)
+        assert pieces(streaming(), masked(0x2, payload), []) == [payload]
+
+    def test_under_large_frame_is_whole(self) -> None:
+        payload = os.urandom(LARGE_FRAME - 1)
+        assert pieces(streaming(), masked(0x2, payload), [100]) == [payload]
+
+    def test_needs_stream_fragments(self) -> None:
+        protocol = streaming()
+        protocol.stream_fragments = False
+        payload = os.urandom(LARGE_FRAME)
+        assert pieces(protocol, masked(0x2, payload), [100]) == [payload]
+
+    def test_the_fragments_of_a_message(self) -> None:
+        # A large non-final frame then a large final one: one message, pieces
+        # of each, a single fin.
+        first, last = os.urandom(LARGE_FRAME), os.urandom(LARGE_FRAME)
+        wire = masked(0x2, first, fin=False) + masked(0x0, last)
+        events = pieces(streaming(), wire, [5000, len(wire) - 5000])
+        assert b"".join(event.data for event in events) == first + last  # type: ignore[union-attr, misc]
+        assert [event.fin for event in events] == [False, False, False, True]  # type: ignore[union-attr]
+
+    def test_messages_after_the_frame_in_the_same_read(self) -> None:
+        payload = os.urandom(LARGE_FRAME)
+        wire = masked(0x2, payload) + masked(0x1, b"next") + masked(0x9, b"ping")
+        protocol = streaming()
+        events = pieces(protocol, wire, [1000])
+        assert events[:2] == [Fragment(payload[: 1000 - 8], False), Fragment(payload[992:], True)]
+        assert events[2:] == ["next", Frame(Opcode.PING, b"ping")]
+        assert protocol.data_to_send() == [Frame(Opcode.PONG, b"ping").serialize()]
+
+    def test_a_ping_between_two_reads_of_the_frame_waits(self) -> None:
+        # A control frame can't arrive inside a frame: what follows the
+        # first read is still the frame's payload, even if it looks like a Ping.
+        payload = masked(0x9, b"ping") + bytes(LARGE_FRAME)
+        wire = masked(0x2, payload)
+        events = pieces(streaming(), wire, [8, 9])
+        assert events == [Fragment(payload[:1], False), Fragment(payload[1:], True)]
+
+    def test_invalid_utf8_fails_with_1007_after_the_pieces_before(self) -> None:
+        good = "a" * LARGE_FRAME
+        wire = masked(0x1, good.encode() + b"\xff" + bytes(100))
+        protocol = streaming()
+        events = pieces(protocol, wire, [5000, len(good) + 5000])
+        assert events == [Fragment(good[: 5000 - 8], False)]
+        assert_failed(protocol, 1007)
+
+    def test_over_max_size_fails_on_the_header(self) -> None:
+        protocol = streaming(max_size=LARGE_FRAME)
+        assert pieces(protocol, masked(0x2, bytes(LARGE_FRAME + 1))[:100], []) == []
+        assert_failed(protocol, 1009, PayloadTooBig)
+
+    def test_eof_in_the_middle(self) -> None:
+        protocol = streaming()
+        events = pieces(protocol, masked(0x2, bytes(LARGE_FRAME))[:1000], [])
+        assert events == [Fragment(bytes(1000 - 8), False)]
+        protocol.receive_eof()
+        assert isinstance(protocol.parser_exc, EOFError)
+
+    def test_compressed_pieces_are_inflated_as_they_arrive(self) -> None:
+        # permessage-deflate (RFC 7692): each piece goes through the inflater.
+        payload = os.urandom(3 * LARGE_FRAME)
+        sender, receiver = client(max_size=None), streaming(max_size=len(payload))
+        sender.set_extensions([PerMessageDeflate(False, False, 15, 15)])
+        receiver.set_extensions([PerMessageDeflate(False, False, 15, 15)])
+        sender.send_binary(payload)
+        sender.send_binary(b"after")
+        wire = b"".join(sender.data_to_send())
+        assert wire[0] == 0xC2  # FIN, RSV1, binary: one compressed frame
+        events = pieces(receiver, wire, list(range(7000, len(wire), 7000)))
+        assert events[-1] == b"after"
+        streamed = events[:-1]
+        assert len(streamed) > 3
+        assert b"".join(event.data for event in streamed) == payload  # type: ignore[union-attr, misc]
+        assert [event.fin for event in streamed][-1] is True  # type: ignore[union-attr]
+
+    def test_compressed_over_max_size_fails_with_1009_as_it_inflates(self) -> None:
+        payload = b"compressible " * LARGE_FRAME
+        sender, receiver = client(max_size=None), streaming(max_size=100_000)
+        sender.set_extensions([PerMessageDeflate(False, False, 15, 15)])
+        receiver.set_extensions([PerMessageDeflate(False, False, 15, 15)])
+        sender.send_binary(payload + os.urandom(LARGE_FRAME))  # random: a large frame
+        wire = b"".join(sender.data_to_send())
+        pieces(receiver, wire, list(range(1000, len(wire), 1000)))
+        assert_failed(receiver, 1009, PayloadTooBig)
+
+    def test_traced_frames_are_whole(self) -> None:
+        protocol = streaming()
+        protocol.tracer = lambda out, header, payload: None
+        payload = os.urandom(LARGE_FRAME)
+        assert pieces(protocol, masked(0x2, payload), [100]) == [payload]

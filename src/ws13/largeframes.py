@@ -10,12 +10,21 @@ may go further and read the rest of the frame into the payload itself
 ``LargeFrameReader``). Uncompressed text is UTF-8-checked as it arrives, to
 fail fast; the whole frame then goes to ``Protocol._receive_frame`` like any
 other.
+
+With ``stream_large_frames`` on (and ``stream_fragments``, which makes
+``Fragment`` events), such a frame is not gathered at all: what each read
+holds of its payload goes to ``_receive_frame`` as a frame of its own, the
+first with the frame's opcode and RSV1, the others as continuations, the last
+with its FIN. The message then arrives as it is sent, as if the peer had
+fragmented it (RFC 6455 section 5.4 lets an intermediary do just that), and
+with permessage-deflate each piece is inflated as it arrives.
 """
 
 from __future__ import annotations
 
-from ._accel import PayloadBuffer
+from ._accel import PayloadBuffer, apply_mask
 from .exceptions import InvalidState
+from .utils import rotate_mask
 from .writer import FrameWriter
 
 __all__ = ["LARGE_FRAME", "LARGE_FRAME_MAX", "LargeFrameReceiver"]
@@ -38,13 +47,43 @@ class LargeFrameReceiver(FrameWriter):
     annotated here are ``Protocol``'s, in its ``__slots__``.
     """
 
-    __slots__ = ("_large", "_large_b0", "_large_utf8")
+    __slots__ = (
+        "_large",
+        "_large_b0",
+        "_large_utf8",
+        "_split_b0",
+        "_split_left",
+        "_split_mask",
+        "stream_large_frames",
+    )
 
     _large: PayloadBuffer | None
     _large_b0: int
     _large_utf8: int
     _expect_mask: int
+    _partial_done: int
     _utf8: int
+    stream_fragments: bool
+    #: Whether a data frame of ``LARGE_FRAME`` bytes or more that doesn't
+    #: arrive in one read is handed out read by read (see the module
+    #: docstring) instead of whole; it takes ``stream_fragments`` too.
+    stream_large_frames: bool
+
+    def _init_large(self) -> None:
+        """No large frame being received (``Protocol.__init__``)."""
+        # A large frame being gathered (see LARGE_FRAME): its payload so far,
+        # its first header byte, and where UTF-8 validation of its text
+        # stands (-1: not checked as it arrives).
+        self._large = None
+        self._large_b0 = 0
+        self._large_utf8 = -1
+        # A large frame being streamed: the first header byte its next piece
+        # goes out with, the payload bytes still to come, the masking key
+        # for the next of them (b"" unmasked).
+        self._split_b0 = 0
+        self._split_left = 0
+        self._split_mask = b""
+        self.stream_large_frames = False
 
     def _fail_utf8(self, reason: str) -> None:
         """Fail with 1007 (``Protocol._fail_utf8``)."""
@@ -72,6 +111,49 @@ class LargeFrameReceiver(FrameWriter):
         # If that failed the connection, the caller discards the rest.
         self._large_received(large)
         return pos
+
+    def _splits(self, length: int, head: int, end: int) -> bool:
+        """Whether the frame from ``head`` that ``data`` holds up to ``end`` of
+        is streamed (``stream_large_frames`` on): large, its masking key
+        arrived, not traced (a tracer sees whole frames), not started."""
+        return (
+            self.stream_fragments
+            and length >= LARGE_FRAME
+            and head <= end
+            and self._tracer is None
+            and not self._partial_done
+        )
+
+    def _start_split(self, data: bytes | bytearray, b0: int, head: int, length: int) -> int:
+        """Stream the frame whose payload starts at ``head`` (``stream_large_frames``);
+        return the position after what ``data`` held of it."""
+        self._split_b0 = b0
+        self._split_left = length
+        self._split_mask = bytes(data[head - 4 : head]) if self._expect_mask else b""
+        return self._feed_split(data, head)
+
+    def _feed_split(self, data: bytes | bytearray, pos: int) -> int:
+        """Hand out what ``data`` holds from ``pos`` of the frame being streamed."""
+        size = min(len(data) - pos, self._split_left)
+        if not size:
+            return pos
+        end = pos + size
+        mask = self._split_mask
+        if mask:
+            with memoryview(data) as view, view[pos:end] as piece:
+                payload = apply_mask(piece, mask)
+            self._split_mask = rotate_mask(mask, size)
+        else:
+            payload = bytes(data[pos:end])
+        self._split_left -= size
+        b0 = self._split_b0
+        if self._split_left:
+            # Not the last piece: no FIN; the next ones are continuations
+            # (RFC 7692 section 6.1: RSV1 on the first frame only).
+            self._split_b0 = b0 & 0x80
+            b0 &= 0x7F
+        self._receive_frame(b0, b0 & 0x0F, payload, size)
+        return end
 
     def receive_large_buffer(self) -> memoryview | None:
         """A writable buffer for the next bytes of the large frame being

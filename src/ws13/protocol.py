@@ -178,12 +178,7 @@ class Protocol(MessageAssembler):
         # A large frame arrives in many reads: up to one per TCP segment.
         self._need = 0
         self._discarding = False
-        # A large frame being received (see LARGE_FRAME): its payload so far,
-        # its first header byte, and where UTF-8 validation of its text
-        # stands (-1: not checked as it arrives).
-        self._large = None
-        self._large_b0 = 0
-        self._large_utf8 = -1
+        self._init_large()
         self._expect_mask = 0x80 if side is SERVER else 0
         self._mask_next = MaskKeys().next if side is CLIENT else None
         #: Extensions negotiated during the opening handshake.
@@ -271,6 +266,7 @@ class Protocol(MessageAssembler):
             and not self._discarding
             and not self._buffer
             and self._large is None
+            and not self._split_left
             and not self._msg_opcode
             and not self._partial_done
         )
@@ -373,6 +369,10 @@ class Protocol(MessageAssembler):
         """``receive_data`` past the fast path: buffer, parse, frame by frame,
         what C left from ``pos`` on (a partial frame, a fragment, a control
         frame, or everything when the fast path is off)."""
+        if self._split_left:
+            pos = self._feed_split(data, pos)
+            if self._split_left or self._discarding:
+                return
         large = self._large
         if large is not None:
             # LargeFrameReceiver._large_received() inlined for the common
@@ -492,6 +492,9 @@ class Protocol(MessageAssembler):
                 head += 4
             end = head + length
             if end > end_data:
+                if self.stream_large_frames and self._splits(length, head, end_data):
+                    pos = self._start_split(data, b0, head, length)
+                    break
                 # Uncompressed text is UTF-8-checked as it arrives.
                 text = (
                     opcode <= OP_TEXT
@@ -652,36 +655,29 @@ class Protocol(MessageAssembler):
             return False
         max_size = self.max_size
         if max_size is not None and self._msg_size + length > max_size:
-            remaining = max_size - self._msg_size
+            left = max_size - self._msg_size
             if not (b0 & 0x40 or (opcode == OP_CONT and self._msg_rsv & 0x40)):
                 self._fail_too_big(self._msg_size + length)
                 return False
-            # RSV1: a compressed frame (RFC 7692 section 6, the only
-            # extension that may set it here). Its data may still fit:
-            # max_size bounds the inflated message, checked as it inflates;
-            # the wire size only bounds what is buffered before that.
-            limit = max_compressed_size(remaining)
-            if length > limit:
+            # RSV1, compressed (RFC 7692 section 6): max_size bounds the data as
+            # it inflates; the wire size only bounds what is buffered before.
+            if length > (limit := max_compressed_size(left)):
                 self._fail_too_big(
-                    PayloadTooBig(
-                        f"compressed frame of {length} bytes exceeds max_size={max_size}: "
-                        f"at most {limit} bytes may carry the {remaining} bytes left "
-                        "(pass a larger max_size, or None, to accept it)"
-                    )
+                    f"compressed frame of {length} bytes exceeds max_size={max_size}: "
+                    f"at most {limit} bytes may carry the {left} bytes left"
                 )
                 return False
         return True
 
-    def _fail_too_big(self, size: int | PayloadTooBig) -> None:
-        """Fail with 1009 for a message over ``max_size``: its size so far, or
-        the extension's exception."""
+    def _fail_too_big(self, size: int | str | PayloadTooBig) -> None:
+        """Fail with 1009 for a message over ``max_size``: its size so far,
+        what is wrong, or the extension's exception."""
+        if isinstance(size, int):
+            size = f"message of at least {size} bytes exceeds max_size={self.max_size}"
         self.parser_exc = (
             size
             if isinstance(size, PayloadTooBig)
-            else PayloadTooBig(
-                f"message of at least {size} bytes exceeds max_size={self.max_size} "
-                "(pass a larger max_size, or None, to accept it)"
-            )
+            else PayloadTooBig(f"{size} (pass a larger max_size, or None, to accept it)")
         )
         self.fail(CloseCode.MESSAGE_TOO_BIG, f"message too big; limit is {self.max_size} bytes")
 
@@ -790,4 +786,5 @@ class Protocol(MessageAssembler):
         self._discarding = True
         self._buffer = None
         self._large = None
+        self._split_left = 0
         self._msg_parts = NO_PARTS

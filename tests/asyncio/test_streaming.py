@@ -17,11 +17,20 @@ from typing import Any
 import pytest
 import websockets.asyncio.client
 
-from tests.asyncio.helpers import ServerClientTestCase, wait, wait_for_condition
+from tests.asyncio.helpers import ServerClientTestCase, raw_client, wait, wait_for_condition
 from tests.interop.test_node_ws import NODE_DIR, install_ws
 from ws13.asyncio.connection import Connection
 from ws13.asyncio.server import ServerConnection, serve
 from ws13.exceptions import ConcurrencyError, ConnectionClosedError
+from ws13.largeframes import LARGE_FRAME
+from ws13.utils import apply_mask
+
+
+def masked(opcode: int, payload: bytes) -> bytes:
+    """A final frame as a client sends it (64-bit length), masked."""
+    mask = os.urandom(4)
+    header = bytes([0x80 | opcode, 0x80 | 127]) + len(payload).to_bytes(8, "big")
+    return header + mask + apply_mask(payload, mask)
 
 
 async def pieces(connection: Connection, decode: bool | None = None) -> list[str | bytes]:
@@ -186,6 +195,58 @@ class RecvStreamingTests(ServerClientTestCase):
         async with websockets.asyncio.client.connect(uri) as client:
             await client.send(["frag", "ment", "ed ☃"])
             assert [await wait(client.recv()) for _ in range(3)] == ["frag", "ment", "ed ☃"]
+
+
+class LargeFrameTests(ServerClientTestCase):
+    """A large message sent in one frame streams read by read (browsers,
+    websockets and Node's ws never fragment what they send)."""
+
+    async def test_pieces_come_before_the_frame_ends(self) -> None:
+        received: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def collect(connection: ServerConnection) -> None:
+            async for piece in connection.recv_streaming():
+                assert isinstance(piece, bytes)
+                received.put_nowait(piece)
+            received.put_nowait(b"end")
+
+        server = await self.start_server(collect)
+        _, writer, _ = await raw_client(server.port)
+        payload = os.urandom(LARGE_FRAME * 4)
+        wire = masked(0x2, payload)
+        half = len(wire) // 2
+        writer.write(wire[:half])
+        # Half of the frame is out and the rest held back: pieces arrive.
+        got = [await wait(received.get())]
+        while sum(map(len, got)) < half - 14:
+            got.append(await wait(received.get()))
+        writer.write(wire[half:])
+        while (piece := await wait(received.get())) != b"end":
+            got.append(piece)
+        assert b"".join(got) == payload
+        writer.close()
+
+    async def test_websockets_sends_one_large_frame(self) -> None:
+        async def digest(connection: ServerConnection) -> None:
+            # Streaming is on from the first recv_streaming(), before anything arrives.
+            while True:
+                count, size = 0, 0
+                async for piece in connection.recv_streaming():
+                    count += 1
+                    size += len(piece)
+                await connection.send(json.dumps([count, size]))
+
+        server = await self.start_server(digest, max_size=2**23)
+        uri = f"ws://127.0.0.1:{server.port}/"
+        for compression in ("deflate", None):
+            with self.subTest(compression=compression):
+                async with websockets.asyncio.client.connect(
+                    uri, compression=compression
+                ) as client:
+                    await client.send(os.urandom(2**22))
+                    count, size = json.loads(await wait(client.recv()))
+                    assert size == 2**22
+                    assert count > 1  # in pieces, as it arrived
 
 
 class NodeSenderTests(unittest.IsolatedAsyncioTestCase):

@@ -82,6 +82,19 @@ class SendRecvTests(SyncTestCase):
         peer.send(b"whole")
         self.assertEqual(list(client.recv_streaming(decode=True)), ["whole"])
 
+    def test_recv_streaming_a_large_frame_read_by_read(self) -> None:
+        server = self.start_server(lambda c: c.wait_closed(TIMEOUT) and None)
+        client = self.connect(uri(server))
+        peer = self.next_handler()
+        payload = os.urandom(2**19)  # under max_size, 1 MiB
+        stream = client.recv_streaming()
+        # The flag is set as iteration starts, before the frame's first byte.
+        sender = start_thread(lambda: time.sleep(0.1) or peer.send(payload))
+        pieces = list(stream)
+        sender.join(TIMEOUT)
+        self.assertEqual(b"".join(pieces), payload)  # type: ignore[arg-type]
+        self.assertGreater(len(pieces), 1)
+
     def test_order_is_kept(self) -> None:
         client = self.connect(uri(self.start_server()))
         for i in range(100):

@@ -308,17 +308,18 @@ class Connection(Pinger):
         for a text message (each decoded as it arrives: a character cut
         between two frames comes whole in the later piece) and ``bytes`` for
         a binary one, a piece per frame, and stops after the message's last
-        frame. A message sent in one frame is one piece (however large: a
-        frame is not split). ``decode`` as in ``recv()``; with
-        ``decode=True`` binary is decoded incrementally.
+        frame. A frame of 16 KiB or more (``LARGE_FRAME``) that doesn't
+        arrive in one read comes as a piece per read, so a large message sent
+        in one frame (as browsers send them) streams too; a smaller one is one
+        piece. ``decode`` as in ``recv()``; with ``decode=True`` binary is
+        decoded incrementally.
 
         The first call turns streaming on for this connection, for good:
-        from then on each frame of a fragmented message is queued as it
-        arrives (each counts toward ``max_queue``) instead of once the
-        message is whole; ``recv()`` and ``async for`` still return whole
-        messages. ``max_size`` still bounds the whole message: past it the
-        connection fails with 1009 and the iteration raises
-        ConnectionClosedError. Messages already whole in the queue when
+        from then on each piece is queued as it arrives (each counts toward
+        ``max_queue``) instead of once the message is whole; ``recv()`` and
+        ``async for`` still return whole messages. ``max_size`` still
+        bounds the whole message: past it the connection fails with 1009 and
+        the iteration raises ConnectionClosedError. Messages already whole in the queue when
         streaming starts come as one piece.
 
         Leaving the loop before the last piece (``break``, cancellation)
@@ -330,6 +331,7 @@ class Connection(Pinger):
         if streamer is None:
             streamer = self._streamer = Streamer(self)
             self.protocol.stream_fragments = True
+            self.protocol.stream_large_frames = True
         return streamer.stream(decode)
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:

@@ -229,11 +229,15 @@ class Connection:
         """Yield the next message piece by piece, as its frames arrive.
 
         Each frame of a fragmented message is one piece (text pieces are
-        whole characters; ``max_size`` still bounds the message); a message
-        in one frame is one piece. Consume the iterator to the end: until then
+        whole characters; ``max_size`` still bounds the message), and so is
+        each read of a frame of 16 KiB or more from the first call on; a
+        smaller message in one frame is one piece. Consume the iterator to the end: until then
         ``recv()`` raises ConcurrencyError. ``decode`` and the exceptions are
         those of ``recv()``.
         """
+        # From now on a large frame comes read by read too (the reader
+        # thread reads this flag; a bool is set atomically).
+        self.protocol.stream_large_frames = True
         try:
             yield from self._messages.get_iter(decode)
         except UnicodeDecodeError as exc:
