@@ -364,9 +364,13 @@ class TestSection5_4StreamedLargeFrames:
         sender, receiver = client(max_size=None), streaming(max_size=100_000)
         sender.set_extensions([PerMessageDeflate(False, False, 15, 15)])
         receiver.set_extensions([PerMessageDeflate(False, False, 15, 15)])
-        sender.send_binary(payload + os.urandom(LARGE_FRAME))  # random: a large frame
+        sender.send_binary(os.urandom(LARGE_FRAME) + payload)  # random: a large frame
         wire = b"".join(sender.data_to_send())
-        pieces(receiver, wire, list(range(1000, len(wire), 1000)))
+        events = pieces(receiver, wire, list(range(1000, len(wire), 1000)))
+        # Pieces came out, then the one that went past max_size failed.
+        assert events
+        assert all(type(event) is Fragment and not event.fin for event in events)
+        assert sum(len(event.data) for event in events) <= 100_000  # type: ignore[union-attr, misc]
         assert_failed(receiver, 1009, PayloadTooBig)
 
     def test_traced_frames_are_whole(self) -> None:
@@ -374,3 +378,34 @@ class TestSection5_4StreamedLargeFrames:
         protocol.tracer = lambda out, header, payload: None
         payload = os.urandom(LARGE_FRAME)
         assert pieces(protocol, masked(0x2, payload), [100]) == [payload]
+
+    def test_masking_key_cut_then_streamed_past_large_frame_max(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A read that ends inside the masking key waits for it, then streams,
+        # also a frame over LARGE_FRAME_MAX (never gathered whole).
+        monkeypatch.setattr(protocol_module, "LARGE_FRAME_MAX", LARGE_FRAME)
+        payload = os.urandom(2 * LARGE_FRAME)
+        wire = masked(0x2, payload)  # a 16-bit length: the key is bytes 4-7
+        events = pieces(streaming(max_size=None), wire, [6, 5000, 20_000])
+        assert [len(event.data) for event in events] == [5000 - 8, 15_000, len(wire) - 20_000]  # type: ignore[union-attr]
+        assert b"".join(event.data for event in events) == payload  # type: ignore[union-attr, misc]
+
+    def test_other_extensions_keep_frames_whole(self) -> None:
+        # RFC 6455 section 5.4: the fragmentation of a message with reserved
+        # bits this code doesn't know the meaning of can't change.
+        from tests.extensions.test_base import Reverse
+
+        payload = os.urandom(2 * LARGE_FRAME)
+        protocol = streaming()
+        protocol.set_extensions([Reverse()])
+        events = pieces(protocol, masked(0x2, payload[::-1], rsv=0x20), [5000])
+        assert events == [payload]
+
+    def test_a_streamed_message_counts_once(self) -> None:
+        protocol = streaming()
+        protocol.receive_data(masked(0x2, bytes(LARGE_FRAME))[:5000])
+        assert protocol.messages_received == 0
+        protocol.receive_data(masked(0x2, bytes(LARGE_FRAME))[5000:])
+        assert [type(event) for event in protocol.events_received()] == [Fragment, Fragment]
+        assert protocol.messages_received == 1

@@ -68,6 +68,7 @@ class MessageAssembler(LargeFrameReceiver):
     )
 
     debug: bool
+    messages_received: int
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
     _msg_opcode: int
     _msg_parts: list[bytes]
@@ -146,6 +147,8 @@ class MessageAssembler(LargeFrameReceiver):
         """Hand out what arrived of a fragmented message (``stream_fragments``)."""
         data = b"".join(self._msg_parts)
         if fin:
+            # A whole message, as the messages handed out whole are counted.
+            self.messages_received += 1
             self._msg_opcode = 0
             self._msg_parts = NO_PARTS
             self._msg_size = 0

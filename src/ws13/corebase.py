@@ -33,7 +33,8 @@ The state, set by ``Protocol`` and read by both twins:
   ``receive()`` (and ``large_buffer_updated()``); bytes out: every byte
   handed out to write (by ``receive()``, ``send_message()``,
   ``data_to_send()``): the HTTP handshake, frame headers and control frames
-  included. Messages: whole messages handed out as events, and whole
+  included. Messages: whole messages handed out as events (a streamed one
+  counts once, with its last ``Fragment``), and whole
   messages framed (``send_message()``, ``send_text()`` / ``send_binary()``
   with ``fin``, the last ``send_continuation()``).
 * ``_fast_send``: whether a whole message may be framed without the general

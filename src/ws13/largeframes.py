@@ -22,10 +22,16 @@ with permessage-deflate each piece is inflated as it arrives.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._accel import PayloadBuffer, apply_mask
 from .exceptions import InvalidState
 from .utils import rotate_mask
 from .writer import FrameWriter
+
+if TYPE_CHECKING:
+    from .extensions.base import Extension
+    from .extensions.permessage_deflate import PerMessageDeflate
 
 __all__ = ["LARGE_FRAME", "LARGE_FRAME_MAX", "LargeFrameReceiver"]
 
@@ -60,8 +66,10 @@ class LargeFrameReceiver(FrameWriter):
     _large: PayloadBuffer | None
     _large_b0: int
     _large_utf8: int
+    _deflate: PerMessageDeflate | None
     _expect_mask: int
     _partial_done: int
+    extensions: list[Extension]
     _utf8: int
     stream_fragments: bool
     #: Whether a data frame of ``LARGE_FRAME`` bytes or more that doesn't
@@ -112,16 +120,20 @@ class LargeFrameReceiver(FrameWriter):
         self._large_received(large)
         return pos
 
-    def _splits(self, length: int, head: int, end: int) -> bool:
-        """Whether the frame from ``head`` that ``data`` holds up to ``end`` of
-        is streamed (``stream_large_frames`` on): large, its masking key
-        arrived, not traced (a tracer sees whole frames), not started."""
+    def _splits(self, length: int) -> bool:
+        """Whether an incomplete frame of ``length`` bytes is streamed
+        (``stream_large_frames`` on): large, not traced (a tracer sees whole
+        frames), not partly checked already, and no extension but
+        permessage-deflate, which inflates a piece as a fragment. RFC 6455
+        section 5.4: "an intermediary MUST NOT change the fragmentation of a
+        message if any reserved bit values are used and the meaning of these
+        values is not known to the intermediary"."""
         return (
             self.stream_fragments
             and length >= LARGE_FRAME
-            and head <= end
             and self._tracer is None
             and not self._partial_done
+            and (not self.extensions or self._deflate is not None)
         )
 
     def _start_split(self, data: bytes | bytearray, b0: int, head: int, length: int) -> int:

@@ -492,8 +492,11 @@ class Protocol(MessageAssembler):
                 head += 4
             end = head + length
             if end > end_data:
-                if self.stream_large_frames and self._splits(length, head, end_data):
-                    pos = self._start_split(data, b0, head, length)
+                if self.stream_large_frames and self._splits(length):
+                    if head > end_data:
+                        self._need = head - pos  # the masking key, then stream
+                    else:
+                        pos = self._start_split(data, b0, head, length)
                     break
                 # Uncompressed text is UTF-8-checked as it arrives.
                 text = (
@@ -656,11 +659,13 @@ class Protocol(MessageAssembler):
         max_size = self.max_size
         if max_size is not None and self._msg_size + length > max_size:
             left = max_size - self._msg_size
-            if not (b0 & 0x40 or (opcode == OP_CONT and self._msg_rsv & 0x40)):
+            # RSV1 with permessage-deflate: compressed (RFC 7692 section 6).
+            # max_size bounds its data as it inflates; the wire size, only
+            # what is buffered before.
+            rsv1 = b0 & 0x40 or (opcode == OP_CONT and self._msg_rsv & 0x40)
+            if not rsv1 or not any(isinstance(e, PerMessageDeflate) for e in self.extensions):
                 self._fail_too_big(self._msg_size + length)
                 return False
-            # RSV1, compressed (RFC 7692 section 6): max_size bounds the data as
-            # it inflates; the wire size only bounds what is buffered before.
             if length > (limit := max_compressed_size(left)):
                 self._fail_too_big(
                     f"compressed frame of {length} bytes exceeds max_size={max_size}: "
