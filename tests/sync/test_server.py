@@ -305,7 +305,13 @@ class HandshakeTests(SyncTestCase):
         server = self.start_server(open_timeout=50 * MS)
         with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\n")  # and nothing more
-            assert sock.recv(4096) == b""  # the server closed the connection
+            # The server closed the connection: a FIN, or a reset if its
+            # thread started after the deadline and closed the socket with
+            # the request still unread (as it did once in CI, under load).
+            try:
+                assert sock.recv(4096) == b""
+            except ConnectionResetError:
+                pass
 
     def test_compression_echo(self) -> None:
         server = self.start_server()
