@@ -7,11 +7,16 @@ server reads them as they arrive.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
+import re
 import subprocess
+import sys
+import tempfile
 import unittest
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -286,3 +291,73 @@ class NodeSenderTests(unittest.IsolatedAsyncioTestCase):
             assert process.returncode == 0, stderr.decode(errors="replace")
             # Each piece came back before Node sent the next: streamed.
             assert json.loads(stdout)["results"] == ["frag", "ment", "ed ☃"]
+
+
+def contents(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The process's peak resident memory so far (VmHWM), in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+class UploadExampleTests(unittest.IsolatedAsyncioTestCase):
+    """examples/upload.py: uploads stream to files; memory doesn't grow with their size."""
+
+    async def asyncSetUp(self) -> None:
+        self.directory = self.enterContext(tempfile.TemporaryDirectory())
+        example = Path(__file__).parents[2] / "examples" / "upload.py"
+        self.server = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(example),
+            self.directory,
+            "--port",
+            "0",
+            stdout=subprocess.PIPE,
+        )
+        assert self.server.stdout is not None
+        line = (await wait(self.server.stdout.readline())).decode()
+        self.uri = re.search(r"ws://\S+/", line)[0]  # type: ignore[index]
+
+    async def asyncTearDown(self) -> None:
+        self.server.terminate()
+        await self.server.wait()
+
+    async def upload(self, data: bytes, compression: str | None) -> dict[str, Any]:
+        async with websockets.asyncio.client.connect(self.uri, compression=compression) as ws:
+            await ws.send(data)
+            return json.loads(await wait(ws.recv()))  # type: ignore[no-any-return]
+
+    async def test_a_large_upload_streams_to_a_file(self) -> None:
+        before = peak_rss_kib(self.server.pid)
+        data = os.urandom(64 * 2**20)  # websockets sends it in one frame
+        answer = await self.upload(data, None)
+        assert answer["bytes"] == len(data)
+        assert answer["sha256"] == hashlib.sha256(data).hexdigest()
+        assert contents(answer["file"]) == data
+        # Gathered whole, the message alone would add 64 MiB.
+        assert peak_rss_kib(self.server.pid) - before < 16 * 1024
+
+    async def test_compressed_uploads_and_text(self) -> None:
+        data = b"compressible " * 500_000
+        answer = await self.upload(data, "deflate")
+        assert (answer["bytes"], contents(answer["file"])) == (len(data), data)
+        answer = await self.upload("héllo", "deflate")  # type: ignore[arg-type]
+        assert contents(answer["file"]) == "héllo".encode()
+
+    async def test_an_interrupted_upload_leaves_no_file(self) -> None:
+        _, writer, _ = await raw_client(int(self.uri.rsplit(":", 1)[1].strip("/")))
+        writer.write(masked(0x2, bytes(LARGE_FRAME * 4))[: LARGE_FRAME * 2])
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.transport.abort()
+        for _ in range(100):
+            if not os.listdir(self.directory):
+                break
+            await asyncio.sleep(0.05)
+        assert os.listdir(self.directory) == []
