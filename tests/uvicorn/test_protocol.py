@@ -75,8 +75,8 @@ class BehaviourTests(UvicornCase):
         await self.timeout.__aexit__(None, None, None)
 
     async def test_echo_text_and_binary_up_to_max_size(self) -> None:
-        # Uncompressed: with permessage-deflate, random bytes grow a little
-        # and a frame over ws_max_size is refused whatever it inflates to.
+        # Uncompressed: compressed, random bytes grow a little, and the
+        # control refuses that frame (next test).
         async with connect(self.url("/echo"), max_size=None, compression=None) as ws:
             for size in (0, 1, 125, 126, 65535, 65536, MAX_SIZE):
                 await ws.send("é" * (size // 2) + "a" * (size % 2))
@@ -93,6 +93,19 @@ class BehaviourTests(UvicornCase):
                 self.assertEqual(await ws.recv(), "ws13 " * (size // 5))
                 await ws.send(b"\x00\x01" * (size // 2))
                 self.assertEqual(await ws.recv(), b"\x00\x01" * (size // 2))
+
+    async def test_incompressible_message_at_max_size(self) -> None:
+        # ws13 bounds the decompressed message by ws_max_size; websockets-sansio
+        # checks the compressed frame's wire size too (docs/uvicorn.md, "Differences").
+        async with connect(self.url("/echo"), max_size=None) as ws:
+            data = os.urandom(MAX_SIZE)
+            await ws.send(data)
+            if self.ws == WS13:
+                self.assertEqual(await ws.recv(), data)
+            else:
+                with self.assertRaises(ConnectionClosed):
+                    await ws.recv()
+                self.assertEqual(ws.close_code, 1009)
 
     async def test_message_above_max_size_closes_with_1009(self) -> None:
         async with connect(self.url("/echo?key=big"), max_size=None) as ws:
