@@ -24,6 +24,7 @@ import websockets.asyncio.client
 
 from tests.asyncio.helpers import ServerClientTestCase, raw_client, wait, wait_for_condition
 from tests.interop.test_node_ws import NODE_DIR, install_ws
+from tests.utils import memory_kib
 from ws13.asyncio.connection import Connection
 from ws13.asyncio.server import ServerConnection, serve
 from ws13.exceptions import ConcurrencyError, ConnectionClosedError
@@ -297,15 +298,6 @@ def contents(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
-def peak_rss_kib(pid: int) -> int:
-    """The process's peak resident memory so far (VmHWM), in KiB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmHWM")
-
-
 class UploadExampleTests(unittest.IsolatedAsyncioTestCase):
     """examples/upload.py: uploads stream to files; memory doesn't grow with their size."""
 
@@ -334,14 +326,14 @@ class UploadExampleTests(unittest.IsolatedAsyncioTestCase):
             return json.loads(await wait(ws.recv()))  # type: ignore[no-any-return]
 
     async def test_a_large_upload_streams_to_a_file(self) -> None:
-        before = peak_rss_kib(self.server.pid)
+        before = memory_kib(self.server.pid, "VmHWM")
         data = os.urandom(64 * 2**20)  # websockets sends it in one frame
         answer = await self.upload(data, None)
         assert answer["bytes"] == len(data)
         assert answer["sha256"] == hashlib.sha256(data).hexdigest()
         assert contents(answer["file"]) == data
         # Gathered whole, the message alone would add 64 MiB.
-        assert peak_rss_kib(self.server.pid) - before < 16 * 1024
+        assert memory_kib(self.server.pid, "VmHWM") - before < 16 * 1024
 
     async def test_compressed_uploads_and_text(self) -> None:
         data = b"compressible " * 500_000

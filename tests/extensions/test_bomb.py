@@ -18,7 +18,7 @@ from ws13.asyncio import connect
 from ws13.exceptions import ConnectionClosedError
 from ws13.frames import Frame, Opcode
 
-from ..utils import MS, free_port
+from ..utils import MS, free_port, memory_kib
 
 SERVER = textwrap.dedent(
     """
@@ -37,14 +37,6 @@ SERVER = textwrap.dedent(
     asyncio.run(main())
     """
 )
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def gigabyte_of_zeros_deflated() -> bytes:
@@ -82,14 +74,14 @@ class DeflateBombTests(unittest.IsolatedAsyncioTestCase):
             # Warm up: a compressed round trip allocates the zlib state first.
             await ws.send("warm up " * 100)
             await ws.recv()
-            before = rss_kib(self.server.pid)
+            before = memory_kib(self.server.pid)
             # Write the bomb as one raw masked frame with RSV1 (compressed).
             frame = Frame(Opcode.BINARY, payload, rsv1=True).serialize(mask=os.urandom(4))
             assert ws.transport is not None
             ws.transport.write(frame)
             with self.assertRaises(ConnectionClosedError):
                 await asyncio.wait_for(ws.recv(), 30_000 * MS)
-            after = rss_kib(self.server.pid)
+            after = memory_kib(self.server.pid)
         self.assertEqual(ws.close_code, 1009)
         self.assertLess(after - before, 50 * 1024, f"RSS grew from {before} to {after} KiB")
         # The server is still serving.

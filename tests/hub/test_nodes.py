@@ -12,13 +12,12 @@ import unittest
 from typing import Any
 
 from tests.cli.helpers import ENV, WS13
-from tests.utils import free_port
+from tests.utils import free_port, memory_kib
 from ws13.asyncio import connect
 from ws13.hub import SUBPROTOCOL
 from ws13.hub.client import Client, Gap, Message
 
 from .helpers import TIMEOUT, RedisServer, WithRedis, node_health, recv_json, serve_nodes
-from .test_server import rss_kib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -190,11 +189,11 @@ class TwoNodesTests(WithRedis, unittest.IsolatedAsyncioTestCase):
         publisher = await self.client(self.a.url)
         payload = "x" * 20_000
         await publisher.publish("ticker", {"i": -1, "p": payload})
-        baseline = rss_kib(self.b.process.pid)
+        baseline = memory_kib(self.b.process.pid)
         total = 3000  # 60 MB through node B to a client that reads nothing
         for i in range(total):
             await publisher.publish("ticker", {"i": i, "p": payload})
-        grown = rss_kib(self.b.process.pid) - baseline
+        grown = memory_kib(self.b.process.pid) - baseline
         self.assertLess(grown, 30_000, f"node B grew by {grown} KiB")
         # The slow client is still connected and gets the latest message in the end.
         last = -2

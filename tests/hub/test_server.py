@@ -24,15 +24,6 @@ from ws13.metrics import Metrics
 from .helpers import TIMEOUT, HubTestCase, WithRedis, recv_json, wait_until
 
 
-def rss_kib(pid: int) -> int:
-    """The resident set size of process ``pid``, in KiB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 class PubSubTests(HubTestCase):
     async def test_publish_reaches_subscribers_after_the_reply(self) -> None:
         hub, server = await self.start_hub()
