@@ -4,9 +4,10 @@ Usage: python examples/upload.py [DIRECTORY] [--host 127.0.0.1] [--port 8766]
 
 Serves ws://HOST:PORT/. Each message a client sends is an upload: it is
 written to a new file in DIRECTORY (default: the current directory) piece by
-piece as it arrives, with ``recv_streaming()``. A browser sends a message in
-one frame, and ws13 hands a large frame on a piece per read, so memory stays
-at about ``max_queue`` pieces whatever the upload's size. When the message
+piece as it arrives, with ``recv_streaming()``. Clients send a message in
+one frame (websockets, Node's ws) or in frames of about 128 KiB (Chromium),
+and ws13 hands a large frame on a piece per read, so memory stays at about
+``max_queue`` pieces whatever the upload's size. When the message
 is complete the server answers with one text message, JSON:
 ``{"file": path, "bytes": size, "sha256": hex}``. Uploads are limited to
 ``MAX_SIZE`` (4 GiB): a larger one closes the connection with 1009 and its

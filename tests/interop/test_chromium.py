@@ -12,6 +12,7 @@ compression.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import unittest
 from collections.abc import Awaitable
@@ -126,10 +127,10 @@ class ChromiumTests(RecordingEcho, unittest.IsolatedAsyncioTestCase):
         self.start_recording()
         self.browser = await self.enterAsyncContext(Chromium())
 
-    async def start(self, **kwargs: Any) -> Page:
-        """Start a ws13 echo server and open its page in a new tab."""
+    async def start(self, handler: Any = None, **kwargs: Any) -> Page:
+        """Start a ws13 echo server (or ``handler``) and open its page in a new tab."""
         server: Server = await serve(
-            self.handler,
+            handler or self.handler,
             "127.0.0.1",
             0,
             max_size=MAX_SIZE,
@@ -257,6 +258,44 @@ class ChromiumTests(RecordingEcho, unittest.IsolatedAsyncioTestCase):
         self.assertEqual(closed["closed"], {"code": 4001, "reason": "", "wasClean": True})
         connection = await self.server_connection()
         self.assertEqual((connection.close_code, connection.close_reason), (4001, "see you ☃"))
+
+    async def test_a_large_message_streams_from_the_browser(self) -> None:
+        # Chromium sends a large message in frames of about 128 KiB (12 MiB:
+        # about 100 frames), compressed; recv_streaming() hands each on a
+        # piece per read, inflated as it arrives, and nothing is lost.
+        async def digests(connection: ServerConnection) -> None:
+            while True:
+                digest, pieces, size = hashlib.sha256(), 0, 0
+                async for piece in connection.recv_streaming(decode=False):
+                    assert isinstance(piece, bytes)
+                    digest.update(piece)
+                    pieces += 1
+                    size += len(piece)
+                await connection.send(json.dumps([pieces, size, digest.hexdigest()]))
+
+        page = await self.start(digests)
+        result = await self.run_js(
+            page,
+            """
+            const ws = await open(WS_URL);
+            const hex = async (data) => Array.from(
+              new Uint8Array(await crypto.subtle.digest("SHA-256", data)),
+              (b) => b.toString(16).padStart(2, "0")).join("");
+            const results = [];
+            for (const message of [randomBytes(12 * 2 ** 20), patternBytes(12 * 2 ** 20)]) {
+              ws.send(message);
+              const [pieces, size, digest] = JSON.parse(await ws.next());
+              results.push({ pieces, size, equal: digest === await hex(message) });
+            }
+            ws.close(1000);
+            return { extensions: ws.extensions, results };
+            """,
+        )
+        self.assertIn("permessage-deflate", result["extensions"])
+        for sent in result["results"]:
+            self.assertEqual(sent["size"], 12 * 2**20, sent)
+            self.assertTrue(sent["equal"], sent)
+            self.assertGreater(sent["pieces"], 1, sent)
 
     # -- Chromium's DevTools server against our client ------------------------
 

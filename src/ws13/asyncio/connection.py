@@ -309,18 +309,18 @@ class Connection(Pinger):
         between two frames comes whole in the later piece) and ``bytes`` for
         a binary one, a piece per frame, and stops after the message's last
         frame. A frame of 16 KiB or more (``LARGE_FRAME``) that doesn't
-        arrive in one read comes as a piece per read, so a large message sent
-        in one frame (as browsers send them) streams too; a smaller one is one
-        piece. ``decode`` as in ``recv()``; with ``decode=True`` binary is
-        decoded incrementally.
+        arrive in one read comes as a piece per read, so a large message
+        sent in one frame (as websockets and Node's ws send them) streams
+        too; a smaller one is one piece. ``decode`` as in ``recv()``; with
+        ``decode=True`` binary is decoded incrementally.
 
         The first call turns streaming on for this connection, for good:
         from then on each piece is queued as it arrives (each counts toward
         ``max_queue``) instead of once the message is whole; ``recv()`` and
         ``async for`` still return whole messages. ``max_size`` still
-        bounds the whole message: past it the connection fails with 1009 and
-        the iteration raises ConnectionClosedError. Messages already whole in the queue when
-        streaming starts come as one piece.
+        bounds the whole message: past it the connection fails with 1009
+        and the iteration raises ConnectionClosedError. Messages already
+        whole in the queue when streaming starts come as one piece.
 
         Leaving the loop before the last piece (``break``, cancellation)
         keeps the rest: the next ``recv_streaming()`` continues that
