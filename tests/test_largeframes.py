@@ -235,10 +235,7 @@ class TestSection5_2LargeFrames:
         wire, expected, _ = encode_as_client(items)
         cuts = data.draw(cut_points(len(wire)))
         receiver = server(max_size=None)
-        events = []
-        for start, end in zip([0, *cuts], [*cuts, len(wire)], strict=True):
-            events += receive(receiver, wire[start:end])
-        assert events == expected
+        assert pieces(receiver, wire, cuts) == expected
         assert receiver.parser_exc is None
 
 

@@ -230,10 +230,10 @@ class Connection:
 
         Each frame of a fragmented message is one piece (text pieces are
         whole characters; ``max_size`` still bounds the message), and so is
-        each read of a frame of 16 KiB or more once a first iteration has started; a
-        smaller message in one frame is one piece. Consume the iterator to the end: until then
-        ``recv()`` raises ConcurrencyError. ``decode`` and the exceptions are
-        those of ``recv()``.
+        each read of a frame of 16 KiB or more once a first iteration has
+        started; a smaller message in one frame is one piece. Consume the
+        iterator to the end: until then ``recv()`` raises ConcurrencyError.
+        ``decode`` and the exceptions are those of ``recv()``.
         """
         # From now on a large frame comes read by read too (the reader
         # thread reads this flag; a bool is set atomically).

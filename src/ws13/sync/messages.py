@@ -138,9 +138,10 @@ class MessageQueue:
     def get_iter(self, decode: bool | None = None) -> Iterator[str | bytes]:
         """Yield the next message piece by piece as the pieces arrive.
 
-        A piece per Fragment the core gave, a whole message as one. Text pieces are whole
-        characters. Consume the iterator to the end: until then other
-        ``get()`` calls raise ConcurrencyError. Raises as ``get()``.
+        A piece per Fragment the core gave, a whole message as one. Text
+        pieces are whole characters. Consume the iterator to the end: until
+        then other ``get()`` calls raise ConcurrencyError. Raises as
+        ``get()``.
         """
         with self._cond:
             self._enter()
